@@ -1,0 +1,18 @@
+/// Index of the time-stamp counter MSR, the one filtered MSR whose reads
+/// return a value rather than a fault.
+pub const MSR_TSC: u32 = 0x10;
+
+/// One nondeterministic input, applied by the core at a numbered exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Wall-clock time at virtual time zero, in nanoseconds since the Unix
+    /// epoch: the CMOS clock counts from it. Applied once, at boot.
+    WallClock { unix_ns: u64 },
+    /// A sample of virtual time in nanoseconds since boot. PIT counts, timer
+    /// interrupts and CMOS values are computed from the latest sample.
+    Time { ns: u64 },
+    /// Bytes from outside accepted into the UART's receive FIFO.
+    SerialIn(Vec<u8>),
+    /// The value a filtered MSR read returned.
+    MsrRead { index: u32, value: u64 },
+}

@@ -1,0 +1,1 @@
+//! Trace files and the replaying event source (see DESIGN.md §2).

@@ -1,0 +1,1 @@
+//! Guest kernels built into the ftvm binary.
