@@ -17,6 +17,19 @@ impl ExitSignature {
         self.0 = XxHash64::oneshot(self.0, &bytes);
     }
 
+    /// Condenses an access's data into one word for [`fold`](Self::fold):
+    /// the bytes themselves when they fit, their hash when they do not.
+    pub fn data_word(data: &[u8]) -> u64 {
+        match data.len() {
+            0..=8 => {
+                let mut word = [0u8; 8];
+                word[..data.len()].copy_from_slice(data);
+                u64::from_le_bytes(word)
+            }
+            _ => XxHash64::oneshot(0, data),
+        }
+    }
+
     /// The signature as carried by a record.
     pub fn value(self) -> u64 {
         self.0

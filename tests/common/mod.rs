@@ -1,0 +1,131 @@
+//! Helpers shared by the end-to-end tests: they run the real `ftvm` binary.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Generous: guests are emulated instruction by instruction here, and the
+/// machine may be loaded by other tests.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn ftvm() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ftvm"));
+    command.stdin(Stdio::null());
+    command
+}
+
+/// What a finished ftvm process left behind.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal: {self:?}"))
+    }
+
+    /// Asserts ftvm failed with `status` and one line on stderr naming the
+    /// problem, and that it did not panic.
+    pub fn assert_refused(&self, status: i32, needle: &str) {
+        assert_eq!(self.code(), status, "wrong status: {self:#?}");
+        let lines: Vec<_> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "want a one-line error: {self:#?}");
+        assert!(lines[0].starts_with("ftvm: error: "), "{self:#?}");
+        assert!(
+            lines[0].contains(needle),
+            "stderr should mention `{needle}`: {self:#?}"
+        );
+        assert!(!self.stderr.contains("panicked"), "{self:#?}");
+    }
+}
+
+/// Collects a child's output while waiting for it, killing it after
+/// `timeout` (a hang is a failure, not a wait forever).
+pub fn finish(mut child: Child, timeout: Duration) -> Finished {
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for ftvm") {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "ftvm did not finish within {timeout:?}; stderr so far: {}",
+                stderr.join().unwrap()
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        text
+    })
+}
+
+/// Runs `ftvm ARGS` with stdin from /dev/null and waits for it.
+pub fn run(args: &[&str]) -> Finished {
+    let child = ftvm()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ftvm");
+    finish(child, TIMEOUT)
+}
+
+/// A fresh directory for one test's files.
+pub fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ftvm-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Assembles and links one of the hand-written guests in tests/guests.
+pub fn assemble_guest(name: &str, out_dir: &Path) -> PathBuf {
+    let guests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests");
+    let object = out_dir.join(format!("{name}.o"));
+    let elf = out_dir.join(name);
+    let status = Command::new("gcc")
+        .arg("-c")
+        .arg(guests.join(format!("{name}.S")))
+        .arg("-o")
+        .arg(&object)
+        .status()
+        .expect("run gcc (the tests need it to assemble guests)");
+    assert!(status.success(), "assembling {name}.S failed");
+    let status = Command::new("ld")
+        .arg("-T")
+        .arg(guests.join("guest.ld"))
+        .arg("-o")
+        .arg(&elf)
+        .arg(&object)
+        .status()
+        .expect("run ld");
+    assert!(status.success(), "linking {name} failed");
+    elf
+}

@@ -1,0 +1,75 @@
+//! The command line: clap types, dispatch, and the mapping from failures to
+//! the documented exit statuses.
+
+mod run;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use vmm::exit_status::USAGE;
+use vmm::vm_config::DEFAULT_MEM_MIB;
+
+#[derive(Debug, Parser)]
+#[command(name = "ftvm", version, about = "A fault-tolerant hypervisor on KVM")]
+struct Cli {
+    /// Log level or filter for messages on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot a guest and connect its console to this terminal.
+    Run(VmArgs),
+}
+
+/// What describes a VM, shared by every command that starts one.
+#[derive(Debug, Args)]
+struct VmArgs {
+    /// Kernel: a PVH ELF64 file, or the name of a built-in image (hello, ticker, exitloop).
+    #[arg(long, value_name = "IMG")]
+    kernel: String,
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = DEFAULT_MEM_MIB, value_name = "N")]
+    mem_mib: u32,
+    /// Command line passed to the guest in hvm_start_info.
+    #[arg(long, default_value = "", value_name = "S")]
+    cmdline: String,
+}
+
+/// Runs ftvm and returns its exit status.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() { USAGE } else { 0 };
+        }
+    };
+    let filter = match EnvFilter::try_new(&cli.log_level) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!(
+                "ftvm: error: invalid --log-level `{}`: {error}",
+                cli.log_level
+            );
+            return USAGE;
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => run::run(&args),
+    };
+    match result {
+        Ok(status) => status,
+        Err(error) => {
+            eprintln!("ftvm: error: {error}");
+            error.status()
+        }
+    }
+}

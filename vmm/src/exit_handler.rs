@@ -1,0 +1,351 @@
+//! The deterministic core: what happens at each counted exit.
+//!
+//! Order at exit k (DESIGN.md §3): count it; ask the event source for the
+//! events due at k and apply them in log order (a time sample comes first,
+//! since a PIT or CMOS read at k needs it); complete the access; fold the
+//! exit into the signature; hand the events and signature back to the source
+//! (a recorder writes them, a replayer checks them); emit outputs; then the
+//! vCPU layer decides injection from PIC state alone. This handler never
+//! calls KVM, so tests can feed it synthetic exits.
+
+use ft_logging::{
+    Event, EventSource, ExitQuery, ExitSignature, MSR_TSC, OutputSink, SinkError, SourceError,
+};
+use tracing::warn;
+
+use crate::platform::{GuestEnd, Platform, PortEffect};
+
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// A synchronous exit as KVM reported it, with its data buffers.
+#[derive(Debug)]
+pub enum Access<'a> {
+    PioIn {
+        port: u16,
+        data: &'a mut [u8],
+    },
+    PioOut {
+        port: u16,
+        data: &'a [u8],
+    },
+    MmioRead {
+        addr: u64,
+        data: &'a mut [u8],
+    },
+    MmioWrite {
+        addr: u64,
+        data: &'a [u8],
+    },
+    RdMsr {
+        index: u32,
+        value: &'a mut u64,
+        fault: &'a mut u8,
+    },
+    WrMsr {
+        index: u32,
+        value: u64,
+        fault: &'a mut u8,
+    },
+    Hlt,
+    IrqWindowOpen,
+    Shutdown,
+}
+
+impl Access<'_> {
+    fn kind(&self) -> u8 {
+        match self {
+            Access::PioIn { .. } => 1,
+            Access::PioOut { .. } => 2,
+            Access::MmioRead { .. } => 3,
+            Access::MmioWrite { .. } => 4,
+            Access::RdMsr { .. } => 5,
+            Access::WrMsr { .. } => 6,
+            Access::Hlt => 7,
+            Access::IrqWindowOpen => 8,
+            Access::Shutdown => 9,
+        }
+    }
+}
+
+/// An access that has been completed, waiting for the registers to finish
+/// its exit.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "an exit is finished by ExitHandler::finish"]
+pub struct Completed {
+    kind: u8,
+    address: u64,
+    data: u64,
+    halt: bool,
+}
+
+/// What the vCPU does after an exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    End(GuestEnd),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("exit {exit} reads a clock but its events hold no time sample")]
+    MissingTime { exit: u64 },
+    #[error("exit {exit} reads MSR {index:#x} but its events hold no value for it")]
+    MissingMsr { exit: u64, index: u32 },
+}
+
+#[derive(Debug, Default)]
+pub struct ExitHandler {
+    platform: Platform,
+    exits: u64,
+    signature: ExitSignature,
+    /// Events applied at the current exit (kept to reuse the allocation).
+    events: Vec<Event>,
+    effects: Vec<PortEffect>,
+    console: Vec<u8>,
+    warned_msrs: Vec<u32>,
+}
+
+impl ExitHandler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Exits counted so far.
+    pub fn exits(&self) -> u64 {
+        self.exits
+    }
+
+    pub fn signature(&self) -> ExitSignature {
+        self.signature
+    }
+
+    /// Exit 0: the inputs the guest sees before its first instruction.
+    pub fn boot(&mut self, source: &mut dyn EventSource) -> Result<(), CoreError> {
+        let query = ExitQuery {
+            needs_time: true,
+            ..self.query(false)
+        };
+        self.take_events(&query, source)?;
+        self.commit(source)
+    }
+
+    /// The first half of exit k: count it, apply its events, complete the
+    /// access.
+    pub fn access(
+        &mut self,
+        access: Access<'_>,
+        source: &mut dyn EventSource,
+    ) -> Result<Completed, CoreError> {
+        self.exits += 1;
+        let needs_time = match &access {
+            Access::PioIn { port, .. } | Access::PioOut { port, .. } => {
+                Platform::port_needs_time(*port)
+            }
+            _ => false,
+        };
+        let query = ExitQuery {
+            needs_time,
+            msr_read: match &access {
+                Access::RdMsr { index, .. } if *index == MSR_TSC => Some(*index),
+                _ => None,
+            },
+            ..self.query(false)
+        };
+        self.take_events(&query, source)?;
+        self.effects.clear();
+        let kind = access.kind();
+        let (address, data) = match access {
+            Access::PioIn { port, data } => {
+                self.platform.port_in(port, data);
+                (u64::from(port), ExitSignature::data_word(data))
+            }
+            Access::PioOut { port, data } => {
+                self.platform.port_out(port, data, &mut self.effects);
+                (u64::from(port), ExitSignature::data_word(data))
+            }
+            Access::MmioRead { addr, data } => {
+                self.platform.mmio_read(addr, data);
+                (addr, ExitSignature::data_word(data))
+            }
+            Access::MmioWrite { addr, data } => {
+                self.platform.mmio_write(addr, data);
+                (addr, ExitSignature::data_word(data))
+            }
+            Access::RdMsr {
+                index,
+                value,
+                fault,
+            } => {
+                *value = self.read_msr(index, fault)?;
+                (u64::from(index), *value)
+            }
+            Access::WrMsr {
+                index,
+                value,
+                fault,
+            } => {
+                self.write_msr(index, fault);
+                (u64::from(index), value)
+            }
+            Access::Shutdown => {
+                self.effects.push(PortEffect::End(GuestEnd::TripleFault));
+                (0, 0)
+            }
+            Access::Hlt | Access::IrqWindowOpen => (0, 0),
+        };
+        Ok(Completed {
+            kind,
+            address,
+            data,
+            halt: kind == Access::Hlt.kind(),
+        })
+    }
+
+    /// The second half of exit k, once the guest's registers are known: fold
+    /// the signature, commit the events, emit outputs, and wait in HLT.
+    pub fn finish(
+        &mut self,
+        completed: Completed,
+        rip: u64,
+        rflags: u64,
+        source: &mut dyn EventSource,
+        sink: &mut dyn OutputSink,
+    ) -> Result<Flow, CoreError> {
+        self.signature
+            .fold(completed.kind, completed.address, completed.data, rip);
+        self.commit(source)?;
+
+        let mut end = None;
+        self.console.clear();
+        for effect in &self.effects {
+            match *effect {
+                PortEffect::Console(byte) => self.console.push(byte),
+                PortEffect::End(reason) => end = Some(reason),
+            }
+        }
+        if !self.console.is_empty() {
+            sink.console(self.exits, &self.console)?;
+        }
+        if end.is_none() && completed.halt {
+            end = self.halt(rflags, source, sink)?;
+        }
+        match end {
+            Some(reason) => {
+                sink.flush()?;
+                Ok(Flow::End(reason))
+            }
+            None => Ok(Flow::Continue),
+        }
+    }
+
+    /// Whether the PIC asserts INT to the CPU.
+    pub fn interrupt_pending(&self) -> bool {
+        self.platform.interrupt_pending()
+    }
+
+    /// The CPU's interrupt acknowledge cycle: the vector to inject.
+    pub fn acknowledge_interrupt(&mut self) -> u8 {
+        self.platform.pic.acknowledge()
+    }
+
+    /// A halted guest waits for events at this same exit until an
+    /// interrupt is pending. Returns the end of the VM if it halted for good.
+    fn halt(
+        &mut self,
+        rflags: u64,
+        source: &mut dyn EventSource,
+        sink: &mut dyn OutputSink,
+    ) -> Result<Option<GuestEnd>, CoreError> {
+        if rflags & RFLAGS_IF == 0 {
+            return Ok(Some(GuestEnd::Halted));
+        }
+        sink.flush()?;
+        while !self.platform.interrupt_pending() {
+            let query = self.query(true);
+            match self.take_events(&query, source) {
+                Err(CoreError::Source(SourceError::Deadlock)) => return Ok(Some(GuestEnd::Idle)),
+                Err(error) => return Err(error),
+                Ok(()) if self.events.is_empty() => return Ok(Some(GuestEnd::Idle)),
+                Ok(()) => self.commit(source)?,
+            }
+        }
+        Ok(None)
+    }
+
+    fn query(&self, halted: bool) -> ExitQuery {
+        ExitQuery {
+            exit: self.exits,
+            halted,
+            timer_deadline_ns: self.platform.pit.next_irq0_ns(),
+            serial_room: self.platform.uart.rx_room(),
+            ..ExitQuery::default()
+        }
+    }
+
+    /// Asks the source for this exit's events and applies them in order.
+    fn take_events(
+        &mut self,
+        query: &ExitQuery,
+        source: &mut dyn EventSource,
+    ) -> Result<(), CoreError> {
+        self.events.clear();
+        source.events(query, &mut self.events)?;
+        for event in &self.events {
+            match event {
+                Event::WallClock { unix_ns } => self.platform.rtc.set_wall_clock(*unix_ns),
+                Event::Time { ns } => self.platform.advance_time(*ns),
+                Event::SerialIn(bytes) => self.platform.receive_serial(bytes),
+                Event::MsrRead { .. } => {}
+            }
+        }
+        let has_time = self.events.iter().any(|e| matches!(e, Event::Time { .. }));
+        if query.needs_time && !has_time {
+            return Err(CoreError::MissingTime { exit: query.exit });
+        }
+        Ok(())
+    }
+
+    /// Hands the events applied at this exit back to the source.
+    fn commit(&mut self, source: &mut dyn EventSource) -> Result<(), CoreError> {
+        if !self.events.is_empty() {
+            source.applied(self.exits, &self.events, self.signature)?;
+        }
+        Ok(())
+    }
+
+    /// Only the TSC reads a value (a logged one); every other filtered MSR
+    /// is hidden from the guest, which gets #GP as on a CPU without it.
+    fn read_msr(&mut self, index: u32, fault: &mut u8) -> Result<u64, CoreError> {
+        if index != MSR_TSC {
+            *fault = 1;
+            return Ok(0);
+        }
+        self.events
+            .iter()
+            .find_map(|event| match event {
+                Event::MsrRead { index: i, value } if *i == index => Some(*value),
+                _ => None,
+            })
+            .ok_or(CoreError::MissingMsr {
+                exit: self.exits,
+                index,
+            })
+    }
+
+    fn write_msr(&mut self, index: u32, fault: &mut u8) {
+        if index != MSR_TSC {
+            *fault = 1;
+        } else if !self.warned_msrs.contains(&index) {
+            // The virtual TSC follows virtual time; a guest cannot move it.
+            self.warned_msrs.push(index);
+            warn!(
+                msr = format_args!("{index:#x}"),
+                "guest write to the TSC ignored"
+            );
+        }
+    }
+}

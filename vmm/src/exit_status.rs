@@ -1,0 +1,33 @@
+//! ftvm's exit statuses. As with `docker run`, the guest's own status passes
+//! through, and ftvm's failures use a small table at the top of the range
+//! (a guest may choose the same numbers; the message on stderr tells).
+
+use crate::platform::GuestEnd;
+use crate::vstate::VmEnd;
+
+/// The guest triple-faulted (KVM_EXIT_SHUTDOWN).
+pub const GUEST_TRIPLE_FAULT: u8 = 121;
+/// The guest ran an instruction the host's KVM cannot emulate.
+pub const UNEMULATED_INSTRUCTION: u8 = 122;
+/// KVM is missing or failed.
+pub const KVM_FAILURE: u8 = 123;
+/// The kernel is not a valid PVH ELF64 image, or does not fit.
+pub const INVALID_KERNEL: u8 = 124;
+/// Bad command-line usage.
+pub const USAGE: u8 = 125;
+/// The kernel file exists but cannot be read.
+pub const UNREADABLE_KERNEL: u8 = 126;
+/// The kernel is neither a file nor a built-in image.
+pub const KERNEL_NOT_FOUND: u8 = 127;
+/// Writing the guest's console failed.
+pub const HOST_IO_FAILURE: u8 = 120;
+
+/// The status of a run that ended without an ftvm failure.
+pub fn of_end(end: VmEnd) -> u8 {
+    match end {
+        VmEnd::Guest(GuestEnd::Exit(status)) => status,
+        VmEnd::Guest(GuestEnd::Reset | GuestEnd::Halted | GuestEnd::Idle) => 0,
+        VmEnd::Guest(GuestEnd::TripleFault) => GUEST_TRIPLE_FAULT,
+        VmEnd::Stopped(reason) => reason.exit_status() as u8,
+    }
+}

@@ -1,0 +1,131 @@
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use ft_logging::{Event, EventSource, ExitQuery, ExitSignature, MSR_TSC, SourceError};
+
+use super::{StopSignal, VirtualClock};
+
+/// What the host's input threads send to the vCPU thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostInput {
+    /// Bytes for the guest's serial line.
+    Serial(Vec<u8>),
+    /// No more serial input will come.
+    SerialClosed,
+    /// Nothing but a reason to look at the stop signal.
+    Wake,
+}
+
+/// Events from the host: its monotonic clock and stdin. Serial input waits
+/// in a backlog and enters the UART's FIFO at an exit when it has room.
+#[derive(Debug)]
+pub struct LiveSource {
+    input: Receiver<HostInput>,
+    stop: Arc<StopSignal>,
+    clock: VirtualClock,
+    backlog: VecDeque<u8>,
+    serial_open: bool,
+    /// Virtual time never goes back, whatever the host clock does.
+    last_ns: u64,
+}
+
+impl LiveSource {
+    pub fn new(input: Receiver<HostInput>, stop: Arc<StopSignal>, clock: VirtualClock) -> Self {
+        Self {
+            input,
+            stop,
+            clock,
+            backlog: VecDeque::new(),
+            serial_open: true,
+            last_ns: 0,
+        }
+    }
+
+    fn take(&mut self, message: HostInput) {
+        match message {
+            HostInput::Serial(bytes) => self.backlog.extend(bytes),
+            HostInput::SerialClosed => self.serial_open = false,
+            HostInput::Wake => {}
+        }
+    }
+
+    fn check_stop(&self) -> Result<(), SourceError> {
+        match self.stop.requested() {
+            Some(reason) => Err(SourceError::Stopped(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Blocks a halted guest until the timer is due, serial bytes can enter
+    /// the FIFO, or a stop is requested.
+    fn wait(&mut self, query: &ExitQuery) -> Result<(), SourceError> {
+        loop {
+            self.check_stop()?;
+            if query.serial_room > 0 && !self.backlog.is_empty() {
+                return Ok(());
+            }
+            let message = match query.timer_deadline_ns {
+                Some(deadline) => {
+                    let timeout = self.clock.until(deadline);
+                    if timeout.is_zero() {
+                        return Ok(());
+                    }
+                    match self.input.recv_timeout(timeout) {
+                        Ok(message) => message,
+                        Err(RecvTimeoutError::Timeout) => return Ok(()),
+                        Err(RecvTimeoutError::Disconnected) => return Err(SourceError::Deadlock),
+                    }
+                }
+                None if !self.serial_open => return Err(SourceError::Deadlock),
+                None => self.input.recv().map_err(|_| SourceError::Deadlock)?,
+            };
+            self.take(message);
+        }
+    }
+
+    fn now_ns(&mut self) -> u64 {
+        self.last_ns = self.last_ns.max(self.clock.now_ns());
+        self.last_ns
+    }
+}
+
+impl EventSource for LiveSource {
+    fn events(&mut self, query: &ExitQuery, events: &mut Vec<Event>) -> Result<(), SourceError> {
+        while let Ok(message) = self.input.try_recv() {
+            self.take(message);
+        }
+        self.check_stop()?;
+        if query.exit == 0 {
+            events.push(Event::WallClock {
+                unix_ns: self.clock.wall_clock_at_boot(),
+            });
+        }
+        if query.halted {
+            self.wait(query)?;
+        }
+        let now = self.now_ns();
+        let timer_due = query
+            .timer_deadline_ns
+            .is_some_and(|deadline| now >= deadline);
+        if query.needs_time || timer_due {
+            events.push(Event::Time { ns: now });
+        }
+        if query.msr_read == Some(MSR_TSC) {
+            // The virtual TSC runs at 1 GHz: it reads virtual nanoseconds.
+            events.push(Event::MsrRead {
+                index: MSR_TSC,
+                value: now,
+            });
+        }
+        if query.serial_room > 0 && !self.backlog.is_empty() {
+            let n = query.serial_room.min(self.backlog.len());
+            events.push(Event::SerialIn(self.backlog.drain(..n).collect()));
+        }
+        Ok(())
+    }
+
+    fn applied(&mut self, _: u64, _: &[Event], _: ExitSignature) -> Result<(), SourceError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! Host backends: where a live run's inputs come from and its outputs go.
+//! Nothing here is deterministic; it all reaches the guest through the
+//! [`LiveSource`] at exits.
+
+mod clock;
+mod console;
+mod live_source;
+mod stdout_sink;
+mod stop;
+
+pub use clock::VirtualClock;
+pub use console::{TerminalGuard, spawn_stdin_reader};
+pub use live_source::{HostInput, LiveSource};
+pub use stdout_sink::StdoutSink;
+pub use stop::{StopSignal, VcpuKicker, watch_signals};

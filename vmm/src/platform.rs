@@ -1,0 +1,187 @@
+//! The deterministic PC platform: the devices, the port bus that reaches
+//! them, and the interrupt lines between them and the PIC.
+
+use std::collections::BTreeSet;
+
+use tracing::warn;
+
+use crate::devices::i8042::I8042;
+use crate::devices::pic::DualPic;
+use crate::devices::pit::Pit;
+use crate::devices::rtc::Rtc;
+use crate::devices::uart::Uart;
+
+const COM1_BASE: u16 = 0x3f8;
+const COM1_IRQ: u8 = 4;
+const PIT_IRQ: u8 = 0;
+/// Writing byte v here ends the VM with exit status v.
+pub const EXIT_PORT: u16 = 0xf4;
+/// The POST-code port: writes are a common I/O delay, so they are accepted silently.
+const POST_PORT: u16 = 0x80;
+const RTC_DATA_PORT: u16 = 0x71;
+
+/// How the VM ended, seen from the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestEnd {
+    /// The guest wrote this byte to the exit port.
+    Exit(u8),
+    /// The guest reset the machine through the i8042.
+    Reset,
+    /// The guest halted with interrupts disabled.
+    Halted,
+    /// The guest halted with interrupts enabled and nothing can ever wake it.
+    Idle,
+    /// The guest triple-faulted.
+    TripleFault,
+}
+
+/// What a port write asks of the machine beyond the device's own state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortEffect {
+    /// A byte the guest transmitted on its console.
+    Console(u8),
+    /// The guest ended the VM.
+    End(GuestEnd),
+}
+
+#[derive(Debug, Default)]
+pub struct Platform {
+    pub pic: DualPic,
+    pub pit: Pit,
+    pub rtc: Rtc,
+    pub uart: Uart,
+    i8042: I8042,
+    /// Unknown ports and addresses already warned about, so a guest probing
+    /// in a loop does not flood the log.
+    warned: BTreeSet<(&'static str, u64)>,
+}
+
+impl Platform {
+    /// Whether an access to `port` reads or sets a clock, and so needs a
+    /// fresh time sample first.
+    pub fn port_needs_time(port: u16) -> bool {
+        matches!(port, 0x40..=0x43 | 0x61 | RTC_DATA_PORT)
+    }
+
+    /// Whether the guest can be interrupted by an event from outside now.
+    pub fn interrupt_pending(&self) -> bool {
+        self.pic.interrupt_pending()
+    }
+
+    /// Moves the clocks to `now_ns` and raises timer interrupts due by then.
+    pub fn advance_time(&mut self, now_ns: u64) {
+        if self.pit.advance(now_ns) > 0 {
+            // Edges may have been missed between samples; they collapse into
+            // one, as on hardware whose interrupt is held off.
+            self.pic.set_irq(PIT_IRQ, false);
+            self.pic.set_irq(PIT_IRQ, true);
+        }
+        self.pic.set_irq(PIT_IRQ, self.pit.out0());
+        self.rtc.advance(now_ns);
+    }
+
+    /// Bytes from outside arriving on COM1's line.
+    pub fn receive_serial(&mut self, bytes: &[u8]) {
+        self.uart.receive(bytes);
+        self.update_uart_irq();
+    }
+
+    /// A guest `in`: one byte per port, as 16- and 32-bit accesses to byte
+    /// devices are split on ISA; a string access repeats the byte port.
+    pub fn port_in(&mut self, port: u16, data: &mut [u8]) {
+        let wide = data.len() <= 4;
+        for (i, byte) in data.iter_mut().enumerate() {
+            let port = if wide {
+                port.wrapping_add(i as u16)
+            } else {
+                port
+            };
+            *byte = self.read_port(port);
+        }
+    }
+
+    /// A guest `out`; effects go to `effects` in order.
+    pub fn port_out(&mut self, port: u16, data: &[u8], effects: &mut Vec<PortEffect>) {
+        let wide = data.len() <= 4;
+        for (i, &byte) in data.iter().enumerate() {
+            let port = if wide {
+                port.wrapping_add(i as u16)
+            } else {
+                port
+            };
+            if let Some(effect) = self.write_port(port, byte) {
+                let ends = matches!(effect, PortEffect::End(_));
+                effects.push(effect);
+                if ends {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A guest MMIO read: nothing is mapped yet, so all ones.
+    pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
+        self.warn_once("MMIO read", addr);
+        data.fill(0xff);
+    }
+
+    pub fn mmio_write(&mut self, addr: u64, _data: &[u8]) {
+        self.warn_once("MMIO write", addr);
+    }
+
+    fn read_port(&mut self, port: u16) -> u8 {
+        match port {
+            0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => self.pic.read(port),
+            0x40..=0x43 | 0x61 => self.pit.read(port),
+            0x60 | 0x64 => self.i8042.read(port),
+            0x70 | 0x71 => self.rtc.read(port),
+            COM1_BASE..=0x3ff => {
+                let value = self.uart.read((port - COM1_BASE) as u8);
+                self.update_uart_irq();
+                value
+            }
+            _ => {
+                self.warn_once("port read", u64::from(port));
+                0xff
+            }
+        }
+    }
+
+    fn write_port(&mut self, port: u16, value: u8) -> Option<PortEffect> {
+        match port {
+            0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => self.pic.write(port, value),
+            0x40..=0x43 | 0x61 => {
+                self.pit.write(port, value);
+                self.pic.set_irq(PIT_IRQ, self.pit.out0());
+            }
+            0x60 | 0x64 => {
+                if self.i8042.write(port, value) {
+                    return Some(PortEffect::End(GuestEnd::Reset));
+                }
+            }
+            0x70 | 0x71 => self.rtc.write(port, value),
+            COM1_BASE..=0x3ff => {
+                let sent = self.uart.write((port - COM1_BASE) as u8, value);
+                self.update_uart_irq();
+                return sent.map(PortEffect::Console);
+            }
+            EXIT_PORT => return Some(PortEffect::End(GuestEnd::Exit(value))),
+            POST_PORT => {}
+            _ => self.warn_once("port write", u64::from(port)),
+        }
+        None
+    }
+
+    fn update_uart_irq(&mut self) {
+        self.pic.set_irq(COM1_IRQ, self.uart.irq());
+    }
+
+    fn warn_once(&mut self, what: &'static str, address: u64) {
+        if self.warned.insert((what, address)) {
+            warn!(
+                address = format_args!("{address:#x}"),
+                "guest {what} of an unknown address: ignored"
+            );
+        }
+    }
+}

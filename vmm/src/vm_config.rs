@@ -1,0 +1,65 @@
+//! The validated configuration of a VM: everything the guest can observe
+//! of its platform before the first event.
+
+use crate::boot::elf::{self, ElfError, PvhKernel};
+use crate::boot::layout::{CMDLINE_MAX, MAX_MEM_MIB};
+use crate::kernel::{self, Kernel, KernelError};
+
+pub const DEFAULT_MEM_MIB: u32 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "--mem-mib must be between 1 and {MAX_MEM_MIB} (RAM ends below the MMIO area), not {0}"
+    )]
+    MemSize(u32),
+    #[error("--cmdline is {0} bytes long; the longest is {CMDLINE_MAX}")]
+    CmdlineLength(usize),
+    #[error("--cmdline may hold printable ASCII only (byte {0:#04x} is not)")]
+    CmdlineCharacter(u8),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error("invalid kernel `{name}`: {source}")]
+    InvalidKernel { name: String, source: ElfError },
+}
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub mem_mib: u32,
+    pub cmdline: String,
+    pub kernel: Kernel,
+    pub pvh: PvhKernel,
+}
+
+impl VmConfig {
+    /// Checks every setting, and the kernel against the RAM it will get,
+    /// before anything touches KVM.
+    pub fn new(kernel_name: &str, mem_mib: u32, cmdline: &str) -> Result<Self, ConfigError> {
+        if mem_mib == 0 || mem_mib > MAX_MEM_MIB {
+            return Err(ConfigError::MemSize(mem_mib));
+        }
+        if cmdline.len() > CMDLINE_MAX {
+            return Err(ConfigError::CmdlineLength(cmdline.len()));
+        }
+        if let Some(&byte) = cmdline
+            .as_bytes()
+            .iter()
+            .find(|b| !(b' '..=b'~').contains(*b))
+        {
+            return Err(ConfigError::CmdlineCharacter(byte));
+        }
+        let kernel = kernel::resolve(kernel_name)?;
+        let pvh = elf::validate(&kernel.image, u64::from(mem_mib) << 20).map_err(|source| {
+            ConfigError::InvalidKernel {
+                name: kernel.name.clone(),
+                source,
+            }
+        })?;
+        Ok(Self {
+            mem_mib,
+            cmdline: cmdline.to_owned(),
+            kernel,
+            pvh,
+        })
+    }
+}

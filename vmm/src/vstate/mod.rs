@@ -1,0 +1,11 @@
+//! The KVM side of the VM: the only code that calls kvm-ioctls.
+
+mod cpuid;
+mod emulation;
+mod msr_filter;
+mod vcpu;
+mod vm;
+
+pub use cpuid::cpu_model;
+pub use vcpu::{RunError, Vcpu, VmEnd};
+pub use vm::{Vm, VmError};

@@ -1,0 +1,240 @@
+use std::sync::Arc;
+
+use ft_logging::{EventSource, OutputSink, SourceError, StopReason};
+use kvm_bindings::{
+    CpuId, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, Msrs, kvm_debugregs, kvm_enable_cap, kvm_interrupt,
+    kvm_msr_entry, kvm_vcpu_events,
+};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+use tracing::{debug, warn};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::ioctl::ioctl_with_ref;
+use vmm_sys_util::ioctl_iow_nr;
+
+use super::VmError;
+use super::emulation::{self, Unemulated};
+use crate::boot::cpu_state;
+use crate::exit_handler::{Access, CoreError, ExitHandler, Flow};
+use crate::host::StopSignal;
+use crate::platform::GuestEnd;
+
+// kvm-ioctls does not wrap KVM_INTERRUPT, the injection ioctl for a
+// user-space interrupt controller.
+ioctl_iow_nr!(KVM_INTERRUPT, kvm_bindings::KVMIO, 0x86, kvm_interrupt);
+
+/// MSRs given explicit initial values so that nothing of the host's or of
+/// KVM's defaults reaches the guest.
+const INITIAL_MSRS: &[(u32, u64)] = &[
+    (0x10, 0),                      // TSC
+    (0x174, 0),                     // SYSENTER_CS
+    (0x175, 0),                     // SYSENTER_ESP
+    (0x176, 0),                     // SYSENTER_EIP
+    (0x1a0, 1),                     // MISC_ENABLE: fast strings
+    (0x277, 0x0007_0406_0007_0406), // PAT: power-on default
+    (0xc000_0081, 0),               // STAR
+    (0xc000_0082, 0),               // LSTAR
+    (0xc000_0083, 0),               // CSTAR
+    (0xc000_0084, 0),               // SYSCALL_MASK
+    (0xc000_0102, 0),               // KERNEL_GS_BASE
+];
+
+/// How a run of the VM ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmEnd {
+    /// The guest ended it.
+    Guest(GuestEnd),
+    /// The host asked it to stop.
+    Stopped(StopReason),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Core(CoreError),
+    #[error("KVM_RUN failed: {0}")]
+    Run(#[source] kvm_ioctls::Error),
+    #[error("cannot inject interrupt vector {vector:#x}: {source}")]
+    Interrupt {
+        vector: u8,
+        source: kvm_ioctls::Error,
+    },
+    #[error("{0}")]
+    Unemulated(Unemulated),
+    #[error("KVM internal error (suberror {0})")]
+    Internal(u32),
+    #[error("KVM could not enter the guest (hardware reason {0:#x})")]
+    FailEntry(u64),
+    #[error("unexpected exit from KVM: {0}")]
+    UnexpectedExit(String),
+}
+
+/// The one vCPU, and the loop that runs it.
+#[derive(Debug)]
+pub struct Vcpu {
+    fd: VcpuFd,
+    memory: GuestMemoryMmap,
+}
+
+impl Vcpu {
+    pub(super) fn new(
+        mut fd: VcpuFd,
+        cpuid: &CpuId,
+        entry: u32,
+        memory: GuestMemoryMmap,
+    ) -> Result<Self, VmError> {
+        let set = |what| move |source| VmError::SetVcpuState { what, source };
+        fd.set_cpuid2(cpuid).map_err(set("CPUID"))?;
+        let enforce = kvm_enable_cap {
+            cap: KVM_CAP_ENFORCE_PV_FEATURE_CPUID,
+            args: [1, 0, 0, 0],
+            ..Default::default()
+        };
+        if let Err(error) = fd.enable_cap(&enforce) {
+            warn!(%error, "KVM cannot enforce the paravirtual CPUID; PV MSRs stay hidden by the CPUID model alone");
+        }
+        fd.set_regs(&cpu_state::regs(entry))
+            .map_err(set("registers"))?;
+        fd.set_sregs(&cpu_state::sregs())
+            .map_err(set("system registers"))?;
+        fd.set_fpu(&cpu_state::fpu()).map_err(set("FPU"))?;
+        let entries: Vec<_> = INITIAL_MSRS
+            .iter()
+            .map(|&(index, data)| kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect();
+        let msrs = Msrs::from_entries(&entries).map_err(|_| VmError::SetMsr { index: 0 })?;
+        let written = fd.set_msrs(&msrs).map_err(set("MSRs"))?;
+        if let Some(&(index, _)) = INITIAL_MSRS.get(written) {
+            return Err(VmError::SetMsr { index });
+        }
+        let debugregs = kvm_debugregs {
+            dr6: 0xffff_0ff0,
+            dr7: 0x400,
+            ..Default::default()
+        };
+        fd.set_debug_regs(&debugregs)
+            .map_err(set("debug registers"))?;
+        fd.set_vcpu_events(&kvm_vcpu_events::default())
+            .map_err(set("pending events"))?;
+        fd.set_sync_valid_reg(SyncReg::Register);
+        Ok(Self { fd, memory })
+    }
+
+    /// The raw vCPU, for benchmarks that compare ftvm's exit path with a
+    /// bare KVM_RUN loop.
+    pub fn fd_mut(&mut self) -> &mut VcpuFd {
+        &mut self.fd
+    }
+
+    /// Runs the guest until it ends, the host stops it, or KVM fails.
+    pub fn run(
+        &mut self,
+        handler: &mut ExitHandler,
+        source: &mut dyn EventSource,
+        sink: &mut dyn OutputSink,
+        stop: &Arc<StopSignal>,
+    ) -> Result<VmEnd, RunError> {
+        match self.run_loop(handler, source, sink, stop) {
+            Err(RunError::Core(CoreError::Source(SourceError::Stopped(reason)))) => {
+                Ok(VmEnd::Stopped(reason))
+            }
+            other => other,
+        }
+    }
+
+    fn run_loop(
+        &mut self,
+        handler: &mut ExitHandler,
+        source: &mut dyn EventSource,
+        sink: &mut dyn OutputSink,
+        stop: &Arc<StopSignal>,
+    ) -> Result<VmEnd, RunError> {
+        handler.boot(source).map_err(RunError::Core)?;
+        loop {
+            let access = match self.fd.run() {
+                Ok(VcpuExit::IoIn(port, data)) => Access::PioIn { port, data },
+                Ok(VcpuExit::IoOut(port, data)) => Access::PioOut { port, data },
+                Ok(VcpuExit::MmioRead(addr, data)) => Access::MmioRead { addr, data },
+                Ok(VcpuExit::MmioWrite(addr, data)) => Access::MmioWrite { addr, data },
+                Ok(VcpuExit::X86Rdmsr(msr)) => Access::RdMsr {
+                    index: msr.index,
+                    value: msr.data,
+                    fault: msr.error,
+                },
+                Ok(VcpuExit::X86Wrmsr(msr)) => Access::WrMsr {
+                    index: msr.index,
+                    value: msr.data,
+                    fault: msr.error,
+                },
+                Ok(VcpuExit::Hlt) => Access::Hlt,
+                Ok(VcpuExit::IrqWindowOpen) => Access::IrqWindowOpen,
+                Ok(VcpuExit::Shutdown) => Access::Shutdown,
+                Ok(VcpuExit::Intr) => continue,
+                Ok(VcpuExit::InternalError) => return Err(self.internal_error()),
+                Ok(VcpuExit::FailEntry(reason, _)) => return Err(RunError::FailEntry(reason)),
+                Ok(other) => return Err(RunError::UnexpectedExit(format!("{other:?}"))),
+                Err(error) if error.errno() == libc::EINTR => {
+                    // A kick: it counts nothing and applies nothing.
+                    self.fd.set_kvm_immediate_exit(0);
+                    if let Some(reason) = stop.requested() {
+                        return Ok(VmEnd::Stopped(reason));
+                    }
+                    continue;
+                }
+                Err(error) => return Err(RunError::Run(error)),
+            };
+            let completed = handler.access(access, source).map_err(RunError::Core)?;
+            let regs = self.fd.sync_regs().regs;
+            match handler
+                .finish(completed, regs.rip, regs.rflags, source, sink)
+                .map_err(RunError::Core)?
+            {
+                Flow::End(end) => return Ok(VmEnd::Guest(end)),
+                Flow::Continue => self.inject(handler)?,
+            }
+        }
+    }
+
+    /// Decides injection from PIC state at a counted exit: inject now if
+    /// the guest can take it, else ask KVM to exit when it can.
+    fn inject(&mut self, handler: &mut ExitHandler) -> Result<(), RunError> {
+        let run = self.fd.get_kvm_run();
+        if !handler.interrupt_pending() {
+            run.request_interrupt_window = 0;
+            return Ok(());
+        }
+        if run.ready_for_interrupt_injection == 0 {
+            run.request_interrupt_window = 1;
+            return Ok(());
+        }
+        run.request_interrupt_window = 0;
+        let vector = handler.acknowledge_interrupt();
+        debug!(vector, "inject");
+        let irq = kvm_interrupt {
+            irq: u32::from(vector),
+        };
+        // SAFETY: KVM_INTERRUPT reads a kvm_interrupt, which `irq` is, and
+        // the fd is a vCPU fd.
+        let ret = unsafe { ioctl_with_ref(&self.fd, KVM_INTERRUPT(), &irq) };
+        if ret < 0 {
+            return Err(RunError::Interrupt {
+                vector,
+                source: kvm_ioctls::Error::last(),
+            });
+        }
+        Ok(())
+    }
+
+    fn internal_error(&mut self) -> RunError {
+        // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, so `internal`
+        // is the union member KVM filled in.
+        let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+        if suberror != kvm_bindings::KVM_INTERNAL_ERROR_EMULATION {
+            return RunError::Internal(suberror);
+        }
+        RunError::Unemulated(emulation::describe(&self.fd, &self.memory))
+    }
+}

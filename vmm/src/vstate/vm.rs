@@ -1,0 +1,128 @@
+use kvm_bindings::{
+    KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MSR_EXIT_REASON_FILTER, kvm_enable_cap,
+    kvm_userspace_memory_region,
+};
+use kvm_ioctls::{Cap, Kvm, VmFd};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use super::{Vcpu, cpu_model, msr_filter};
+
+/// Where KVM may keep the TSS it needs on Intel; just below 4 GiB, clear of
+/// RAM and of the MMIO area.
+const TSS_ADDRESS: usize = 0xfffb_d000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("cannot open /dev/kvm: {0}")]
+    OpenKvm(#[source] kvm_ioctls::Error),
+    #[error("KVM API version {0} is not the supported version 12")]
+    ApiVersion(i32),
+    #[error("this host's KVM lacks {0}")]
+    MissingCapability(&'static str),
+    #[error("cannot create the VM: {0}")]
+    CreateVm(#[source] kvm_ioctls::Error),
+    #[error("cannot set the TSS address: {0}")]
+    SetTss(#[source] kvm_ioctls::Error),
+    #[error("cannot allocate {mib} MiB of guest memory: {source}")]
+    AllocateMemory {
+        mib: u32,
+        source: vm_memory::mmap::FromRangesError,
+    },
+    #[error("cannot register guest memory with KVM: {0}")]
+    SetMemoryRegion(#[source] kvm_ioctls::Error),
+    #[error("cannot enable user-space MSR exits: {0}")]
+    UserSpaceMsr(#[source] kvm_ioctls::Error),
+    #[error("cannot install the MSR filter: {0}")]
+    MsrFilter(#[source] kvm_ioctls::Error),
+    #[error("cannot read the host's supported CPUID: {0}")]
+    SupportedCpuid(#[source] kvm_ioctls::Error),
+    #[error("cannot create the vCPU: {0}")]
+    CreateVcpu(#[source] kvm_ioctls::Error),
+    #[error("cannot set the vCPU's {what}: {source}")]
+    SetVcpuState {
+        what: &'static str,
+        source: kvm_ioctls::Error,
+    },
+    #[error("KVM refused initial MSR {index:#x}")]
+    SetMsr { index: u32 },
+}
+
+/// A KVM VM with its guest memory, before its vCPU exists.
+#[derive(Debug)]
+pub struct Vm {
+    kvm: Kvm,
+    fd: VmFd,
+    memory: GuestMemoryMmap,
+}
+
+impl Vm {
+    /// A VM with `mem_mib` MiB of RAM from guest-physical address 0, no
+    /// in-kernel irqchip, PIT or LAPIC, and the MSR filter installed.
+    pub fn new(mem_mib: u32) -> Result<Self, VmError> {
+        let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
+        let version = kvm.get_api_version();
+        if version != 12 {
+            return Err(VmError::ApiVersion(version));
+        }
+        for (cap, name) in [
+            (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+            (Cap::SyncRegs, "KVM_CAP_SYNC_REGS"),
+            (Cap::X86UserSpaceMsr, "KVM_CAP_X86_USER_SPACE_MSR"),
+            (Cap::X86MsrFilter, "KVM_CAP_X86_MSR_FILTER"),
+        ] {
+            if !kvm.check_extension(cap) {
+                return Err(VmError::MissingCapability(name));
+            }
+        }
+        let fd = kvm.create_vm().map_err(VmError::CreateVm)?;
+        fd.set_tss_address(TSS_ADDRESS).map_err(VmError::SetTss)?;
+
+        let bytes = u64::from(mem_mib) << 20;
+        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), bytes as usize)]).map_err(
+            |source| VmError::AllocateMemory {
+                mib: mem_mib,
+                source,
+            },
+        )?;
+        for (slot, region) in memory.iter().enumerate() {
+            let region_desc = kvm_userspace_memory_region {
+                slot: slot as u32,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: region.as_ptr() as u64,
+                flags: 0,
+            };
+            // SAFETY: the region's host mapping lives as long as `memory`,
+            // which the Vm owns and drops after the VM fd.
+            unsafe { fd.set_user_memory_region(region_desc) }.map_err(VmError::SetMemoryRegion)?;
+        }
+
+        let cap = kvm_enable_cap {
+            cap: KVM_CAP_X86_USER_SPACE_MSR,
+            args: [u64::from(KVM_MSR_EXIT_REASON_FILTER), 0, 0, 0],
+            ..Default::default()
+        };
+        fd.enable_cap(&cap).map_err(VmError::UserSpaceMsr)?;
+        msr_filter::install(&fd).map_err(VmError::MsrFilter)?;
+        Ok(Self { kvm, fd, memory })
+    }
+
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.memory
+    }
+
+    /// Bytes of RAM.
+    pub fn ram_end(&self) -> u64 {
+        self.memory.last_addr().0 + 1
+    }
+
+    /// The one vCPU, in the PVH entry state at `entry`.
+    pub fn create_vcpu(&self, entry: u32) -> Result<Vcpu, VmError> {
+        let supported = self
+            .kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(VmError::SupportedCpuid)?;
+        let fd = self.fd.create_vcpu(0).map_err(VmError::CreateVcpu)?;
+        Vcpu::new(fd, &cpu_model(&supported), entry, self.memory.clone())
+    }
+}
