@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# ftvm's benchmarks. Every comparison is measured side by side in one run,
+# since absolute times on shared machines drift; keep results with this
+# command in docs/BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Per-exit cost through ftvm vs a bare KVM_RUN loop, and hello's boot-to-exit.
+cargo bench -q -p vmm --bench exit_cost
