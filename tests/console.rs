@@ -6,12 +6,25 @@ mod common;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{TIMEOUT, finish, ftvm};
+
+/// A ticker that runs until it is stopped.
+fn endless_ticker() -> Command {
+    let mut command = ftvm();
+    command.args([
+        "run",
+        "--kernel",
+        "ticker",
+        "--cmdline",
+        "ticks=100000 hz=20",
+    ]);
+    command
+}
 
 fn openpty() -> (File, OwnedFd) {
     let (mut master, mut slave) = (-1, -1);

@@ -9,24 +9,11 @@
  * "xorps ran" and exit with status 0 through port 0xf4.
  */
 
-#define COM1            0x3f8
-#define COM1_LSR        (COM1 + 5)
-#define LSR_THR_EMPTY   0x20
-#define EXIT_PORT       0xf4
 #define CR0_MP          0x00000002
 #define CR0_EM          0x00000004
 #define CR4_OSFXSR      0x00000200
 
-    /* XEN_ELFNOTE_PHYS32_ENTRY (18) naming the 32-bit entry point. */
-    .section .note.Xen, "a", @note
-    .p2align 2
-    .long 4                 /* namesz: "Xen\0" */
-    .long 4                 /* descsz */
-    .long 18                /* type */
-    .asciz "Xen"
-    .p2align 2
-    .long _start
-    .p2align 2
+#include "pvh32.inc"
 
     .text
     .code32
@@ -52,30 +39,7 @@ _start:
     call puts
     mov $0, %al
     out %al, $EXIT_PORT
-halt:
-    cli
-    hlt
     jmp halt
-
-/* Writes the NUL-terminated string at EAX to COM1, waiting for an empty
- * transmit holding register before each byte. Clobbers EAX, ECX, EDX. */
-puts:
-    push %esi
-    mov %eax, %esi
-1:  lodsb
-    test %al, %al
-    jz 3f
-    mov %al, %cl
-    mov $COM1_LSR, %dx
-2:  in %dx, %al
-    test $LSR_THR_EMPTY, %al
-    jz 2b
-    mov %cl, %al
-    mov $COM1, %dx
-    out %al, %dx
-    jmp 1b
-3:  pop %esi
-    ret
 
     .section .rodata
 about_message:  .asciz "about to run xorps\n"
