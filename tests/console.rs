@@ -83,14 +83,7 @@ fn a_terminal_is_raw_while_the_guest_runs_and_restored_after_ctrl_a_x() {
     let before = termios(&slave);
     let mut input = master.try_clone().unwrap();
     let output = reader(master);
-    let child = ftvm()
-        .args([
-            "run",
-            "--kernel",
-            "ticker",
-            "--cmdline",
-            "ticks=100000 hz=20",
-        ])
+    let child = endless_ticker()
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::piped())
@@ -120,14 +113,7 @@ fn a_terminal_is_raw_while_the_guest_runs_and_restored_after_ctrl_a_x() {
 }
 
 fn stopped_by(signal: libc::c_int, status: i32, message: &str) {
-    let mut child = ftvm()
-        .args([
-            "run",
-            "--kernel",
-            "ticker",
-            "--cmdline",
-            "ticks=100000 hz=20",
-        ])
+    let mut child = endless_ticker()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
