@@ -7,3 +7,6 @@ cd "$(dirname "$0")/.."
 
 # Per-exit cost through ftvm vs a bare KVM_RUN loop, and hello's boot-to-exit.
 cargo bench -q -p vmm --bench exit_cost
+
+# Record vs run, replay vs record, and trace density on ticker.
+cargo bench -q -p vmm --bench record_replay

@@ -6,12 +6,23 @@
 //! through an [`OutputSink`]. The modes of ftvm (run, record, replay,
 //! primary, backup) are pairs of these.
 
+mod codec;
+mod digest;
 mod event;
+mod record;
 mod signature;
 mod sink;
 mod source;
 
+pub use codec::{
+    CodecError, Decoded, Decoder, Encoder, MAX_HEADER_FRAME, MAX_RECORD_FRAME, decode_header,
+    encode_header,
+};
+pub use digest::StreamHasher;
 pub use event::{Event, MSR_TSC};
+pub use record::{
+    CpuidLeaf, End, EndReason, FORMAT_VERSION, Header, Record, StateDigest, Stream, StreamDigest,
+};
 pub use signature::ExitSignature;
-pub use sink::{OutputSink, SinkError};
-pub use source::{EventSource, ExitQuery, SourceError, StopReason};
+pub use sink::{NullSink, OutputSink, SinkError};
+pub use source::{EventSource, ExitDone, ExitQuery, SourceError, StopReason};

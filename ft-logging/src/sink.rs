@@ -1,6 +1,6 @@
 /// Where every output of the guest goes: the host (run, record), the host
-/// once the backup acknowledged it (primary), or a digest check (replay,
-/// backup).
+/// once the backup acknowledged it (primary), or nowhere (replay, backup:
+/// their outputs are checked through the digests the source sees).
 pub trait OutputSink {
     /// Console bytes the guest transmitted at exit `exit`.
     fn console(&mut self, exit: u64, bytes: &[u8]) -> Result<(), SinkError>;
@@ -13,4 +13,18 @@ pub trait OutputSink {
 pub enum SinkError {
     #[error("cannot write the console: {0}")]
     Console(#[source] std::io::Error),
+}
+
+/// Outputs that go nowhere: a quiet replay, a backup before it goes live.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullSink;
+
+impl OutputSink for NullSink {
+    fn console(&mut self, _: u64, _: &[u8]) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }

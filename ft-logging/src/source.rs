@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::{Event, ExitSignature};
+use crate::{End, Event, ExitSignature, StateDigest, StreamDigest};
 
 /// What the deterministic core needs, and can accept, at one exit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,6 +21,18 @@ pub struct ExitQuery {
     pub msr_read: Option<u32>,
 }
 
+/// The end of one exit (or of one batch of events at a halted exit).
+#[derive(Debug, Clone, Copy)]
+pub struct ExitDone<'a> {
+    pub exit: u64,
+    /// The events applied in this call, in order (often none).
+    pub events: &'a [Event],
+    /// The exit signature after this exit.
+    pub signature: ExitSignature,
+    /// The console's digest including this exit's output.
+    pub console: StreamDigest,
+}
+
 /// Why a source asked the VM to stop before the guest ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -34,7 +46,7 @@ pub enum StopReason {
 
 impl StopReason {
     /// The conventional shell status of a process ended this way.
-    pub fn exit_status(self) -> i32 {
+    pub fn exit_status(self) -> u8 {
         match self {
             StopReason::Interrupted => 128 + 2,
             StopReason::Terminated => 128 + 15,
@@ -59,21 +71,35 @@ pub enum SourceError {
     Stopped(StopReason),
     #[error("the guest is halted and no event can ever wake it")]
     Deadlock,
+    /// The log ends at an exit the run has passed: the recorded run was
+    /// stopped, or failed, there.
+    #[error("the log ends here")]
+    LogEnded,
+    /// The guest took another path than the log's.
+    #[error("divergence at exit {exit}: {detail}")]
+    Divergence { exit: u64, detail: String },
+    /// The log cannot be read or written.
+    #[error("{0}")]
+    Log(String),
 }
 
-/// Where every nondeterministic input comes from: the host (run, record,
-/// primary) or a log (replay, backup).
+/// Where every nondeterministic input comes from, and where the record of
+/// what the guest did goes back to: the host (run), the host and a trace
+/// (record) or the backup (primary); a trace (replay) or the primary
+/// (backup), which check it.
 pub trait EventSource {
     /// Appends the events to apply at `query.exit`, in order. When
     /// `query.halted`, blocks until at least one event is due.
     fn events(&mut self, query: &ExitQuery, events: &mut Vec<Event>) -> Result<(), SourceError>;
 
-    /// Called once the core has applied `events` at `exit` and folded the
-    /// exit into `signature`: a recorder writes them, a replayer checks them.
-    fn applied(
-        &mut self,
-        exit: u64,
-        events: &[Event],
-        signature: ExitSignature,
-    ) -> Result<(), SourceError>;
+    /// Called at the end of every exit, and after each batch of events at a
+    /// halted exit, once the events are applied, the exit folded into the
+    /// signature and its output into the digests, before the output leaves.
+    fn exit_done(&mut self, done: &ExitDone<'_>) -> Result<(), SourceError>;
+
+    /// The guest's state after `exit`, every `digest_interval` exits.
+    fn state(&mut self, exit: u64, digest: StateDigest) -> Result<(), SourceError>;
+
+    /// The run ended; a recorder writes its end record, a replayer checks it.
+    fn end(&mut self, end: &End) -> Result<(), SourceError>;
 }

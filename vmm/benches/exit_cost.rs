@@ -9,31 +9,19 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ft_logging::{OutputSink, SinkError};
+use ft_logging::NullSink;
 use kvm_ioctls::VcpuExit;
 use vmm::host::{LiveSource, StopSignal, VirtualClock};
-use vmm::machine::Machine;
+use vmm::machine::{Cpu, Machine};
 use vmm::vm_config::VmConfig;
 
 const ROUNDS: usize = 5;
 const EXITS: u64 = 100_000;
 const EXIT_PORT: u16 = 0xf4;
 
-/// The console goes nowhere: exitloop prints nothing anyway.
-struct Discard;
-
-impl OutputSink for Discard {
-    fn console(&mut self, _: u64, _: &[u8]) -> Result<(), SinkError> {
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
-
 fn exitloop(n: u64) -> Machine {
     let config = VmConfig::new("exitloop", 64, &format!("n={n}")).expect("exitloop config");
-    Machine::new(&config).expect("create the VM")
+    Machine::new(&config, Cpu::Model).expect("create the VM")
 }
 
 /// Guest time through ftvm's exit handler.
@@ -44,7 +32,7 @@ fn through_ftvm(n: u64) -> Duration {
     let mut source = LiveSource::new(receiver, stop.clone(), VirtualClock::start());
     let start = Instant::now();
     machine
-        .run(&mut source, &mut Discard, &stop)
+        .run(&mut source, &mut NullSink, &stop, 0)
         .expect("exitloop runs");
     start.elapsed()
 }

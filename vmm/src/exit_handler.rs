@@ -1,17 +1,18 @@
 //! The deterministic core: what happens at each counted exit.
 //!
-//! Order at exit k (DESIGN.md §3): count it; ask the event source for the
-//! events due at k and apply them in log order (a time sample comes first,
-//! since a PIT or CMOS read at k needs it); complete the access; fold the
-//! exit into the signature; hand the events and signature back to the source
-//! (a recorder writes them, a replayer checks them); emit outputs; then the
-//! vCPU layer decides injection from PIC state alone. This handler never
-//! calls KVM, so tests can feed it synthetic exits.
+//! Order at exit k (docs/NOTES.md): ask the event source for the events due
+//! at k and apply them in log order (a time sample comes first, since a PIT
+//! or CMOS read at k needs it); complete the access; fold the exit into the
+//! signature and its output into the digests; hand all that back to the
+//! source (a recorder writes it, a replayer checks it); emit the output;
+//! then the vCPU layer decides injection from PIC state alone. This handler
+//! never calls KVM, so tests can feed it synthetic exits.
 
 use ft_logging::{
-    Event, EventSource, ExitQuery, ExitSignature, MSR_TSC, OutputSink, SinkError, SourceError,
+    Event, EventSource, ExitDone, ExitQuery, ExitSignature, MSR_TSC, OutputSink, SinkError,
+    SourceError, StreamDigest, StreamHasher,
 };
-use tracing::warn;
+use tracing::{trace, warn};
 
 use crate::platform::{GuestEnd, Platform, PortEffect};
 
@@ -100,8 +101,10 @@ pub enum CoreError {
 #[derive(Debug, Default)]
 pub struct ExitHandler {
     platform: Platform,
+    /// Exits completed.
     exits: u64,
     signature: ExitSignature,
+    console_digest: StreamHasher,
     /// Events applied at the current exit (kept to reuse the allocation).
     events: Vec<Event>,
     effects: Vec<PortEffect>,
@@ -114,13 +117,18 @@ impl ExitHandler {
         Self::default()
     }
 
-    /// Exits counted so far.
+    /// Exits completed so far.
     pub fn exits(&self) -> u64 {
         self.exits
     }
 
     pub fn signature(&self) -> ExitSignature {
         self.signature
+    }
+
+    /// The digest of everything the guest wrote to its console.
+    pub fn console(&self) -> StreamDigest {
+        self.console_digest.digest()
     }
 
     /// Exit 0: the inputs the guest sees before its first instruction.
@@ -133,14 +141,13 @@ impl ExitHandler {
         self.commit(source)
     }
 
-    /// The first half of exit k: count it, apply its events, complete the
-    /// access.
+    /// The first half of exit k: apply its events, complete the access. The
+    /// exit counts as completed once its events could be had.
     pub fn access(
         &mut self,
         access: Access<'_>,
         source: &mut dyn EventSource,
     ) -> Result<Completed, CoreError> {
-        self.exits += 1;
         let needs_time = match &access {
             Access::PioIn { port, .. } | Access::PioOut { port, .. } => {
                 Platform::port_needs_time(*port)
@@ -153,9 +160,11 @@ impl ExitHandler {
                 Access::RdMsr { index, .. } if *index == MSR_TSC => Some(*index),
                 _ => None,
             },
+            exit: self.exits + 1,
             ..self.query(false)
         };
         self.take_events(&query, source)?;
+        self.exits = query.exit;
         self.effects.clear();
         let kind = access.kind();
         let (address, data) = match access {
@@ -217,8 +226,15 @@ impl ExitHandler {
     ) -> Result<Flow, CoreError> {
         self.signature
             .fold(completed.kind, completed.address, completed.data, rip);
-        self.commit(source)?;
-
+        trace!(
+            exit = self.exits,
+            kind = completed.kind,
+            address = format_args!("{:#x}", completed.address),
+            data = format_args!("{:#x}", completed.data),
+            rip = format_args!("{rip:#x}"),
+            events = ?self.events,
+            "exit"
+        );
         let mut end = None;
         self.console.clear();
         for effect in &self.effects {
@@ -227,6 +243,8 @@ impl ExitHandler {
                 PortEffect::End(reason) => end = Some(reason),
             }
         }
+        self.console_digest.update(&self.console);
+        self.commit(source)?;
         if !self.console.is_empty() {
             sink.console(self.exits, &self.console)?;
         }
@@ -309,11 +327,14 @@ impl ExitHandler {
         Ok(())
     }
 
-    /// Hands the events applied at this exit back to the source.
+    /// Hands what happened at this exit back to the source.
     fn commit(&mut self, source: &mut dyn EventSource) -> Result<(), CoreError> {
-        if !self.events.is_empty() {
-            source.applied(self.exits, &self.events, self.signature)?;
-        }
+        source.exit_done(&ExitDone {
+            exit: self.exits,
+            events: &self.events,
+            signature: self.signature,
+            console: self.console_digest.digest(),
+        })?;
         Ok(())
     }
 

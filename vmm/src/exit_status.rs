@@ -5,6 +5,12 @@
 use crate::platform::GuestEnd;
 use crate::vstate::VmEnd;
 
+/// This host cannot present the platform a trace was recorded on.
+pub const INCOMPATIBLE_HOST: u8 = 117;
+/// A replay took another path than the recorded run.
+pub const DIVERGENCE: u8 = 118;
+/// A trace cannot be read, or is not a valid trace.
+pub const INVALID_TRACE: u8 = 119;
 /// The guest triple-faulted (KVM_EXIT_SHUTDOWN).
 pub const GUEST_TRIPLE_FAULT: u8 = 121;
 /// The guest ran an instruction the host's KVM cannot emulate.
@@ -19,7 +25,7 @@ pub const USAGE: u8 = 125;
 pub const UNREADABLE_KERNEL: u8 = 126;
 /// The kernel is neither a file nor a built-in image.
 pub const KERNEL_NOT_FOUND: u8 = 127;
-/// Writing the guest's console failed.
+/// Writing the guest's console or a trace failed.
 pub const HOST_IO_FAILURE: u8 = 120;
 
 /// The status of a run that ended without an ftvm failure.
@@ -28,6 +34,6 @@ pub fn of_end(end: VmEnd) -> u8 {
         VmEnd::Guest(GuestEnd::Exit(status)) => status,
         VmEnd::Guest(GuestEnd::Reset | GuestEnd::Halted | GuestEnd::Idle) => 0,
         VmEnd::Guest(GuestEnd::TripleFault) => GUEST_TRIPLE_FAULT,
-        VmEnd::Stopped(reason) => reason.exit_status() as u8,
+        VmEnd::Stopped(reason) => reason.exit_status(),
     }
 }

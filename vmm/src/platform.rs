@@ -11,6 +11,11 @@ use crate::devices::pit::Pit;
 use crate::devices::rtc::Rtc;
 use crate::devices::uart::Uart;
 
+/// The version of the platform a guest sees: devices, their ports and
+/// behaviour, the CPU model. A change a guest could observe bumps it, since
+/// traces recorded on another platform do not replay.
+pub const PLATFORM_VERSION: &str = "ftvm-pc-1";
+
 const COM1_BASE: u16 = 0x3f8;
 const COM1_IRQ: u8 = 4;
 const PIT_IRQ: u8 = 0;

@@ -32,9 +32,14 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
-    /// Checks every setting, and the kernel against the RAM it will get,
-    /// before anything touches KVM.
+    /// Checks every setting, and the kernel named by `--kernel` against the
+    /// RAM it will get, before anything touches KVM.
     pub fn new(kernel_name: &str, mem_mib: u32, cmdline: &str) -> Result<Self, ConfigError> {
+        Self::with_kernel(kernel::resolve(kernel_name)?, mem_mib, cmdline)
+    }
+
+    /// The same checks, for a kernel already in hand (from a trace).
+    pub fn with_kernel(kernel: Kernel, mem_mib: u32, cmdline: &str) -> Result<Self, ConfigError> {
         if mem_mib == 0 || mem_mib > MAX_MEM_MIB {
             return Err(ConfigError::MemSize(mem_mib));
         }
@@ -48,7 +53,6 @@ impl VmConfig {
         {
             return Err(ConfigError::CmdlineCharacter(byte));
         }
-        let kernel = kernel::resolve(kernel_name)?;
         let pvh = elf::validate(&kernel.image, u64::from(mem_mib) << 20).map_err(|source| {
             ConfigError::InvalidKernel {
                 name: kernel.name.clone(),

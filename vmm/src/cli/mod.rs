@@ -1,7 +1,12 @@
 //! The command line: clap types, dispatch, and the mapping from failures to
 //! the documented exit statuses.
 
+mod error;
+mod live;
+mod replay;
 mod run;
+
+use std::io::IsTerminal;
 
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -22,6 +27,13 @@ struct Cli {
 enum Command {
     /// Boot a guest and connect its console to this terminal.
     Run(VmArgs),
+    /// Run a guest like `run`, writing every nondeterministic input to a trace.
+    Record(run::RecordArgs),
+    /// Re-execute a recorded run from its trace alone.
+    Replay(replay::ReplayArgs),
+    /// Look into trace files.
+    #[command(subcommand)]
+    Trace(replay::TraceCommand),
 }
 
 /// What describes a VM, shared by every command that starts one.
@@ -60,10 +72,14 @@ pub fn main() -> u8 {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Record(args) => run::record(&args),
+        Command::Replay(args) => replay::replay(&args),
+        Command::Trace(replay::TraceCommand::Inspect { trace }) => replay::inspect(&trace),
     };
     match result {
         Ok(status) => status,

@@ -1,65 +1,81 @@
-//! `ftvm run`: a guest with its console on this terminal.
+//! `ftvm run` and `ftvm record`: a guest with its console on this terminal,
+//! its inputs from this host, and for `record` a trace of them.
 
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use vmm::exit_handler::CoreError;
-use vmm::exit_status::{
-    self, HOST_IO_FAILURE, INVALID_KERNEL, KERNEL_NOT_FOUND, KVM_FAILURE, UNEMULATED_INSTRUCTION,
-    UNREADABLE_KERNEL, USAGE,
-};
-use vmm::host::{self, LiveSource, StdoutSink, StopSignal, VcpuKicker, VirtualClock};
-use vmm::kernel::KernelError;
-use vmm::machine::{Machine, MachineError};
-use vmm::vm_config::{ConfigError, VmConfig};
+use clap::Args;
+use ft_logging::EventSource;
+use replay::{Recorder, TraceWriter};
+use vmm::exit_status;
+use vmm::host::StdoutSink;
+use vmm::machine::{Cpu, Machine, end_reason};
+use vmm::vm_config::VmConfig;
 use vmm::vstate::{RunError, VmEnd};
 
 use super::VmArgs;
+use super::error::{CliError, run_status};
+use super::live::Host;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunCommandError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Machine(#[from] MachineError),
-    #[error(transparent)]
-    Run(#[from] RunError),
-    #[error("cannot set up the host side: {0}")]
-    Host(#[source] std::io::Error),
+/// Exits between state digests unless `--digest-every` says otherwise:
+/// hashing guest memory costs milliseconds, so not too often.
+const DEFAULT_DIGEST_INTERVAL: u64 = 100_000;
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Where to write the trace.
+    #[arg(long, value_name = "OUT")]
+    trace: PathBuf,
+    /// Exits between digests of the guest's state and console in the trace.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_DIGEST_INTERVAL,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    digest_every: u64,
+    #[command(flatten)]
+    vm: VmArgs,
 }
 
-impl RunCommandError {
-    pub fn status(&self) -> u8 {
-        match self {
-            Self::Config(ConfigError::Kernel(KernelError::NotFound { .. })) => KERNEL_NOT_FOUND,
-            Self::Config(ConfigError::Kernel(KernelError::Unreadable { .. })) => UNREADABLE_KERNEL,
-            Self::Config(ConfigError::InvalidKernel { .. }) => INVALID_KERNEL,
-            Self::Config(_) => USAGE,
-            Self::Machine(MachineError::Vm(_)) => KVM_FAILURE,
-            Self::Machine(MachineError::Boot(_)) => INVALID_KERNEL,
-            Self::Run(RunError::Unemulated(_)) => UNEMULATED_INSTRUCTION,
-            Self::Run(RunError::Core(CoreError::Sink(_))) | Self::Host(_) => HOST_IO_FAILURE,
-            Self::Run(_) => KVM_FAILURE,
-        }
-    }
-}
-
-pub fn run(args: &VmArgs) -> Result<u8, RunCommandError> {
+pub fn run(args: &VmArgs) -> Result<u8, CliError> {
     let config = VmConfig::new(&args.kernel, args.mem_mib, &args.cmdline)?;
-    let mut machine = Machine::new(&config)?;
+    let mut machine = Machine::new(&config, Cpu::Model)?;
+    let host = Host::start(true)?;
+    let result = machine.run(
+        &mut host.live_source(),
+        &mut StdoutSink::new(),
+        &host.stop,
+        0,
+    );
+    host.finish();
+    conclude(result)
+}
 
-    let stop = Arc::new(StopSignal::default());
-    let kicker = VcpuKicker::for_current_thread().map_err(|e| RunCommandError::Host(e.into()))?;
-    let (input_tx, input_rx) = crossbeam_channel::unbounded();
-    host::watch_signals(stop.clone(), input_tx.clone(), kicker.clone())
-        .map_err(RunCommandError::Host)?;
-    let terminal = host::spawn_stdin_reader(input_tx, stop.clone(), kicker.clone())
-        .map_err(RunCommandError::Host)?;
+pub fn record(args: &RecordArgs) -> Result<u8, CliError> {
+    let vm = &args.vm;
+    let config = VmConfig::new(&vm.kernel, vm.mem_mib, &vm.cmdline)?;
+    let mut machine = Machine::new(&config, Cpu::Model)?;
+    let header = machine.header(&config, args.digest_every);
+    let writer = TraceWriter::create(&args.trace, &header)?;
+    let host = Host::start(true)?;
+    let mut recorder = Recorder::new(host.live_source(), writer, args.digest_every);
+    let result = machine.run(
+        &mut recorder,
+        &mut StdoutSink::new(),
+        &host.stop,
+        args.digest_every,
+    );
+    host.finish();
+    // Whatever ended the run, the trace ends with a record saying so.
+    let status = match &result {
+        Ok(end) => exit_status::of_end(*end),
+        Err(error) => run_status(error),
+    };
+    recorder
+        .end(&machine.end(end_reason(&result), status))
+        .map_err(|e| CliError::TraceWrite(e.to_string()))?;
+    conclude(result)
+}
 
-    let mut source = LiveSource::new(input_rx, stop.clone(), VirtualClock::start());
-    let mut sink = StdoutSink::new();
-    let result = machine.run(&mut source, &mut sink, &stop);
-    kicker.done();
-    drop(terminal);
+/// The exit status of a finished run, with a word on stderr when the host
+/// stopped it.
+fn conclude(result: Result<VmEnd, RunError>) -> Result<u8, CliError> {
     let end = result?;
     if let VmEnd::Stopped(reason) = end {
         eprintln!("ftvm: {reason}");

@@ -47,6 +47,7 @@ const FCR_CLEAR_RX: u8 = 0x02;
 
 const LCR_DLAB: u8 = 0x80;
 
+const MCR_RTS: u8 = 0x02;
 const MCR_LOOPBACK: u8 = 0x10;
 const MCR_MASK: u8 = 0x1f;
 
@@ -313,10 +314,13 @@ impl Uart {
     }
 
     /// Free room in the receive FIFO for bytes from outside (1 for the
-    /// holding register when FIFOs are off; 0 in loopback mode, where the
-    /// line is disconnected from outside).
+    /// holding register when FIFOs are off). The line to the outside uses
+    /// RTS/CTS flow control: it sends only while the guest asserts RTS, so
+    /// bytes typed before the guest set up its UART wait instead of landing
+    /// in a FIFO the guest's initialisation then clears. Zero in loopback
+    /// mode, where the line is disconnected from outside.
     pub fn rx_room(&self) -> usize {
-        if self.loopback() {
+        if self.loopback() || self.mcr & MCR_RTS == 0 {
             0
         } else {
             self.rx_capacity() - self.rx.len()
@@ -359,7 +363,22 @@ mod tests {
         assert_eq!(uart.read(5), 0x60);
         assert_eq!(uart.read(6), 0xb0);
         assert!(!uart.irq());
+        assert_eq!(uart.rx_room(), 0, "RTS is off until the guest sets it");
+        uart.write(4, 0x02);
         assert_eq!(uart.rx_room(), 1);
+    }
+
+    #[test]
+    fn the_line_sends_only_while_the_guest_asserts_rts() {
+        let mut uart = Uart::new();
+        uart.write(2, 0x01);
+        assert_eq!(uart.rx_room(), 0);
+        uart.write(4, 0x0b); // DTR, RTS, OUT2: ready to receive
+        assert_eq!(uart.rx_room(), 16);
+        uart.receive(b"abc");
+        uart.write(4, 0x09); // RTS dropped: hold off, keep what arrived
+        assert_eq!(uart.rx_room(), 0);
+        assert_eq!(uart.read(0), b'a');
     }
 
     #[test]
@@ -441,6 +460,7 @@ mod tests {
     #[test]
     fn fifo_disabled_holds_one_byte() {
         let mut uart = Uart::new();
+        uart.write(4, 0x02);
         uart.write(1, 0x01);
         assert_eq!(uart.rx_room(), 1);
         uart.receive(b"a");
@@ -455,6 +475,7 @@ mod tests {
     #[test]
     fn fifo_overrun_keeps_the_fifo() {
         let mut uart = Uart::new();
+        uart.write(4, 0x02);
         uart.write(2, 0xc7);
         uart.write(1, 0x05);
         assert_eq!(uart.rx_room(), 16);
@@ -474,6 +495,7 @@ mod tests {
     #[test]
     fn fcr_clears() {
         let mut uart = Uart::new();
+        uart.write(4, 0x02);
         uart.write(2, 0x01);
         uart.receive(b"abc");
         // Clear RX keeps FIFOs on.
@@ -517,7 +539,7 @@ mod tests {
         uart.write(4, 0x10 | 0x04);
         assert_eq!(uart.read(6), 0x40 | 0x02, "RI rose: only DSR's delta");
         // Leaving loopback reconnects the line.
-        uart.write(4, 0x00);
+        uart.write(4, 0x02);
         assert_eq!(uart.rx_room(), 16);
         assert_eq!(uart.read(6) & 0xf0, 0xb0);
     }

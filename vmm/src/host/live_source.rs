@@ -2,7 +2,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use ft_logging::{Event, EventSource, ExitQuery, ExitSignature, MSR_TSC, SourceError};
+use ft_logging::{End, Event, EventSource, ExitDone, ExitQuery, MSR_TSC, SourceError, StateDigest};
 
 use super::{StopSignal, VirtualClock};
 
@@ -125,7 +125,15 @@ impl EventSource for LiveSource {
         Ok(())
     }
 
-    fn applied(&mut self, _: u64, _: &[Event], _: ExitSignature) -> Result<(), SourceError> {
+    fn exit_done(&mut self, _: &ExitDone<'_>) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    fn state(&mut self, _: u64, _: StateDigest) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    fn end(&mut self, _: &End) -> Result<(), SourceError> {
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 //! leaves, XSAVE/AVX/FMA and CMPXCHG16B (which KVM's emulator here cannot
 //! run), and machine-check and MTRR machinery.
 
+use ft_logging::CpuidLeaf;
 use kvm_bindings::{CpuId, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, kvm_cpuid_entry2};
 
 const fn bits(list: &[u32]) -> u32 {
@@ -39,8 +40,114 @@ const MAX_EXTENDED_LEAF: u32 = 0x8000_0008;
 const BRAND: &[u8; 48] =
     b"ftvm virtual CPU\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 
+/// A recorded CPUID table this host cannot present.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CpuidError {
+    #[error(
+        "this host cannot present CPUID leaf {function:#x}.{index} {register} bits {bits:#010x} of the recorded CPU"
+    )]
+    Unsupported {
+        function: u32,
+        index: u32,
+        register: &'static str,
+        bits: u32,
+    },
+    #[error("the recorded CPU has {recorded} physical address bits; this host has {host}")]
+    AddressBits { recorded: u32, host: u32 },
+    #[error("the recorded CPUID table has {0} entries, more than KVM accepts")]
+    TooLarge(usize),
+}
+
+/// (leaf, register name, register index) of every feature register.
+const FEATURE_REGISTERS: &[(u32, &str, usize)] = &[
+    (1, "ecx", 2),
+    (1, "edx", 3),
+    (7, "ebx", 1),
+    (7, "ecx", 2),
+    (7, "edx", 3),
+    (0x8000_0001, "ecx", 2),
+    (0x8000_0001, "edx", 3),
+];
+
+fn registers(leaf: &CpuidLeaf) -> [u32; 4] {
+    [leaf.eax, leaf.ebx, leaf.ecx, leaf.edx]
+}
+
+/// Checks that a host whose KVM supports `host` can present `recorded`:
+/// every feature bit it offers, and its physical address size. Other
+/// values (vendor, signature, brand) are free to set.
+pub fn check_presentable(recorded: &[CpuidLeaf], host: &CpuId) -> Result<(), CpuidError> {
+    let host = to_leaves(host);
+    let find = |table: &[CpuidLeaf], function: u32| {
+        table
+            .iter()
+            .find(|l| l.function == function && l.index == 0)
+            .copied()
+            .unwrap_or_default()
+    };
+    for leaf in recorded.iter().filter(|l| l.index == 0) {
+        for &(function, register, i) in FEATURE_REGISTERS
+            .iter()
+            .filter(|(f, ..)| *f == leaf.function)
+        {
+            let missing = registers(leaf)[i] & !registers(&find(&host, function))[i];
+            if missing != 0 {
+                return Err(CpuidError::Unsupported {
+                    function,
+                    index: 0,
+                    register,
+                    bits: missing,
+                });
+            }
+        }
+    }
+    let bits = |table: &[CpuidLeaf]| find(table, 0x8000_0008).eax & 0xff;
+    if bits(recorded) > bits(&host) {
+        return Err(CpuidError::AddressBits {
+            recorded: bits(recorded),
+            host: bits(&host),
+        });
+    }
+    Ok(())
+}
+
+/// A KVM CPUID table as log records.
+pub fn to_leaves(table: &CpuId) -> Vec<CpuidLeaf> {
+    table
+        .as_slice()
+        .iter()
+        .map(|e| CpuidLeaf {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+        })
+        .collect()
+}
+
+/// Log records as a KVM CPUID table.
+pub fn from_leaves(leaves: &[CpuidLeaf]) -> Result<CpuId, CpuidError> {
+    let entries: Vec<_> = leaves
+        .iter()
+        .map(|l| kvm_cpuid_entry2 {
+            function: l.function,
+            index: l.index,
+            flags: l.flags,
+            eax: l.eax,
+            ebx: l.ebx,
+            ecx: l.ecx,
+            edx: l.edx,
+            ..Default::default()
+        })
+        .collect();
+    CpuId::from_entries(&entries).map_err(|_| CpuidError::TooLarge(entries.len()))
+}
+
 /// The CPUID table of our model on a host whose KVM supports `host`.
-pub fn cpu_model(host: &CpuId) -> CpuId {
+pub fn cpu_model(host: &CpuId) -> Vec<CpuidLeaf> {
     let host = host.as_slice();
     let find = |function: u32| {
         host.iter()
@@ -141,7 +248,10 @@ pub fn cpu_model(host: &CpuId) -> CpuId {
         (e.function <= MAX_BASIC_LEAF.min(vendor.eax))
             || (e.function >= 0x8000_0000 && e.function <= MAX_EXTENDED_LEAF.min(ext0.eax))
     });
-    CpuId::from_entries(&table).expect("the model has fewer entries than KVM_MAX_CPUID_ENTRIES")
+    to_leaves(
+        &CpuId::from_entries(&table)
+            .expect("the model has fewer entries than KVM_MAX_CPUID_ENTRIES"),
+    )
 }
 
 #[cfg(test)]
@@ -171,12 +281,8 @@ mod tests {
         CpuId::from_entries(&leaves).unwrap()
     }
 
-    fn leaf(table: &CpuId, function: u32) -> kvm_cpuid_entry2 {
-        *table
-            .as_slice()
-            .iter()
-            .find(|e| e.function == function)
-            .unwrap()
+    fn leaf(table: &[CpuidLeaf], function: u32) -> CpuidLeaf {
+        *table.iter().find(|e| e.function == function).unwrap()
     }
 
     #[test]
@@ -226,5 +332,37 @@ mod tests {
             }
         }
         assert_eq!(leaf(&cpu_model(&host), 1).ecx, 0);
+    }
+
+    #[test]
+    fn a_recorded_table_is_presentable_only_where_the_host_has_its_features() {
+        let recorded = cpu_model(&host());
+        assert_eq!(check_presentable(&recorded, &host()), Ok(()));
+        let mut weaker = host();
+        for e in weaker.as_mut_slice() {
+            if e.function == 7 {
+                e.ebx &= !(1 << 3);
+            }
+        }
+        assert_eq!(
+            check_presentable(&recorded, &weaker),
+            Err(CpuidError::Unsupported {
+                function: 7,
+                index: 0,
+                register: "ebx",
+                bits: 1 << 3
+            })
+        );
+        let mut fewer_bits = host();
+        for e in fewer_bits.as_mut_slice() {
+            if e.function == 0x8000_0008 {
+                e.eax = 0x3024;
+            }
+        }
+        assert!(matches!(
+            check_presentable(&recorded, &fewer_bits),
+            Err(CpuidError::AddressBits { .. })
+        ));
+        assert_eq!(from_leaves(&recorded).map(|t| to_leaves(&t)), Ok(recorded));
     }
 }

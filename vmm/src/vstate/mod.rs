@@ -3,9 +3,10 @@
 mod cpuid;
 mod emulation;
 mod msr_filter;
+mod state_digest;
 mod vcpu;
 mod vm;
 
-pub use cpuid::cpu_model;
+pub use cpuid::CpuidError;
 pub use vcpu::{RunError, Vcpu, VmEnd};
 pub use vm::{Vm, VmError};

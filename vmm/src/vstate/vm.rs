@@ -5,7 +5,10 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use super::{Vcpu, cpu_model, msr_filter};
+use ft_logging::CpuidLeaf;
+
+use super::cpuid::{self, CpuidError};
+use super::{Vcpu, msr_filter};
 
 /// Where KVM may keep the TSS it needs on Intel; just below 4 GiB, clear of
 /// RAM and of the MMIO area.
@@ -45,6 +48,8 @@ pub enum VmError {
     },
     #[error("KVM refused initial MSR {index:#x}")]
     SetMsr { index: u32 },
+    #[error(transparent)]
+    Cpuid(#[from] CpuidError),
 }
 
 /// A KVM VM with its guest memory, before its vCPU exists.
@@ -116,13 +121,29 @@ impl Vm {
         self.memory.last_addr().0 + 1
     }
 
-    /// The one vCPU, in the PVH entry state at `entry`.
-    pub fn create_vcpu(&self, entry: u32) -> Result<Vcpu, VmError> {
-        let supported = self
-            .kvm
+    /// Our CPU model as this host presents it.
+    pub fn cpu_model(&self) -> Result<Vec<CpuidLeaf>, VmError> {
+        Ok(cpuid::cpu_model(&self.supported_cpuid()?))
+    }
+
+    /// Checks that this host can present a recorded CPU model.
+    pub fn check_cpuid(&self, recorded: &[CpuidLeaf]) -> Result<(), VmError> {
+        Ok(cpuid::check_presentable(
+            recorded,
+            &self.supported_cpuid()?,
+        )?)
+    }
+
+    fn supported_cpuid(&self) -> Result<kvm_bindings::CpuId, VmError> {
+        self.kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(VmError::SupportedCpuid)?;
+            .map_err(VmError::SupportedCpuid)
+    }
+
+    /// The one vCPU with this CPUID table, in the PVH entry state at `entry`.
+    pub fn create_vcpu(&self, entry: u32, cpuid: &[CpuidLeaf]) -> Result<Vcpu, VmError> {
+        let table = cpuid::from_leaves(cpuid)?;
         let fd = self.fd.create_vcpu(0).map_err(VmError::CreateVcpu)?;
-        Vcpu::new(fd, &cpu_model(&supported), entry, self.memory.clone())
+        Vcpu::new(fd, &table, entry, self.memory.clone())
     }
 }

@@ -1,0 +1,192 @@
+//! `ftvm trace inspect`: what a trace holds, in a few lines.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+use ft_logging::{End, Event, Record};
+
+use crate::trace::hex;
+use crate::{TraceError, TraceReader};
+
+/// The kinds of record, as a summary counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    WallClock,
+    Time,
+    SerialIn,
+    MsrRead,
+    Output,
+    State,
+    End,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 7] = [
+        RecordKind::WallClock,
+        RecordKind::Time,
+        RecordKind::SerialIn,
+        RecordKind::MsrRead,
+        RecordKind::Output,
+        RecordKind::State,
+        RecordKind::End,
+    ];
+
+    pub fn of(record: &Record) -> Self {
+        match record {
+            Record::Event { event, .. } => match event {
+                Event::WallClock { .. } => RecordKind::WallClock,
+                Event::Time { .. } => RecordKind::Time,
+                Event::SerialIn(_) => RecordKind::SerialIn,
+                Event::MsrRead { .. } => RecordKind::MsrRead,
+            },
+            Record::Output { .. } => RecordKind::Output,
+            Record::State { .. } => RecordKind::State,
+            Record::End(_) => RecordKind::End,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::WallClock => "wall clock",
+            RecordKind::Time => "time",
+            RecordKind::SerialIn => "serial input",
+            RecordKind::MsrRead => "MSR read",
+            RecordKind::Output => "console digest",
+            RecordKind::State => "state digest",
+            RecordKind::End => "end",
+        }
+    }
+}
+
+/// Records of one kind in a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KindCount {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// What a trace holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceSummary {
+    pub platform: String,
+    pub kernel_name: String,
+    pub kernel_bytes: usize,
+    pub kernel_sha256: [u8; 32],
+    pub mem_mib: u32,
+    pub cmdline: String,
+    pub cpuid_leaves: usize,
+    pub digest_interval: u64,
+    /// Magic, version and header.
+    pub header_bytes: u64,
+    /// Per kind, in the order of [`RecordKind::ALL`].
+    pub kinds: [KindCount; RecordKind::ALL.len()],
+    /// Records after the header.
+    pub records: u64,
+    /// The whole file.
+    pub bytes: u64,
+    /// The last time sample, in virtual nanoseconds.
+    pub duration_ns: Option<u64>,
+    pub end: End,
+}
+
+impl TraceSummary {
+    /// Reads the rest of the trace `reader` holds.
+    pub fn read<R: Read>(mut reader: TraceReader<R>) -> Result<Self, TraceError> {
+        let header_bytes = reader.position().offset;
+        let mut kinds = [KindCount::default(); RecordKind::ALL.len()];
+        let mut duration_ns = None;
+        let mut end = None;
+        let mut offset = header_bytes;
+        while let Some(record) = reader.next_record()? {
+            let next = reader.position().offset;
+            let count = &mut kinds[RecordKind::of(&record) as usize];
+            count.records += 1;
+            count.bytes += next - offset;
+            offset = next;
+            match record {
+                Record::Event {
+                    event: Event::Time { ns },
+                    ..
+                } => duration_ns = Some(ns),
+                Record::End(last) => end = Some(last),
+                _ => {}
+            }
+        }
+        let header = reader.header();
+        Ok(Self {
+            platform: header.platform.clone(),
+            kernel_name: header.kernel_name.clone(),
+            kernel_bytes: header.kernel.len(),
+            kernel_sha256: header.kernel_sha256,
+            mem_mib: header.mem_mib,
+            cmdline: header.cmdline.clone(),
+            cpuid_leaves: header.cpuid.len(),
+            digest_interval: header.digest_interval,
+            header_bytes,
+            kinds,
+            records: reader.position().record,
+            bytes: offset,
+            duration_ns,
+            // The reader ends only after the End record.
+            end: end.expect("a trace read to its end has an end record"),
+        })
+    }
+}
+
+/// Reads the whole trace at `path` into a summary.
+pub fn inspect(path: &Path) -> Result<TraceSummary, TraceError> {
+    TraceSummary::read(TraceReader::open(path)?)
+}
+
+impl fmt::Display for TraceSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "platform         {}", self.platform)?;
+        writeln!(
+            f,
+            "kernel           {} ({} bytes, SHA-256 {})",
+            self.kernel_name,
+            self.kernel_bytes,
+            hex(&self.kernel_sha256)
+        )?;
+        writeln!(f, "memory           {} MiB", self.mem_mib)?;
+        writeln!(f, "command line     {}", self.cmdline)?;
+        writeln!(f, "CPUID leaves     {}", self.cpuid_leaves)?;
+        match self.digest_interval {
+            0 => writeln!(f, "state digests    none")?,
+            n => writeln!(f, "state digests    every {n} exits")?,
+        }
+        writeln!(f, "exits            {}", self.end.exit)?;
+        match self.duration_ns {
+            Some(ns) => writeln!(
+                f,
+                "duration         {}.{:09} s of virtual time",
+                ns / 1_000_000_000,
+                ns % 1_000_000_000
+            )?,
+            None => writeln!(f, "duration         unknown (no time sample)")?,
+        }
+        writeln!(
+            f,
+            "end              {}, exit status {}",
+            crate::describe::end_reason(&self.end.reason),
+            self.end.status
+        )?;
+        writeln!(
+            f,
+            "records          {} in {} bytes, after a header of {} bytes",
+            self.records, self.bytes, self.header_bytes
+        )?;
+        writeln!(f, "  {:<15} {:>10} {:>12}", "kind", "records", "bytes")?;
+        for (kind, count) in RecordKind::ALL.iter().zip(&self.kinds) {
+            writeln!(
+                f,
+                "  {:<15} {:>10} {:>12}",
+                kind.name(),
+                count.records,
+                count.bytes
+            )?;
+        }
+        Ok(())
+    }
+}

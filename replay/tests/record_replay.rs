@@ -1,0 +1,644 @@
+//! The recorder and the replaying source, driven as ftvm's core drives
+//! them, by a fake guest whose exits depend on the inputs it receives.
+
+use std::path::Path;
+
+use ft_logging::{
+    End, EndReason, Event, EventSource, ExitDone, ExitQuery, ExitSignature, Header, MSR_TSC,
+    Record, SourceError, StateDigest, StopReason, StreamHasher,
+};
+use replay::{Recorder, ReplaySource, TraceReader, TraceWriter};
+use sha2::{Digest, Sha256};
+
+/// Exits of a full run.
+const EXITS: u64 = 100;
+/// The guest halts here and the host wakes it in two batches of events.
+const HALT_EXIT: u64 = 40;
+const DIGEST_INTERVAL: u64 = 25;
+const FIFO: usize = 16;
+const TIMER_PERIOD_NS: u64 = 1_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Plain,
+    ReadsClock,
+    ReadsTsc,
+    Halt,
+}
+
+/// What a replaying guest does differently from the recorded one.
+#[derive(Debug, Clone, Default)]
+struct Quirks {
+    /// Takes another path at this exit: its signature differs.
+    other_path_at: Option<u64>,
+    /// Halts at this exit, waiting for an interrupt.
+    halt_at: Option<u64>,
+    /// Writes an extra console byte at this exit.
+    extra_output_at: Option<u64>,
+    /// Changes its memory at this exit.
+    memory_change_at: Option<u64>,
+    /// Exits with this status at the end.
+    exit_status: u8,
+}
+
+/// A fake guest and core: it asks the source for events as ftvm's core
+/// does, and its signature, console and state depend on them.
+#[derive(Debug, Default)]
+struct Guest {
+    quirks: Quirks,
+    exits: u64,
+    signature: ExitSignature,
+    console: StreamHasher,
+    /// A hash of every input applied, standing in for guest memory.
+    memory: u64,
+    time_ns: u64,
+    tsc: u64,
+    deadline_ns: u64,
+    irq_pending: bool,
+    fifo: usize,
+}
+
+impl Guest {
+    fn new(quirks: Quirks) -> Self {
+        Self {
+            quirks,
+            deadline_ns: TIMER_PERIOD_NS,
+            ..Self::default()
+        }
+    }
+
+    fn access_at(&self, exit: u64) -> Access {
+        if exit == HALT_EXIT || self.quirks.halt_at == Some(exit) {
+            Access::Halt
+        } else if exit % 10 == 3 {
+            Access::ReadsClock
+        } else if exit % 17 == 5 {
+            Access::ReadsTsc
+        } else {
+            Access::Plain
+        }
+    }
+
+    fn query(&self, exit: u64, access: Access, halted: bool) -> ExitQuery {
+        ExitQuery {
+            exit,
+            needs_time: exit == 0 || access == Access::ReadsClock,
+            halted,
+            timer_deadline_ns: Some(self.deadline_ns),
+            serial_room: FIFO - self.fifo,
+            msr_read: (access == Access::ReadsTsc).then_some(MSR_TSC),
+        }
+    }
+
+    fn apply(&mut self, events: &[Event]) {
+        for event in events {
+            let value = match event {
+                Event::WallClock { unix_ns } => *unix_ns,
+                Event::Time { ns } => {
+                    self.time_ns = *ns;
+                    if *ns >= self.deadline_ns {
+                        self.irq_pending = true;
+                        self.deadline_ns = ns + TIMER_PERIOD_NS;
+                    }
+                    *ns
+                }
+                Event::SerialIn(bytes) => {
+                    self.fifo += bytes.len();
+                    self.irq_pending = true;
+                    self.console.update(bytes);
+                    bytes.len() as u64
+                }
+                Event::MsrRead { value, .. } => {
+                    self.tsc = *value;
+                    *value
+                }
+            };
+            self.memory = self.memory.rotate_left(7) ^ value;
+        }
+    }
+
+    fn done(&self, source: &mut dyn EventSource, events: &[Event]) -> Result<(), SourceError> {
+        source.exit_done(&ExitDone {
+            exit: self.exits,
+            events,
+            signature: self.signature,
+            console: self.console.digest(),
+        })
+    }
+
+    fn state(&self) -> StateDigest {
+        StateDigest {
+            registers: self.signature.value() ^ self.time_ns,
+            memory: self.memory,
+        }
+    }
+
+    fn end(&self, reason: EndReason, status: u8) -> End {
+        let state = match reason {
+            EndReason::Stopped(_) | EndReason::Failed(_) => None,
+            _ => Some(self.state()),
+        };
+        End {
+            exit: self.exits,
+            signature: self.signature.value(),
+            reason,
+            status,
+            console: self.console.digest(),
+            state,
+        }
+    }
+
+    /// Runs `exits` exits after boot; state digests every `interval` exits.
+    fn run(
+        &mut self,
+        source: &mut dyn EventSource,
+        exits: u64,
+        interval: u64,
+    ) -> Result<End, SourceError> {
+        let mut events = Vec::new();
+        source.events(&self.query(0, Access::Plain, false), &mut events)?;
+        self.apply(&events);
+        self.done(source, &events)?;
+        for exit in 1..=exits {
+            let access = self.access_at(exit);
+            events.clear();
+            source.events(&self.query(exit, access, false), &mut events)?;
+            // The exit is complete once its events could be had.
+            self.exits = exit;
+            self.apply(&events);
+            // As in ftvm's core, a HLT folds no data: a replay applies all
+            // of a halted exit's events before the HLT completes, where the
+            // recording applied some after it, in batches.
+            let mut data = match access {
+                Access::ReadsClock => self.time_ns,
+                Access::ReadsTsc => self.tsc,
+                Access::Plain => self.fifo as u64,
+                Access::Halt => 0,
+            };
+            if self.quirks.other_path_at == Some(exit) {
+                data ^= 1;
+            }
+            if self.quirks.memory_change_at == Some(exit) {
+                self.memory ^= 1;
+            }
+            self.signature.fold(access as u8, exit, data, exit * 4);
+            if exit % 9 == 0 || self.quirks.extra_output_at == Some(exit) {
+                self.console.update(b".");
+            }
+            self.done(source, &events)?;
+            if access == Access::Halt {
+                while !self.irq_pending {
+                    events.clear();
+                    source.events(&self.query(exit, access, true), &mut events)?;
+                    if events.is_empty() {
+                        return Ok(self.end(EndReason::Idle, 0));
+                    }
+                    self.apply(&events);
+                    self.done(source, &events)?;
+                }
+            }
+            // The guest takes the interrupt and drains its FIFO.
+            self.irq_pending = false;
+            self.fifo = 0;
+            if interval != 0 && exit % interval == 0 {
+                source.state(exit, self.state())?;
+            }
+        }
+        let status = self.quirks.exit_status;
+        Ok(self.end(EndReason::GuestExit(status), status))
+    }
+}
+
+/// The host side of a recording: a clock, serial input at set exits.
+#[derive(Debug, Default)]
+struct Host {
+    clock_ns: u64,
+    /// Stopped (SIGTERM) when asked for the events of this exit.
+    stop_at: Option<u64>,
+    /// Nothing ever wakes a halted guest.
+    idle: bool,
+    /// Halted queries answered at the current exit.
+    halted_calls: u32,
+}
+
+impl EventSource for Host {
+    fn events(&mut self, query: &ExitQuery, events: &mut Vec<Event>) -> Result<(), SourceError> {
+        if self.stop_at == Some(query.exit) {
+            return Err(SourceError::Stopped(StopReason::Terminated));
+        }
+        if query.exit == 0 {
+            events.push(Event::WallClock {
+                unix_ns: 1_700_000_000_000_000_000,
+            });
+        }
+        if query.halted {
+            self.halted_calls += 1;
+            let deadline = query.timer_deadline_ns.unwrap();
+            // Woken early by the clock first, then by the timer and input.
+            match (self.idle, self.halted_calls) {
+                (true, _) => {}
+                (false, 1) => events.push(Event::Time { ns: deadline - 500 }),
+                (false, _) => {
+                    self.clock_ns = deadline;
+                    events.push(Event::Time { ns: deadline });
+                    events.push(Event::SerialIn(b"wake".to_vec()));
+                }
+            }
+            return Ok(());
+        }
+        if query.exit > 0 {
+            self.clock_ns += 10_007;
+        }
+        let timer_due = query.timer_deadline_ns.is_some_and(|d| self.clock_ns >= d);
+        if query.needs_time || timer_due {
+            events.push(Event::Time { ns: self.clock_ns });
+        }
+        if let Some(index) = query.msr_read {
+            events.push(Event::MsrRead {
+                index,
+                value: self.clock_ns,
+            });
+        }
+        let input: &[u8] = match query.exit {
+            8 => b"hi",
+            60 => b"there",
+            _ => b"",
+        };
+        if !input.is_empty() {
+            let room = input.len().min(query.serial_room);
+            events.push(Event::SerialIn(input[..room].to_vec()));
+        }
+        Ok(())
+    }
+
+    fn exit_done(&mut self, _: &ExitDone<'_>) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    fn state(&mut self, _: u64, _: StateDigest) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    fn end(&mut self, _: &End) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
+
+fn header() -> Header {
+    let kernel = b"fake kernel".to_vec();
+    Header {
+        platform: "ftvm-pc/test".into(),
+        mem_mib: 16,
+        cmdline: String::new(),
+        kernel_name: "fake".into(),
+        kernel_sha256: Sha256::digest(&kernel).into(),
+        kernel,
+        cpuid: Vec::new(),
+        digest_interval: DIGEST_INTERVAL,
+    }
+}
+
+/// Records a run of the fake guest on `host`: what ended it, as written.
+fn record(path: &Path, host: Host) -> End {
+    let writer = TraceWriter::create(path, &header()).unwrap();
+    let mut recorder = Recorder::new(host, writer, DIGEST_INTERVAL);
+    let mut guest = Guest::new(Quirks::default());
+    let end = match guest.run(&mut recorder, EXITS, DIGEST_INTERVAL) {
+        Ok(end) => end,
+        Err(SourceError::Stopped(stop)) => guest.end(EndReason::Stopped(stop), stop.exit_status()),
+        Err(error) => panic!("recording failed: {error}"),
+    };
+    recorder.end(&end).unwrap();
+    end
+}
+
+struct Replay {
+    result: Result<End, SourceError>,
+    source: ReplaySource<std::io::BufReader<std::fs::File>>,
+}
+
+fn replay(path: &Path, quirks: Quirks, exits: u64, verify: bool) -> Replay {
+    let mut source = ReplaySource::new(TraceReader::open(path).unwrap(), verify);
+    let interval = if verify { DIGEST_INTERVAL } else { 0 };
+    let result = Guest::new(quirks).run(&mut source, exits, interval);
+    Replay { result, source }
+}
+
+/// A replay with `quirks` that diverges: at which exit, and how.
+fn divergence(path: &Path, quirks: Quirks) -> (u64, String) {
+    let mut replayed = replay(path, quirks, EXITS, true);
+    let result = replayed
+        .result
+        .and_then(|end| replayed.source.end(&end).map(|()| end));
+    match result {
+        Err(SourceError::Divergence { exit, detail }) => (exit, detail),
+        other => panic!("expected a divergence, got {other:?}"),
+    }
+}
+
+/// Copies a trace, changing or dropping records.
+fn rewrite(from: &Path, to: &Path, change: impl Fn(Record) -> Option<Record>) {
+    let mut reader = TraceReader::open(from).unwrap();
+    let mut writer = TraceWriter::create(to, reader.header()).unwrap();
+    while let Some(record) = reader.next_record().unwrap() {
+        if let Some(record) = change(record) {
+            writer.write(&record).unwrap();
+        }
+    }
+    writer.finish().unwrap();
+}
+
+fn records(path: &Path) -> Vec<Record> {
+    let mut reader = TraceReader::open(path).unwrap();
+    std::iter::from_fn(|| reader.next_record().unwrap()).collect()
+}
+
+fn recorded_trace() -> (tempfile::TempDir, std::path::PathBuf, End) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.trace");
+    let end = record(&path, Host::default());
+    (dir, path, end)
+}
+
+#[test]
+fn a_recorded_run_replays_exactly_and_verifies() {
+    let (_dir, path, recorded) = recorded_trace();
+    assert_eq!(recorded.exit, EXITS);
+
+    // The halted exit's events came in two batches and are all in the trace.
+    let at_halt: Vec<Event> = records(&path)
+        .into_iter()
+        .filter_map(|record| match record {
+            Record::Event { exit, event, .. } if exit == HALT_EXIT => Some(event),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(at_halt.len(), 3, "{at_halt:?}");
+    assert!(matches!(at_halt[2], Event::SerialIn(_)));
+
+    let mut replayed = replay(&path, Quirks::default(), EXITS, true);
+    let end = replayed.result.unwrap();
+    assert_eq!(end, recorded);
+    replayed.source.end(&end).unwrap();
+    assert_eq!(replayed.source.recorded_end(), Some(&recorded));
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(replayed.source.progress(), (len, len));
+}
+
+#[test]
+fn a_replay_without_verify_passes_over_the_digests() {
+    let (_dir, path, recorded) = recorded_trace();
+    let mut replayed = replay(&path, Quirks::default(), EXITS, false);
+    let end = replayed.result.unwrap();
+    replayed.source.end(&end).unwrap();
+    assert_eq!(end, recorded);
+}
+
+#[test]
+fn a_verifying_replay_must_check_every_digest() {
+    let (_dir, path, _) = recorded_trace();
+    let mut source = ReplaySource::new(TraceReader::open(&path).unwrap(), true);
+    let result = Guest::new(Quirks::default()).run(&mut source, EXITS, 0);
+    let Err(SourceError::Divergence { exit, detail }) = result else {
+        panic!("{result:?}");
+    };
+    // Found at the next exit, whether it has inputs or not.
+    assert_eq!(exit, 26);
+    assert_eq!(
+        detail,
+        "the trace has a console digest at exit 25 that the replay did not check"
+    );
+}
+
+#[test]
+fn another_path_is_found_at_the_next_exit_with_inputs() {
+    let (_dir, path, _) = recorded_trace();
+    // Exits 13 and 22 have inputs; 15 has none.
+    let (exit, detail) = divergence(
+        &path,
+        Quirks {
+            other_path_at: Some(15),
+            ..Quirks::default()
+        },
+    );
+    assert_eq!(exit, 22);
+    assert!(detail.starts_with("exit signature 0x"), "{detail}");
+    assert!(detail.contains("differs from the trace's 0x"), "{detail}");
+    assert!(
+        detail.ends_with("the last matching exit was 13"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_missing_time_sample_is_a_divergence() {
+    let (dir, path, _) = recorded_trace();
+    let altered = dir.path().join("no-time.trace");
+    rewrite(&path, &altered, |record| match record {
+        Record::Event {
+            exit: 13,
+            event: Event::Time { .. },
+            ..
+        } => None,
+        other => Some(other),
+    });
+    let (exit, detail) = divergence(&altered, Quirks::default());
+    assert_eq!(exit, 13);
+    assert_eq!(
+        detail,
+        "the access reads a clock and the trace has no time sample at this exit \
+         (its next record is an MSR value at exit 22)"
+    );
+}
+
+#[test]
+fn a_missing_msr_value_is_a_divergence() {
+    let (dir, path, _) = recorded_trace();
+    let altered = dir.path().join("no-msr.trace");
+    rewrite(&path, &altered, |record| match record {
+        Record::Event {
+            event: Event::MsrRead { .. },
+            exit: 22,
+            ..
+        } => None,
+        other => Some(other),
+    });
+    let (exit, detail) = divergence(&altered, Quirks::default());
+    assert_eq!(exit, 22);
+    assert!(detail.starts_with("the guest read MSR 0x10 and the trace has no value for it"));
+}
+
+#[test]
+fn serial_input_beyond_the_fifo_is_a_divergence() {
+    let (dir, path, _) = recorded_trace();
+    let altered = dir.path().join("flood.trace");
+    rewrite(&path, &altered, |record| match record {
+        Record::Event {
+            exit: 8,
+            signature,
+            event: Event::SerialIn(_),
+        } => Some(Record::Event {
+            exit: 8,
+            signature,
+            event: Event::SerialIn(vec![b'x'; FIFO + 1]),
+        }),
+        other => Some(other),
+    });
+    let (exit, detail) = divergence(&altered, Quirks::default());
+    assert_eq!(exit, 8);
+    assert_eq!(
+        detail,
+        "the trace has 17 serial bytes here but the UART's receive FIFO has room for 16"
+    );
+}
+
+#[test]
+fn inputs_the_replay_never_reached_are_a_divergence() {
+    let (_dir, path, _) = recorded_trace();
+    let mut replayed = replay(&path, Quirks::default(), 70, true);
+    let end = replayed.result.unwrap();
+    let Err(SourceError::Divergence { exit, detail }) = replayed.source.end(&end) else {
+        panic!("the replay ended early unnoticed");
+    };
+    assert_eq!(exit, 70);
+    assert_eq!(
+        detail,
+        "the replay ended after exit 70, but the trace has a time sample at exit 73"
+    );
+}
+
+#[test]
+fn a_guest_halted_where_the_trace_has_no_event_diverges() {
+    let (_dir, path, _) = recorded_trace();
+    let (exit, detail) = divergence(
+        &path,
+        Quirks {
+            halt_at: Some(47),
+            ..Quirks::default()
+        },
+    );
+    assert_eq!(exit, 47);
+    assert_eq!(
+        detail,
+        "the guest halted waiting for an event, while the trace's next record is \
+         a console digest at exit 50"
+    );
+}
+
+#[test]
+fn an_end_that_differs_is_a_divergence_naming_each_field() {
+    let (_dir, path, _) = recorded_trace();
+    let (exit, detail) = divergence(
+        &path,
+        Quirks {
+            exit_status: 3,
+            ..Quirks::default()
+        },
+    );
+    assert_eq!(exit, EXITS);
+    assert_eq!(
+        detail,
+        "end: replayed \"the guest exited with 3\" vs recorded \"the guest exited with 0\"; \
+         exit status: replayed 3 vs recorded 0"
+    );
+}
+
+#[test]
+fn console_and_memory_differences_are_named_at_the_next_digest() {
+    let (_dir, path, _) = recorded_trace();
+    let (exit, detail) = divergence(
+        &path,
+        Quirks {
+            extra_output_at: Some(30),
+            ..Quirks::default()
+        },
+    );
+    assert_eq!(exit, 50);
+    assert!(detail.starts_with("console output: replayed "), "{detail}");
+    let (exit, detail) = divergence(
+        &path,
+        Quirks {
+            memory_change_at: Some(30),
+            ..Quirks::default()
+        },
+    );
+    assert_eq!(exit, 50);
+    assert!(detail.starts_with("memory: replayed digest 0x"), "{detail}");
+}
+
+#[test]
+fn a_stopped_recording_ends_the_replay_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stopped.trace");
+    let recorded = record(
+        &path,
+        Host {
+            stop_at: Some(57),
+            ..Host::default()
+        },
+    );
+    assert_eq!(recorded.exit, 56);
+    assert_eq!(recorded.reason, EndReason::Stopped(StopReason::Terminated));
+
+    let mut replayed = replay(&path, Quirks::default(), EXITS, true);
+    assert!(matches!(replayed.result, Err(SourceError::LogEnded)));
+    assert_eq!(replayed.source.recorded_end(), Some(&recorded));
+    // The caller ends the replay as the recording ended.
+    let end = End {
+        state: None,
+        ..recorded.clone()
+    };
+    replayed.source.end(&end).unwrap();
+}
+
+#[test]
+fn an_idle_recording_ends_the_replay_at_its_halt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idle.trace");
+    let recorded = record(
+        &path,
+        Host {
+            idle: true,
+            ..Host::default()
+        },
+    );
+    assert_eq!(
+        (recorded.exit, &recorded.reason),
+        (HALT_EXIT, &EndReason::Idle)
+    );
+    let replayed = replay(&path, Quirks::default(), EXITS, true);
+    assert!(matches!(replayed.result, Err(SourceError::LogEnded)));
+    assert_eq!(replayed.source.recorded_end(), Some(&recorded));
+}
+
+#[test]
+fn a_damaged_trace_is_a_log_error_where_the_replay_reaches_it() {
+    let (dir, path, _) = recorded_trace();
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.trace");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let replayed = replay(&cut, Quirks::default(), EXITS, true);
+    let Err(SourceError::Log(message)) = replayed.result else {
+        panic!("{:?}", replayed.result);
+    };
+    assert!(message.starts_with("truncated at byte "), "{message}");
+}
+
+#[test]
+fn the_recorder_refuses_digests_off_the_interval_and_records_after_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("refused.trace");
+    let writer = TraceWriter::create(&path, &header()).unwrap();
+    let mut recorder = Recorder::new(Host::default(), writer, DIGEST_INTERVAL);
+    let Err(SourceError::Log(message)) = recorder.state(7, StateDigest::default()) else {
+        panic!("a digest off the interval was recorded");
+    };
+    assert_eq!(
+        message,
+        "a state digest at exit 7 is off the trace's digest interval of 25 exits"
+    );
+    let end = Guest::new(Quirks::default()).end(EndReason::Reset, 0);
+    recorder.end(&end).unwrap();
+    assert!(matches!(recorder.end(&end), Err(SourceError::Log(_))));
+    assert_eq!(records(&path), vec![Record::End(end)]);
+}

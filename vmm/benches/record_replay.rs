@@ -1,0 +1,89 @@
+//! Recording and replay costs on `ticker`, measured side by side in one
+//! run through the real binary: `record` against `run` (wall time), `replay`
+//! against `record`, and how dense the trace is (bytes per second of guest
+//! time, bytes per record, bytes per time sample).
+//!
+//! Run with `cargo bench -p vmm --bench record_replay` (scripts/bench.sh does).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use replay::RecordKind;
+
+const ROUNDS: usize = 5;
+const TICKER: &str = "ticks=100 hz=100";
+
+fn ftvm(args: &[&str]) -> Duration {
+    let start = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_ftvm"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("run ftvm");
+    assert!(status.success(), "ftvm {args:?} failed");
+    start.elapsed()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let trace = std::env::temp_dir().join(format!("ftvm-bench-{}.trace", std::process::id()));
+    let path = trace.to_str().expect("a UTF-8 temp path");
+    let (mut run, mut record, mut replay) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        run.push(ftvm(&["run", "--kernel", "ticker", "--cmdline", TICKER]));
+        record.push(ftvm(&[
+            "record",
+            "--trace",
+            path,
+            "--kernel",
+            "ticker",
+            "--cmdline",
+            TICKER,
+        ]));
+        replay.push(ftvm(&["replay", "--quiet", path]));
+    }
+    let (run, record, replay) = (median(run), median(record), median(replay));
+    let summary = replay::inspect(Path::new(&trace)).expect("read the trace back");
+    let _ = std::fs::remove_file(&trace);
+
+    let records_bytes = summary.bytes - summary.header_bytes;
+    let guest_seconds = summary.duration_ns.unwrap_or(1) as f64 / 1e9;
+    let time = summary.kinds[RecordKind::ALL
+        .iter()
+        .position(|k| *k == RecordKind::Time)
+        .expect("a time kind")];
+    println!("record_replay: ticker {TICKER}, {ROUNDS} rounds, medians");
+    println!(
+        "  run {:.3} s, record {:.3} s, replay {:.3} s",
+        run.as_secs_f64(),
+        record.as_secs_f64(),
+        replay.as_secs_f64()
+    );
+    println!(
+        "  record / run:    {:.3} (target <= 1.05)",
+        record.as_secs_f64() / run.as_secs_f64()
+    );
+    println!(
+        "  replay / record: {:.3} (target <= 1.0)",
+        replay.as_secs_f64() / record.as_secs_f64()
+    );
+    println!(
+        "  trace: {} records in {} bytes after a {}-byte header; {:.0} bytes per second of guest time, {:.1} bytes per record",
+        summary.records,
+        records_bytes,
+        summary.header_bytes,
+        records_bytes as f64 / guest_seconds,
+        records_bytes as f64 / summary.records as f64
+    );
+    println!(
+        "  time samples: {} records, {:.1} bytes each (target <= 16)",
+        time.records,
+        time.bytes as f64 / time.records.max(1) as f64
+    );
+}

@@ -1,0 +1,70 @@
+//! Every way a command can fail, and the documented exit status of each.
+
+use ft_logging::SourceError;
+use replay::TraceError;
+use vmm::exit_handler::CoreError;
+use vmm::exit_status::{
+    DIVERGENCE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_KERNEL, INVALID_TRACE,
+    KERNEL_NOT_FOUND, KVM_FAILURE, UNEMULATED_INSTRUCTION, UNREADABLE_KERNEL, USAGE,
+};
+use vmm::kernel::KernelError;
+use vmm::machine::MachineError;
+use vmm::vm_config::ConfigError;
+use vmm::vstate::{RunError, VmError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("cannot set up the host side: {0}")]
+    Host(#[source] std::io::Error),
+    #[error("{0}")]
+    Trace(#[from] TraceError),
+    #[error("cannot write the trace: {0}")]
+    TraceWrite(String),
+    #[error("the trace's VM configuration is invalid: {0}")]
+    TraceConfig(#[source] ConfigError),
+    #[error("the trace was recorded on platform `{recorded}`; this ftvm provides `{ours}`")]
+    Platform {
+        recorded: String,
+        ours: &'static str,
+    },
+}
+
+impl CliError {
+    pub fn status(&self) -> u8 {
+        match self {
+            Self::Config(ConfigError::Kernel(KernelError::NotFound { .. })) => KERNEL_NOT_FOUND,
+            Self::Config(ConfigError::Kernel(KernelError::Unreadable { .. })) => UNREADABLE_KERNEL,
+            Self::Config(ConfigError::InvalidKernel { .. }) => INVALID_KERNEL,
+            Self::Config(_) => USAGE,
+            Self::Machine(MachineError::Vm(VmError::Cpuid(_))) | Self::Platform { .. } => {
+                INCOMPATIBLE_HOST
+            }
+            Self::Machine(MachineError::Vm(_)) => KVM_FAILURE,
+            Self::Machine(MachineError::Boot(_)) => INVALID_KERNEL,
+            Self::Run(error) => run_status(error),
+            Self::Host(_) | Self::TraceWrite(_) => HOST_IO_FAILURE,
+            Self::Trace(_) | Self::TraceConfig(_) => INVALID_TRACE,
+        }
+    }
+}
+
+/// The status of a run that failed with `error`.
+pub fn run_status(error: &RunError) -> u8 {
+    match error {
+        RunError::Unemulated(_) => UNEMULATED_INSTRUCTION,
+        RunError::Core(CoreError::Sink(_)) => HOST_IO_FAILURE,
+        RunError::Core(CoreError::Source(SourceError::Log(_))) => INVALID_TRACE,
+        RunError::Core(
+            CoreError::Source(SourceError::Divergence { .. })
+            | CoreError::MissingTime { .. }
+            | CoreError::MissingMsr { .. },
+        ) => DIVERGENCE,
+        _ => KVM_FAILURE,
+    }
+}
