@@ -57,13 +57,6 @@ impl<R: Read> ReplaySource<R> {
         self.recorded_end.as_ref()
     }
 
-    /// Bytes of the trace consumed, and its length (as consumed when the
-    /// length is unknown).
-    pub fn progress(&self) -> (u64, u64) {
-        let done = self.reader.position().offset;
-        (done, self.reader.file_len().unwrap_or(done).max(done))
-    }
-
     fn peek(&mut self) -> Result<&Record, SourceError> {
         let record = match self.next.take() {
             Some(record) => record,

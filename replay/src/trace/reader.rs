@@ -29,7 +29,6 @@ pub struct TraceReader<R> {
     decoder: Decoder,
     record: u64,
     ended: bool,
-    file_len: Option<u64>,
 }
 
 impl TraceReader<BufReader<File>> {
@@ -40,10 +39,7 @@ impl TraceReader<BufReader<File>> {
             source,
         };
         let file = File::open(path).map_err(open_error)?;
-        let file_len = file.metadata().map_err(open_error)?.len();
-        let mut reader = Self::start(BufReader::new(file), Some(path.to_owned()))?;
-        reader.file_len = Some(file_len);
-        Ok(reader)
+        Self::start(BufReader::new(file), Some(path.to_owned()))
     }
 }
 
@@ -75,7 +71,6 @@ impl<R: Read> TraceReader<R> {
             decoder: Decoder::new(),
             record: 0,
             ended: false,
-            file_len: None,
         })
     }
 
@@ -125,11 +120,6 @@ impl<R: Read> TraceReader<R> {
             record: self.record,
             offset: self.input.offset,
         }
-    }
-
-    /// The file's length, when the trace was opened from a file.
-    pub fn file_len(&self) -> Option<u64> {
-        self.file_len
     }
 }
 

@@ -52,8 +52,8 @@ pub enum TraceCommand {
 
 pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
     // Read the whole trace once first: a damaged trace is refused before
-    // any of it replays.
-    replay::inspect(&args.trace)?;
+    // any of it replays, and the exits it ends at size the progress bar.
+    let total_exits = replay::inspect(&args.trace)?.end.exit;
     let reader = TraceReader::open(&args.trace)?;
     let header = reader.header().clone();
     if header.platform != PLATFORM_VERSION {
@@ -70,7 +70,7 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
         .map_err(CliError::TraceConfig)?;
     let mut machine = Machine::new(&config, Cpu::Recorded(&header.cpuid))?;
     let host = Host::start(false)?;
-    let mut source = Progress::new(ReplaySource::new(reader, args.verify));
+    let mut source = Progress::new(ReplaySource::new(reader, args.verify), total_exits);
     let mut sink: Box<dyn OutputSink> = if args.quiet {
         Box::new(NullSink)
     } else {
@@ -141,38 +141,41 @@ pub fn inspect(trace: &std::path::Path) -> Result<u8, CliError> {
     Ok(0)
 }
 
-/// A replay source that shows a progress bar on stderr when the replay
-/// takes longer than a second and stderr is a terminal.
+/// A replay source that shows a progress bar, in exits, on stderr when the
+/// replay takes longer than a second and stderr is a terminal.
 struct Progress<R: std::io::Read> {
     source: ReplaySource<R>,
+    total_exits: u64,
     started: Instant,
     bar: Option<ProgressBar>,
 }
 
 impl<R: std::io::Read> Progress<R> {
-    fn new(source: ReplaySource<R>) -> Self {
+    fn new(source: ReplaySource<R>, total_exits: u64) -> Self {
         Self {
             source,
+            total_exits,
             started: Instant::now(),
             bar: None,
         }
     }
 
-    fn update(&mut self) {
-        let (done, total) = self.source.progress();
+    fn update(&mut self, exit: u64) {
         if self.bar.is_none()
             && self.started.elapsed() > PROGRESS_DELAY
             && std::io::stderr().is_terminal()
         {
-            let bar = ProgressBar::new(total);
+            let bar = ProgressBar::new(self.total_exits);
             bar.set_style(
-                ProgressStyle::with_template("replaying {bar:40} {percent:>3}% {binary_bytes}/{binary_total_bytes} eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "replaying {bar:40} {percent:>3}% {human_pos}/{human_len} exits, eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             self.bar = Some(bar);
         }
         if let Some(bar) = &self.bar {
-            bar.set_position(done);
+            bar.set_position(exit);
         }
     }
 
@@ -191,7 +194,7 @@ impl<R: std::io::Read> EventSource for Progress<R> {
 
     fn exit_done(&mut self, done: &ExitDone<'_>) -> Result<(), SourceError> {
         if done.exit.is_multiple_of(PROGRESS_EXITS) {
-            self.update();
+            self.update(done.exit);
         }
         self.source.exit_done(done)
     }
