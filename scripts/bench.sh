@@ -10,3 +10,6 @@ cargo bench -q -p vmm --bench exit_cost
 
 # Record vs run, replay vs record, and trace density on ticker.
 cargo bench -q -p vmm --bench record_replay
+
+# Fault tolerance: pair vs alone, the output rule's latency, log bandwidth, takeover time.
+cargo bench -q -p vmm --bench ft

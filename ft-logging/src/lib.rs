@@ -6,6 +6,7 @@
 //! through an [`OutputSink`]. The modes of ftvm (run, record, replay,
 //! primary, backup) are pairs of these.
 
+pub mod channel;
 mod codec;
 mod digest;
 mod event;

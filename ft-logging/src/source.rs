@@ -75,9 +75,16 @@ pub enum SourceError {
     /// stopped, or failed, there.
     #[error("the log ends here")]
     LogEnded,
+    /// The log's source went away (the primary was lost); the log holds
+    /// every input through exit `through_exit` and nothing after it.
+    #[error("the log's source is gone; it holds every input through exit {through_exit}")]
+    LogExhausted { through_exit: u64 },
     /// The guest took another path than the log's.
     #[error("divergence at exit {exit}: {detail}")]
     Divergence { exit: u64, detail: String },
+    /// This side lost the go-live flag (or never held it) and must stop.
+    #[error("{0}")]
+    Fenced(String),
     /// The log cannot be read or written.
     #[error("{0}")]
     Log(String),

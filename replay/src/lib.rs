@@ -16,5 +16,5 @@ mod trace;
 
 pub use inspect::{KindCount, RecordKind, TraceSummary, inspect};
 pub use recorder::Recorder;
-pub use replay_source::ReplaySource;
+pub use replay_source::{RecordStream, ReplaySource};
 pub use trace::{MAGIC, Position, TraceError, TraceReader, TraceWriter};

@@ -1,5 +1,6 @@
-//! The replaying event source: the events come from a trace, and what the
-//! guest does is checked against what the recorded guest did.
+//! The replaying event source: the events come from a log (a trace file,
+//! or a primary over the logging channel), and what the guest does is
+//! checked against what the logged guest did.
 
 use std::io::Read;
 
@@ -11,7 +12,22 @@ use ft_logging::{
 use crate::TraceReader;
 use crate::describe;
 
-/// Replays a trace. Every Event record is returned at its exit, and the exit
+/// Where a replay's records come from.
+pub trait RecordStream {
+    /// The next record, waiting for it if it has not arrived yet; `None`
+    /// after the End record. A stream whose source went away returns
+    /// [`SourceError::LogExhausted`] once it has returned every record it
+    /// got, and again on every later call.
+    fn next_record(&mut self) -> Result<Option<Record>, SourceError>;
+}
+
+impl<R: Read> RecordStream for TraceReader<R> {
+    fn next_record(&mut self) -> Result<Option<Record>, SourceError> {
+        TraceReader::next_record(self).map_err(|error| SourceError::Log(error.to_string()))
+    }
+}
+
+/// Replays a log. Every Event record is returned at its exit, and the exit
 /// signature after that exit is compared with the record's. In verify mode
 /// every console and state digest must be checked through
 /// [`state`](EventSource::state), and the end is compared with the
@@ -20,8 +36,8 @@ use crate::describe;
 /// The core must call `state(k, ..)` after the last `exit_done` of exit k,
 /// as the recorder saw it.
 #[derive(Debug)]
-pub struct ReplaySource<R> {
-    reader: TraceReader<R>,
+pub struct ReplaySource<S> {
+    stream: S,
     verify: bool,
     /// The next record of the trace, read ahead.
     next: Option<Record>,
@@ -36,10 +52,10 @@ pub struct ReplaySource<R> {
     log_ended: bool,
 }
 
-impl<R: Read> ReplaySource<R> {
-    pub fn new(reader: TraceReader<R>, verify: bool) -> Self {
+impl<S: RecordStream> ReplaySource<S> {
+    pub fn new(stream: S, verify: bool) -> Self {
         Self {
-            reader,
+            stream,
             verify,
             next: None,
             expected: None,
@@ -61,12 +77,11 @@ impl<R: Read> ReplaySource<R> {
         let record = match self.next.take() {
             Some(record) => record,
             None => self
-                .reader
-                .next_record()
-                .map_err(|error| SourceError::Log(error.to_string()))?
-                // The reader returns the End record before `None`, and the
+                .stream
+                .next_record()?
+                // The stream returns the End record before `None`, and the
                 // End record is never consumed.
-                .ok_or_else(|| SourceError::Log("the trace has no end record".into()))?,
+                .ok_or_else(|| SourceError::Log("the log has no end record".into()))?,
         };
         if let Record::End(end) = &record {
             self.recorded_end.get_or_insert_with(|| end.clone());
@@ -79,7 +94,11 @@ impl<R: Read> ReplaySource<R> {
     fn pass_digests_before(&mut self, exit: u64) -> Result<(), SourceError> {
         let verify = self.verify;
         loop {
-            match self.peek()? {
+            let record = match self.peek() {
+                Err(SourceError::LogExhausted { .. }) => return Ok(()),
+                other => other?,
+            };
+            match record {
                 digest @ (Record::Output { exit: j, .. } | Record::State { exit: j, .. })
                     if *j < exit =>
                 {
@@ -97,7 +116,14 @@ impl<R: Read> ReplaySource<R> {
     fn take_events(&mut self, exit: u64, events: &mut Vec<Event>) -> Result<(), SourceError> {
         loop {
             self.pass_digests_before(exit)?;
-            match self.peek()? {
+            let record = match self.peek() {
+                // A log complete through this exit has no more of its events.
+                Err(SourceError::LogExhausted { through_exit }) if exit <= through_exit => {
+                    return Ok(());
+                }
+                other => other?,
+            };
+            match record {
                 Record::Event { exit: j, event, .. } if *j < exit => {
                     let detail = format!(
                         "the trace has {} at exit {j}, which the replay passed",
@@ -156,10 +182,12 @@ impl<R: Read> ReplaySource<R> {
             })
         };
         if let Some(missing) = missing {
-            let detail = format!(
-                "{missing} at this exit (its next record is {})",
-                describe::record(self.peek()?)
-            );
+            let next = match self.peek() {
+                Ok(record) => describe::record(record),
+                Err(SourceError::LogExhausted { .. }) => "nothing: its source is gone".to_owned(),
+                Err(error) => return Err(error),
+            };
+            let detail = format!("{missing} at this exit (its next record is {next})");
             return Err(divergence(exit, detail));
         }
         let serial: usize = events
@@ -180,7 +208,7 @@ impl<R: Read> ReplaySource<R> {
     }
 }
 
-impl<R: Read> EventSource for ReplaySource<R> {
+impl<S: RecordStream> EventSource for ReplaySource<S> {
     fn events(&mut self, query: &ExitQuery, events: &mut Vec<Event>) -> Result<(), SourceError> {
         let first = events.len();
         self.take_events(query.exit, events)?;

@@ -314,7 +314,7 @@ fn record(path: &Path, host: Host) -> End {
 
 struct Replay {
     result: Result<End, SourceError>,
-    source: ReplaySource<std::io::BufReader<std::fs::File>>,
+    source: ReplaySource<replay::TraceReader<std::io::BufReader<std::fs::File>>>,
 }
 
 fn replay(path: &Path, quirks: Quirks, exits: u64, verify: bool) -> Replay {

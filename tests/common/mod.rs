@@ -1,6 +1,9 @@
 //! Helpers shared by the end-to-end tests: they run the real `ftvm` binary.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod hosts;
+pub mod pair;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

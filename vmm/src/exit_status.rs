@@ -5,6 +5,14 @@
 use crate::platform::GuestEnd;
 use crate::vstate::VmEnd;
 
+/// The go-live flag's file is missing or invalid.
+pub const ARBITER_FAILURE: u8 = 114;
+/// A primary and a backup could not pair: the key, the protocol, or their
+/// configurations differ.
+pub const PAIRING_FAILURE: u8 = 115;
+/// This side may not be live: it lost the go-live flag's test-and-set, or
+/// the flag says another side is live.
+pub const NOT_LIVE: u8 = 116;
 /// This host cannot present the platform a trace was recorded on.
 pub const INCOMPATIBLE_HOST: u8 = 117;
 /// A replay took another path than the recorded run.

@@ -5,6 +5,7 @@ pub mod boot;
 pub mod devices;
 pub mod exit_handler;
 pub mod exit_status;
+pub mod ft;
 pub mod host;
 pub mod images;
 pub mod kernel;

@@ -25,8 +25,9 @@ fn on_timer() {
 fn main(boot: &BootInfo) -> u8 {
     let hz = boot.number("hz", 20);
     let ticks = boot.number("ticks", 50);
-    let Ok(hz_u32 @ 1..) = u32::try_from(hz) else {
-        rt::fatal("ticker: hz must be between 1 and 4294967295")
+    // The PIT's 16-bit divisor bounds the rate.
+    let Ok(hz_u32 @ 19..=pit::INPUT_HZ) = u32::try_from(hz) else {
+        rt::fatal("ticker: hz must be between 19 and 1193182")
     };
 
     print("ticker: ");

@@ -1,11 +1,14 @@
 //! Every way a command can fail, and the documented exit status of each.
 
 use ft_logging::SourceError;
+use ft_logging::channel::ChannelError;
 use replay::TraceError;
+use shared_disk::ArbiterError;
 use vmm::exit_handler::CoreError;
 use vmm::exit_status::{
-    DIVERGENCE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_KERNEL, INVALID_TRACE,
-    KERNEL_NOT_FOUND, KVM_FAILURE, UNEMULATED_INSTRUCTION, UNREADABLE_KERNEL, USAGE,
+    ARBITER_FAILURE, DIVERGENCE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_KERNEL, INVALID_TRACE,
+    KERNEL_NOT_FOUND, KVM_FAILURE, NOT_LIVE, PAIRING_FAILURE, UNEMULATED_INSTRUCTION,
+    UNREADABLE_KERNEL, USAGE,
 };
 use vmm::kernel::KernelError;
 use vmm::machine::MachineError;
@@ -28,6 +31,17 @@ pub enum CliError {
     TraceWrite(String),
     #[error("the trace's VM configuration is invalid: {0}")]
     TraceConfig(#[source] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot write to stdout: {0}")]
+    Console(#[source] std::io::Error),
+    #[error("{0}")]
+    Arbiter(#[from] ArbiterError),
+    #[error("{0}")]
+    Pairing(#[from] ChannelError),
+    /// This side may not go live: the go-live flag is someone else's.
+    #[error("{0}")]
+    NotLive(String),
     #[error("the trace was recorded on platform `{recorded}`; this ftvm provides `{ours}`")]
     Platform {
         recorded: String,
@@ -41,14 +55,18 @@ impl CliError {
             Self::Config(ConfigError::Kernel(KernelError::NotFound { .. })) => KERNEL_NOT_FOUND,
             Self::Config(ConfigError::Kernel(KernelError::Unreadable { .. })) => UNREADABLE_KERNEL,
             Self::Config(ConfigError::InvalidKernel { .. }) => INVALID_KERNEL,
-            Self::Config(_) => USAGE,
+            Self::Config(_) | Self::Usage(_) => USAGE,
+            Self::Pairing(ChannelError::Key { .. } | ChannelError::Timing { .. }) => USAGE,
+            Self::Pairing(_) => PAIRING_FAILURE,
+            Self::Arbiter(_) => ARBITER_FAILURE,
+            Self::NotLive(_) => NOT_LIVE,
             Self::Machine(MachineError::Vm(VmError::Cpuid(_))) | Self::Platform { .. } => {
                 INCOMPATIBLE_HOST
             }
             Self::Machine(MachineError::Vm(_)) => KVM_FAILURE,
             Self::Machine(MachineError::Boot(_)) => INVALID_KERNEL,
             Self::Run(error) => run_status(error),
-            Self::Host(_) | Self::TraceWrite(_) => HOST_IO_FAILURE,
+            Self::Host(_) | Self::Console(_) | Self::TraceWrite(_) => HOST_IO_FAILURE,
             Self::Trace(_) | Self::TraceConfig(_) => INVALID_TRACE,
         }
     }
@@ -60,6 +78,7 @@ pub fn run_status(error: &RunError) -> u8 {
         RunError::Unemulated(_) => UNEMULATED_INSTRUCTION,
         RunError::Core(CoreError::Sink(_)) => HOST_IO_FAILURE,
         RunError::Core(CoreError::Source(SourceError::Log(_))) => INVALID_TRACE,
+        RunError::Core(CoreError::Source(SourceError::Fenced(_))) => NOT_LIVE,
         RunError::Core(
             CoreError::Source(SourceError::Divergence { .. })
             | CoreError::MissingTime { .. }
@@ -67,4 +86,14 @@ pub fn run_status(error: &RunError) -> u8 {
         ) => DIVERGENCE,
         _ => KVM_FAILURE,
     }
+}
+
+/// Errors that come from the log rather than from running the guest.
+pub fn is_log_error(error: &RunError) -> bool {
+    matches!(
+        error,
+        RunError::Core(
+            CoreError::Source(_) | CoreError::MissingTime { .. } | CoreError::MissingMsr { .. }
+        )
+    )
 }

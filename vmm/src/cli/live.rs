@@ -1,9 +1,10 @@
 //! The host side of a run: signals, the vCPU kick, and for a live run
 //! stdin and the clock.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use vmm::host::{self, HostInput, LiveSource, StopSignal, TerminalGuard, VcpuKicker, VirtualClock};
 
 use super::error::CliError;
@@ -13,8 +14,9 @@ use super::error::CliError;
 pub struct Host {
     pub stop: Arc<StopSignal>,
     kicker: VcpuKicker,
+    input_tx: Sender<HostInput>,
     input: Receiver<HostInput>,
-    terminal: Option<TerminalGuard>,
+    terminal: RefCell<Option<TerminalGuard>>,
 }
 
 impl Host {
@@ -26,23 +28,48 @@ impl Host {
         let (input_tx, input) = crossbeam_channel::unbounded();
         host::watch_signals(stop.clone(), input_tx.clone(), kicker.clone())
             .map_err(CliError::Host)?;
-        let terminal = if stdin {
-            host::spawn_stdin_reader(input_tx, stop.clone(), kicker.clone())
-                .map_err(CliError::Host)?
-        } else {
-            None
-        };
-        Ok(Self {
+        let host = Self {
             stop,
             kicker,
+            input_tx,
             input,
-            terminal,
-        })
+            terminal: RefCell::new(None),
+        };
+        if stdin {
+            host.attach_stdin()?;
+        }
+        Ok(host)
+    }
+
+    /// Forwards stdin to the guest from now on.
+    pub fn attach_stdin(&self) -> Result<(), CliError> {
+        let guard = host::spawn_stdin_reader(
+            self.input_tx.clone(),
+            self.stop.clone(),
+            self.kicker.clone(),
+        )
+        .map_err(CliError::Host)?;
+        *self.terminal.borrow_mut() = guard;
+        Ok(())
     }
 
     /// Events from this host: its clock and stdin.
     pub fn live_source(&self) -> LiveSource {
-        LiveSource::new(self.input.clone(), self.stop.clone(), VirtualClock::start())
+        self.live_source_from(0)
+    }
+
+    /// Events from this host, with virtual time going on from `ns`.
+    pub fn live_source_from(&self, ns: u64) -> LiveSource {
+        LiveSource::new(
+            self.input.clone(),
+            self.stop.clone(),
+            VirtualClock::resume(ns),
+        )
+    }
+
+    /// A way for other threads to wake the vCPU thread out of a wait.
+    pub fn input_sender(&self) -> Sender<HostInput> {
+        self.input_tx.clone()
     }
 
     /// The vCPU no longer runs: stop kicking it and give the terminal back.

@@ -1,7 +1,10 @@
 //! The command line: clap types, dispatch, and the mapping from failures to
 //! the documented exit statuses.
 
+mod arbiter;
+mod demo;
 mod error;
+mod ft;
 mod live;
 mod replay;
 mod run;
@@ -25,6 +28,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Show a takeover: a primary and a backup of `ticker` on this machine,
+    /// the primary killed, the backup going live.
+    Demo(demo::DemoArgs),
     /// Boot a guest and connect its console to this terminal.
     Run(VmArgs),
     /// Run a guest like `run`, writing every nondeterministic input to a trace.
@@ -34,6 +40,13 @@ enum Command {
     /// Look into trace files.
     #[command(subcommand)]
     Trace(replay::TraceCommand),
+    /// Run a guest as the primary of a fault-tolerant pair.
+    Primary(ft::PrimaryArgs),
+    /// Run a guest as the backup of a fault-tolerant pair, ready to take over.
+    Backup(ft::BackupArgs),
+    /// Create, show or reset the go-live flag on the shared disk.
+    #[command(subcommand)]
+    Arbiter(arbiter::ArbiterCommand),
 }
 
 /// What describes a VM, shared by every command that starts one.
@@ -76,10 +89,14 @@ pub fn main() -> u8 {
         .with_target(false)
         .init();
     let result = match cli.command {
+        Command::Demo(args) => demo::demo(&args),
         Command::Run(args) => run::run(&args),
         Command::Record(args) => run::record(&args),
         Command::Replay(args) => replay::replay(&args),
         Command::Trace(replay::TraceCommand::Inspect { trace }) => replay::inspect(&trace),
+        Command::Primary(args) => ft::primary(&args),
+        Command::Backup(args) => ft::backup(&args),
+        Command::Arbiter(command) => arbiter::arbiter(&command),
     };
     match result {
         Ok(status) => status,

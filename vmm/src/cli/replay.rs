@@ -10,7 +10,7 @@ use ft_logging::{
     End, Event, EventSource, ExitDone, ExitQuery, NullSink, OutputSink, SourceError, StateDigest,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-use replay::{ReplaySource, TraceReader};
+use replay::{RecordStream, ReplaySource, TraceReader};
 use vmm::exit_handler::CoreError;
 use vmm::exit_status;
 use vmm::host::StdoutSink;
@@ -20,7 +20,7 @@ use vmm::platform::PLATFORM_VERSION;
 use vmm::vm_config::VmConfig;
 use vmm::vstate::{RunError, VmEnd};
 
-use super::error::{CliError, run_status};
+use super::error::{CliError, is_log_error, run_status};
 use super::live::Host;
 
 /// Replays shorter than this show no progress bar.
@@ -126,16 +126,6 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
     Ok(recorded.status)
 }
 
-/// Errors that come from the log rather than from running the guest.
-fn is_log_error(error: &RunError) -> bool {
-    matches!(
-        error,
-        RunError::Core(
-            CoreError::Source(_) | CoreError::MissingTime { .. } | CoreError::MissingMsr { .. }
-        )
-    )
-}
-
 pub fn inspect(trace: &std::path::Path) -> Result<u8, CliError> {
     print!("{}", replay::inspect(trace)?);
     Ok(0)
@@ -143,15 +133,15 @@ pub fn inspect(trace: &std::path::Path) -> Result<u8, CliError> {
 
 /// A replay source that shows a progress bar, in exits, on stderr when the
 /// replay takes longer than a second and stderr is a terminal.
-struct Progress<R: std::io::Read> {
-    source: ReplaySource<R>,
+struct Progress<S: RecordStream> {
+    source: ReplaySource<S>,
     total_exits: u64,
     started: Instant,
     bar: Option<ProgressBar>,
 }
 
-impl<R: std::io::Read> Progress<R> {
-    fn new(source: ReplaySource<R>, total_exits: u64) -> Self {
+impl<S: RecordStream> Progress<S> {
+    fn new(source: ReplaySource<S>, total_exits: u64) -> Self {
         Self {
             source,
             total_exits,
@@ -179,7 +169,7 @@ impl<R: std::io::Read> Progress<R> {
         }
     }
 
-    fn finish(self) -> ReplaySource<R> {
+    fn finish(self) -> ReplaySource<S> {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
@@ -187,7 +177,7 @@ impl<R: std::io::Read> Progress<R> {
     }
 }
 
-impl<R: std::io::Read> EventSource for Progress<R> {
+impl<S: RecordStream> EventSource for Progress<S> {
     fn events(&mut self, query: &ExitQuery, events: &mut Vec<Event>) -> Result<(), SourceError> {
         self.source.events(query, events)
     }

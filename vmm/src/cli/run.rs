@@ -18,7 +18,7 @@ use super::live::Host;
 
 /// Exits between state digests unless `--digest-every` says otherwise:
 /// hashing guest memory costs milliseconds, so not too often.
-const DEFAULT_DIGEST_INTERVAL: u64 = 100_000;
+pub const DEFAULT_DIGEST_INTERVAL: u64 = 100_000;
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {

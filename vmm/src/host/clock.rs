@@ -13,6 +13,15 @@ impl VirtualClock {
         }
     }
 
+    /// A clock that reads `ns` now: a backup going live resumes the
+    /// virtual time its replay reached.
+    pub fn resume(ns: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            boot: now.checked_sub(Duration::from_nanos(ns)).unwrap_or(now),
+        }
+    }
+
     pub fn now_ns(&self) -> u64 {
         u64::try_from(self.boot.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }

@@ -15,6 +15,8 @@ pub enum HostInput {
     SerialClosed,
     /// Nothing but a reason to look at the stop signal.
     Wake,
+    /// This side lost the go-live flag: the run must stop, for this reason.
+    Fenced(String),
 }
 
 /// Events from the host: its monotonic clock and stdin. Serial input waits
@@ -26,19 +28,22 @@ pub struct LiveSource {
     clock: VirtualClock,
     backlog: VecDeque<u8>,
     serial_open: bool,
+    fenced: Option<String>,
     /// Virtual time never goes back, whatever the host clock does.
     last_ns: u64,
 }
 
 impl LiveSource {
     pub fn new(input: Receiver<HostInput>, stop: Arc<StopSignal>, clock: VirtualClock) -> Self {
+        let last_ns = clock.now_ns();
         Self {
             input,
             stop,
             clock,
             backlog: VecDeque::new(),
             serial_open: true,
-            last_ns: 0,
+            fenced: None,
+            last_ns,
         }
     }
 
@@ -47,10 +52,14 @@ impl LiveSource {
             HostInput::Serial(bytes) => self.backlog.extend(bytes),
             HostInput::SerialClosed => self.serial_open = false,
             HostInput::Wake => {}
+            HostInput::Fenced(reason) => self.fenced = Some(reason),
         }
     }
 
     fn check_stop(&self) -> Result<(), SourceError> {
+        if let Some(reason) = &self.fenced {
+            return Err(SourceError::Fenced(reason.clone()));
+        }
         match self.stop.requested() {
             Some(reason) => Err(SourceError::Stopped(reason)),
             None => Ok(()),

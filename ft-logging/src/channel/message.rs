@@ -1,0 +1,298 @@
+//! The messages a link carries and their payloads: integers are u64 little
+//! endian, and bytes (records, a header, a reason) run to the payload's end.
+
+use super::FrameError;
+use crate::MAX_HEADER_FRAME;
+
+/// The most record bytes one batch may carry.
+pub const MAX_BATCH: usize = 64 << 20;
+/// The longest refusal reason sent; a longer one is cut.
+const MAX_REASON: usize = 1024;
+/// A generation, and a header frame: its length (a varint of at most 10
+/// bytes), body and checksum.
+const MAX_HEADER_PAYLOAD: usize = 8 + 10 + MAX_HEADER_FRAME as usize + 4;
+
+const HEADER: u8 = 0x01;
+const BATCH: u8 = 0x02;
+const PRIMARY_HEARTBEAT: u8 = 0x03;
+const GOODBYE: u8 = 0x04;
+const ACCEPT: u8 = 0x81;
+const REFUSE: u8 = 0x82;
+const ACK: u8 = 0x83;
+const PROGRESS: u8 = 0x84;
+const BACKUP_HEARTBEAT: u8 = 0x85;
+
+/// The messages of one direction.
+pub(super) trait Message: Sized {
+    /// The largest payload a message of this kind may have; `None` for a
+    /// kind this direction does not carry.
+    fn payload_limit(kind: u8) -> Option<usize>;
+    fn kind_name(kind: u8) -> &'static str;
+    fn decode(kind: u8, payload: Vec<u8>) -> Result<Self, FrameError>;
+    fn kind(&self) -> u8;
+    /// Appends the payload's fixed part to `head` and returns the rest, so
+    /// that bulk bytes are not copied.
+    fn encode<'a>(&'a self, head: &mut Vec<u8>) -> &'a [u8];
+
+    fn name(&self) -> &'static str {
+        Self::kind_name(self.kind())
+    }
+}
+
+/// Primary → backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ToBackup {
+    /// `header` is the header's codec frame, from `encode_header`.
+    Header {
+        generation: u64,
+        header: Vec<u8>,
+    },
+    /// `records` are whole record frames from the primary's encoder;
+    /// `sent_ns` is when it was sent, on the primary's clock (see [`Lease`]).
+    ///
+    /// [`Lease`]: super::Lease
+    Batch {
+        through_exit: u64,
+        released_console: u64,
+        sent_ns: u64,
+        records: Vec<u8>,
+    },
+    Heartbeat {
+        through_exit: u64,
+        released_console: u64,
+        sent_ns: u64,
+    },
+    Goodbye,
+}
+
+impl Message for ToBackup {
+    fn payload_limit(kind: u8) -> Option<usize> {
+        match kind {
+            HEADER => Some(MAX_HEADER_PAYLOAD),
+            BATCH => Some(24 + MAX_BATCH),
+            PRIMARY_HEARTBEAT => Some(24),
+            GOODBYE => Some(0),
+            _ => None,
+        }
+    }
+
+    fn kind_name(kind: u8) -> &'static str {
+        match kind {
+            HEADER => "header",
+            BATCH => "batch",
+            PRIMARY_HEARTBEAT => "heartbeat",
+            GOODBYE => "goodbye",
+            _ => "unknown",
+        }
+    }
+
+    fn decode(kind: u8, mut payload: Vec<u8>) -> Result<Self, FrameError> {
+        let name = Self::kind_name(kind);
+        Ok(match kind {
+            HEADER => {
+                let [generation] = integers(name, &payload, Rest::Bytes)?;
+                payload.drain(..8);
+                Self::Header {
+                    generation,
+                    header: payload,
+                }
+            }
+            BATCH => {
+                let [through_exit, released_console, sent_ns] =
+                    integers(name, &payload, Rest::Bytes)?;
+                payload.drain(..24);
+                Self::Batch {
+                    through_exit,
+                    released_console,
+                    sent_ns,
+                    records: payload,
+                }
+            }
+            PRIMARY_HEARTBEAT => {
+                let [through_exit, released_console, sent_ns] =
+                    integers(name, &payload, Rest::None)?;
+                Self::Heartbeat {
+                    through_exit,
+                    released_console,
+                    sent_ns,
+                }
+            }
+            GOODBYE => {
+                let [] = integers(name, &payload, Rest::None)?;
+                Self::Goodbye
+            }
+            _ => unreachable!("the frame reader passes only kinds with a payload limit"),
+        })
+    }
+
+    fn kind(&self) -> u8 {
+        match self {
+            Self::Header { .. } => HEADER,
+            Self::Batch { .. } => BATCH,
+            Self::Heartbeat { .. } => PRIMARY_HEARTBEAT,
+            Self::Goodbye => GOODBYE,
+        }
+    }
+
+    fn encode<'a>(&'a self, head: &mut Vec<u8>) -> &'a [u8] {
+        match self {
+            Self::Header { generation, header } => {
+                head.extend_from_slice(&generation.to_le_bytes());
+                header
+            }
+            Self::Batch {
+                through_exit,
+                released_console,
+                sent_ns,
+                records,
+            } => {
+                for word in [through_exit, released_console, sent_ns] {
+                    head.extend_from_slice(&word.to_le_bytes());
+                }
+                records
+            }
+            Self::Heartbeat {
+                through_exit,
+                released_console,
+                sent_ns,
+            } => {
+                for word in [through_exit, released_console, sent_ns] {
+                    head.extend_from_slice(&word.to_le_bytes());
+                }
+                &[]
+            }
+            Self::Goodbye => &[],
+        }
+    }
+}
+
+/// Backup → primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ToPrimary {
+    Accept,
+    Refuse {
+        reason: String,
+    },
+    /// `echo_ns` is the `sent_ns` of the latest batch or heartbeat received.
+    Ack {
+        through_exit: u64,
+        echo_ns: u64,
+    },
+    Progress {
+        exit: u64,
+        virtual_ns: u64,
+    },
+    Heartbeat,
+}
+
+impl Message for ToPrimary {
+    fn payload_limit(kind: u8) -> Option<usize> {
+        match kind {
+            ACCEPT | BACKUP_HEARTBEAT => Some(0),
+            REFUSE => Some(MAX_REASON),
+            ACK | PROGRESS => Some(16),
+            _ => None,
+        }
+    }
+
+    fn kind_name(kind: u8) -> &'static str {
+        match kind {
+            ACCEPT => "accept",
+            REFUSE => "refuse",
+            ACK => "ack",
+            PROGRESS => "progress",
+            BACKUP_HEARTBEAT => "heartbeat",
+            _ => "unknown",
+        }
+    }
+
+    fn decode(kind: u8, payload: Vec<u8>) -> Result<Self, FrameError> {
+        let name = Self::kind_name(kind);
+        Ok(match kind {
+            ACCEPT => {
+                let [] = integers(name, &payload, Rest::None)?;
+                Self::Accept
+            }
+            REFUSE => Self::Refuse {
+                reason: String::from_utf8_lossy(&payload).into_owned(),
+            },
+            ACK => {
+                let [through_exit, echo_ns] = integers(name, &payload, Rest::None)?;
+                Self::Ack {
+                    through_exit,
+                    echo_ns,
+                }
+            }
+            PROGRESS => {
+                let [exit, virtual_ns] = integers(name, &payload, Rest::None)?;
+                Self::Progress { exit, virtual_ns }
+            }
+            BACKUP_HEARTBEAT => {
+                let [] = integers(name, &payload, Rest::None)?;
+                Self::Heartbeat
+            }
+            _ => unreachable!("the frame reader passes only kinds with a payload limit"),
+        })
+    }
+
+    fn kind(&self) -> u8 {
+        match self {
+            Self::Accept => ACCEPT,
+            Self::Refuse { .. } => REFUSE,
+            Self::Ack { .. } => ACK,
+            Self::Progress { .. } => PROGRESS,
+            Self::Heartbeat => BACKUP_HEARTBEAT,
+        }
+    }
+
+    fn encode<'a>(&'a self, head: &mut Vec<u8>) -> &'a [u8] {
+        match self {
+            Self::Accept | Self::Heartbeat => &[],
+            Self::Refuse { reason } => &reason.as_bytes()[..reason.floor_char_boundary(MAX_REASON)],
+            Self::Ack {
+                through_exit,
+                echo_ns,
+            } => {
+                head.extend_from_slice(&through_exit.to_le_bytes());
+                head.extend_from_slice(&echo_ns.to_le_bytes());
+                &[]
+            }
+            Self::Progress { exit, virtual_ns } => {
+                head.extend_from_slice(&exit.to_le_bytes());
+                head.extend_from_slice(&virtual_ns.to_le_bytes());
+                &[]
+            }
+        }
+    }
+}
+
+/// What may follow a payload's integers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rest {
+    None,
+    Bytes,
+}
+
+/// The `N` integers at the start of a payload.
+fn integers<const N: usize>(
+    kind: &'static str,
+    payload: &[u8],
+    rest: Rest,
+) -> Result<[u64; N], FrameError> {
+    let fixed = N * 8;
+    let fits = match rest {
+        Rest::None => payload.len() == fixed,
+        Rest::Bytes => payload.len() >= fixed,
+    };
+    if !fits {
+        return Err(FrameError::Malformed {
+            kind,
+            problem: format!("a payload of {} bytes", payload.len()),
+        });
+    }
+    Ok(std::array::from_fn(|i| {
+        let mut word = [0; 8];
+        word.copy_from_slice(&payload[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(word)
+    }))
+}

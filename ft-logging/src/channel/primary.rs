@@ -1,0 +1,337 @@
+//! The primary's side: it connects, sends its header, then streams batches
+//! and heartbeats while it hears acknowledgements and progress.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::frame::{FrameError, FrameReader, FrameWriter};
+use super::link::{self, LinkState, Outbox, Step, Workers};
+use super::message::{Message, ToBackup, ToPrimary};
+use super::{
+    ChannelConfig, ChannelError, HANDSHAKE_TIMEOUT, HandshakeError, Lease, Lost, MAX_BATCH,
+    PrimaryHello, handshake,
+};
+use crate::encode_header;
+
+/// What the primary hears from its backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FromBackup {
+    /// The backup has received the log through exit `through_exit`.
+    Ack { through_exit: u64 },
+    /// The backup has replayed through exit `exit`, at this virtual time.
+    Progress { exit: u64, virtual_ns: u64 },
+    /// The backup is gone; nothing follows.
+    Lost(Lost),
+}
+
+/// Connects to the backup at `addr`, authenticates, and offers `hello`.
+/// Succeeds once the backup has accepted the header.
+pub fn connect(
+    addr: SocketAddr,
+    config: &ChannelConfig,
+    hello: &PrimaryHello,
+) -> Result<PrimaryLink, ChannelError> {
+    config.validate()?;
+    let mut header = Vec::new();
+    encode_header(&hello.header, &mut header).map_err(ChannelError::Header)?;
+    let stream = TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT)
+        .map_err(|source| ChannelError::Connect { addr, source })?;
+    let failed = |problem| ChannelError::Handshake {
+        peer: addr,
+        problem,
+    };
+    stream.set_nodelay(true)?;
+    let session = handshake::as_primary(&stream, &config.key).map_err(failed)?;
+
+    let link = LinkState::new("backup", stream.try_clone()?);
+    let mut frames = FrameWriter::new(stream.try_clone()?, session.to_backup);
+    let mut replies = FrameReader::<ToPrimary>::new(stream, session.to_primary, link.clone());
+    frames.set_timeout(HANDSHAKE_TIMEOUT)?;
+    replies.set_timeout(HANDSHAKE_TIMEOUT)?;
+    let generation = hello.generation;
+    frames
+        .send(&ToBackup::Header { generation, header })
+        .and_then(|()| frames.flush())
+        .and_then(|()| replies.read())
+        .map_err(|error| failed(HandshakeError::Frame(error)))
+        .and_then(|reply| match reply {
+            ToPrimary::Accept => Ok(()),
+            ToPrimary::Refuse { reason } => Err(ChannelError::Refused(reason)),
+            other => Err(failed(HandshakeError::Frame(FrameError::Unexpected {
+                kind: other.name(),
+            }))),
+        })?;
+    frames.set_timeout(config.timeout)?;
+    replies.set_timeout(config.timeout)?;
+    tracing::info!(backup = %addr, generation, "paired with a backup");
+
+    let (queue_in, queue) = crossbeam_channel::unbounded();
+    let (out, from_backup) = crossbeam_channel::unbounded();
+    let sender = LogSender {
+        queue: queue_in,
+        queued: Arc::default(),
+    };
+    let goodbye = Arc::new(OnceLock::new());
+    let lease = Lease::new();
+    let mut workers = Workers::new(link.clone());
+    workers.spawn("ftvm-log-reader", {
+        let (link, out, goodbye, lease) =
+            (link.clone(), out.clone(), goodbye.clone(), lease.clone());
+        move || {
+            if let Some(lost) = read_backup(replies, &link, &out, &goodbye, &lease) {
+                let _ = out.send(FromBackup::Lost(lost));
+            }
+        }
+    })?;
+    let mut outbox = PrimaryOutbox {
+        lease: lease.clone(),
+        marker: (0, 0),
+        queued: sender.queued.clone(),
+        goodbye,
+    };
+    let heartbeat = config.heartbeat;
+    workers.spawn("ftvm-log-writer", move || {
+        if let Some(lost) = link::run_writer(&mut outbox, &queue, frames, heartbeat, &link) {
+            let _ = out.send(FromBackup::Lost(lost));
+        }
+        // What never went out no longer sits in the queue.
+        for item in queue.try_iter() {
+            outbox.handle(item);
+        }
+    })?;
+    Ok(PrimaryLink {
+        sender,
+        from_backup,
+        workers,
+        linger: config.timeout,
+        lease,
+    })
+}
+
+/// A primary paired with its backup. Dropping it closes the connection and
+/// stops its threads.
+#[derive(Debug)]
+pub struct PrimaryLink {
+    sender: LogSender,
+    from_backup: Receiver<FromBackup>,
+    workers: Workers,
+    /// How long `close` waits for the backup to close its side.
+    linger: Duration,
+    lease: Lease,
+}
+
+impl PrimaryLink {
+    pub fn sender(&self) -> LogSender {
+        self.sender.clone()
+    }
+
+    pub fn from_backup(&self) -> Receiver<FromBackup> {
+        self.from_backup.clone()
+    }
+
+    /// How recently the backup acknowledged what this primary sent.
+    pub fn lease(&self) -> Lease {
+        self.lease.clone()
+    }
+
+    /// Says goodbye after everything queued and waits until the writer has
+    /// sent it (or found the link broken), so the backup learns that the
+    /// primary ended before the connection closes.
+    pub fn close(mut self) {
+        self.sender.goodbye();
+        // The writer was spawned last; it ends after sending Goodbye.
+        self.workers.join_last();
+        // The backup closes its side once it has read Goodbye. Closing ours
+        // first would reset the connection under its last acknowledgements,
+        // and it could report a loss; so the reader may read to the end.
+        self.workers.linger(self.linger);
+    }
+}
+
+impl Drop for PrimaryLink {
+    fn drop(&mut self) {
+        // The writer may be waiting on its queue; `workers` then closes the
+        // connection and waits for both threads.
+        let _ = self.sender.queue.send(Outgoing::Stop);
+    }
+}
+
+/// Queues the log for the link's writer; never waits on the network.
+#[derive(Debug, Clone)]
+pub struct LogSender {
+    queue: Sender<Outgoing>,
+    queued: Arc<AtomicU64>,
+}
+
+impl LogSender {
+    /// Queues encoded record frames (whole ones, from one [`Encoder`] across
+    /// batches): with them, the log holds all events through exit
+    /// `through_exit`, and console output through byte `released_console`
+    /// has been released.
+    ///
+    /// # Panics
+    ///
+    /// If `records` is longer than [`MAX_BATCH`].
+    ///
+    /// [`Encoder`]: crate::Encoder
+    pub fn batch(&self, records: Vec<u8>, through_exit: u64, released_console: u64) {
+        assert!(
+            records.len() <= MAX_BATCH,
+            "a batch of {} bytes exceeds the limit of {MAX_BATCH}",
+            records.len()
+        );
+        let len = records.len() as u64;
+        self.queued.fetch_add(len, Ordering::SeqCst);
+        let batch = Outgoing::Batch {
+            records,
+            through_exit,
+            released_console,
+        };
+        if self.queue.send(batch).is_err() {
+            self.queued.fetch_sub(len, Ordering::SeqCst);
+        }
+    }
+
+    /// Sets what the writer's heartbeats say from now on. It goes through
+    /// the queue, so no heartbeat claims exits whose batches are still
+    /// queued.
+    pub fn heartbeat_state(&self, through_exit: u64, released_console: u64) {
+        let _ = self.queue.send(Outgoing::Marker {
+            through_exit,
+            released_console,
+        });
+    }
+
+    /// Sends Goodbye after everything queued, then ends the sending side.
+    /// The link still hears the backup's last acknowledgements; if the
+    /// backup then closes after acknowledging everything sent, that is no
+    /// loss.
+    pub fn goodbye(&self) {
+        let _ = self.queue.send(Outgoing::Goodbye);
+    }
+
+    /// Bytes of batches waiting for the writer.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug)]
+enum Outgoing {
+    Batch {
+        records: Vec<u8>,
+        through_exit: u64,
+        released_console: u64,
+    },
+    Marker {
+        through_exit: u64,
+        released_console: u64,
+    },
+    Goodbye,
+    Stop,
+}
+
+struct PrimaryOutbox {
+    /// Dates every batch and heartbeat.
+    lease: Lease,
+    /// What heartbeats say: through exit, released console bytes.
+    marker: (u64, u64),
+    queued: Arc<AtomicU64>,
+    /// The exit the log had reached when Goodbye was sent.
+    goodbye: Arc<OnceLock<u64>>,
+}
+
+impl Outbox for PrimaryOutbox {
+    type Item = Outgoing;
+    type Message = ToBackup;
+
+    fn handle(&mut self, item: Outgoing) -> Step<ToBackup> {
+        match item {
+            Outgoing::Batch {
+                records,
+                through_exit,
+                released_console,
+            } => {
+                self.queued
+                    .fetch_sub(records.len() as u64, Ordering::SeqCst);
+                self.marker = (through_exit, released_console);
+                Step::Send(ToBackup::Batch {
+                    through_exit,
+                    released_console,
+                    sent_ns: self.lease.now_ns(),
+                    records,
+                })
+            }
+            Outgoing::Marker {
+                through_exit,
+                released_console,
+            } => {
+                self.marker = (through_exit, released_console);
+                Step::Skip
+            }
+            Outgoing::Goodbye => {
+                let _ = self.goodbye.set(self.marker.0);
+                Step::Close(Some(ToBackup::Goodbye))
+            }
+            Outgoing::Stop => Step::Stop,
+        }
+    }
+
+    fn heartbeat(&self) -> ToBackup {
+        let (through_exit, released_console) = self.marker;
+        ToBackup::Heartbeat {
+            through_exit,
+            released_console,
+            sent_ns: self.lease.now_ns(),
+        }
+    }
+
+    fn deferred(&mut self) -> Option<ToBackup> {
+        None
+    }
+}
+
+/// Passes the backup's messages on until the link ends; returns the loss to
+/// report, if any.
+fn read_backup(
+    mut replies: FrameReader<ToPrimary>,
+    link: &LinkState,
+    out: &Sender<FromBackup>,
+    goodbye: &OnceLock<u64>,
+    lease: &Lease,
+) -> Option<Lost> {
+    let mut acked = None;
+    let error = loop {
+        let message = match replies.read() {
+            Ok(ToPrimary::Ack {
+                through_exit,
+                echo_ns,
+            }) => {
+                lease.renew(echo_ns);
+                acked = acked.max(Some(through_exit));
+                FromBackup::Ack { through_exit }
+            }
+            Ok(ToPrimary::Progress { exit, virtual_ns }) => {
+                FromBackup::Progress { exit, virtual_ns }
+            }
+            Ok(ToPrimary::Heartbeat) => continue,
+            Ok(other @ (ToPrimary::Accept | ToPrimary::Refuse { .. })) => {
+                break FrameError::Unexpected { kind: other.name() };
+            }
+            Err(FrameError::Closed) => match goodbye.get() {
+                Some(&last) if acked >= Some(last) => {
+                    link.end();
+                    return None;
+                }
+                _ => break FrameError::Closed,
+            },
+            Err(error) => break error,
+        };
+        let _ = out.send(message);
+    };
+    link.lose(&error)
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Two "hosts" and a client on one machine: network namespaces NAME-a
+# (10.99.0.1, the primary's host), NAME-b (10.99.0.2, the backup's host) and
+# NAME-c (10.99.0.3, a client), each linked by a veth pair to one bridge in a
+# fourth namespace, NAME-sw (the switch), so the host's own network is never
+# touched.
+#
+#   two-hosts.sh up NAME      create the namespaces (replacing stale ones)
+#   two-hosts.sh down NAME    remove them (nothing left if they are absent)
+#   two-hosts.sh pair NAME [ftvm options...]
+#                             up, then a backup of ftvm in NAME-b and a
+#                             primary in NAME-a with the given options
+#                             (default: --kernel ticker); waits for both and
+#                             removes everything on exit, Ctrl-C or SIGTERM
+#
+# FTVM names the ftvm binary (default: target/release/ftvm, else target/debug/ftvm).
+# NAME is at most 8 characters: interface names have 15. Needs root.
+set -euo pipefail
+
+SUBNET=10.99.0
+PORT=7000
+
+usage() {
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+check_name() {
+    [[ "$1" =~ ^[a-z0-9]{1,8}$ ]] || { echo "two-hosts.sh: NAME must be 1 to 8 lowercase letters or digits" >&2; exit 2; }
+}
+
+down() {
+    local name=$1 ns
+    for ns in "$name-a" "$name-b" "$name-c" "$name-sw"; do
+        # Whatever still runs in a host goes with it.
+        if ip netns pids "$ns" >/dev/null 2>&1; then
+            ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true
+            ip netns delete "$ns" 2>/dev/null || true
+        fi
+    done
+}
+
+up() {
+    local name=$1 host address
+    down "$name"
+    ip netns add "$name-sw"
+    ip -n "$name-sw" link add br0 type bridge
+    ip -n "$name-sw" link set br0 up
+    ip -n "$name-sw" link set lo up
+    for host in a b c; do
+        case $host in a) address=1 ;; b) address=2 ;; c) address=3 ;; esac
+        ip netns add "$name-$host"
+        ip link add "$name-$host" type veth peer name eth0 netns "$name-$host"
+        ip link set "$name-$host" netns "$name-sw"
+        ip -n "$name-sw" link set "$name-$host" master br0 up
+        ip -n "$name-$host" addr add "$SUBNET.$address/24" dev eth0
+        ip -n "$name-$host" link set eth0 up
+        ip -n "$name-$host" link set lo up
+    done
+}
+
+ftvm_binary() {
+    if [ -n "${FTVM:-}" ]; then
+        echo "$FTVM"
+    elif [ -x target/release/ftvm ]; then
+        echo "$PWD/target/release/ftvm"
+    else
+        echo "$PWD/target/debug/ftvm"
+    fi
+}
+
+pair() {
+    local name=$1
+    shift
+    [ $# -gt 0 ] || set -- --kernel ticker
+    local ftvm backup primary backup_status=0 primary_status=0
+    ftvm=$(ftvm_binary)
+    work=$(mktemp -d)
+    trap 'down "$name"; rm -rf "$work"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    up "$name"
+    "$ftvm" arbiter init "$work/arbiter" >/dev/null
+    head -c 32 /dev/urandom >"$work/key"
+    local common=(--arbiter "$work/arbiter" --auth-key "$work/key")
+    ip netns exec "$name-b" "$ftvm" backup --listen "$SUBNET.2:$PORT" "${common[@]}" "$@" \
+        > >(sed 's/^/backup  | /') 2>&1 &
+    backup=$!
+    ip netns exec "$name-a" "$ftvm" primary --backup "$SUBNET.2:$PORT" "${common[@]}" "$@" \
+        > >(sed 's/^/primary | /') 2>&1 &
+    primary=$!
+    wait "$primary" || primary_status=$?
+    wait "$backup" || backup_status=$?
+    echo "two-hosts.sh: primary exited with $primary_status, backup with $backup_status"
+    [ "$primary_status" -eq 0 ] || [ "$backup_status" -eq 0 ]
+}
+
+[ $# -ge 2 ] || usage
+command=$1
+name=$2
+check_name "$name"
+shift 2
+case $command in
+    up)
+        # A half-made set of hosts is removed, also when interrupted.
+        trap 'down "$name"' ERR
+        trap 'down "$name"; exit 130' INT
+        trap 'down "$name"; exit 143' TERM
+        up "$name"
+        ;;
+    down) down "$name" ;;
+    pair) pair "$name" "$@" ;;
+    *) usage ;;
+esac

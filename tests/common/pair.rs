@@ -1,0 +1,298 @@
+//! A primary/backup pair of real ftvm processes on this machine.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{Finished, ftvm};
+
+/// Output of a running process, collected as it comes.
+#[derive(Debug, Clone, Default)]
+pub struct Collected(Arc<Mutex<Vec<u8>>>);
+
+impl Collected {
+    fn spawn(mut pipe: impl Read + Send + 'static) -> Self {
+        let collected = Self::default();
+        let sink = collected.0.clone();
+        thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+        collected
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the output holds `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.text().contains(needle) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+/// One ftvm process with its output.
+#[derive(Debug)]
+pub struct Side {
+    pub child: Child,
+    pub stdout: Collected,
+    pub stderr: Collected,
+}
+
+impl Side {
+    pub fn start(args: &[String]) -> Self {
+        let mut command = ftvm();
+        command.args(args);
+        Self::spawn(command)
+    }
+
+    /// Starts ftvm in network namespace `namespace`.
+    pub fn start_in(namespace: &str, args: &[String]) -> Self {
+        let mut command = std::process::Command::new("ip");
+        command
+            .args(["netns", "exec", namespace, env!("CARGO_BIN_EXE_ftvm")])
+            .args(args)
+            .stdin(Stdio::null());
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: std::process::Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ftvm");
+        let stdout = Collected::spawn(child.stdout.take().unwrap());
+        let stderr = Collected::spawn(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn child_running(&self) -> bool {
+        // A process that ended but was not waited for is a zombie.
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to end, killing it after `timeout`.
+    pub fn finish(mut self, timeout: Duration) -> Finished {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!(
+                    "ftvm did not finish within {timeout:?}; stderr: {}",
+                    self.stderr.text()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        // Let the reader threads take the last bytes.
+        thread::sleep(Duration::from_millis(50));
+        Finished {
+            status,
+            stdout: self.stdout.text(),
+            stderr: self.stderr.text(),
+        }
+    }
+}
+
+/// The files and address a pair shares.
+#[derive(Debug)]
+pub struct PairSetup {
+    pub dir: PathBuf,
+    pub arbiter: PathBuf,
+    pub key: PathBuf,
+    pub address: SocketAddr,
+}
+
+impl PairSetup {
+    pub fn new(test: &str) -> Self {
+        Self::at(test, free_address())
+    }
+
+    /// A pair whose backup listens on `address`.
+    pub fn at(test: &str, address: SocketAddr) -> Self {
+        let dir = super::scratch_dir(test);
+        let arbiter = dir.join("arbiter");
+        let key = dir.join("key");
+        std::fs::write(&key, b"a key of the ftvm tests, 32 bytes").unwrap();
+        let init = super::run(&["arbiter", "init", arbiter.to_str().unwrap()]);
+        assert_eq!(init.code(), 0, "{init:#?}");
+        Self {
+            dir,
+            arbiter,
+            key,
+            address,
+        }
+    }
+
+    fn common(&self, key: &Path) -> Vec<String> {
+        [
+            "--arbiter",
+            self.arbiter.to_str().unwrap(),
+            "--auth-key",
+            key.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    pub fn backup_args(&self, kernel: &[&str]) -> Vec<String> {
+        let mut args = vec!["backup".into(), "--listen".into(), self.address.to_string()];
+        args.extend(self.common(&self.key));
+        args.extend(kernel.iter().map(|s| s.to_string()));
+        args
+    }
+
+    pub fn primary_args(&self, kernel: &[&str], key: &Path) -> Vec<String> {
+        let mut args = vec![
+            "primary".into(),
+            "--backup".into(),
+            self.address.to_string(),
+        ];
+        args.extend(self.common(key));
+        args.extend(kernel.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Starts a backup and waits until it listens.
+    pub fn start_backup(&self, kernel: &[&str]) -> Side {
+        Self::listening(Side::start(&self.backup_args(kernel)))
+    }
+
+    /// Waits until `backup` listens.
+    pub fn listening(backup: Side) -> Side {
+        assert!(
+            backup
+                .stderr
+                .wait_for("waiting for a primary", super::TIMEOUT),
+            "the backup never listened: {}",
+            backup.stderr.text()
+        );
+        backup
+    }
+
+    pub fn start_primary(&self, kernel: &[&str]) -> Side {
+        Side::start(&self.primary_args(kernel, &self.key))
+    }
+
+    pub fn arbiter_status(&self) -> String {
+        super::run(&["arbiter", "status", self.arbiter.to_str().unwrap()]).stdout
+    }
+}
+
+/// A loopback address with a port nobody uses (right now).
+pub fn free_address() -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// The tick numbers of ticker's output, in order.
+pub fn tick_numbers(console: &str) -> Vec<u64> {
+    console
+        .lines()
+        .filter_map(|line| line.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// Joins what the primary released with what the backup emitted after
+/// taking over: the backup starts with output the primary may already have
+/// released (at least once), so the longest part of the primary's output
+/// that the backup's starts with is counted once.
+pub fn join_outputs(primary: &str, backup: &str) -> String {
+    let overlap = (0..=primary.len().min(backup.len()))
+        .rev()
+        .find(|&k| backup.is_char_boundary(k) && primary.ends_with(&backup[..k]))
+        .unwrap_or(0);
+    format!("{primary}{}", &backup[overlap..])
+}
+
+static ONE_PAIR_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Pairs run one at a time (DESIGN.md §8): two cores, and timing matters.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_PAIR_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The exit status of a side that may not be live.
+pub const NOT_LIVE: i32 = 116;
+
+/// Ticks of the pair tests' guest: 0.8 s of guest time.
+pub const TICKS: u64 = 40;
+
+pub fn ticker() -> Vec<&'static str> {
+    vec!["--kernel", "ticker", "--cmdline", "ticks=40 hz=50"]
+}
+
+/// Asserts `console` is what an uninterrupted run prints: every tick, in order.
+pub fn assert_whole(console: &str, context: &str) {
+    assert_eq!(
+        tick_numbers(console),
+        (1..=TICKS).collect::<Vec<_>>(),
+        "{context}\n{console}"
+    );
+    assert!(
+        console.starts_with("ticker: 40 ticks at 50 Hz\n"),
+        "{context}\n{console}"
+    );
+    assert!(console.ends_with("ticker: done\n"), "{context}\n{console}");
+}
+
+/// A name of at most 8 characters for this test's hosts, unique among
+/// concurrent test processes.
+pub fn host_name(tag: &str) -> String {
+    format!("{tag}{}", std::process::id() % 10_000)
+}
+
+/// Takes the arbiter's lock the way ftvm does (an OFD lock), as a third
+/// process would, until dropped.
+pub struct HeldFlag {
+    _file: std::fs::File,
+}
+
+impl HeldFlag {
+    pub fn hold(path: &std::path::Path) -> Self {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        // SAFETY: flock is plain data; zero means "whole file" for l_len.
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        lock.l_type = libc::F_WRLCK as i16;
+        lock.l_whence = libc::SEEK_SET as i16;
+        // SAFETY: a valid descriptor and a valid flock.
+        let ret = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+        assert_eq!(ret, 0, "could not take the arbiter's lock");
+        Self { _file: file }
+    }
+}

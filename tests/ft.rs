@@ -1,0 +1,235 @@
+//! Primary/backup pairs of real ftvm processes on this machine: takeover
+//! keeps the guest's output whole, a lost backup lets the primary go on
+//! alone, bad peers are refused, the go-live flag decides.
+//!
+//! Pairs are run one at a time (DESIGN.md §8): two cores, timing matters.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::TIMEOUT;
+use common::pair::{NOT_LIVE, PairSetup, Side, assert_whole, join_outputs, serial, ticker};
+
+const PAIRING_FAILURE: i32 = 115;
+
+#[test]
+fn a_pair_ends_together_when_the_guest_ends() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-together");
+    let backup = setup.start_backup(&ticker());
+    let primary = setup.start_primary(&ticker());
+    let primary = primary.finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    assert_eq!(primary.code(), 0, "{primary:#?}");
+    assert_eq!(backup.code(), 0, "{backup:#?}");
+    assert_whole(&primary.stdout, "the primary's console");
+    assert_eq!(
+        backup.stdout, "",
+        "a backup that never went live prints nothing"
+    );
+    assert!(
+        setup.arbiter_status().contains("no owner"),
+        "nobody took the flag"
+    );
+}
+
+#[test]
+fn takeover_keeps_the_output_whole_at_random_moments() {
+    let _one = serial();
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    eprintln!("seed {seed}");
+    for run in 0..10u64 {
+        let setup = PairSetup::new(&format!("ft-takeover-{run}"));
+        let backup = setup.start_backup(&ticker());
+        let mut primary = setup.start_primary(&ticker());
+        assert!(
+            primary.stderr.wait_for("paired", TIMEOUT),
+            "{}",
+            primary.stderr.text()
+        );
+        // 40 ticks at 50 Hz take 0.8 s; kill anywhere in 0.05–0.85 s.
+        let moment = 50 + (seed.wrapping_mul(run + 1).wrapping_mul(2_654_435_761) >> 7) % 800;
+        thread::sleep(Duration::from_millis(moment));
+        primary.kill();
+        let released = primary.stdout.text();
+        let backup = backup.finish(TIMEOUT);
+        let context = format!(
+            "run {run}, killed after {moment} ms\nprimary released:\n{released}\nbackup: {backup:#?}"
+        );
+        assert_eq!(backup.code(), 0, "{context}");
+        assert!(backup.stderr.contains("live from exit"), "{context}");
+        assert_whole(&join_outputs(&released, &backup.stdout), &context);
+        assert!(setup.arbiter_status().contains("backup"), "{context}");
+    }
+}
+
+#[test]
+fn a_primary_whose_backup_dies_goes_on_alone_after_winning_the_flag() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-backup-dies");
+    let mut backup = setup.start_backup(&ticker());
+    let primary = setup.start_primary(&ticker());
+    assert!(primary.stderr.wait_for("paired", TIMEOUT));
+    thread::sleep(Duration::from_millis(300));
+    backup.kill();
+    let primary = primary.finish(TIMEOUT);
+    assert_eq!(primary.code(), 0, "{primary:#?}");
+    assert!(
+        primary.stderr.contains("won the go-live flag"),
+        "{primary:#?}"
+    );
+    assert_whole(&primary.stdout, "the primary alone");
+    assert!(setup.arbiter_status().contains("primary"));
+}
+
+#[test]
+fn a_primary_without_a_backup_runs_alone_only_with_the_flag() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-no-backup");
+    let mut args = setup.primary_args(&ticker(), &setup.key);
+    args.extend(["--wait-backup-ms".into(), "300".into()]);
+    let alone = Side::start(&args).finish(TIMEOUT);
+    assert_eq!(alone.code(), 0, "{alone:#?}");
+    assert_whole(&alone.stdout, "alone");
+    // The flag is now taken: a second primary of the same generation may not run.
+    let second = Side::start(&args).finish(TIMEOUT);
+    assert_eq!(second.code(), NOT_LIVE, "{second:#?}");
+    assert_eq!(second.stdout, "");
+}
+
+#[test]
+fn a_wrong_key_is_refused_and_the_backup_keeps_waiting() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-wrong-key");
+    let backup = setup.start_backup(&ticker());
+    let wrong = setup.dir.join("wrong-key");
+    std::fs::write(&wrong, b"another key, also long enough....").unwrap();
+    let intruder = Side::start(&setup.primary_args(&ticker(), &wrong)).finish(TIMEOUT);
+    assert_eq!(intruder.code(), PAIRING_FAILURE, "{intruder:#?}");
+    assert_eq!(intruder.stderr.lines().count(), 1, "{intruder:#?}");
+    assert!(intruder.stderr.contains("authentication"), "{intruder:#?}");
+    // The backup refused it and still pairs with the real primary.
+    let primary = setup.start_primary(&ticker()).finish(TIMEOUT);
+    assert_eq!(primary.code(), 0, "{primary:#?}");
+    assert_whole(&primary.stdout, "after a refused intruder");
+    let backup = backup.finish(TIMEOUT);
+    assert_eq!(backup.code(), 0, "{backup:#?}");
+    assert!(backup.stderr.contains("authentication"), "{backup:#?}");
+}
+
+#[test]
+fn a_backup_with_another_kernel_refuses_the_primary() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-other-kernel");
+    let backup = setup.start_backup(&["--kernel", "hello"]);
+    let primary = setup.start_primary(&ticker()).finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    for side in [&primary, &backup] {
+        assert_eq!(side.code(), PAIRING_FAILURE, "{side:#?}");
+        assert!(side.stderr.contains("kernel"), "{side:#?}");
+        assert_eq!(side.stdout, "");
+    }
+}
+
+#[test]
+fn garbage_on_the_logging_port_does_not_disturb_a_running_pair() {
+    use std::io::Write;
+    let _one = serial();
+    let setup = PairSetup::new("ft-garbage");
+    let backup = setup.start_backup(&ticker());
+    let primary = setup.start_primary(&ticker());
+    assert!(primary.stderr.wait_for("paired", TIMEOUT));
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..5 {
+        let mut stream = std::net::TcpStream::connect(setup.address).unwrap();
+        let bytes: Vec<u8> = (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        // Half the rounds close in the middle of what could be a message.
+        let cut = if round % 2 == 0 { bytes.len() } else { 7 };
+        let _ = stream.write_all(&bytes[..cut]);
+        drop(stream);
+        thread::sleep(Duration::from_millis(50));
+    }
+    let primary = primary.finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    assert_eq!(primary.code(), 0, "{primary:#?}");
+    assert_eq!(backup.code(), 0, "{backup:#?}");
+    assert_whole(&primary.stdout, "with garbage on the port");
+    assert_eq!(backup.stdout, "");
+}
+
+#[test]
+fn nobody_goes_live_while_the_arbiter_is_out_of_reach() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-held-flag");
+    let backup = setup.start_backup(&ticker());
+    let mut primary = setup.start_primary(&ticker());
+    assert!(primary.stderr.wait_for("paired", TIMEOUT));
+    thread::sleep(Duration::from_millis(200));
+    let held = common::pair::HeldFlag::hold(&setup.arbiter);
+    primary.kill();
+    let released = primary.stdout.text();
+    // The backup detects the loss and drains, then waits for the flag.
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        backup.stdout.text(),
+        "",
+        "went live while the flag was held"
+    );
+    assert!(
+        backup.child_running(),
+        "the backup gave up instead of waiting"
+    );
+    drop(held);
+    let backup = backup.finish(TIMEOUT);
+    assert_eq!(backup.code(), 0, "{backup:#?}");
+    assert_whole(
+        &join_outputs(&released, &backup.stdout),
+        "after the flag was released",
+    );
+}
+
+#[test]
+fn the_demo_shows_the_backup_taking_over() {
+    let _one = serial();
+    let demo = common::run(&["demo", "--kill-after-ms", "800", "--ticks", "60"]);
+    assert_eq!(demo.code(), 0, "{demo:#?}");
+    for needle in [
+        "[killed with SIGKILL]",
+        "live from exit",
+        "the backup took over",
+    ] {
+        assert!(demo.stdout.contains(needle), "no `{needle}`: {demo:#?}");
+    }
+    // The primary's column, then the backup's from where the primary
+    // stopped (it may repeat lines the primary released), hold every tick.
+    let column = |side: usize| {
+        let lines = demo
+            .stdout
+            .lines()
+            .filter_map(|row| row.split(" │ ").nth(side));
+        common::pair::tick_numbers(&lines.map(|text| format!("{text}\n")).collect::<String>())
+    };
+    let (primary, backup) = (column(0), column(1));
+    let last = primary.last().copied().unwrap_or(0);
+    assert!(
+        backup.first().is_some_and(|&first| first <= last + 1),
+        "{demo:#?}"
+    );
+    let ticks: Vec<u64> = primary
+        .into_iter()
+        .chain(backup.into_iter().filter(|&t| t > last))
+        .collect();
+    assert_eq!(ticks, (1..=60).collect::<Vec<_>>(), "{demo:#?}");
+}

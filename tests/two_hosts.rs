@@ -1,0 +1,136 @@
+//! A pair across two network namespaces made by `scripts/two-hosts.sh`,
+//! failed by `scripts/takeover.sh`: killing the primary's host, cutting
+//! its link (split brain), and the go-live flag out of reach.
+
+mod common;
+
+use std::thread;
+use std::time::Duration;
+
+use common::TIMEOUT;
+use common::hosts::Hosts;
+use common::pair::{
+    NOT_LIVE, PairSetup, Side, assert_whole, host_name, join_outputs, serial, ticker,
+};
+
+fn signal(side: &Side, signal: i32) {
+    // SAFETY: sends a signal to a child we started and have not reaped.
+    let ret = unsafe { libc::kill(side.child.id() as i32, signal) };
+    assert_eq!(ret, 0, "cannot signal the primary");
+}
+
+/// A pair of `ticker` across fresh hosts, once it has paired.
+fn paired(host: &str, test: &str) -> (Hosts, PairSetup, Side, Side) {
+    let hosts = Hosts::up(&host_name(host));
+    let setup = hosts.setup(test);
+    let backup = hosts.start_backup(&setup, &ticker());
+    let primary = hosts.start_primary(&setup, &ticker());
+    assert!(
+        primary.stderr.wait_for("paired", TIMEOUT),
+        "{}",
+        primary.stderr.text()
+    );
+    (hosts, setup, backup, primary)
+}
+
+#[test]
+fn killing_the_primarys_host_hands_the_guest_to_the_backup() {
+    let _one = serial();
+    let (hosts, _setup, backup, primary) = paired("kill", "ns-kill");
+    thread::sleep(Duration::from_millis(400));
+    hosts.takeover("kill");
+    let primary = primary.finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
+    assert_eq!(backup.code(), 0, "{context}");
+    assert!(backup.stderr.contains("live from exit"), "{context}");
+    assert_whole(&join_outputs(&primary.stdout, &backup.stdout), &context);
+}
+
+#[test]
+fn a_cut_link_leaves_exactly_one_side_live() {
+    let _one = serial();
+    let (hosts, setup, backup, primary) = paired("cut", "ns-cut");
+    thread::sleep(Duration::from_millis(300));
+    hosts.takeover("cut");
+    let primary = primary.finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    let flag = setup.arbiter_status();
+    let context = format!("flag: {flag}\nprimary: {primary:#?}\nbackup: {backup:#?}");
+    match (primary.code(), backup.code()) {
+        (0, NOT_LIVE) => {
+            assert_whole(&primary.stdout, &context);
+            assert_eq!(backup.stdout, "", "{context}");
+            assert!(flag.contains("\"primary"), "{context}");
+        }
+        (NOT_LIVE, 0) => {
+            assert_whole(&join_outputs(&primary.stdout, &backup.stdout), &context);
+            assert!(flag.contains("\"backup"), "{context}");
+        }
+        _ => panic!("want exactly one side live: {context}"),
+    }
+}
+
+#[test]
+fn a_partitioned_old_primary_emits_nothing_once_the_backup_is_live() {
+    let _one = serial();
+    let (hosts, _setup, backup, primary) = paired("part", "ns-partition");
+    thread::sleep(Duration::from_millis(300));
+    // Frozen (as by a long pause) and cut off: the backup takes over.
+    signal(&primary, libc::SIGSTOP);
+    hosts.takeover("cut");
+    assert!(
+        backup.stderr.wait_for("live from exit", TIMEOUT),
+        "{}",
+        backup.stderr.text()
+    );
+    let before = primary.stdout.text();
+    signal(&primary, libc::SIGCONT);
+    let primary = primary.finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
+    assert_eq!(primary.code(), NOT_LIVE, "{context}");
+    assert_eq!(
+        primary.stdout, before,
+        "the old primary wrote after the backup went live: {context}"
+    );
+    assert_eq!(backup.code(), 0, "{context}");
+    assert_whole(&join_outputs(&before, &backup.stdout), &context);
+}
+
+#[test]
+fn neither_side_goes_live_while_a_third_process_holds_the_flag() {
+    let _one = serial();
+    let (hosts, setup, backup, primary) = paired("held", "ns-held");
+    thread::sleep(Duration::from_millis(300));
+    let held = common::pair::HeldFlag::hold(&setup.arbiter);
+    hosts.takeover("cut");
+    // Both lose their peer; neither may go on without the flag.
+    thread::sleep(Duration::from_millis(1000));
+    let (primary_before, backup_before) = (primary.stdout.text(), backup.stdout.text());
+    thread::sleep(Duration::from_millis(1000));
+    assert!(
+        primary.child_running() && backup.child_running(),
+        "a side gave up waiting"
+    );
+    assert_eq!(
+        primary.stdout.text(),
+        primary_before,
+        "the primary went on without the flag"
+    );
+    assert_eq!(
+        backup.stdout.text(),
+        "",
+        "the backup went live without the flag"
+    );
+    assert_eq!(backup_before, "");
+    drop(held);
+    let primary = primary.finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
+    match (primary.code(), backup.code()) {
+        (0, NOT_LIVE) => assert_whole(&primary.stdout, &context),
+        (NOT_LIVE, 0) => assert_whole(&join_outputs(&primary.stdout, &backup.stdout), &context),
+        _ => panic!("want exactly one side live: {context}"),
+    }
+}

@@ -1,0 +1,351 @@
+//! `ftvm primary` and `ftvm backup`: one guest on two hosts.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ft_logging::EventSource;
+use ft_logging::channel::{
+    AuthKey, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink, connect,
+};
+use shared_disk::{Arbiter, FlagState, Outcome};
+use vmm::exit_status;
+use vmm::ft::{
+    Backlog, BackupSink, BackupSource, FlagClaim, GatedSink, Limits, LogStatus, OutputGate,
+    PairStatus, PrimarySource, Takeover, pairing, watch_backup,
+};
+use vmm::machine::{Cpu, Machine, end_reason};
+use vmm::vm_config::VmConfig;
+use vmm::vstate::{RunError, VmEnd};
+
+use super::VmArgs;
+use super::error::{CliError, is_log_error, run_status};
+use super::live::Host;
+use super::run::DEFAULT_DIGEST_INTERVAL;
+
+/// How often a primary tries again to reach a backup that is not there yet.
+const CONNECT_RETRY: Duration = Duration::from_millis(100);
+
+/// What both sides of a pair need.
+#[derive(Debug, Args)]
+pub struct PairArgs {
+    /// The go-live flag: a file on storage both hosts see (`ftvm arbiter init`).
+    #[arg(long, value_name = "PATH")]
+    arbiter: PathBuf,
+    /// A file holding the key both sides must know (at least 16 bytes).
+    #[arg(long, value_name = "FILE")]
+    auth_key: PathBuf,
+    /// Silence from the peer for longer than this means it is gone.
+    #[arg(long, default_value_t = 300, value_name = "MS")]
+    timeout_ms: u64,
+    /// Heartbeats go out this often when nothing else does.
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    heartbeat_ms: u64,
+}
+
+impl PairArgs {
+    fn channel(&self) -> Result<ChannelConfig, CliError> {
+        if self.heartbeat_ms == 0 || self.timeout_ms <= self.heartbeat_ms {
+            return Err(CliError::Usage(format!(
+                "--timeout-ms ({}) must be longer than --heartbeat-ms ({}), which must be at least 1",
+                self.timeout_ms, self.heartbeat_ms
+            )));
+        }
+        let key = AuthKey::from_file(&self.auth_key)
+            .map_err(|error| CliError::Usage(error.to_string()))?;
+        Ok(ChannelConfig {
+            key,
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+        })
+    }
+
+    /// The arbiter, and the generation a new pair forms at: nobody may be
+    /// live in it already.
+    fn arbiter(&self) -> Result<(Arbiter, u64), CliError> {
+        let arbiter = Arbiter::new(&self.arbiter);
+        let state = arbiter.status()?;
+        if let FlagState {
+            owner: Some(owner),
+            generation,
+        } = &state
+        {
+            return Err(CliError::NotLive(format!(
+                "the go-live flag in {} says {owner} is live (generation {generation}); `ftvm arbiter reset` starts a new pair",
+                self.arbiter.display()
+            )));
+        }
+        Ok((arbiter, state.generation))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PrimaryArgs {
+    /// The backup's logging address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    backup: SocketAddr,
+    #[command(flatten)]
+    pair: PairArgs,
+    /// How long to wait for the backup before running alone (after winning
+    /// the go-live flag).
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    wait_backup_ms: u64,
+    /// Log bytes sent but not acknowledged before the guest stalls.
+    #[arg(long, default_value_t = 64, value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    log_buffer_mib: u64,
+    /// Guest time the backup may trail before the guest stalls.
+    #[arg(long, default_value_t = 100, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_lag_ms: u64,
+    /// Exits between digests of the guest's state and console in the log.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_DIGEST_INTERVAL,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    digest_every: u64,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The address to listen on for the primary's log.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    pair: PairArgs,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+/// A name for this side in the go-live flag.
+fn owner(role: &str, address: SocketAddr) -> String {
+    format!("{role} pid {} ({address})", std::process::id())
+}
+
+pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
+    let vm = &args.vm;
+    let config = VmConfig::new(&vm.kernel, vm.mem_mib, &vm.cmdline)?;
+    let channel = args.pair.channel()?;
+    let (arbiter, generation) = args.pair.arbiter()?;
+    let mut machine = Machine::new(&config, Cpu::Model)?;
+    let hello = PrimaryHello {
+        header: machine.header(&config, args.digest_every),
+        generation,
+    };
+    let host = Host::start(true)?;
+    let owner = owner("primary", args.backup);
+    let link = wait_for_backup(args, &channel, &hello, &host)?;
+    if link.is_none() {
+        eprintln!(
+            "ftvm: primary: no backup at {} after {} ms; running alone needs the go-live flag",
+            args.backup, args.wait_backup_ms
+        );
+        match arbiter.test_and_set(generation, &owner, &|| host.stop.requested().is_some())? {
+            Outcome::Won => eprintln!("ftvm: primary: won the go-live flag; running alone"),
+            Outcome::Lost(state) => {
+                return Err(CliError::NotLive(format!(
+                    "primary: the go-live flag is taken ({state}): not running alone"
+                )));
+            }
+        }
+    }
+
+    // The backup goes live after a full timeout of silence; half of it
+    // leaves room for clocks that run at slightly different rates.
+    let lease_span = channel.timeout / 2;
+    let leased: Box<dyn Fn() -> bool + Send + Sync> = match &link {
+        Some(link) => {
+            let lease = link.lease();
+            Box::new(move || lease.holds(lease_span))
+        }
+        None => Box::new(|| true),
+    };
+    let gate = OutputGate::new(std::io::stdout(), link.is_none(), leased);
+    let status = Arc::new(PairStatus::default());
+    let sender = link.as_ref().map(PrimaryLink::sender);
+    if let Some(link) = &link {
+        eprintln!("ftvm: primary: paired with the backup at {}", args.backup);
+        let claim = FlagClaim {
+            arbiter,
+            generation,
+            owner,
+        };
+        watch_backup(
+            link.from_backup(),
+            gate.clone(),
+            status.clone(),
+            claim,
+            host.stop.clone(),
+            host.input_sender(),
+        )
+        .map_err(CliError::Host)?;
+    }
+    let limits = Limits {
+        buffer_bytes: args.log_buffer_mib << 20,
+        max_lag_ns: args.max_lag_ms * 1_000_000,
+    };
+    let mut source = PrimarySource::new(
+        host.live_source(),
+        sender,
+        gate.clone(),
+        status,
+        host.stop.clone(),
+        limits,
+    );
+    let result = machine.run(
+        &mut source,
+        &mut GatedSink(gate),
+        &host.stop,
+        args.digest_every,
+    );
+    let status = match &result {
+        Ok(end) => exit_status::of_end(*end),
+        Err(error) => run_status(error),
+    };
+    // The backup learns how the run ended, so it ends too.
+    let ended = source.end(&machine.end(end_reason(&result), status));
+    if let Some(link) = link {
+        link.close();
+    }
+    host.finish();
+    let end = result?;
+    ended.map_err(|error| CliError::Run(RunError::Core(error.into())))?;
+    Ok(conclude(end))
+}
+
+/// Connects to the backup, trying again while it is not there yet, for up
+/// to `--wait-backup-ms`. None when it never came.
+fn wait_for_backup(
+    args: &PrimaryArgs,
+    channel: &ChannelConfig,
+    hello: &PrimaryHello,
+    host: &Host,
+) -> Result<Option<PrimaryLink>, CliError> {
+    let deadline = Instant::now() + Duration::from_millis(args.wait_backup_ms);
+    loop {
+        match connect(args.backup, channel, hello) {
+            Ok(link) => return Ok(Some(link)),
+            Err(ChannelError::Connect { .. }) if Instant::now() < deadline => {
+                if let Some(reason) = host.stop.requested() {
+                    return Err(CliError::NotLive(format!(
+                        "primary: {reason} while waiting for the backup"
+                    )));
+                }
+                thread::sleep(CONNECT_RETRY);
+            }
+            Err(ChannelError::Connect { .. }) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
+    let vm = &args.vm;
+    let config = VmConfig::new(&vm.kernel, vm.mem_mib, &vm.cmdline)?;
+    let channel = args.pair.channel()?;
+    let (arbiter, generation) = args.pair.arbiter()?;
+    let mut machine = Machine::new(&config, Cpu::Model)?;
+    let ours = machine.header(&config, 0);
+    let listener = BackupListener::bind(args.listen)?;
+    eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
+    let host = Host::start(false)?;
+    let check = |hello: &PrimaryHello| {
+        pairing::compare(&hello.header, &ours)?;
+        if hello.generation != generation {
+            return Err(format!(
+                "the primary pairs at go-live generation {}, this backup at {generation}",
+                hello.generation
+            ));
+        }
+        Ok(())
+    };
+    let (link, hello) = listener.accept(&channel, &check, &|| host.stop.requested().is_some())?;
+    eprintln!("ftvm: backup: paired with a primary; replaying its log");
+
+    let status = Rc::new(RefCell::new(LogStatus::default()));
+    let backlog = Backlog::new();
+    let takeover = Takeover {
+        arbiter,
+        generation,
+        owner: owner("backup", args.listen),
+        stop: host.stop.clone(),
+        live_source: Box::new(|ns| {
+            if let Err(error) = host.attach_stdin() {
+                tracing::warn!(%error, "the live backup takes no input from stdin");
+            }
+            host.live_source_from(ns)
+        }),
+    };
+    let mut source = BackupSource::new(
+        link.from_primary(),
+        link,
+        status.clone(),
+        backlog.clone(),
+        takeover,
+    );
+    let mut sink = BackupSink { backlog, status };
+    let result = machine.run(
+        &mut source,
+        &mut sink,
+        &host.stop,
+        hello.header.digest_interval,
+    );
+    let outcome = backup_end(&machine, &mut source, result, &args.pair);
+    // The source's takeover borrows the host.
+    drop(source);
+    host.finish();
+    outcome
+}
+
+/// How a backup's run ended: checked against the primary's end while it
+/// was replaying, its own once live.
+fn backup_end(
+    machine: &Machine,
+    source: &mut BackupSource<'_>,
+    result: Result<VmEnd, RunError>,
+    pair: &PairArgs,
+) -> Result<u8, CliError> {
+    let (reason, status) = match &result {
+        Ok(VmEnd::Stopped(reason)) => {
+            eprintln!("ftvm: backup: {reason}");
+            return Ok(reason.exit_status());
+        }
+        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
+        Err(RunError::Core(vmm::exit_handler::CoreError::Source(
+            ft_logging::SourceError::LogEnded,
+        ))) => {
+            // The primary was stopped (or failed) there; so is the pair.
+            let end = source
+                .primary_end()
+                .expect("LogEnded comes with the end record");
+            (end.reason.clone(), end.status)
+        }
+        // A failure of the guest the primary had too (KVM refusing the same
+        // instruction) is checked against its end; anything else stops here.
+        Err(error) if !is_log_error(error) => (end_reason(&result), run_status(error)),
+        Err(_) => return Err(CliError::Run(result.expect_err("an error"))),
+    };
+    let live = source.is_live();
+    source
+        .end(&machine.end(reason, status))
+        .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
+    if !live {
+        source
+            .finish_replay(Duration::from_millis(pair.timeout_ms * 2))
+            .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
+    }
+    Ok(status)
+}
+
+/// The exit status of a run that ended, with a word when the host stopped it.
+fn conclude(end: VmEnd) -> u8 {
+    if let VmEnd::Stopped(reason) = end {
+        eprintln!("ftvm: {reason}");
+    }
+    exit_status::of_end(end)
+}

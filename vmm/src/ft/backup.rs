@@ -1,0 +1,381 @@
+//! The backup: replays the primary's log as it arrives, outputs suppressed
+//! and checked, and takes over when the primary is lost: it replays every
+//! input it received, wins the go-live flag, and goes on with this host's
+//! inputs, re-emitting the output the primary may never have released.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use ft_logging::channel::{BackupLink, FromPrimary};
+use ft_logging::{
+    End, Event, EventSource, ExitDone, ExitQuery, OutputSink, Record, SinkError, SourceError,
+    StateDigest,
+};
+use replay::{RecordStream, ReplaySource};
+use shared_disk::{Arbiter, Outcome};
+
+use crate::host::{LiveSource, StdoutSink, StopSignal};
+
+/// Guest time between progress reports to the primary.
+const PROGRESS_EVERY_NS: u64 = 5_000_000;
+
+/// What the backup knows of the primary's log and of the primary.
+#[derive(Debug, Default)]
+pub struct LogStatus {
+    /// Every input through this exit has arrived.
+    pub through_exit: u64,
+    /// Console bytes the primary has released.
+    pub released_console: u64,
+    /// The primary said goodbye: it ended and released everything.
+    pub goodbye: bool,
+    /// The primary was lost: why, when its last byte came, when it was
+    /// declared lost.
+    pub lost: Option<(String, Instant, Instant)>,
+}
+
+/// The primary's log as a record stream: it waits for records, and once
+/// the primary is lost and every received record is replayed, it says the
+/// log is exhausted.
+#[derive(Debug)]
+pub struct ChannelStream {
+    from_primary: Receiver<FromPrimary>,
+    records: VecDeque<Record>,
+    status: Rc<RefCell<LogStatus>>,
+}
+
+impl ChannelStream {
+    pub fn new(from_primary: Receiver<FromPrimary>, status: Rc<RefCell<LogStatus>>) -> Self {
+        Self {
+            from_primary,
+            records: VecDeque::new(),
+            status,
+        }
+    }
+}
+
+/// Applies one message from the primary to the log and its status.
+fn receive(message: FromPrimary, records: &mut VecDeque<Record>, status: &mut LogStatus) {
+    match message {
+        FromPrimary::Batch {
+            records: batch,
+            through_exit,
+            released_console,
+        } => {
+            records.extend(batch);
+            status.through_exit = status.through_exit.max(through_exit);
+            status.released_console = status.released_console.max(released_console);
+        }
+        FromPrimary::Heartbeat {
+            through_exit,
+            released_console,
+        } => {
+            status.through_exit = status.through_exit.max(through_exit);
+            status.released_console = status.released_console.max(released_console);
+        }
+        FromPrimary::Goodbye => status.goodbye = true,
+        FromPrimary::Lost(lost) => {
+            status.lost = Some((lost.reason, lost.last_heard, Instant::now()));
+        }
+    }
+}
+
+impl RecordStream for ChannelStream {
+    fn next_record(&mut self) -> Result<Option<Record>, SourceError> {
+        loop {
+            if let Some(record) = self.records.pop_front() {
+                return Ok(Some(record));
+            }
+            let status = self.status.borrow();
+            if status.lost.is_some() || status.goodbye {
+                return Err(SourceError::LogExhausted {
+                    through_exit: status.through_exit,
+                });
+            }
+            drop(status);
+            let message = self.from_primary.recv().unwrap_or_else(|_| {
+                FromPrimary::Lost(ft_logging::channel::Lost {
+                    reason: "the logging channel closed".into(),
+                    last_heard: Instant::now(),
+                })
+            });
+            receive(message, &mut self.records, &mut self.status.borrow_mut());
+        }
+    }
+}
+
+/// Console output the backup produced but the primary may not have
+/// released: kept until the primary says it released it, emitted at
+/// takeover.
+#[derive(Debug)]
+pub struct Backlog {
+    live: bool,
+    /// Console offset of `bytes[0]`.
+    base: u64,
+    bytes: Vec<u8>,
+    out: StdoutSink,
+}
+
+impl Backlog {
+    pub fn new() -> Rc<RefCell<Self>> {
+        Rc::new(RefCell::new(Self {
+            live: false,
+            base: 0,
+            bytes: Vec::new(),
+            out: StdoutSink::new(),
+        }))
+    }
+
+    /// Drops what the primary released.
+    fn trim(&mut self, released: u64) {
+        let done = released
+            .saturating_sub(self.base)
+            .min(self.bytes.len() as u64);
+        self.bytes.drain(..done as usize);
+        self.base += done;
+    }
+
+    /// Emits what the primary may not have released, and from now on every
+    /// output at once. Returns how many bytes it emitted again.
+    fn go_live(&mut self, released: u64) -> Result<usize, SinkError> {
+        self.trim(released);
+        let unreleased = std::mem::take(&mut self.bytes);
+        self.out.console(0, &unreleased)?;
+        self.out.flush()?;
+        self.live = true;
+        Ok(unreleased.len())
+    }
+}
+
+/// The backup's output sink: suppressed into the backlog until live.
+#[derive(Debug)]
+pub struct BackupSink {
+    pub backlog: Rc<RefCell<Backlog>>,
+    pub status: Rc<RefCell<LogStatus>>,
+}
+
+impl OutputSink for BackupSink {
+    fn console(&mut self, exit: u64, bytes: &[u8]) -> Result<(), SinkError> {
+        let mut backlog = self.backlog.borrow_mut();
+        if backlog.live {
+            return backlog.out.console(exit, bytes);
+        }
+        backlog.bytes.extend_from_slice(bytes);
+        let released = self.status.borrow().released_console;
+        backlog.trim(released);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        let mut backlog = self.backlog.borrow_mut();
+        if backlog.live {
+            backlog.out.flush()
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// How the backup goes live.
+pub struct Takeover<'a> {
+    pub arbiter: Arbiter,
+    pub generation: u64,
+    pub owner: String,
+    pub stop: Arc<StopSignal>,
+    /// This host's inputs, with virtual time resuming from the given sample.
+    pub live_source: Box<dyn FnMut(u64) -> LiveSource + 'a>,
+}
+
+impl std::fmt::Debug for Takeover<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Takeover")
+            .field("arbiter", &self.arbiter)
+            .field("generation", &self.generation)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Takeover<'_> {
+    /// Takes the go-live flag, waiting while the arbiter cannot be reached.
+    fn claim(&self) -> Result<(), SourceError> {
+        let outcome = self
+            .arbiter
+            .test_and_set(self.generation, &self.owner, &|| {
+                self.stop.requested().is_some()
+            })
+            .map_err(|error| SourceError::Fenced(format!("backup: no go-live flag: {error}")))?;
+        match outcome {
+            Outcome::Won => Ok(()),
+            Outcome::Lost(state) => Err(SourceError::Fenced(format!(
+                "backup: the primary is lost but the go-live flag is taken ({state}): this backup exits"
+            ))),
+        }
+    }
+}
+
+/// The backup's event source: the primary's log while it lasts, this
+/// host's inputs after a takeover.
+#[derive(Debug)]
+pub struct BackupSource<'a> {
+    replay: ReplaySource<ChannelStream>,
+    status: Rc<RefCell<LogStatus>>,
+    link: BackupLink,
+    takeover: Takeover<'a>,
+    backlog: Rc<RefCell<Backlog>>,
+    live: Option<LiveSource>,
+    now_ns: u64,
+    reported_ns: u64,
+}
+
+impl<'a> BackupSource<'a> {
+    pub fn new(
+        from_primary: Receiver<FromPrimary>,
+        link: BackupLink,
+        status: Rc<RefCell<LogStatus>>,
+        backlog: Rc<RefCell<Backlog>>,
+        takeover: Takeover<'a>,
+    ) -> Self {
+        let stream = ChannelStream::new(from_primary, status.clone());
+        Self {
+            replay: ReplaySource::new(stream, true),
+            status,
+            link,
+            takeover,
+            backlog,
+            live: None,
+            now_ns: 0,
+            reported_ns: 0,
+        }
+    }
+
+    /// Whether this backup has gone live.
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// The primary's end record, once the replay has come to it.
+    pub fn primary_end(&self) -> Option<&End> {
+        self.replay.recorded_end()
+    }
+
+    /// The primary is lost and every input it sent is replayed: go live.
+    fn take_over(&mut self, exit: u64) -> Result<(), SourceError> {
+        let exhausted = Instant::now();
+        let (reason, last_heard, declared) =
+            self.status.borrow().lost.clone().unwrap_or_else(|| {
+                (
+                    "the primary ended without its end record".into(),
+                    exhausted,
+                    exhausted,
+                )
+            });
+        self.takeover.claim()?;
+        let live = (self.takeover.live_source)(self.now_ns);
+        let again = self.emit_unreleased()?;
+        self.live = Some(live);
+        let ms = |d: Duration| d.as_millis();
+        eprintln!(
+            "ftvm: backup: the primary is lost ({reason}); live from exit {exit}: detection {} ms, draining {} ms, go-live {} ms; {again} console bytes emitted again",
+            ms(declared.saturating_duration_since(last_heard)),
+            ms(exhausted.saturating_duration_since(declared)),
+            ms(exhausted.elapsed()),
+        );
+        Ok(())
+    }
+
+    /// Emits the output the primary may not have released; returns how
+    /// many bytes that was.
+    fn emit_unreleased(&self) -> Result<usize, SourceError> {
+        let released = self.status.borrow().released_console;
+        self.backlog
+            .borrow_mut()
+            .go_live(released)
+            .map_err(|error| SourceError::Log(error.to_string()))
+    }
+
+    /// After the guest ended in replay: if the primary did not say goodbye,
+    /// it may not have released its last output, so this backup claims the
+    /// flag and emits it (at least once).
+    pub fn finish_replay(&mut self, timeout: Duration) -> Result<(), SourceError> {
+        if self.live.is_some() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout;
+        let from_primary = self.link.from_primary();
+        loop {
+            let status = self.status.borrow();
+            if status.goodbye {
+                return Ok(());
+            }
+            if status.lost.is_some() {
+                break;
+            }
+            drop(status);
+            match from_primary.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(message) => {
+                    receive(message, &mut VecDeque::new(), &mut self.status.borrow_mut())
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.takeover.claim()?;
+        let again = self.emit_unreleased()?;
+        eprintln!(
+            "ftvm: backup: the primary ended but was lost before releasing its output; {again} console bytes emitted"
+        );
+        Ok(())
+    }
+}
+
+impl EventSource for BackupSource<'_> {
+    fn events(&mut self, query: &ExitQuery, events: &mut Vec<Event>) -> Result<(), SourceError> {
+        if let Some(live) = &mut self.live {
+            return live.events(query, events);
+        }
+        let first = events.len();
+        match self.replay.events(query, events) {
+            Err(SourceError::LogExhausted { .. }) => {
+                events.truncate(first);
+                self.take_over(query.exit)?;
+                return self.events(query, events);
+            }
+            result => result?,
+        }
+        for event in &events[first..] {
+            if let Event::Time { ns } = event {
+                self.now_ns = *ns;
+            }
+        }
+        Ok(())
+    }
+
+    fn exit_done(&mut self, done: &ExitDone<'_>) -> Result<(), SourceError> {
+        if let Some(live) = &mut self.live {
+            return live.exit_done(done);
+        }
+        self.replay.exit_done(done)?;
+        if self.now_ns >= self.reported_ns + PROGRESS_EVERY_NS {
+            self.reported_ns = self.now_ns;
+            self.link.progress(done.exit, self.now_ns);
+        }
+        Ok(())
+    }
+
+    fn state(&mut self, exit: u64, digest: StateDigest) -> Result<(), SourceError> {
+        match &mut self.live {
+            Some(live) => live.state(exit, digest),
+            None => self.replay.state(exit, digest),
+        }
+    }
+
+    fn end(&mut self, end: &End) -> Result<(), SourceError> {
+        match &mut self.live {
+            Some(live) => live.end(end),
+            None => self.replay.end(end),
+        }
+    }
+}
