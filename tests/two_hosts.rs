@@ -4,8 +4,9 @@
 
 mod common;
 
+use std::process::{Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::TIMEOUT;
 use common::hosts::Hosts;
@@ -132,5 +133,64 @@ fn neither_side_goes_live_while_a_third_process_holds_the_flag() {
         (0, NOT_LIVE) => assert_whole(&primary.stdout, &context),
         (NOT_LIVE, 0) => assert_whole(&join_outputs(&primary.stdout, &backup.stdout), &context),
         _ => panic!("want exactly one side live: {context}"),
+    }
+}
+
+/// The processes in network namespace `namespace`.
+fn pids_in(namespace: &str) -> Vec<String> {
+    let output = Command::new("ip")
+        .args(["netns", "pids", namespace])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+fn gone(pid: &str) -> bool {
+    // Gone, or dead and waiting for a reaper.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| stat.contains(") Z "))
+}
+
+#[test]
+fn the_two_hosts_script_cleans_up_when_interrupted() {
+    let _one = serial();
+    let name = host_name("intr");
+    let mut script = Command::new(common::hosts::script("two-hosts.sh"))
+        .args([
+            "pair",
+            &name,
+            "--kernel",
+            "ticker",
+            "--cmdline",
+            "ticks=100000",
+        ])
+        .env("FTVM", env!("CARGO_BIN_EXE_ftvm"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let (primary, backup) = loop {
+        let (a, b) = (pids_in(&format!("{name}-a")), pids_in(&format!("{name}-b")));
+        if !a.is_empty() && !b.is_empty() {
+            break (a, b);
+        }
+        assert!(Instant::now() < deadline, "the pair never started");
+        thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: signals a child we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(script.id() as i32, libc::SIGINT) }, 0);
+    let status = script.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status}");
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout);
+    assert!(
+        !namespaces.contains(&format!("{name}-")),
+        "left behind: {namespaces}"
+    );
+    for pid in primary.iter().chain(&backup) {
+        assert!(gone(pid), "process {pid} of the pair still runs");
     }
 }

@@ -10,7 +10,7 @@ use super::pair::{PairSetup, Side};
 /// Where the backup listens inside its host.
 pub const BACKUP_ADDRESS: &str = "10.99.0.2:7000";
 
-fn script(name: &str) -> PathBuf {
+pub fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../scripts")
         .join(name)

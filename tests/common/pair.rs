@@ -4,6 +4,7 @@ use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,12 +13,15 @@ use super::{Finished, ftvm};
 
 /// Output of a running process, collected as it comes.
 #[derive(Debug, Clone, Default)]
-pub struct Collected(Arc<Mutex<Vec<u8>>>);
+pub struct Collected {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    closed: Arc<AtomicBool>,
+}
 
 impl Collected {
     fn spawn(mut pipe: impl Read + Send + 'static) -> Self {
         let collected = Self::default();
-        let sink = collected.0.clone();
+        let (sink, closed) = (collected.bytes.clone(), collected.closed.clone());
         thread::spawn(move || {
             let mut buffer = [0u8; 4096];
             while let Ok(n) = pipe.read(&mut buffer) {
@@ -26,12 +30,22 @@ impl Collected {
                 }
                 sink.lock().unwrap().extend_from_slice(&buffer[..n]);
             }
+            closed.store(true, Ordering::Release);
         });
         collected
     }
 
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (a bounded time) until the writer closed the pipe and every
+    /// byte it wrote was taken.
+    fn wait_closed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.closed.load(Ordering::Acquire) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits until the output holds `needle`.
@@ -93,9 +107,12 @@ impl Side {
             .is_ok_and(|stat| !stat.contains(") Z "))
     }
 
+    /// Kills the process and takes everything it wrote.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.stdout.wait_closed();
+        self.stderr.wait_closed();
     }
 
     /// Waits for the process to end, killing it after `timeout`.
@@ -114,8 +131,8 @@ impl Side {
             }
             thread::sleep(Duration::from_millis(10));
         };
-        // Let the reader threads take the last bytes.
-        thread::sleep(Duration::from_millis(50));
+        self.stdout.wait_closed();
+        self.stderr.wait_closed();
         Finished {
             status,
             stdout: self.stdout.text(),

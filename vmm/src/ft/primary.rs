@@ -223,6 +223,8 @@ pub struct PrimarySource<W> {
     now_ns: u64,
     last_report: Instant,
     started: Instant,
+    /// How long flow control has stalled the guest.
+    stalled: Duration,
 }
 
 impl<W: Write> PrimarySource<W> {
@@ -259,6 +261,7 @@ impl<W: Write> PrimarySource<W> {
             now_ns: 0,
             last_report: Instant::now(),
             started: Instant::now(),
+            stalled: Duration::ZERO,
         }
     }
 
@@ -278,6 +281,7 @@ impl<W: Write> PrimarySource<W> {
             log_bytes = outbox.sent_bytes,
             log_records = outbox.sent_records,
             log_bytes_per_s = (outbox.sent_bytes as f64 / seconds) as u64,
+            stalled_ms = self.stalled.as_millis(),
             "primary: pair summary"
         );
     }
@@ -318,6 +322,7 @@ impl<W: Write> PrimarySource<W> {
     /// Stalls the guest while the backup is too far behind, in log bytes
     /// or in guest time.
     fn throttle(&mut self, marker: u64) -> Result<(), SourceError> {
+        let mut stalled_since: Option<Instant> = None;
         loop {
             let Some(outbox) = &mut self.outbox else {
                 return Ok(());
@@ -327,8 +332,12 @@ impl<W: Write> PrimarySource<W> {
                 .now_ns
                 .saturating_sub(self.status.backup_ns.load(Ordering::SeqCst));
             if outbox.unacked <= self.limits.buffer_bytes && lag <= self.limits.max_lag_ns {
+                if let Some(since) = stalled_since {
+                    self.stalled += since.elapsed();
+                }
                 return Ok(());
             }
+            stalled_since.get_or_insert_with(Instant::now);
             // The backup can only catch up with what it has.
             if marker > outbox.marker || !outbox.pending.is_empty() {
                 outbox.send(marker, self.gate.released_bytes());
@@ -356,6 +365,7 @@ impl<W: Write> PrimarySource<W> {
                 records = outbox.sent_records,
                 bytes = outbox.sent_bytes,
                 unacked = outbox.unacked,
+                stalled_ms = self.stalled.as_millis(),
                 "primary: paired"
             );
         } else {
