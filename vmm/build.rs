@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{self, Command};
 
 /// The guest binaries built into ftvm.
-const IMAGES: &[&str] = &["hello", "ticker", "exitloop"];
+const IMAGES: &[&str] = &["hello", "ticker", "exitloop", "diskcheck", "virtiobad"];
 /// The guest workspace's library crates.
-const LIBRARIES: &[&str] = &["rt"];
+const LIBRARIES: &[&str] = &["rt", "virtio", "kvcore"];
 /// The only Rust target installed; guests are `no_std` kernels built for it.
 const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// The variables the inner cargo gets; everything else is cleared.

@@ -13,7 +13,8 @@ mod fields;
 mod varint;
 
 use crate::{
-    CpuidLeaf, End, EndReason, Event, Header, Record, StateDigest, StopReason, Stream, StreamDigest,
+    CpuidLeaf, DiskInfo, End, EndReason, Event, Header, Record, StateDigest, StopReason, Stream,
+    StreamDigest,
 };
 use fields::{Fields, put_bytes, put_varint, put_zigzag};
 use varint::VarintError;
@@ -28,6 +29,7 @@ const TAG_WALL_CLOCK: u8 = 0x10;
 const TAG_TIME: u8 = 0x11;
 const TAG_SERIAL_IN: u8 = 0x12;
 const TAG_MSR_READ: u8 = 0x13;
+const TAG_DISK_DONE: u8 = 0x14;
 const TAG_OUTPUT: u8 = 0x20;
 const TAG_STATE: u8 = 0x21;
 const TAG_END: u8 = 0x22;
@@ -106,6 +108,7 @@ impl Encoder {
                     Event::Time { .. } => TAG_TIME,
                     Event::SerialIn(_) => TAG_SERIAL_IN,
                     Event::MsrRead { .. } => TAG_MSR_READ,
+                    Event::DiskDone { .. } => TAG_DISK_DONE,
                 };
                 body.push(tag);
                 put_zigzag(body, exit_delta);
@@ -120,6 +123,15 @@ impl Encoder {
                     Event::MsrRead { index, value } => {
                         put_varint(body, u64::from(*index));
                         put_varint(body, *value);
+                    }
+                    Event::DiskDone {
+                        request,
+                        status,
+                        data,
+                    } => {
+                        put_varint(body, *request);
+                        body.push(*status);
+                        put_bytes(body, data);
                     }
                 }
             }
@@ -168,7 +180,7 @@ impl Decoder {
         };
         let mut fields = Fields::new(body);
         let tag = fields.u8("record kind")?;
-        if !matches!(tag, TAG_WALL_CLOCK..=TAG_MSR_READ | TAG_OUTPUT..=TAG_END) {
+        if !matches!(tag, TAG_WALL_CLOCK..=TAG_DISK_DONE | TAG_OUTPUT..=TAG_END) {
             return Err(CodecError::UnknownTag(tag));
         }
         let exit = self.exit.wrapping_add(fields.zigzag("exit")? as u64);
@@ -198,6 +210,11 @@ impl Decoder {
                         Event::Time { ns: time_ns }
                     }
                     TAG_SERIAL_IN => Event::SerialIn(fields.bytes("serial input")?.to_vec()),
+                    TAG_DISK_DONE => Event::DiskDone {
+                        request: fields.varint("disk request")?,
+                        status: fields.u8("disk status")?,
+                        data: fields.bytes("disk data")?.to_vec(),
+                    },
                     _ => Event::MsrRead {
                         index: fields.varint_u32("MSR index")?,
                         value: fields.varint("MSR value")?,
@@ -242,6 +259,13 @@ pub fn encode_header(header: &Header, out: &mut Vec<u8>) -> Result<(), CodecErro
         }
     }
     put_varint(&mut body, header.digest_interval);
+    match header.disk {
+        None => body.push(0),
+        Some(disk) => {
+            body.push(1 + u8::from(disk.read_only));
+            put_varint(&mut body, disk.sectors);
+        }
+    }
     if body.len() as u64 > MAX_HEADER_FRAME {
         return Err(CodecError::FrameTooLong {
             length: body.len() as u64,
@@ -286,6 +310,14 @@ pub fn decode_header(input: &[u8]) -> Result<Option<(Header, usize)>, CodecError
         });
     }
     let digest_interval = fields.varint("digest interval")?;
+    let disk = match fields.u8("disk")? {
+        0 => None,
+        kind @ (1 | 2) => Some(DiskInfo {
+            read_only: kind == 2,
+            sectors: fields.varint("disk size")?,
+        }),
+        _ => return Err(invalid("disk")),
+    };
     fields.finish()?;
     let header = Header {
         platform,
@@ -296,6 +328,7 @@ pub fn decode_header(input: &[u8]) -> Result<Option<(Header, usize)>, CodecError
         kernel_sha256,
         cpuid,
         digest_interval,
+        disk,
     };
     Ok(Some((header, len)))
 }

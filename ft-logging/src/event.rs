@@ -15,4 +15,11 @@ pub enum Event {
     SerialIn(Vec<u8>),
     /// The value a filtered MSR read returned.
     MsrRead { index: u32, value: u64 },
+    /// Disk request `request` completed with a virtio-blk status; a read
+    /// carries the data read.
+    DiskDone {
+        request: u64,
+        status: u8,
+        data: Vec<u8>,
+    },
 }

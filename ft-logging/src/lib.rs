@@ -9,6 +9,7 @@
 pub mod channel;
 mod codec;
 mod digest;
+mod disk;
 mod event;
 mod record;
 mod signature;
@@ -20,6 +21,9 @@ pub use codec::{
     encode_header,
 };
 pub use digest::StreamHasher;
+pub use disk::{
+    DiskInfo, DiskOp, DiskRequest, SECTOR_SIZE, STATUS_IOERR, STATUS_OK, STATUS_UNSUPP,
+};
 pub use event::{Event, MSR_TSC};
 pub use record::{
     CpuidLeaf, End, EndReason, FORMAT_VERSION, Header, Record, StateDigest, Stream, StreamDigest,

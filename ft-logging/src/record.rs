@@ -1,10 +1,10 @@
 //! The records of ftvm's log: what a trace file holds after its header, and
 //! what the logging channel carries.
 
-use crate::{Event, StopReason};
+use crate::{DiskInfo, Event, StopReason};
 
 /// Version of the record and header encoding; a change bumps it.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One CPUID leaf as presented to the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,6 +33,8 @@ pub struct Header {
     pub cpuid: Vec<CpuidLeaf>,
     /// Exits between state digests; 0 when there are none.
     pub digest_interval: u64,
+    /// The block device, if the guest has one.
+    pub disk: Option<DiskInfo>,
 }
 
 /// An output stream of the guest.

@@ -1,9 +1,15 @@
+use crate::DiskRequest;
+
 /// Where every output of the guest goes: the host (run, record), the host
 /// once the backup acknowledged it (primary), or nowhere (replay, backup:
 /// their outputs are checked through the digests the source sees).
 pub trait OutputSink {
     /// Console bytes the guest transmitted at exit `exit`.
     fn console(&mut self, exit: u64, bytes: &[u8]) -> Result<(), SinkError>;
+
+    /// A request of the guest's disk, made at exit `exit`; its completion
+    /// comes back as an event.
+    fn disk(&mut self, exit: u64, request: DiskRequest) -> Result<(), SinkError>;
 
     /// The guest is about to wait or end: make what it wrote visible.
     fn flush(&mut self) -> Result<(), SinkError>;
@@ -13,6 +19,8 @@ pub trait OutputSink {
 pub enum SinkError {
     #[error("cannot write the console: {0}")]
     Console(#[source] std::io::Error),
+    #[error("the disk's I/O thread is gone")]
+    DiskGone,
 }
 
 /// Outputs that go nowhere: a quiet replay, a backup before it goes live.
@@ -21,6 +29,10 @@ pub struct NullSink;
 
 impl OutputSink for NullSink {
     fn console(&mut self, _: u64, _: &[u8]) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn disk(&mut self, _: u64, _: DiskRequest) -> Result<(), SinkError> {
         Ok(())
     }
 

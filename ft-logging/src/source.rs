@@ -19,6 +19,8 @@ pub struct ExitQuery {
     pub serial_room: usize,
     /// A filtered MSR read that needs its value.
     pub msr_read: Option<u32>,
+    /// Disk requests are in flight: their completions will come.
+    pub io_pending: bool,
 }
 
 /// The end of one exit (or of one batch of events at a halted exit).
@@ -79,6 +81,11 @@ pub enum SourceError {
     /// every input through exit `through_exit` and nothing after it.
     #[error("the log's source is gone; it holds every input through exit {through_exit}")]
     LogExhausted { through_exit: u64 },
+    /// The log, still arriving, holds every input through exit
+    /// `through_exit`, and nothing after it yet: the replay may finish its
+    /// exits up to there without waiting for more.
+    #[error("the log holds every input through exit {through_exit} so far")]
+    CaughtUp { through_exit: u64 },
     /// The guest took another path than the log's.
     #[error("divergence at exit {exit}: {detail}")]
     Divergence { exit: u64, detail: String },

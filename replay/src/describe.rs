@@ -8,6 +8,7 @@ pub(crate) fn event_kind(event: &Event) -> &'static str {
         Event::Time { .. } => "a time sample",
         Event::SerialIn(_) => "serial input",
         Event::MsrRead { .. } => "an MSR value",
+        Event::DiskDone { .. } => "a disk completion",
     }
 }
 

@@ -16,17 +16,19 @@ pub enum RecordKind {
     Time,
     SerialIn,
     MsrRead,
+    DiskDone,
     Output,
     State,
     End,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 7] = [
+    pub const ALL: [RecordKind; 8] = [
         RecordKind::WallClock,
         RecordKind::Time,
         RecordKind::SerialIn,
         RecordKind::MsrRead,
+        RecordKind::DiskDone,
         RecordKind::Output,
         RecordKind::State,
         RecordKind::End,
@@ -39,6 +41,7 @@ impl RecordKind {
                 Event::Time { .. } => RecordKind::Time,
                 Event::SerialIn(_) => RecordKind::SerialIn,
                 Event::MsrRead { .. } => RecordKind::MsrRead,
+                Event::DiskDone { .. } => RecordKind::DiskDone,
             },
             Record::Output { .. } => RecordKind::Output,
             Record::State { .. } => RecordKind::State,
@@ -52,6 +55,7 @@ impl RecordKind {
             RecordKind::Time => "time",
             RecordKind::SerialIn => "serial input",
             RecordKind::MsrRead => "MSR read",
+            RecordKind::DiskDone => "disk completion",
             RecordKind::Output => "console digest",
             RecordKind::State => "state digest",
             RecordKind::End => "end",

@@ -17,12 +17,14 @@ pub trait RecordStream {
     /// The next record, waiting for it if it has not arrived yet; `None`
     /// after the End record. A stream whose source went away returns
     /// [`SourceError::LogExhausted`] once it has returned every record it
-    /// got, and again on every later call.
-    fn next_record(&mut self) -> Result<Option<Record>, SourceError>;
+    /// got, and again on every later call. The replay is at exit `exit`: a
+    /// stream that has every record through it may return
+    /// [`SourceError::CaughtUp`] instead of waiting for the next one.
+    fn next_record(&mut self, exit: u64) -> Result<Option<Record>, SourceError>;
 }
 
 impl<R: Read> RecordStream for TraceReader<R> {
-    fn next_record(&mut self) -> Result<Option<Record>, SourceError> {
+    fn next_record(&mut self, _exit: u64) -> Result<Option<Record>, SourceError> {
         TraceReader::next_record(self).map_err(|error| SourceError::Log(error.to_string()))
     }
 }
@@ -50,6 +52,8 @@ pub struct ReplaySource<S> {
     recorded_end: Option<End>,
     /// The replay passed the point where the recorded run ended.
     log_ended: bool,
+    /// The exit the replay is at.
+    exit: u64,
 }
 
 impl<S: RecordStream> ReplaySource<S> {
@@ -63,6 +67,7 @@ impl<S: RecordStream> ReplaySource<S> {
             console: StreamDigest::default(),
             recorded_end: None,
             log_ended: false,
+            exit: 0,
         }
     }
 
@@ -78,7 +83,7 @@ impl<S: RecordStream> ReplaySource<S> {
             Some(record) => record,
             None => self
                 .stream
-                .next_record()?
+                .next_record(self.exit)?
                 // The stream returns the End record before `None`, and the
                 // End record is never consumed.
                 .ok_or_else(|| SourceError::Log("the log has no end record".into()))?,
@@ -95,7 +100,9 @@ impl<S: RecordStream> ReplaySource<S> {
         let verify = self.verify;
         loop {
             let record = match self.peek() {
-                Err(SourceError::LogExhausted { .. }) => return Ok(()),
+                Err(SourceError::LogExhausted { .. } | SourceError::CaughtUp { .. }) => {
+                    return Ok(());
+                }
                 other => other?,
             };
             match record {
@@ -118,7 +125,10 @@ impl<S: RecordStream> ReplaySource<S> {
             self.pass_digests_before(exit)?;
             let record = match self.peek() {
                 // A log complete through this exit has no more of its events.
-                Err(SourceError::LogExhausted { through_exit }) if exit <= through_exit => {
+                Err(
+                    SourceError::LogExhausted { through_exit }
+                    | SourceError::CaughtUp { through_exit },
+                ) if exit <= through_exit => {
                     return Ok(());
                 }
                 other => other?,
@@ -210,6 +220,7 @@ impl<S: RecordStream> ReplaySource<S> {
 
 impl<S: RecordStream> EventSource for ReplaySource<S> {
     fn events(&mut self, query: &ExitQuery, events: &mut Vec<Event>) -> Result<(), SourceError> {
+        self.exit = query.exit;
         let first = events.len();
         self.take_events(query.exit, events)?;
         self.check_query(query, &events[first..])
@@ -236,6 +247,7 @@ impl<S: RecordStream> EventSource for ReplaySource<S> {
     }
 
     fn state(&mut self, exit: u64, digest: StateDigest) -> Result<(), SourceError> {
+        self.exit = exit;
         self.pass_digests_before(exit)?;
         let console = match self.peek()? {
             Record::Output {
@@ -274,6 +286,7 @@ impl<S: RecordStream> EventSource for ReplaySource<S> {
     }
 
     fn end(&mut self, end: &End) -> Result<(), SourceError> {
+        self.exit = end.exit;
         let verify = self.verify;
         let recorded = loop {
             match self.peek()? {

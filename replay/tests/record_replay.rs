@@ -87,6 +87,7 @@ impl Guest {
             timer_deadline_ns: Some(self.deadline_ns),
             serial_room: FIFO - self.fifo,
             msr_read: (access == Access::ReadsTsc).then_some(MSR_TSC),
+            io_pending: false,
         }
     }
 
@@ -112,6 +113,7 @@ impl Guest {
                     self.tsc = *value;
                     *value
                 }
+                Event::DiskDone { .. } => unreachable!("this guest has no disk"),
             };
             self.memory = self.memory.rotate_left(7) ^ value;
         }
@@ -295,6 +297,7 @@ fn header() -> Header {
         kernel,
         cpuid: Vec::new(),
         digest_interval: DIGEST_INTERVAL,
+        disk: None,
     }
 }
 

@@ -33,6 +33,7 @@ fn header() -> Header {
             },
         ],
         digest_interval: 10,
+        disk: None,
     }
 }
 
@@ -61,6 +62,14 @@ fn records() -> Vec<Record> {
             Event::MsrRead {
                 index: 0x10,
                 value: 2_000_000,
+            },
+        ),
+        event(
+            8,
+            Event::DiskDone {
+                request: 3,
+                status: 0,
+                data: vec![0x5a; 512],
             },
         ),
         Record::Output {

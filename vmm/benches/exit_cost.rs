@@ -20,7 +20,8 @@ const EXITS: u64 = 100_000;
 const EXIT_PORT: u16 = 0xf4;
 
 fn exitloop(n: u64) -> Machine {
-    let config = VmConfig::new("exitloop", 64, &format!("n={n}")).expect("exitloop config");
+    let config = VmConfig::new("exitloop", 64, &format!("n={n}"), Default::default())
+        .expect("exitloop config");
     Machine::new(&config, Cpu::Model).expect("create the VM")
 }
 

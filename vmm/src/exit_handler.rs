@@ -9,12 +9,13 @@
 //! never calls KVM, so tests can feed it synthetic exits.
 
 use ft_logging::{
-    Event, EventSource, ExitDone, ExitQuery, ExitSignature, MSR_TSC, OutputSink, SinkError,
-    SourceError, StreamDigest, StreamHasher,
+    DiskOp, DiskRequest, Event, EventSource, ExitDone, ExitQuery, ExitSignature, MSR_TSC,
+    OutputSink, SinkError, SourceError, StreamDigest, StreamHasher,
 };
 use tracing::{trace, warn};
+use twox_hash::XxHash3_64;
 
-use crate::platform::{GuestEnd, Platform, PortEffect};
+use crate::platform::{Effect, GuestEnd, Platform};
 
 const RFLAGS_IF: u64 = 1 << 9;
 
@@ -107,14 +108,23 @@ pub struct ExitHandler {
     console_digest: StreamHasher,
     /// Events applied at the current exit (kept to reuse the allocation).
     events: Vec<Event>,
-    effects: Vec<PortEffect>,
+    effects: Vec<Effect>,
     console: Vec<u8>,
+    disk: Vec<DiskRequest>,
     warned_msrs: Vec<u32>,
 }
 
+/// The signature's kind for a disk request: outputs other than the
+/// console fold into the exit signature, so a backup or replay that would
+/// write something else to the disk diverges at that exit.
+const DISK_REQUEST_KIND: u8 = 10;
+
 impl ExitHandler {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(platform: Platform) -> Self {
+        Self {
+            platform,
+            ..Self::default()
+        }
     }
 
     /// Exits completed so far.
@@ -181,7 +191,7 @@ impl ExitHandler {
                 (addr, ExitSignature::data_word(data))
             }
             Access::MmioWrite { addr, data } => {
-                self.platform.mmio_write(addr, data);
+                self.platform.mmio_write(addr, data, &mut self.effects);
                 (addr, ExitSignature::data_word(data))
             }
             Access::RdMsr {
@@ -201,7 +211,7 @@ impl ExitHandler {
                 (u64::from(index), value)
             }
             Access::Shutdown => {
-                self.effects.push(PortEffect::End(GuestEnd::TripleFault));
+                self.effects.push(Effect::End(GuestEnd::TripleFault));
                 (0, 0)
             }
             Access::Hlt | Access::IrqWindowOpen => (0, 0),
@@ -237,16 +247,29 @@ impl ExitHandler {
         );
         let mut end = None;
         self.console.clear();
-        for effect in &self.effects {
-            match *effect {
-                PortEffect::Console(byte) => self.console.push(byte),
-                PortEffect::End(reason) => end = Some(reason),
+        for effect in self.effects.drain(..) {
+            match effect {
+                Effect::Console(byte) => self.console.push(byte),
+                Effect::Disk(request) => {
+                    let (sector, digest) = match &request.op {
+                        DiskOp::Read { sector, len } => (*sector, u64::from(*len)),
+                        DiskOp::Write { sector, data } => (*sector, XxHash3_64::oneshot(data)),
+                        DiskOp::Flush => (0, 0),
+                    };
+                    self.signature
+                        .fold(DISK_REQUEST_KIND, request.id, digest, sector);
+                    self.disk.push(request);
+                }
+                Effect::End(reason) => end = Some(reason),
             }
         }
         self.console_digest.update(&self.console);
         self.commit(source)?;
         if !self.console.is_empty() {
             sink.console(self.exits, &self.console)?;
+        }
+        for request in self.disk.drain(..) {
+            sink.disk(self.exits, request)?;
         }
         if end.is_none() && completed.halt {
             end = self.halt(rflags, source, sink)?;
@@ -300,6 +323,7 @@ impl ExitHandler {
             halted,
             timer_deadline_ns: self.platform.pit.next_irq0_ns(),
             serial_room: self.platform.uart.rx_room(),
+            io_pending: self.platform.io_pending(),
             ..ExitQuery::default()
         }
     }
@@ -318,6 +342,11 @@ impl ExitHandler {
                 Event::Time { ns } => self.platform.advance_time(*ns),
                 Event::SerialIn(bytes) => self.platform.receive_serial(bytes),
                 Event::MsrRead { .. } => {}
+                Event::DiskDone {
+                    request,
+                    status,
+                    data,
+                } => self.platform.complete_disk(*request, *status, data),
             }
         }
         let has_time = self.events.iter().any(|e| matches!(e, Event::Time { .. }));

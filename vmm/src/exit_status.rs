@@ -5,6 +5,9 @@
 use crate::platform::GuestEnd;
 use crate::vstate::VmEnd;
 
+/// The disk image is missing, unreadable or not a raw image of whole
+/// sectors.
+pub const INVALID_DISK: u8 = 113;
 /// The go-live flag's file is missing or invalid.
 pub const ARBITER_FAILURE: u8 = 114;
 /// A primary and a backup could not pair: the key, the protocol, or their

@@ -10,7 +10,7 @@ use tracing::warn;
 use crate::boot::{self, BootError};
 use crate::exit_handler::ExitHandler;
 use crate::host::StopSignal;
-use crate::platform::{GuestEnd, PLATFORM_VERSION};
+use crate::platform::{GuestEnd, PLATFORM_VERSION, Platform};
 use crate::vm_config::VmConfig;
 use crate::vstate::{RunError, Vcpu, Vm, VmEnd, VmError};
 
@@ -52,11 +52,11 @@ impl Machine {
                 recorded.to_vec()
             }
         };
-        boot::load(vm.memory(), &config.kernel.image, &config.cmdline)?;
+        boot::load(vm.memory(), &config.kernel.image, &config.guest_cmdline())?;
         let vcpu = vm.create_vcpu(config.pvh.entry, &cpuid)?;
         Ok(Self {
             vcpu,
-            handler: ExitHandler::new(),
+            handler: ExitHandler::new(Platform::new(config.devices, vm.memory())),
             cpuid,
             _vm: vm,
         })
@@ -86,6 +86,7 @@ impl Machine {
             kernel_sha256: Sha256::digest(&config.kernel.image).into(),
             cpuid: self.cpuid.clone(),
             digest_interval,
+            disk: config.devices.disk,
         }
     }
 

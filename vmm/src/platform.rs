@@ -3,18 +3,22 @@
 
 use std::collections::BTreeSet;
 
+use ft_logging::{DiskInfo, DiskRequest};
 use tracing::warn;
+use vm_memory::GuestMemoryMmap;
 
 use crate::devices::i8042::I8042;
 use crate::devices::pic::DualPic;
 use crate::devices::pit::Pit;
 use crate::devices::rtc::Rtc;
 use crate::devices::uart::Uart;
+use crate::devices::virtio::block::Block;
+use crate::devices::virtio::{self, MMIO_SIZE, VirtioMmio};
 
 /// The version of the platform a guest sees: devices, their ports and
 /// behaviour, the CPU model. A change a guest could observe bumps it, since
 /// traces recorded on another platform do not replay.
-pub const PLATFORM_VERSION: &str = "ftvm-pc-1";
+pub const PLATFORM_VERSION: &str = "ftvm-pc-2";
 
 const COM1_BASE: u16 = 0x3f8;
 const COM1_IRQ: u8 = 4;
@@ -40,13 +44,31 @@ pub enum GuestEnd {
     TripleFault,
 }
 
-/// What a port write asks of the machine beyond the device's own state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortEffect {
+/// What a guest access asks of the machine beyond the devices' own state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
     /// A byte the guest transmitted on its console.
     Console(u8),
+    /// A request of the guest's disk.
+    Disk(DiskRequest),
     /// The guest ended the VM.
     End(GuestEnd),
+}
+
+/// The devices a guest has beyond the fixed PC ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Devices {
+    pub disk: Option<DiskInfo>,
+}
+
+impl Devices {
+    /// The command-line words that announce the virtio devices, in slot
+    /// order.
+    pub fn cmdline_words(&self) -> Vec<String> {
+        (0..self.disk.iter().count())
+            .map(virtio::cmdline_word)
+            .collect()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -56,12 +78,24 @@ pub struct Platform {
     pub rtc: Rtc,
     pub uart: Uart,
     i8042: I8042,
+    /// The block device, in virtio slot 0.
+    block: Option<VirtioMmio<Block>>,
     /// Unknown ports and addresses already warned about, so a guest probing
     /// in a loop does not flood the log.
     warned: BTreeSet<(&'static str, u64)>,
 }
 
 impl Platform {
+    /// The PC platform with `devices`, whose queues live in `memory`.
+    pub fn new(devices: Devices, memory: &GuestMemoryMmap) -> Self {
+        Self {
+            block: devices
+                .disk
+                .map(|info| VirtioMmio::new(Block::new(info), memory.clone())),
+            ..Self::default()
+        }
+    }
+
     /// Whether an access to `port` reads or sets a clock, and so needs a
     /// fresh time sample first.
     pub fn port_needs_time(port: u16) -> bool {
@@ -106,7 +140,7 @@ impl Platform {
     }
 
     /// A guest `out`; effects go to `effects` in order.
-    pub fn port_out(&mut self, port: u16, data: &[u8], effects: &mut Vec<PortEffect>) {
+    pub fn port_out(&mut self, port: u16, data: &[u8], effects: &mut Vec<Effect>) {
         let wide = data.len() <= 4;
         for (i, &byte) in data.iter().enumerate() {
             let port = if wide {
@@ -115,7 +149,7 @@ impl Platform {
                 port
             };
             if let Some(effect) = self.write_port(port, byte) {
-                let ends = matches!(effect, PortEffect::End(_));
+                let ends = matches!(effect, Effect::End(_));
                 effects.push(effect);
                 if ends {
                     return;
@@ -124,14 +158,57 @@ impl Platform {
         }
     }
 
-    /// A guest MMIO read: nothing is mapped yet, so all ones.
+    /// A guest MMIO read: a virtio device's registers, or all ones.
     pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
-        self.warn_once("MMIO read", addr);
-        data.fill(0xff);
+        match self.virtio_at(addr) {
+            Some((device, offset)) => device.read(offset, data),
+            None => {
+                self.warn_once("MMIO read", addr);
+                data.fill(0xff);
+            }
+        }
     }
 
-    pub fn mmio_write(&mut self, addr: u64, _data: &[u8]) {
-        self.warn_once("MMIO write", addr);
+    /// A guest MMIO write; effects go to `effects` in order.
+    pub fn mmio_write(&mut self, addr: u64, data: &[u8], effects: &mut Vec<Effect>) {
+        match self.virtio_at(addr) {
+            Some((device, offset)) => {
+                device.write(offset, data, effects);
+                self.update_virtio_irqs();
+            }
+            None => self.warn_once("MMIO write", addr),
+        }
+    }
+
+    /// The disk completed request `request`.
+    pub fn complete_disk(&mut self, request: u64, status: u8, data: &[u8]) {
+        if let Some(block) = &mut self.block {
+            block.complete(|device, queues, memory| {
+                device.complete(&mut queues[0], memory, request, status, data)
+            });
+            self.update_virtio_irqs();
+        }
+    }
+
+    /// Whether the guest's devices wait for host I/O.
+    pub fn io_pending(&self) -> bool {
+        self.block
+            .as_ref()
+            .is_some_and(|block| block.device().has_pending())
+    }
+
+    /// The virtio device whose registers hold `addr`, and the offset there.
+    fn virtio_at(&mut self, addr: u64) -> Option<(&mut VirtioMmio<Block>, u64)> {
+        let offset = addr.checked_sub(virtio::mmio_base(0))?;
+        (offset < MMIO_SIZE)
+            .then_some(offset)
+            .and_then(|offset| Some((self.block.as_mut()?, offset)))
+    }
+
+    fn update_virtio_irqs(&mut self) {
+        if let Some(block) = &self.block {
+            self.pic.set_irq(virtio::IRQS[0], block.irq());
+        }
     }
 
     fn read_port(&mut self, port: u16) -> u8 {
@@ -152,7 +229,7 @@ impl Platform {
         }
     }
 
-    fn write_port(&mut self, port: u16, value: u8) -> Option<PortEffect> {
+    fn write_port(&mut self, port: u16, value: u8) -> Option<Effect> {
         match port {
             0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => self.pic.write(port, value),
             0x40..=0x43 | 0x61 => {
@@ -161,16 +238,16 @@ impl Platform {
             }
             0x60 | 0x64 => {
                 if self.i8042.write(port, value) {
-                    return Some(PortEffect::End(GuestEnd::Reset));
+                    return Some(Effect::End(GuestEnd::Reset));
                 }
             }
             0x70 | 0x71 => self.rtc.write(port, value),
             COM1_BASE..=0x3ff => {
                 let sent = self.uart.write((port - COM1_BASE) as u8, value);
                 self.update_uart_irq();
-                return sent.map(PortEffect::Console);
+                return sent.map(Effect::Console);
             }
-            EXIT_PORT => return Some(PortEffect::End(GuestEnd::Exit(value))),
+            EXIT_PORT => return Some(Effect::End(GuestEnd::Exit(value))),
             POST_PORT => {}
             _ => self.warn_once("port write", u64::from(port)),
         }

@@ -4,6 +4,7 @@
 use crate::boot::elf::{self, ElfError, PvhKernel};
 use crate::boot::layout::{CMDLINE_MAX, MAX_MEM_MIB};
 use crate::kernel::{self, Kernel, KernelError};
+use crate::platform::Devices;
 
 pub const DEFAULT_MEM_MIB: u32 = 64;
 
@@ -13,7 +14,9 @@ pub enum ConfigError {
         "--mem-mib must be between 1 and {MAX_MEM_MIB} (RAM ends below the MMIO area), not {0}"
     )]
     MemSize(u32),
-    #[error("--cmdline is {0} bytes long; the longest is {CMDLINE_MAX}")]
+    #[error(
+        "the guest's command line is {0} bytes long with its devices; the longest is {CMDLINE_MAX}"
+    )]
     CmdlineLength(usize),
     #[error("--cmdline may hold printable ASCII only (byte {0:#04x} is not)")]
     CmdlineCharacter(u8),
@@ -29,22 +32,30 @@ pub struct VmConfig {
     pub cmdline: String,
     pub kernel: Kernel,
     pub pvh: PvhKernel,
+    pub devices: Devices,
 }
 
 impl VmConfig {
     /// Checks every setting, and the kernel named by `--kernel` against the
     /// RAM it will get, before anything touches KVM.
-    pub fn new(kernel_name: &str, mem_mib: u32, cmdline: &str) -> Result<Self, ConfigError> {
-        Self::with_kernel(kernel::resolve(kernel_name)?, mem_mib, cmdline)
+    pub fn new(
+        kernel_name: &str,
+        mem_mib: u32,
+        cmdline: &str,
+        devices: Devices,
+    ) -> Result<Self, ConfigError> {
+        Self::with_kernel(kernel::resolve(kernel_name)?, mem_mib, cmdline, devices)
     }
 
     /// The same checks, for a kernel already in hand (from a trace).
-    pub fn with_kernel(kernel: Kernel, mem_mib: u32, cmdline: &str) -> Result<Self, ConfigError> {
+    pub fn with_kernel(
+        kernel: Kernel,
+        mem_mib: u32,
+        cmdline: &str,
+        devices: Devices,
+    ) -> Result<Self, ConfigError> {
         if mem_mib == 0 || mem_mib > MAX_MEM_MIB {
             return Err(ConfigError::MemSize(mem_mib));
-        }
-        if cmdline.len() > CMDLINE_MAX {
-            return Err(ConfigError::CmdlineLength(cmdline.len()));
         }
         if let Some(&byte) = cmdline
             .as_bytes()
@@ -59,11 +70,30 @@ impl VmConfig {
                 source,
             }
         })?;
-        Ok(Self {
+        let config = Self {
             mem_mib,
             cmdline: cmdline.to_owned(),
             kernel,
             pvh,
-        })
+            devices,
+        };
+        let length = config.guest_cmdline().len();
+        if length > CMDLINE_MAX {
+            return Err(ConfigError::CmdlineLength(length));
+        }
+        Ok(config)
+    }
+
+    /// The command line the guest gets: `--cmdline`, then the words that
+    /// announce its virtio devices.
+    pub fn guest_cmdline(&self) -> String {
+        let mut line = self.cmdline.clone();
+        for word in self.devices.cmdline_words() {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&word);
+        }
+        line
     }
 }

@@ -49,7 +49,18 @@ const UNEMULATED: &[Mnemonic] = &[
 /// Functions from the precompiled `core`, which DESIGN.md §1 says contain
 /// SIMD; guest code never calls them.
 fn precompiled_core(function: &str) -> bool {
-    function.starts_with("core::fmt::") || function.starts_with("core::str::")
+    // v0 names of methods: `<core::fmt::Formatter>::pad`, and trait
+    // impls of core's formatting for primitives: `<u64 as
+    // core::fmt::Display>::fmt`. A type with a path is compiled from source.
+    let path = match function.strip_prefix('<') {
+        Some(inner) => match inner.split_once(" as ") {
+            Some((ty, _)) if ty.contains("::") => return false,
+            Some((_, trait_path)) => trait_path,
+            None => inner,
+        },
+        None => function,
+    };
+    path.starts_with("core::fmt::") || path.starts_with("core::str::")
 }
 
 fn uses_simd(instruction: &Instruction) -> bool {
@@ -79,7 +90,8 @@ fn check(elf: &[u8]) -> Vec<String> {
             .map(|s| {
                 (
                     s.address(),
-                    rustc_demangle::demangle(s.name().unwrap_or("?")).to_string(),
+                    // `{:#}` leaves out the crate hashes of v0 names.
+                    format!("{:#}", rustc_demangle::demangle(s.name().unwrap_or("?"))),
                 )
             })
             .collect();

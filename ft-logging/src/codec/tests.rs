@@ -69,6 +69,13 @@ fn event() -> impl Strategy<Value = Event> {
         ]
         .prop_map(Event::SerialIn),
         (any::<u32>(), extreme_u64()).prop_map(|(index, value)| Event::MsrRead { index, value }),
+        (extreme_u64(), any::<u8>(), vec(any::<u8>(), 0..1_100)).prop_map(
+            |(request, status, data)| Event::DiskDone {
+                request,
+                status,
+                data
+            }
+        ),
     ]
 }
 
@@ -155,6 +162,7 @@ fn header() -> impl Strategy<Value = Header> {
         any::<[u8; 32]>(),
         vec(leaf, 0..40),
         extreme_u64(),
+        proptest::option::of((extreme_u64(), any::<bool>())),
     )
         .prop_map(
             |(
@@ -166,6 +174,7 @@ fn header() -> impl Strategy<Value = Header> {
                 kernel_sha256,
                 cpuid,
                 digest_interval,
+                disk,
             )| {
                 Header {
                     platform,
@@ -176,6 +185,7 @@ fn header() -> impl Strategy<Value = Header> {
                     kernel_sha256,
                     cpuid,
                     digest_interval,
+                    disk: disk.map(|(sectors, read_only)| DiskInfo { sectors, read_only }),
                 }
             },
         )
@@ -254,6 +264,10 @@ fn sample_header() -> Header {
             ..CpuidLeaf::default()
         }],
         digest_interval: 1000,
+        disk: Some(DiskInfo {
+            sectors: 2048,
+            read_only: true,
+        }),
     }
 }
 

@@ -115,6 +115,9 @@ boot_pd:
     .p2align 4
     .skip {stack_size}
 boot_stack_top:
+    /* link.ld puts the boot stack last: here the loaded image ends. */
+    .globl rt_image_end
+rt_image_end:
     "#,
     stack_size = const STACK_SIZE,
     options(att_syntax)

@@ -4,6 +4,8 @@
 //! function with [`entry!`]. The runtime boots it through the PVH entry
 //! (boot.rs), initialises COM1, the IDT and the PIC (all IRQs masked), reads
 //! the start info and calls main, whose return value is the VM's exit status.
+//! [`virtio_mmio`] finds the virtio devices announced on the command line;
+//! the `virtio` crate drives them.
 //!
 //! Exit statuses of the runtime itself: 101 for a panic or a fatal error,
 //! 102 for a CPU exception.
@@ -29,6 +31,7 @@ pub mod print;
 mod ring;
 pub mod serial;
 mod start_info;
+pub mod virtio_mmio;
 
 pub use exit::exit;
 pub use panic::fatal;

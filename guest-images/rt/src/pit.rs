@@ -1,5 +1,8 @@
 //! The 8254 PIT's channel 0, wired to IRQ 0.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::irq;
 use crate::port::{inb, outb};
 
 const CHANNEL0: u16 = 0x40;
@@ -25,6 +28,25 @@ pub fn start_periodic(hz: u32) {
     outb(COMMAND, COMMAND_CHANNEL0_RATE);
     outb(CHANNEL0, low);
     outb(CHANNEL0, high);
+}
+
+/// Timer interrupts taken since [`start_ticks`].
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+fn on_tick() {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Starts the timer at `hz` (as [`start_periodic`]) and counts its
+/// interrupts; read the count with [`ticks`].
+pub fn start_ticks(hz: u32) {
+    irq::register(IRQ, on_tick);
+    start_periodic(hz);
+}
+
+/// Timer interrupts counted since [`start_ticks`].
+pub fn ticks() -> u64 {
+    TICKS.load(Ordering::Relaxed)
 }
 
 /// Latches channel 0 and reads its current count.

@@ -3,12 +3,12 @@
 use ft_logging::SourceError;
 use ft_logging::channel::ChannelError;
 use replay::TraceError;
-use shared_disk::ArbiterError;
+use shared_disk::{ArbiterError, ImageError};
 use vmm::exit_handler::CoreError;
 use vmm::exit_status::{
-    ARBITER_FAILURE, DIVERGENCE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_KERNEL, INVALID_TRACE,
-    KERNEL_NOT_FOUND, KVM_FAILURE, NOT_LIVE, PAIRING_FAILURE, UNEMULATED_INSTRUCTION,
-    UNREADABLE_KERNEL, USAGE,
+    ARBITER_FAILURE, DIVERGENCE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK, INVALID_KERNEL,
+    INVALID_TRACE, KERNEL_NOT_FOUND, KVM_FAILURE, NOT_LIVE, PAIRING_FAILURE,
+    UNEMULATED_INSTRUCTION, UNREADABLE_KERNEL, USAGE,
 };
 use vmm::kernel::KernelError;
 use vmm::machine::MachineError;
@@ -38,6 +38,8 @@ pub enum CliError {
     #[error("{0}")]
     Arbiter(#[from] ArbiterError),
     #[error("{0}")]
+    Disk(#[from] ImageError),
+    #[error("{0}")]
     Pairing(#[from] ChannelError),
     /// This side may not go live: the go-live flag is someone else's.
     #[error("{0}")]
@@ -59,6 +61,7 @@ impl CliError {
             Self::Pairing(ChannelError::Key { .. } | ChannelError::Timing { .. }) => USAGE,
             Self::Pairing(_) => PAIRING_FAILURE,
             Self::Arbiter(_) => ARBITER_FAILURE,
+            Self::Disk(_) => INVALID_DISK,
             Self::NotLive(_) => NOT_LIVE,
             Self::Machine(MachineError::Vm(VmError::Cpuid(_))) | Self::Platform { .. } => {
                 INCOMPATIBLE_HOST

@@ -20,7 +20,6 @@ use vmm::ft::{
     PairStatus, PrimarySource, Takeover, pairing, watch_backup,
 };
 use vmm::machine::{Cpu, Machine, end_reason};
-use vmm::vm_config::VmConfig;
 use vmm::vstate::{RunError, VmEnd};
 
 use super::VmArgs;
@@ -128,8 +127,7 @@ fn owner(role: &str, address: SocketAddr) -> String {
 }
 
 pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
-    let vm = &args.vm;
-    let config = VmConfig::new(&vm.kernel, vm.mem_mib, &vm.cmdline)?;
+    let (config, image) = args.vm.open()?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
@@ -165,7 +163,8 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
         }
         None => Box::new(|| true),
     };
-    let gate = OutputGate::new(std::io::stdout(), link.is_none(), leased);
+    let disk = host.disk_io(image)?;
+    let gate = OutputGate::new(std::io::stdout(), disk, link.is_none(), leased);
     let status = Arc::new(PairStatus::default());
     let sender = link.as_ref().map(PrimaryLink::sender);
     if let Some(link) = &link {
@@ -245,8 +244,7 @@ fn wait_for_backup(
 }
 
 pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
-    let vm = &args.vm;
-    let config = VmConfig::new(&vm.kernel, vm.mem_mib, &vm.cmdline)?;
+    let (config, image) = args.vm.open()?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
@@ -268,7 +266,9 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
     eprintln!("ftvm: backup: paired with a primary; replaying its log");
 
     let status = Rc::new(RefCell::new(LogStatus::default()));
-    let backlog = Backlog::new();
+    // The backup never touches the disk before it goes live, but opens it
+    // now, so that a missing image is found before pairing.
+    let backlog = Backlog::new(host.disk_io(image)?);
     let takeover = Takeover {
         arbiter,
         generation,

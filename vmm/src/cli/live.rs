@@ -5,7 +5,10 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use vmm::host::{self, HostInput, LiveSource, StopSignal, TerminalGuard, VcpuKicker, VirtualClock};
+use shared_disk::DiskImage;
+use vmm::host::{
+    self, DiskIo, HostInput, LiveSource, StopSignal, TerminalGuard, VcpuKicker, VirtualClock,
+};
 
 use super::error::CliError;
 
@@ -65,6 +68,15 @@ impl Host {
             self.stop.clone(),
             VirtualClock::resume(ns),
         )
+    }
+
+    /// Starts the disk's I/O thread on `image`, completing into this host's
+    /// inputs.
+    pub fn disk_io(&self, image: Option<DiskImage>) -> Result<Option<DiskIo>, CliError> {
+        image
+            .map(|image| DiskIo::start(image, self.input_tx.clone()))
+            .transpose()
+            .map_err(CliError::Host)
     }
 
     /// A way for other threads to wake the vCPU thread out of a wait.

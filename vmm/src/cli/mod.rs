@@ -10,11 +10,15 @@ mod replay;
 mod run;
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ft_logging::DiskInfo;
+use shared_disk::DiskImage;
 use tracing_subscriber::EnvFilter;
 use vmm::exit_status::USAGE;
-use vmm::vm_config::DEFAULT_MEM_MIB;
+use vmm::platform::Devices;
+use vmm::vm_config::{DEFAULT_MEM_MIB, VmConfig};
 
 #[derive(Debug, Parser)]
 #[command(name = "ftvm", version, about = "A fault-tolerant hypervisor on KVM")]
@@ -52,7 +56,7 @@ enum Command {
 /// What describes a VM, shared by every command that starts one.
 #[derive(Debug, Args)]
 struct VmArgs {
-    /// Kernel: a PVH ELF64 file, or the name of a built-in image (hello, ticker, exitloop).
+    /// Kernel: a PVH ELF64 file, or the name of a built-in image (hello, ticker, exitloop, diskcheck, virtiobad).
     #[arg(long, value_name = "IMG")]
     kernel: String,
     /// Guest RAM in MiB.
@@ -61,6 +65,49 @@ struct VmArgs {
     /// Command line passed to the guest in hvm_start_info.
     #[arg(long, default_value = "", value_name = "S")]
     cmdline: String,
+    /// A raw disk image for the guest's virtio block device; `,ro` offers
+    /// it read-only (so is an image this process may not write).
+    #[arg(long, value_name = "PATH[,ro]", value_parser = parse_disk)]
+    disk: Option<DiskArg>,
+}
+
+#[derive(Debug, Clone)]
+struct DiskArg {
+    path: PathBuf,
+    read_only: bool,
+}
+
+fn parse_disk(value: &str) -> Result<DiskArg, String> {
+    let (path, read_only) = match value.strip_suffix(",ro") {
+        Some(path) => (path, true),
+        None => (value, false),
+    };
+    if path.is_empty() {
+        return Err("the disk image's path is empty".into());
+    }
+    Ok(DiskArg {
+        path: path.into(),
+        read_only,
+    })
+}
+
+impl VmArgs {
+    /// Checks the VM's settings and opens its disk image.
+    fn open(&self) -> Result<(VmConfig, Option<DiskImage>), error::CliError> {
+        let image = self
+            .disk
+            .as_ref()
+            .map(|disk| DiskImage::open(&disk.path, disk.read_only))
+            .transpose()?;
+        let devices = Devices {
+            disk: image.as_ref().map(|image| DiskInfo {
+                sectors: image.sectors(),
+                read_only: image.read_only(),
+            }),
+        };
+        let config = VmConfig::new(&self.kernel, self.mem_mib, &self.cmdline, devices)?;
+        Ok((config, image))
+    }
 }
 
 /// Runs ftvm and returns its exit status.

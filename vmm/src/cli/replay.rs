@@ -13,10 +13,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use replay::{RecordStream, ReplaySource, TraceReader};
 use vmm::exit_handler::CoreError;
 use vmm::exit_status;
-use vmm::host::StdoutSink;
+use vmm::host::HostSink;
 use vmm::kernel::Kernel;
 use vmm::machine::{Cpu, Machine, end_reason};
-use vmm::platform::PLATFORM_VERSION;
+use vmm::platform::{Devices, PLATFORM_VERSION};
 use vmm::vm_config::VmConfig;
 use vmm::vstate::{RunError, VmEnd};
 
@@ -66,7 +66,8 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
         name: header.kernel_name.clone(),
         image: Cow::Owned(header.kernel.clone()),
     };
-    let config = VmConfig::with_kernel(kernel, header.mem_mib, &header.cmdline)
+    let devices = Devices { disk: header.disk };
+    let config = VmConfig::with_kernel(kernel, header.mem_mib, &header.cmdline, devices)
         .map_err(CliError::TraceConfig)?;
     let mut machine = Machine::new(&config, Cpu::Recorded(&header.cpuid))?;
     let host = Host::start(false)?;
@@ -74,7 +75,7 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
     let mut sink: Box<dyn OutputSink> = if args.quiet {
         Box::new(NullSink)
     } else {
-        Box::new(StdoutSink::new())
+        Box::new(HostSink::new(None))
     };
     let interval = if args.verify {
         header.digest_interval

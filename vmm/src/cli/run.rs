@@ -7,9 +7,8 @@ use clap::Args;
 use ft_logging::EventSource;
 use replay::{Recorder, TraceWriter};
 use vmm::exit_status;
-use vmm::host::StdoutSink;
+use vmm::host::HostSink;
 use vmm::machine::{Cpu, Machine, end_reason};
-use vmm::vm_config::VmConfig;
 use vmm::vstate::{RunError, VmEnd};
 
 use super::VmArgs;
@@ -34,12 +33,13 @@ pub struct RecordArgs {
 }
 
 pub fn run(args: &VmArgs) -> Result<u8, CliError> {
-    let config = VmConfig::new(&args.kernel, args.mem_mib, &args.cmdline)?;
+    let (config, image) = args.open()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     let host = Host::start(true)?;
+    let disk = host.disk_io(image)?;
     let result = machine.run(
         &mut host.live_source(),
-        &mut StdoutSink::new(),
+        &mut HostSink::new(disk),
         &host.stop,
         0,
     );
@@ -48,16 +48,16 @@ pub fn run(args: &VmArgs) -> Result<u8, CliError> {
 }
 
 pub fn record(args: &RecordArgs) -> Result<u8, CliError> {
-    let vm = &args.vm;
-    let config = VmConfig::new(&vm.kernel, vm.mem_mib, &vm.cmdline)?;
+    let (config, image) = args.vm.open()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     let header = machine.header(&config, args.digest_every);
     let writer = TraceWriter::create(&args.trace, &header)?;
     let host = Host::start(true)?;
+    let disk = host.disk_io(image)?;
     let mut recorder = Recorder::new(host.live_source(), writer, args.digest_every);
     let result = machine.run(
         &mut recorder,
-        &mut StdoutSink::new(),
+        &mut HostSink::new(disk),
         &host.stop,
         args.digest_every,
     );

@@ -4,7 +4,7 @@
 //! inputs, re-emitting the output the primary may never have released.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use ft_logging::channel::{BackupLink, FromPrimary};
 use ft_logging::{
-    End, Event, EventSource, ExitDone, ExitQuery, OutputSink, Record, SinkError, SourceError,
-    StateDigest,
+    DiskRequest, End, Event, EventSource, ExitDone, ExitQuery, OutputSink, Record, SinkError,
+    SourceError, StateDigest,
 };
 use replay::{RecordStream, ReplaySource};
 use shared_disk::{Arbiter, Outcome};
 
-use crate::host::{LiveSource, StdoutSink, StopSignal};
+use crate::host::{DiskIo, HostSink, LiveSource, StopSignal};
 
 /// Guest time between progress reports to the primary.
 const PROGRESS_EVERY_NS: u64 = 5_000_000;
@@ -28,6 +28,9 @@ const PROGRESS_EVERY_NS: u64 = 5_000_000;
 pub struct LogStatus {
     /// Every input through this exit has arrived.
     pub through_exit: u64,
+    /// The same, once a batch of records came: before it, a heartbeat's
+    /// marker of exit 0 does not mean that exit 0's records are here.
+    pub complete_through: Option<u64>,
     /// Console bytes the primary has released.
     pub released_console: u64,
     /// The primary said goodbye: it ended and released everything.
@@ -67,6 +70,7 @@ fn receive(message: FromPrimary, records: &mut VecDeque<Record>, status: &mut Lo
         } => {
             records.extend(batch);
             status.through_exit = status.through_exit.max(through_exit);
+            status.complete_through = status.complete_through.max(Some(through_exit));
             status.released_console = status.released_console.max(released_console);
         }
         FromPrimary::Heartbeat {
@@ -74,6 +78,9 @@ fn receive(message: FromPrimary, records: &mut VecDeque<Record>, status: &mut Lo
             released_console,
         } => {
             status.through_exit = status.through_exit.max(through_exit);
+            if status.complete_through.is_some() {
+                status.complete_through = status.complete_through.max(Some(through_exit));
+            }
             status.released_console = status.released_console.max(released_console);
         }
         FromPrimary::Goodbye => status.goodbye = true,
@@ -84,7 +91,7 @@ fn receive(message: FromPrimary, records: &mut VecDeque<Record>, status: &mut Lo
 }
 
 impl RecordStream for ChannelStream {
-    fn next_record(&mut self) -> Result<Option<Record>, SourceError> {
+    fn next_record(&mut self, exit: u64) -> Result<Option<Record>, SourceError> {
         loop {
             if let Some(record) = self.records.pop_front() {
                 return Ok(Some(record));
@@ -94,6 +101,12 @@ impl RecordStream for ChannelStream {
                 return Err(SourceError::LogExhausted {
                     through_exit: status.through_exit,
                 });
+            }
+            // The primary may be waiting for this backup's progress before
+            // it runs on (flow control): never wait for records of exits
+            // the log is already complete through.
+            if let Some(through_exit) = status.complete_through.filter(|&k| k >= exit) {
+                return Err(SourceError::CaughtUp { through_exit });
             }
             drop(status);
             let message = self.from_primary.recv().unwrap_or_else(|_| {
@@ -107,25 +120,30 @@ impl RecordStream for ChannelStream {
     }
 }
 
-/// Console output the backup produced but the primary may not have
-/// released: kept until the primary says it released it, emitted at
-/// takeover.
+/// Output the backup produced but the primary may not have released:
+/// console bytes kept until the primary says it released them, and disk
+/// requests kept until their completion is in the log; emitted (re-issued)
+/// at takeover.
 #[derive(Debug)]
 pub struct Backlog {
     live: bool,
     /// Console offset of `bytes[0]`.
     base: u64,
     bytes: Vec<u8>,
-    out: StdoutSink,
+    /// Disk requests without a completion in the log, by number.
+    disk: BTreeMap<u64, DiskRequest>,
+    out: HostSink,
 }
 
 impl Backlog {
-    pub fn new() -> Rc<RefCell<Self>> {
+    /// A backlog whose outputs go, once live, to this host (and its disk).
+    pub fn new(disk: Option<DiskIo>) -> Rc<RefCell<Self>> {
         Rc::new(RefCell::new(Self {
             live: false,
             base: 0,
             bytes: Vec::new(),
-            out: StdoutSink::new(),
+            disk: BTreeMap::new(),
+            out: HostSink::new(disk),
         }))
     }
 
@@ -138,15 +156,21 @@ impl Backlog {
         self.base += done;
     }
 
-    /// Emits what the primary may not have released, and from now on every
-    /// output at once. Returns how many bytes it emitted again.
-    fn go_live(&mut self, released: u64) -> Result<usize, SinkError> {
+    /// Emits what the primary may not have released, re-issues every disk
+    /// request without a completion, and from now on lets every output out
+    /// at once. Returns how many console bytes and disk requests that was.
+    fn go_live(&mut self, released: u64) -> Result<(usize, usize), SinkError> {
         self.trim(released);
         let unreleased = std::mem::take(&mut self.bytes);
         self.out.console(0, &unreleased)?;
         self.out.flush()?;
+        let requests = std::mem::take(&mut self.disk);
+        let reissued = requests.len();
+        for request in requests.into_values() {
+            self.out.disk(0, request)?;
+        }
         self.live = true;
-        Ok(unreleased.len())
+        Ok((unreleased.len(), reissued))
     }
 }
 
@@ -166,6 +190,15 @@ impl OutputSink for BackupSink {
         backlog.bytes.extend_from_slice(bytes);
         let released = self.status.borrow().released_console;
         backlog.trim(released);
+        Ok(())
+    }
+
+    fn disk(&mut self, exit: u64, request: DiskRequest) -> Result<(), SinkError> {
+        let mut backlog = self.backlog.borrow_mut();
+        if backlog.live {
+            return backlog.out.disk(exit, request);
+        }
+        backlog.disk.insert(request.id, request);
         Ok(())
     }
 
@@ -275,11 +308,11 @@ impl<'a> BackupSource<'a> {
             });
         self.takeover.claim()?;
         let live = (self.takeover.live_source)(self.now_ns);
-        let again = self.emit_unreleased()?;
+        let (again, reissued) = self.emit_unreleased()?;
         self.live = Some(live);
         let ms = |d: Duration| d.as_millis();
         eprintln!(
-            "ftvm: backup: the primary is lost ({reason}); live from exit {exit}: detection {} ms, draining {} ms, go-live {} ms; {again} console bytes emitted again",
+            "ftvm: backup: the primary is lost ({reason}); live from exit {exit}: detection {} ms, draining {} ms, go-live {} ms; {again} console bytes emitted again, {reissued} disk requests re-issued",
             ms(declared.saturating_duration_since(last_heard)),
             ms(exhausted.saturating_duration_since(declared)),
             ms(exhausted.elapsed()),
@@ -288,8 +321,8 @@ impl<'a> BackupSource<'a> {
     }
 
     /// Emits the output the primary may not have released; returns how
-    /// many bytes that was.
-    fn emit_unreleased(&self) -> Result<usize, SourceError> {
+    /// many console bytes and disk requests that was.
+    fn emit_unreleased(&self) -> Result<(usize, usize), SourceError> {
         let released = self.status.borrow().released_console;
         self.backlog
             .borrow_mut()
@@ -323,9 +356,9 @@ impl<'a> BackupSource<'a> {
             }
         }
         self.takeover.claim()?;
-        let again = self.emit_unreleased()?;
+        let (again, reissued) = self.emit_unreleased()?;
         eprintln!(
-            "ftvm: backup: the primary ended but was lost before releasing its output; {again} console bytes emitted"
+            "ftvm: backup: the primary ended but was lost before releasing its output; {again} console bytes emitted, {reissued} disk requests re-issued"
         );
         Ok(())
     }
@@ -346,8 +379,12 @@ impl EventSource for BackupSource<'_> {
             result => result?,
         }
         for event in &events[first..] {
-            if let Event::Time { ns } = event {
-                self.now_ns = *ns;
+            match event {
+                Event::Time { ns } => self.now_ns = *ns,
+                Event::DiskDone { request, .. } => {
+                    self.backlog.borrow_mut().disk.remove(request);
+                }
+                _ => {}
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
-//! The output rule (DESIGN.md §4): the primary releases an output only once
-//! the backup has acknowledged the log through the exit that produced it.
+//! The output rule (DESIGN.md §4): the primary releases an output (console
+//! bytes, a disk write or flush) only once the backup has acknowledged the
+//! log through the exit that produced it.
 //! The guest keeps running meanwhile; only the output waits. And it is
 //! released only while the primary holds its lease, so that a primary that
 //! was paused or cut off cannot release output once its backup may be live.
@@ -10,9 +11,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ft_logging::{OutputSink, SinkError};
+use ft_logging::{DiskRequest, OutputSink, SinkError};
 
-/// Console output held until the backup acknowledges it, shared by the vCPU
+use crate::host::DiskIo;
+
+/// An output waiting for its acknowledgement.
+#[derive(Debug)]
+pub enum Held {
+    Console(Vec<u8>),
+    Disk(DiskRequest),
+}
+
+/// Outputs held until the backup acknowledges them, shared by the vCPU
 /// thread (which holds outputs) and the thread that reads acknowledgements
 /// (which releases them).
 pub struct OutputGate<W> {
@@ -37,7 +47,8 @@ impl<W: std::fmt::Debug> std::fmt::Debug for OutputGate<W> {
 #[derive(Debug)]
 struct GateState<W> {
     out: W,
-    held: VecDeque<(u64, Vec<u8>)>,
+    disk: Option<DiskIo>,
+    held: VecDeque<(u64, Held)>,
     acked: u64,
     /// No backup: outputs go out at once.
     solo: bool,
@@ -47,12 +58,19 @@ struct GateState<W> {
 }
 
 impl<W: Write> OutputGate<W> {
-    /// A gate releasing into `out`; while paired, only when `leased` says
-    /// the primary holds its lease.
-    pub fn new(out: W, solo: bool, leased: Box<dyn Fn() -> bool + Send + Sync>) -> Arc<Self> {
+    /// A gate releasing console output into `out` and disk requests to
+    /// `disk`; while paired, only when `leased` says the primary holds its
+    /// lease.
+    pub fn new(
+        out: W,
+        disk: Option<DiskIo>,
+        solo: bool,
+        leased: Box<dyn Fn() -> bool + Send + Sync>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(GateState {
                 out,
+                disk,
                 held: VecDeque::new(),
                 acked: 0,
                 solo,
@@ -74,22 +92,46 @@ impl<W: Write> OutputGate<W> {
 
     /// Output of exit `exit`: out at once when solo or already acknowledged,
     /// else held.
-    pub fn hold(&self, exit: u64, bytes: &[u8]) -> io::Result<()> {
+    pub fn hold(&self, exit: u64, output: Held) -> Result<(), SinkError> {
         let mut state = self.lock();
         if state.solo || (exit <= state.acked && state.held.is_empty() && (self.leased)()) {
-            state.out.write_all(bytes)?;
-            self.released_bytes
-                .fetch_add(bytes.len() as u64, Ordering::SeqCst);
-            return Ok(());
+            return self.emit(&mut state, output);
         }
-        state.held.push_back((exit, bytes.to_vec()));
+        state.held.push_back((exit, output));
         state.held_since.push_back(Instant::now());
         Ok(())
     }
 
+    /// A disk read is no output: it goes to the disk at once. Virtio-blk
+    /// does not order requests in flight, so it may pass a held write.
+    pub fn read(&self, request: DiskRequest) -> Result<(), SinkError> {
+        let state = self.lock();
+        state
+            .disk
+            .as_ref()
+            .ok_or(SinkError::DiskGone)?
+            .submit(request)
+    }
+
+    fn emit(&self, state: &mut GateState<W>, output: Held) -> Result<(), SinkError> {
+        match output {
+            Held::Console(bytes) => {
+                state.out.write_all(&bytes).map_err(SinkError::Console)?;
+                self.released_bytes
+                    .fetch_add(bytes.len() as u64, Ordering::SeqCst);
+                Ok(())
+            }
+            Held::Disk(request) => state
+                .disk
+                .as_ref()
+                .ok_or(SinkError::DiskGone)?
+                .submit(request),
+        }
+    }
+
     /// The backup acknowledged the log through `exit`: release what it
     /// covers, if the lease holds (a later acknowledgement renews it).
-    pub fn ack(&self, exit: u64) -> io::Result<()> {
+    pub fn ack(&self, exit: u64) -> Result<(), SinkError> {
         let mut state = self.lock();
         state.acked = state.acked.max(exit);
         if !(self.leased)() {
@@ -101,26 +143,24 @@ impl<W: Write> OutputGate<W> {
 
     /// The backup is gone and this side won the go-live flag: release
     /// everything, and from now on outputs go out at once.
-    pub fn go_solo(&self) -> io::Result<()> {
+    pub fn go_solo(&self) -> Result<(), SinkError> {
         let mut state = self.lock();
         state.solo = true;
         self.release(&mut state, u64::MAX)
     }
 
-    fn release(&self, state: &mut GateState<W>, through: u64) -> io::Result<()> {
+    fn release(&self, state: &mut GateState<W>, through: u64) -> Result<(), SinkError> {
         let mut any = false;
         while state.held.front().is_some_and(|(exit, _)| *exit <= through) {
-            let (_, bytes) = state.held.pop_front().expect("checked non-empty");
+            let (_, output) = state.held.pop_front().expect("checked non-empty");
             if let Some(since) = state.held_since.pop_front() {
                 state.waits.push(since.elapsed());
             }
-            state.out.write_all(&bytes)?;
-            self.released_bytes
-                .fetch_add(bytes.len() as u64, Ordering::SeqCst);
+            self.emit(state, output)?;
             any = true;
         }
         if any {
-            state.out.flush()?;
+            state.out.flush().map_err(SinkError::Console)?;
             self.released.notify_all();
         }
         Ok(())
@@ -155,13 +195,21 @@ impl<W: Write> OutputGate<W> {
     }
 }
 
-/// The primary's output sink: every console byte goes through the gate.
+/// The primary's output sink: every output goes through the gate.
 #[derive(Debug)]
 pub struct GatedSink<W>(pub Arc<OutputGate<W>>);
 
 impl<W: Write> OutputSink for GatedSink<W> {
     fn console(&mut self, exit: u64, bytes: &[u8]) -> Result<(), SinkError> {
-        self.0.hold(exit, bytes).map_err(SinkError::Console)
+        self.0.hold(exit, Held::Console(bytes.to_vec()))
+    }
+
+    fn disk(&mut self, exit: u64, request: DiskRequest) -> Result<(), SinkError> {
+        if request.is_output() {
+            self.0.hold(exit, Held::Disk(request))
+        } else {
+            self.0.read(request)
+        }
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
@@ -176,7 +224,11 @@ mod tests {
     use super::*;
 
     fn always_leased() -> Arc<OutputGate<Vec<u8>>> {
-        OutputGate::new(Vec::new(), false, Box::new(|| true))
+        OutputGate::new(Vec::new(), None, false, Box::new(|| true))
+    }
+
+    fn text(bytes: &[u8]) -> Held {
+        Held::Console(bytes.to_vec())
     }
 
     fn written(gate: &OutputGate<Vec<u8>>) -> String {
@@ -186,9 +238,9 @@ mod tests {
     #[test]
     fn outputs_wait_for_the_acknowledgement_of_their_exit() {
         let gate = always_leased();
-        gate.hold(5, b"a").unwrap();
-        gate.hold(7, b"b").unwrap();
-        gate.hold(9, b"c").unwrap();
+        gate.hold(5, text(b"a")).unwrap();
+        gate.hold(7, text(b"b")).unwrap();
+        gate.hold(9, text(b"c")).unwrap();
         assert_eq!(written(&gate), "");
         gate.ack(6).unwrap();
         assert_eq!(written(&gate), "a");
@@ -197,16 +249,16 @@ mod tests {
         assert_eq!(written(&gate), "abc");
         assert_eq!(gate.last_held_exit(), None);
         // Already acknowledged and nothing ahead of it: out at once.
-        gate.hold(8, b"d").unwrap();
+        gate.hold(8, text(b"d")).unwrap();
         assert_eq!(written(&gate), "abcd");
     }
 
     #[test]
     fn an_acknowledged_output_never_overtakes_a_held_one() {
         let gate = always_leased();
-        gate.hold(10, b"x").unwrap();
+        gate.hold(10, text(b"x")).unwrap();
         gate.ack(3).unwrap();
-        gate.hold(2, b"y").unwrap();
+        gate.hold(2, text(b"y")).unwrap();
         assert_eq!(written(&gate), "");
         gate.ack(10).unwrap();
         assert_eq!(written(&gate), "xy");
@@ -218,12 +270,13 @@ mod tests {
         let leased = lease.clone();
         let gate = OutputGate::new(
             Vec::new(),
+            None,
             false,
             Box::new(move || leased.load(Ordering::SeqCst)),
         );
-        gate.hold(1, b"a").unwrap();
+        gate.hold(1, text(b"a")).unwrap();
         gate.ack(1).unwrap();
-        gate.hold(1, b"b").unwrap();
+        gate.hold(1, text(b"b")).unwrap();
         assert_eq!(written(&gate), "", "released without the lease");
         lease.store(true, Ordering::SeqCst);
         gate.ack(1).unwrap();
@@ -232,12 +285,12 @@ mod tests {
 
     #[test]
     fn going_solo_releases_everything_and_stops_holding() {
-        let gate = OutputGate::new(Vec::new(), false, Box::new(|| false));
-        gate.hold(1, b"held ").unwrap();
+        let gate = OutputGate::new(Vec::new(), None, false, Box::new(|| false));
+        gate.hold(1, text(b"held ")).unwrap();
         assert!(!gate.drain(Duration::from_millis(10)));
         gate.go_solo().unwrap();
         assert!(gate.drain(Duration::from_millis(10)));
-        gate.hold(2, b"now").unwrap();
+        gate.hold(2, text(b"now")).unwrap();
         assert_eq!(written(&gate), "held now");
     }
 }

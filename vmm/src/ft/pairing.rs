@@ -1,7 +1,7 @@
 //! What must agree between a primary and its backup before they pair: the
 //! header that, with the log, determines the guest's run.
 
-use ft_logging::Header;
+use ft_logging::{DiskInfo, Header};
 
 /// Compares the primary's header with the one this backup would run,
 /// naming the first difference. The digest interval is the primary's to
@@ -32,6 +32,21 @@ pub fn compare(primary: &Header, ours: &Header) -> Result<(), String> {
         return Err(format!(
             "the primary's guest command line is {:?}, this backup's {:?}",
             primary.cmdline, ours.cmdline
+        ));
+    }
+    if primary.disk != ours.disk {
+        let describe = |disk: Option<DiskInfo>| match disk {
+            None => "no disk".to_owned(),
+            Some(disk) => format!(
+                "a {}disk of {} sectors",
+                if disk.read_only { "read-only " } else { "" },
+                disk.sectors
+            ),
+        };
+        return Err(format!(
+            "the primary's guest has {}, this backup's {}",
+            describe(primary.disk),
+            describe(ours.disk)
         ));
     }
     if let Some((theirs, mine)) = primary
@@ -78,6 +93,7 @@ mod tests {
                 ..Default::default()
             }],
             digest_interval: 100,
+            disk: None,
         }
     }
 
@@ -92,12 +108,21 @@ mod tests {
             "the interval is the primary's"
         );
         type Change = fn(&mut Header);
-        let cases: [(Change, &str); 5] = [
+        let cases: [(Change, &str); 6] = [
             (|h| h.kernel_sha256 = [8; 32], "kernel"),
             (|h| h.mem_mib = 128, "MiB"),
             (|h| h.cmdline = "ticks=6".into(), "command line"),
             (|h| h.cpuid[0].ecx = 1, "CPUID leaf 0x1.0"),
             (|h| h.platform = "ftvm-pc-0".into(), "platform"),
+            (
+                |h| {
+                    h.disk = Some(DiskInfo {
+                        sectors: 8,
+                        read_only: false,
+                    })
+                },
+                "a disk of 8 sectors",
+            ),
         ];
         for (change, needle) in cases {
             let mut other = header();

@@ -17,6 +17,8 @@ pub enum HostInput {
     Wake,
     /// This side lost the go-live flag: the run must stop, for this reason.
     Fenced(String),
+    /// A disk request completed (an [`Event::DiskDone`]).
+    Disk(Event),
 }
 
 /// Events from the host: its monotonic clock and stdin. Serial input waits
@@ -27,6 +29,8 @@ pub struct LiveSource {
     stop: Arc<StopSignal>,
     clock: VirtualClock,
     backlog: VecDeque<u8>,
+    /// Disk completions, applied at the next exit.
+    completions: Vec<Event>,
     serial_open: bool,
     fenced: Option<String>,
     /// Virtual time never goes back, whatever the host clock does.
@@ -41,6 +45,7 @@ impl LiveSource {
             stop,
             clock,
             backlog: VecDeque::new(),
+            completions: Vec::new(),
             serial_open: true,
             fenced: None,
             last_ns,
@@ -53,6 +58,7 @@ impl LiveSource {
             HostInput::SerialClosed => self.serial_open = false,
             HostInput::Wake => {}
             HostInput::Fenced(reason) => self.fenced = Some(reason),
+            HostInput::Disk(done) => self.completions.push(done),
         }
     }
 
@@ -67,11 +73,11 @@ impl LiveSource {
     }
 
     /// Blocks a halted guest until the timer is due, serial bytes can enter
-    /// the FIFO, or a stop is requested.
+    /// the FIFO, a disk request completes, or a stop is requested.
     fn wait(&mut self, query: &ExitQuery) -> Result<(), SourceError> {
         loop {
             self.check_stop()?;
-            if query.serial_room > 0 && !self.backlog.is_empty() {
+            if (query.serial_room > 0 && !self.backlog.is_empty()) || !self.completions.is_empty() {
                 return Ok(());
             }
             let message = match query.timer_deadline_ns {
@@ -86,7 +92,9 @@ impl LiveSource {
                         Err(RecvTimeoutError::Disconnected) => return Err(SourceError::Deadlock),
                     }
                 }
-                None if !self.serial_open => return Err(SourceError::Deadlock),
+                None if !self.serial_open && !query.io_pending => {
+                    return Err(SourceError::Deadlock);
+                }
                 None => self.input.recv().map_err(|_| SourceError::Deadlock)?,
             };
             self.take(message);
@@ -131,6 +139,7 @@ impl EventSource for LiveSource {
             let n = query.serial_room.min(self.backlog.len());
             events.push(Event::SerialIn(self.backlog.drain(..n).collect()));
         }
+        events.append(&mut self.completions);
         Ok(())
     }
 

@@ -4,12 +4,16 @@
 
 mod clock;
 mod console;
+mod disk_io;
+mod host_sink;
 mod live_source;
 mod stdout_sink;
 mod stop;
 
 pub use clock::VirtualClock;
 pub use console::{TerminalGuard, spawn_stdin_reader};
+pub use disk_io::DiskIo;
+pub use host_sink::HostSink;
 pub use live_source::{HostInput, LiveSource};
 pub use stdout_sink::StdoutSink;
 pub use stop::{StopSignal, VcpuKicker, watch_signals};

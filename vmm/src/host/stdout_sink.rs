@@ -1,6 +1,6 @@
 use std::io::{self, BufWriter, Stdout, Write};
 
-use ft_logging::{OutputSink, SinkError};
+use ft_logging::SinkError;
 use tracing::warn;
 
 /// The guest console on ftvm's stdout, flushed whenever the guest waits.
@@ -29,16 +29,8 @@ impl StdoutSink {
             other => other.map_err(SinkError::Console),
         }
     }
-}
 
-impl Default for StdoutSink {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl OutputSink for StdoutSink {
-    fn console(&mut self, _exit: u64, bytes: &[u8]) -> Result<(), SinkError> {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
         if self.closed {
             return Ok(());
         }
@@ -46,11 +38,17 @@ impl OutputSink for StdoutSink {
         self.check(result)
     }
 
-    fn flush(&mut self) -> Result<(), SinkError> {
+    pub fn flush(&mut self) -> Result<(), SinkError> {
         if self.closed {
             return Ok(());
         }
         let result = self.out.flush();
         self.check(result)
+    }
+}
+
+impl Default for StdoutSink {
+    fn default() -> Self {
+        Self::new()
     }
 }

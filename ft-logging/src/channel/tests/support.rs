@@ -64,6 +64,7 @@ pub(super) fn hello() -> PrimaryHello {
                 ..CpuidLeaf::default()
             }],
             digest_interval: 1000,
+            disk: None,
         },
         generation: 4,
     }

@@ -1,0 +1,179 @@
+//! A primary/backup pair with a shared disk: every write the guest saw
+//! acknowledged is on the disk after a takeover, and a write the backup has
+//! not acknowledged never reaches the disk.
+//!
+//! Pairs are run one at a time (DESIGN.md §8).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::TIMEOUT;
+use common::pair::{PairSetup, join_outputs, serial};
+
+const RECORDS: u64 = 100;
+
+/// The guest: `RECORDS` records, one per PIT tick, each written and
+/// flushed before its `seq i` line acknowledges it.
+fn seq_guest(image: &Path) -> Vec<String> {
+    [
+        "--kernel",
+        "diskcheck",
+        "--disk",
+        image.to_str().unwrap(),
+        "--cmdline",
+        &format!("mode=seq count={RECORDS}"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn image(setup: &PairSetup) -> PathBuf {
+    let path = setup.dir.join("shared.img");
+    fs::write(&path, vec![0u8; 512 * 256]).unwrap();
+    path
+}
+
+fn args(mut args: Vec<String>, guest: &[String]) -> Vec<String> {
+    args.extend_from_slice(guest);
+    args
+}
+
+/// The numbers of the `seq i` lines, in order.
+fn acknowledged(console: &str) -> Vec<u64> {
+    console
+        .lines()
+        .filter_map(|line| line.strip_prefix("seq ")?.parse().ok())
+        .collect()
+}
+
+/// Consecutive valid records from sector 0, as a fresh VM reads them.
+fn records_on(image: &Path) -> u64 {
+    let out = common::run(&[
+        "run",
+        "--kernel",
+        "diskcheck",
+        "--disk",
+        image.to_str().unwrap(),
+        "--cmdline",
+        "mode=seqcheck",
+    ]);
+    assert_eq!(out.code(), 0, "{out:#?}");
+    out.stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("seqcheck: ")?.strip_suffix(" records"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no seqcheck line: {out:#?}"))
+}
+
+#[test]
+fn takeover_keeps_every_acknowledged_disk_write() {
+    let _one = serial();
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    eprintln!("seed {seed}");
+    for run in 0..5u64 {
+        let setup = PairSetup::new(&format!("ft-disk-{run}"));
+        let image = image(&setup);
+        let guest = seq_guest(&image);
+        let backup = PairSetup::listening(common::pair::Side::start(&args(
+            setup.backup_args(&[]),
+            &guest,
+        )));
+        let mut primary =
+            common::pair::Side::start(&args(setup.primary_args(&[], &setup.key), &guest));
+        assert!(
+            primary.stderr.wait_for("paired", TIMEOUT),
+            "{}",
+            primary.stderr.text()
+        );
+        // 100 records take about a second of guest time.
+        let moment = 50 + (seed.wrapping_mul(run + 1).wrapping_mul(2_654_435_761) >> 7) % 700;
+        thread::sleep(Duration::from_millis(moment));
+        primary.kill();
+        let released = primary.stdout.text();
+        let acked_by_primary = acknowledged(&released);
+        let backup = backup.finish(TIMEOUT);
+        let context = format!(
+            "run {run}, killed after {moment} ms\nprimary released:\n{released}\nbackup: {backup:#?}"
+        );
+        assert_eq!(backup.code(), 0, "{context}");
+        assert!(backup.stderr.contains("live from exit"), "{context}");
+        let joined = join_outputs(&released, &backup.stdout);
+        assert_eq!(
+            acknowledged(&joined),
+            (0..RECORDS).collect::<Vec<_>>(),
+            "{context}"
+        );
+        // Every record either side acknowledged is on the shared disk, and
+        // so are the rest, written by the new primary.
+        assert_eq!(records_on(&image), RECORDS, "{context}");
+        assert!(acked_by_primary.len() as u64 <= RECORDS, "{context}");
+    }
+}
+
+fn signal(side: &common::pair::Side, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &side.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_write_the_backup_has_not_acknowledged_never_reaches_the_disk() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-disk-stall");
+    let image = image(&setup);
+    let guest = seq_guest(&image);
+    // A long timeout: the stalled backup must not be declared lost.
+    let slow = ["--timeout-ms", "8000", "--heartbeat-ms", "50"].map(String::from);
+    let backup = PairSetup::listening(common::pair::Side::start(&args(
+        args(setup.backup_args(&[]), &slow),
+        &guest,
+    )));
+    // And no stall by flow control: only the output rule holds the guest.
+    let unthrottled = ["--max-lag-ms", "10000"].map(String::from);
+    let primary = common::pair::Side::start(&args(
+        args(
+            args(setup.primary_args(&[], &setup.key), &slow),
+            &unthrottled,
+        ),
+        &guest,
+    ));
+    assert!(
+        primary.stdout.wait_for("seq 10\n", TIMEOUT),
+        "{}",
+        primary.stderr.text()
+    );
+    signal(&backup, "-STOP");
+    // What was acknowledged before the stop may still land; then nothing.
+    thread::sleep(Duration::from_millis(300));
+    let before = fs::read(&image).unwrap();
+    let printed = acknowledged(&primary.stdout.text()).len();
+    thread::sleep(Duration::from_millis(1500));
+    let after = fs::read(&image).unwrap();
+    let still = acknowledged(&primary.stdout.text()).len();
+    signal(&backup, "-CONT");
+    assert!(
+        before == after,
+        "a write reached the disk while the backup was stopped"
+    );
+    assert_eq!(printed, still, "the guest saw no write completed meanwhile");
+    assert!(printed < RECORDS as usize, "the guest was still writing");
+    let primary = primary.finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    assert_eq!(primary.code(), 0, "{primary:#?}");
+    assert_eq!(backup.code(), 0, "{backup:#?}");
+    assert_eq!(
+        acknowledged(&primary.stdout),
+        (0..RECORDS).collect::<Vec<_>>()
+    );
+    assert_eq!(records_on(&image), RECORDS);
+}

@@ -1,0 +1,287 @@
+//! The virtio-mmio transport, version 2 (virtio 1.2, 4.2.2): the register
+//! block a driver programs, generic over the device behind it.
+
+use std::collections::BTreeSet;
+
+use tracing::warn;
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_VERSION_1,
+};
+use virtio_bindings::virtio_mmio::*;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemoryMmap;
+
+use crate::platform::Effect;
+
+const MAGIC: u32 = 0x7472_6976; // "virt"
+const VERSION: u32 = 2;
+/// "FTVM", read little-endian.
+const VENDOR: u32 = 0x4d56_5446;
+
+/// A device behind the transport: its identity, features, configuration
+/// space and what it does when the driver notifies a queue.
+pub trait VirtioDevice {
+    /// The virtio device ID (virtio 1.2, 5).
+    fn device_id(&self) -> u32;
+    /// Feature bits offered, VIRTIO_F_VERSION_1 included.
+    fn features(&self) -> u64;
+    /// The largest size of each queue.
+    fn queue_sizes(&self) -> &[u16];
+    /// Reads the device's configuration space.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// The driver made buffers available on `queue`; returns whether any
+    /// went to the used ring.
+    fn process(
+        &mut self,
+        index: usize,
+        queue: &mut Queue,
+        memory: &GuestMemoryMmap,
+        effects: &mut Vec<Effect>,
+    ) -> bool;
+    /// The driver reset the device.
+    fn reset(&mut self);
+}
+
+/// The transport's state with its device.
+#[derive(Debug)]
+pub struct VirtioMmio<D> {
+    device: D,
+    memory: GuestMemoryMmap,
+    queues: Vec<Queue>,
+    queue_select: u32,
+    device_features_select: u32,
+    driver_features_select: u32,
+    driver_features: u64,
+    status: u32,
+    interrupt_status: u32,
+    /// Registers already warned about, so a looping guest does not flood
+    /// the log.
+    warned: BTreeSet<u64>,
+}
+
+impl<D: VirtioDevice> VirtioMmio<D> {
+    pub fn new(device: D, memory: GuestMemoryMmap) -> Self {
+        let queues = device
+            .queue_sizes()
+            .iter()
+            .map(|&size| Queue::new(size).expect("queue sizes are powers of two"))
+            .collect();
+        Self {
+            device,
+            memory,
+            queues,
+            queue_select: 0,
+            device_features_select: 0,
+            driver_features_select: 0,
+            driver_features: 0,
+            status: 0,
+            interrupt_status: 0,
+            warned: BTreeSet::new(),
+        }
+    }
+
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    /// The interrupt line: high while the driver has not acknowledged an
+    /// interrupt.
+    pub fn irq(&self) -> bool {
+        self.interrupt_status != 0
+    }
+
+    /// Lets the device complete work outside a register access (a disk
+    /// completion): `complete` returns whether buffers went to the used
+    /// ring, which then raises the interrupt.
+    pub fn complete(
+        &mut self,
+        complete: impl FnOnce(&mut D, &mut [Queue], &GuestMemoryMmap) -> bool,
+    ) {
+        if complete(&mut self.device, &mut self.queues, &self.memory) {
+            self.interrupt_status |= VIRTIO_MMIO_INT_VRING;
+        }
+    }
+
+    pub fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
+            self.device
+                .read_config(offset - u64::from(VIRTIO_MMIO_CONFIG), data);
+            return;
+        }
+        let Some(value) = (data.len() == 4 && offset.is_multiple_of(4))
+            .then(|| self.register(offset as u32))
+            .flatten()
+        else {
+            self.warn_once(offset, "read of");
+            data.fill(0);
+            return;
+        };
+        data.copy_from_slice(&value.to_le_bytes());
+    }
+
+    fn register(&self, offset: u32) -> Option<u32> {
+        let queue = self.queues.get(self.queue_select as usize);
+        Some(match offset {
+            VIRTIO_MMIO_MAGIC_VALUE => MAGIC,
+            VIRTIO_MMIO_VERSION => VERSION,
+            VIRTIO_MMIO_DEVICE_ID => self.device.device_id(),
+            VIRTIO_MMIO_VENDOR_ID => VENDOR,
+            VIRTIO_MMIO_DEVICE_FEATURES => match self.device_features_select {
+                0 => self.device.features() as u32,
+                1 => (self.device.features() >> 32) as u32,
+                _ => 0,
+            },
+            VIRTIO_MMIO_QUEUE_NUM_MAX => queue.map_or(0, |q| u32::from(q.max_size())),
+            VIRTIO_MMIO_QUEUE_READY => queue.map_or(0, |q| u32::from(q.ready())),
+            VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt_status,
+            VIRTIO_MMIO_STATUS => self.status,
+            // The configuration space never changes under the driver.
+            VIRTIO_MMIO_CONFIG_GENERATION => 0,
+            // No shared memory regions: length all ones.
+            VIRTIO_MMIO_SHM_LEN_LOW
+            | VIRTIO_MMIO_SHM_LEN_HIGH
+            | VIRTIO_MMIO_SHM_BASE_LOW
+            | VIRTIO_MMIO_SHM_BASE_HIGH => u32::MAX,
+            _ => return None,
+        })
+    }
+
+    pub fn write(&mut self, offset: u64, data: &[u8], effects: &mut Vec<Effect>) {
+        if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
+            // Block and net configuration is read-only for the driver.
+            self.warn_once(offset, "write to the configuration space at");
+            return;
+        }
+        let Ok(bytes) = <[u8; 4]>::try_from(data) else {
+            self.warn_once(offset, "narrow write to");
+            return;
+        };
+        if !offset.is_multiple_of(4) {
+            self.warn_once(offset, "unaligned write to");
+            return;
+        }
+        let value = u32::from_le_bytes(bytes);
+        let index = self.queue_select as usize;
+        match offset as u32 {
+            VIRTIO_MMIO_DEVICE_FEATURES_SEL => self.device_features_select = value,
+            VIRTIO_MMIO_DRIVER_FEATURES_SEL => self.driver_features_select = value,
+            VIRTIO_MMIO_DRIVER_FEATURES => self.set_driver_features(value),
+            VIRTIO_MMIO_QUEUE_SEL => self.queue_select = value,
+            VIRTIO_MMIO_QUEUE_NOTIFY => self.notify(value as usize, effects),
+            VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt_status &= !value,
+            VIRTIO_MMIO_STATUS => self.set_status(value),
+            VIRTIO_MMIO_SHM_SEL => {}
+            register @ (VIRTIO_MMIO_QUEUE_NUM
+            | VIRTIO_MMIO_QUEUE_READY
+            | VIRTIO_MMIO_QUEUE_DESC_LOW
+            | VIRTIO_MMIO_QUEUE_DESC_HIGH
+            | VIRTIO_MMIO_QUEUE_AVAIL_LOW
+            | VIRTIO_MMIO_QUEUE_AVAIL_HIGH
+            | VIRTIO_MMIO_QUEUE_USED_LOW
+            | VIRTIO_MMIO_QUEUE_USED_HIGH) => self.write_queue(index, register, value),
+            _ => self.warn_once(offset, "write to"),
+        }
+    }
+
+    fn set_driver_features(&mut self, value: u32) {
+        // Features are fixed once the driver set FEATURES_OK.
+        if self.status & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
+            return;
+        }
+        match self.driver_features_select {
+            0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value),
+            1 => {
+                self.driver_features =
+                    (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
+            }
+            _ => {}
+        }
+    }
+
+    fn set_status(&mut self, value: u32) {
+        if value == 0 {
+            self.reset();
+            return;
+        }
+        let mut value = value;
+        // FEATURES_OK sticks only for a subset of the offered features
+        // that includes VERSION_1: a legacy driver is refused.
+        let newly_ok = value & VIRTIO_CONFIG_S_FEATURES_OK != 0
+            && self.status & VIRTIO_CONFIG_S_FEATURES_OK == 0;
+        let acceptable = self.driver_features & !self.device.features() == 0
+            && self.driver_features & (1 << VIRTIO_F_VERSION_1) != 0;
+        if newly_ok && !acceptable {
+            value &= !VIRTIO_CONFIG_S_FEATURES_OK;
+        }
+        // The driver may not clear NEEDS_RESET but by resetting.
+        self.status = value | (self.status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    }
+
+    fn reset(&mut self) {
+        self.queues.iter_mut().for_each(QueueT::reset);
+        self.device.reset();
+        self.queue_select = 0;
+        self.device_features_select = 0;
+        self.driver_features_select = 0;
+        self.driver_features = 0;
+        self.status = 0;
+        self.interrupt_status = 0;
+    }
+
+    fn write_queue(&mut self, index: usize, register: u32, value: u32) {
+        let Some(queue) = self.queues.get_mut(index) else {
+            self.warn_once(u64::from(register), "write for a missing queue to");
+            return;
+        };
+        // A live queue's setup is fixed (virtio 1.2, 4.2.2.3).
+        if queue.ready() && register != VIRTIO_MMIO_QUEUE_READY {
+            self.warn_once(u64::from(register), "write while its queue is ready to");
+            return;
+        }
+        match register {
+            VIRTIO_MMIO_QUEUE_NUM => queue.set_size(value as u16),
+            VIRTIO_MMIO_QUEUE_READY => {
+                queue.set_ready(value == 1);
+                // Rings outside RAM: the queue stays off. (`is_valid` looks
+                // at a ready queue only.)
+                if queue.ready() && !queue.is_valid(&self.memory) {
+                    queue.set_ready(false);
+                    self.warn_once(u64::from(register), "invalid queue setup before");
+                }
+            }
+            VIRTIO_MMIO_QUEUE_DESC_LOW => queue.set_desc_table_address(Some(value), None),
+            VIRTIO_MMIO_QUEUE_DESC_HIGH => queue.set_desc_table_address(None, Some(value)),
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW => queue.set_avail_ring_address(Some(value), None),
+            VIRTIO_MMIO_QUEUE_AVAIL_HIGH => queue.set_avail_ring_address(None, Some(value)),
+            VIRTIO_MMIO_QUEUE_USED_LOW => queue.set_used_ring_address(Some(value), None),
+            VIRTIO_MMIO_QUEUE_USED_HIGH => queue.set_used_ring_address(None, Some(value)),
+            _ => unreachable!("write_queue is called for queue registers only"),
+        }
+    }
+
+    fn notify(&mut self, index: usize, effects: &mut Vec<Effect>) {
+        let Some(queue) = self.queues.get_mut(index) else {
+            self.warn_once(
+                u64::from(VIRTIO_MMIO_QUEUE_NOTIFY),
+                "notify of a missing queue at",
+            );
+            return;
+        };
+        if !queue.ready() {
+            return;
+        }
+        if self.device.process(index, queue, &self.memory, effects) {
+            self.interrupt_status |= VIRTIO_MMIO_INT_VRING;
+        }
+    }
+
+    fn warn_once(&mut self, offset: u64, what: &str) {
+        if self.warned.insert(offset) {
+            warn!(
+                device = self.device.device_id(),
+                offset = format_args!("{offset:#x}"),
+                "guest {what} a virtio-mmio register: ignored"
+            );
+        }
+    }
+}
