@@ -13,3 +13,8 @@ cargo bench -q -p vmm --bench record_replay
 
 # Fault tolerance: pair vs alone, the output rule's latency, log bandwidth, takeover time.
 cargo bench -q -p vmm --bench ft
+
+# Real clients: redis-benchmark against kvstore alone vs as a pair on two
+# hosts (network namespaces; needs root and redis-tools), and the log's
+# volume against what the guest took in.
+cargo bench -q -p vmm --bench kv

@@ -3,7 +3,10 @@
 # (10.99.0.1, the primary's host), NAME-b (10.99.0.2, the backup's host) and
 # NAME-c (10.99.0.3, a client), each linked by a veth pair to one bridge in a
 # fourth namespace, NAME-sw (the switch), so the host's own network is never
-# touched.
+# touched. Each host also has a TAP device, ftvm0, for the guest's network
+# card (--net tap=ftvm0), bridged to the same switch: the guest LAN is
+# 10.0.0.0/24, where the client is 10.0.0.1 and the guest takes 10.0.0.2
+# (--cmdline ip=10.0.0.2/24).
 #
 #   two-hosts.sh up NAME      create the namespaces (replacing stale ones)
 #   two-hosts.sh down NAME    remove them (nothing left if they are absent)
@@ -19,6 +22,8 @@ set -euo pipefail
 
 SUBNET=10.99.0
 PORT=7000
+TAP=ftvm0
+CLIENT_LAN_ADDRESS=10.0.0.1/24
 
 usage() {
     sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -57,6 +62,24 @@ up() {
         ip -n "$name-$host" link set eth0 up
         ip -n "$name-$host" link set lo up
     done
+    ip -n "$name-c" addr add "$CLIENT_LAN_ADDRESS" dev eth0
+    for host in a b; do
+        guest_lan "$name" "$host"
+    done
+}
+
+# The guest's network on host NAME-HOST: its TAP and a second link to the
+# switch, on one bridge, so the guest is on the switch like a machine.
+guest_lan() {
+    local name=$1 host=$2 ns="$1-$2"
+    ip -n "$ns" tuntap add dev "$TAP" mode tap
+    ip -n "$ns" link add br1 type bridge
+    ip link add "$name-${host}l" type veth peer name lan netns "$ns"
+    ip link set "$name-${host}l" netns "$name-sw"
+    ip -n "$name-sw" link set "$name-${host}l" master br0 up
+    ip -n "$ns" link set "$TAP" master br1 up
+    ip -n "$ns" link set lan master br1 up
+    ip -n "$ns" link set br1 up
 }
 
 ftvm_binary() {

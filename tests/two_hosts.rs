@@ -100,6 +100,50 @@ fn a_partitioned_old_primary_emits_nothing_once_the_backup_is_live() {
 }
 
 #[test]
+fn a_partitioned_old_primary_lands_no_disk_write_once_the_backup_is_live() {
+    let _one = serial();
+    let hosts = Hosts::up(&host_name("pdsk"));
+    let setup = hosts.setup("ns-partition-disk");
+    let disk = setup.dir.join("shared.img");
+    std::fs::write(&disk, vec![0u8; 512 * 256]).unwrap();
+    let guest = [
+        "--kernel",
+        "diskcheck",
+        "--disk",
+        disk.to_str().unwrap(),
+        "--cmdline",
+        "mode=seq count=100",
+    ];
+    let backup = hosts.start_backup(&setup, &guest);
+    let primary = hosts.start_primary(&setup, &guest);
+    assert!(
+        primary.stdout.wait_for("seq 10\n", TIMEOUT),
+        "{}",
+        primary.stderr.text()
+    );
+    signal(&primary, libc::SIGSTOP);
+    hosts.takeover("cut");
+    let backup = backup.finish(TIMEOUT);
+    assert_eq!(backup.code(), 0, "{backup:#?}");
+    assert!(backup.stderr.contains("live from exit"), "{backup:#?}");
+    // The new primary has written every record and ended; from now on a
+    // write, even of the same bytes, would move the image's mtime.
+    let written = std::fs::metadata(&disk).unwrap().modified().unwrap();
+    let before = primary.stdout.text();
+    thread::sleep(Duration::from_millis(50));
+    signal(&primary, libc::SIGCONT);
+    let primary = primary.finish(TIMEOUT);
+    let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
+    assert_eq!(primary.code(), NOT_LIVE, "{context}");
+    assert_eq!(primary.stdout, before, "{context}");
+    assert_eq!(
+        std::fs::metadata(&disk).unwrap().modified().unwrap(),
+        written,
+        "the old primary wrote the disk after the backup went live: {context}"
+    );
+}
+
+#[test]
 fn neither_side_goes_live_while_a_third_process_holds_the_flag() {
     let _one = serial();
     let (hosts, setup, backup, primary) = paired("held", "ns-held");

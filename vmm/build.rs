@@ -14,7 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{self, Command};
 
 /// The guest binaries built into ftvm.
-const IMAGES: &[&str] = &["hello", "ticker", "exitloop", "diskcheck", "virtiobad"];
+const IMAGES: &[&str] = &[
+    "hello",
+    "ticker",
+    "exitloop",
+    "diskcheck",
+    "virtiobad",
+    "kvstore",
+];
 /// The guest workspace's library crates.
 const LIBRARIES: &[&str] = &["rt", "virtio", "kvcore"];
 /// The only Rust target installed; guests are `no_std` kernels built for it.

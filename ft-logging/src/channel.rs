@@ -27,8 +27,8 @@
 //! | kind | direction | payload |
 //! | --- | --- | --- |
 //! | 0x01 Header | primary → backup, first | generation u64, the header's codec frame |
-//! | 0x02 Batch | primary → backup | through_exit u64, released_console u64, sent_ns u64, record frames |
-//! | 0x03 Heartbeat | primary → backup | through_exit u64, released_console u64, sent_ns u64 |
+//! | 0x02 Batch | primary → backup | through_exit u64, released console bytes u64, released frames u64, sent_ns u64, record frames |
+//! | 0x03 Heartbeat | primary → backup | through_exit u64, released console bytes u64, released frames u64, sent_ns u64 |
 //! | 0x04 Goodbye | primary → backup, last | none |
 //! | 0x81 Accept | backup → primary, first | none |
 //! | 0x82 Refuse | backup → primary, first and last | reason (UTF-8) |
@@ -114,6 +114,25 @@ impl ChannelConfig {
 pub struct PrimaryHello {
     pub header: Header,
     pub generation: u64,
+}
+
+/// How much of its output the primary has released: console bytes and
+/// network frames. A backup that takes over emits again only what comes
+/// after these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Released {
+    pub console: u64,
+    pub frames: u64,
+}
+
+impl Released {
+    /// The later of two reports, stream by stream.
+    pub fn max(self, other: Self) -> Self {
+        Self {
+            console: self.console.max(other.console),
+            frames: self.frames.max(other.frames),
+        }
+    }
 }
 
 /// The peer is gone: reported once per link, and nothing follows it.

@@ -13,8 +13,8 @@ mod fields;
 mod varint;
 
 use crate::{
-    CpuidLeaf, DiskInfo, End, EndReason, Event, Header, Record, StateDigest, StopReason, Stream,
-    StreamDigest,
+    CpuidLeaf, DiskInfo, End, EndReason, Event, Header, NetInfo, Record, StateDigest, StopReason,
+    Stream, StreamDigest,
 };
 use fields::{Fields, put_bytes, put_varint, put_zigzag};
 use varint::VarintError;
@@ -30,6 +30,7 @@ const TAG_TIME: u8 = 0x11;
 const TAG_SERIAL_IN: u8 = 0x12;
 const TAG_MSR_READ: u8 = 0x13;
 const TAG_DISK_DONE: u8 = 0x14;
+const TAG_NET_RX: u8 = 0x15;
 const TAG_OUTPUT: u8 = 0x20;
 const TAG_STATE: u8 = 0x21;
 const TAG_END: u8 = 0x22;
@@ -109,6 +110,7 @@ impl Encoder {
                     Event::SerialIn(_) => TAG_SERIAL_IN,
                     Event::MsrRead { .. } => TAG_MSR_READ,
                     Event::DiskDone { .. } => TAG_DISK_DONE,
+                    Event::NetRx(_) => TAG_NET_RX,
                 };
                 body.push(tag);
                 put_zigzag(body, exit_delta);
@@ -119,7 +121,7 @@ impl Encoder {
                         put_zigzag(body, ns.wrapping_sub(self.time_ns) as i64);
                         self.time_ns = *ns;
                     }
-                    Event::SerialIn(bytes) => put_bytes(body, bytes),
+                    Event::SerialIn(bytes) | Event::NetRx(bytes) => put_bytes(body, bytes),
                     Event::MsrRead { index, value } => {
                         put_varint(body, u64::from(*index));
                         put_varint(body, *value);
@@ -180,7 +182,7 @@ impl Decoder {
         };
         let mut fields = Fields::new(body);
         let tag = fields.u8("record kind")?;
-        if !matches!(tag, TAG_WALL_CLOCK..=TAG_DISK_DONE | TAG_OUTPUT..=TAG_END) {
+        if !matches!(tag, TAG_WALL_CLOCK..=TAG_NET_RX | TAG_OUTPUT..=TAG_END) {
             return Err(CodecError::UnknownTag(tag));
         }
         let exit = self.exit.wrapping_add(fields.zigzag("exit")? as u64);
@@ -210,6 +212,7 @@ impl Decoder {
                         Event::Time { ns: time_ns }
                     }
                     TAG_SERIAL_IN => Event::SerialIn(fields.bytes("serial input")?.to_vec()),
+                    TAG_NET_RX => Event::NetRx(fields.bytes("frame")?.to_vec()),
                     TAG_DISK_DONE => Event::DiskDone {
                         request: fields.varint("disk request")?,
                         status: fields.u8("disk status")?,
@@ -266,6 +269,13 @@ pub fn encode_header(header: &Header, out: &mut Vec<u8>) -> Result<(), CodecErro
             put_varint(&mut body, disk.sectors);
         }
     }
+    match header.net {
+        None => body.push(0),
+        Some(net) => {
+            body.push(1);
+            body.extend_from_slice(&net.mac);
+        }
+    }
     if body.len() as u64 > MAX_HEADER_FRAME {
         return Err(CodecError::FrameTooLong {
             length: body.len() as u64,
@@ -318,6 +328,13 @@ pub fn decode_header(input: &[u8]) -> Result<Option<(Header, usize)>, CodecError
         }),
         _ => return Err(invalid("disk")),
     };
+    let net = match fields.u8("network card")? {
+        0 => None,
+        1 => Some(NetInfo {
+            mac: fields.array("MAC address")?,
+        }),
+        _ => return Err(invalid("network card")),
+    };
     fields.finish()?;
     let header = Header {
         platform,
@@ -329,6 +346,7 @@ pub fn decode_header(input: &[u8]) -> Result<Option<(Header, usize)>, CodecError
         cpuid,
         digest_interval,
         disk,
+        net,
     };
     Ok(Some((header, len)))
 }

@@ -1,5 +1,5 @@
 //! Disk requests: outputs of the guest's block device, and the completions
-//! that come back as events.
+//! that come back as events; and the devices' descriptions in a header.
 
 /// Bytes in a sector, the unit of a virtio-blk request's position.
 pub const SECTOR_SIZE: u64 = 512;
@@ -38,4 +38,10 @@ impl DiskRequest {
 pub struct DiskInfo {
     pub sectors: u64,
     pub read_only: bool,
+}
+
+/// The guest-visible description of a network card: part of a run's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetInfo {
+    pub mac: [u8; 6],
 }

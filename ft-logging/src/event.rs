@@ -15,6 +15,8 @@ pub enum Event {
     SerialIn(Vec<u8>),
     /// The value a filtered MSR read returned.
     MsrRead { index: u32, value: u64 },
+    /// A frame received on the network, copied into a receive buffer.
+    NetRx(Vec<u8>),
     /// Disk request `request` completed with a virtio-blk status; a read
     /// carries the data read.
     DiskDone {

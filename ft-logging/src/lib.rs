@@ -22,7 +22,7 @@ pub use codec::{
 };
 pub use digest::StreamHasher;
 pub use disk::{
-    DiskInfo, DiskOp, DiskRequest, SECTOR_SIZE, STATUS_IOERR, STATUS_OK, STATUS_UNSUPP,
+    DiskInfo, DiskOp, DiskRequest, NetInfo, SECTOR_SIZE, STATUS_IOERR, STATUS_OK, STATUS_UNSUPP,
 };
 pub use event::{Event, MSR_TSC};
 pub use record::{

@@ -1,7 +1,7 @@
 //! The records of ftvm's log: what a trace file holds after its header, and
 //! what the logging channel carries.
 
-use crate::{DiskInfo, Event, StopReason};
+use crate::{DiskInfo, Event, NetInfo, StopReason};
 
 /// Version of the record and header encoding; a change bumps it.
 pub const FORMAT_VERSION: u32 = 2;
@@ -35,6 +35,8 @@ pub struct Header {
     pub digest_interval: u64,
     /// The block device, if the guest has one.
     pub disk: Option<DiskInfo>,
+    /// The network card, if the guest has one.
+    pub net: Option<NetInfo>,
 }
 
 /// An output stream of the guest.

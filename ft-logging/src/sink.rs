@@ -11,6 +11,9 @@ pub trait OutputSink {
     /// comes back as an event.
     fn disk(&mut self, exit: u64, request: DiskRequest) -> Result<(), SinkError>;
 
+    /// A frame the guest transmitted at exit `exit`.
+    fn net(&mut self, exit: u64, frame: Vec<u8>) -> Result<(), SinkError>;
+
     /// The guest is about to wait or end: make what it wrote visible.
     fn flush(&mut self) -> Result<(), SinkError>;
 }
@@ -21,6 +24,8 @@ pub enum SinkError {
     Console(#[source] std::io::Error),
     #[error("the disk's I/O thread is gone")]
     DiskGone,
+    #[error("cannot send a frame on the TAP device: {0}")]
+    Net(#[source] std::io::Error),
 }
 
 /// Outputs that go nowhere: a quiet replay, a backup before it goes live.
@@ -33,6 +38,10 @@ impl OutputSink for NullSink {
     }
 
     fn disk(&mut self, _: u64, _: DiskRequest) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn net(&mut self, _: u64, _: Vec<u8>) -> Result<(), SinkError> {
         Ok(())
     }
 

@@ -21,6 +21,8 @@ pub struct ExitQuery {
     pub msr_read: Option<u32>,
     /// Disk requests are in flight: their completions will come.
     pub io_pending: bool,
+    /// Receive buffers the network card has, each for one frame.
+    pub net_rx_room: usize,
 }
 
 /// The end of one exit (or of one batch of events at a halted exit).

@@ -9,6 +9,7 @@ pub(crate) fn event_kind(event: &Event) -> &'static str {
         Event::SerialIn(_) => "serial input",
         Event::MsrRead { .. } => "an MSR value",
         Event::DiskDone { .. } => "a disk completion",
+        Event::NetRx(_) => "a received frame",
     }
 }
 

@@ -17,18 +17,20 @@ pub enum RecordKind {
     SerialIn,
     MsrRead,
     DiskDone,
+    NetRx,
     Output,
     State,
     End,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 8] = [
+    pub const ALL: [RecordKind; 9] = [
         RecordKind::WallClock,
         RecordKind::Time,
         RecordKind::SerialIn,
         RecordKind::MsrRead,
         RecordKind::DiskDone,
+        RecordKind::NetRx,
         RecordKind::Output,
         RecordKind::State,
         RecordKind::End,
@@ -42,6 +44,7 @@ impl RecordKind {
                 Event::SerialIn(_) => RecordKind::SerialIn,
                 Event::MsrRead { .. } => RecordKind::MsrRead,
                 Event::DiskDone { .. } => RecordKind::DiskDone,
+                Event::NetRx(_) => RecordKind::NetRx,
             },
             Record::Output { .. } => RecordKind::Output,
             Record::State { .. } => RecordKind::State,
@@ -56,6 +59,7 @@ impl RecordKind {
             RecordKind::SerialIn => "serial input",
             RecordKind::MsrRead => "MSR read",
             RecordKind::DiskDone => "disk completion",
+            RecordKind::NetRx => "received frame",
             RecordKind::Output => "console digest",
             RecordKind::State => "state digest",
             RecordKind::End => "end",

@@ -214,6 +214,17 @@ impl<S: RecordStream> ReplaySource<S> {
             );
             return Err(divergence(exit, detail));
         }
+        let frames = events
+            .iter()
+            .filter(|event| matches!(event, Event::NetRx(_)))
+            .count();
+        if frames > query.net_rx_room {
+            let detail = format!(
+                "the trace has {frames} received frames here but the network card has {} receive buffers",
+                query.net_rx_room
+            );
+            return Err(divergence(exit, detail));
+        }
         Ok(())
     }
 }

@@ -88,6 +88,7 @@ impl Guest {
             serial_room: FIFO - self.fifo,
             msr_read: (access == Access::ReadsTsc).then_some(MSR_TSC),
             io_pending: false,
+            net_rx_room: 0,
         }
     }
 
@@ -113,7 +114,9 @@ impl Guest {
                     self.tsc = *value;
                     *value
                 }
-                Event::DiskDone { .. } => unreachable!("this guest has no disk"),
+                Event::DiskDone { .. } | Event::NetRx(_) => {
+                    unreachable!("this guest has no disk and no network card")
+                }
             };
             self.memory = self.memory.rotate_left(7) ^ value;
         }
@@ -298,6 +301,7 @@ fn header() -> Header {
         cpuid: Vec::new(),
         digest_interval: DIGEST_INTERVAL,
         disk: None,
+        net: None,
     }
 }
 

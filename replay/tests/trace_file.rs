@@ -34,6 +34,7 @@ fn header() -> Header {
         ],
         digest_interval: 10,
         disk: None,
+        net: None,
     }
 }
 
@@ -64,6 +65,7 @@ fn records() -> Vec<Record> {
                 value: 2_000_000,
             },
         ),
+        event(8, Event::NetRx(b"a frame".to_vec())),
         event(
             8,
             Event::DiskDone {

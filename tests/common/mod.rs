@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod hosts;
+pub mod lan;
 pub mod pair;
 
 use std::io::Read;

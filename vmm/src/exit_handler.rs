@@ -111,6 +111,7 @@ pub struct ExitHandler {
     effects: Vec<Effect>,
     console: Vec<u8>,
     disk: Vec<DiskRequest>,
+    frames: Vec<Vec<u8>>,
     warned_msrs: Vec<u32>,
 }
 
@@ -118,6 +119,8 @@ pub struct ExitHandler {
 /// console fold into the exit signature, so a backup or replay that would
 /// write something else to the disk diverges at that exit.
 const DISK_REQUEST_KIND: u8 = 10;
+/// The signature's kind for a transmitted frame.
+const FRAME_KIND: u8 = 11;
 
 impl ExitHandler {
     pub fn new(platform: Platform) -> Self {
@@ -260,6 +263,12 @@ impl ExitHandler {
                         .fold(DISK_REQUEST_KIND, request.id, digest, sector);
                     self.disk.push(request);
                 }
+                Effect::Net(frame) => {
+                    let digest = XxHash3_64::oneshot(&frame);
+                    self.signature
+                        .fold(FRAME_KIND, frame.len() as u64, digest, 0);
+                    self.frames.push(frame);
+                }
                 Effect::End(reason) => end = Some(reason),
             }
         }
@@ -270,6 +279,9 @@ impl ExitHandler {
         }
         for request in self.disk.drain(..) {
             sink.disk(self.exits, request)?;
+        }
+        for frame in self.frames.drain(..) {
+            sink.net(self.exits, frame)?;
         }
         if end.is_none() && completed.halt {
             end = self.halt(rflags, source, sink)?;
@@ -324,6 +336,7 @@ impl ExitHandler {
             timer_deadline_ns: self.platform.pit.next_irq0_ns(),
             serial_room: self.platform.uart.rx_room(),
             io_pending: self.platform.io_pending(),
+            net_rx_room: self.platform.net_rx_room(),
             ..ExitQuery::default()
         }
     }
@@ -347,6 +360,7 @@ impl ExitHandler {
                     status,
                     data,
                 } => self.platform.complete_disk(*request, *status, data),
+                Event::NetRx(frame) => self.platform.receive_frame(frame),
             }
         }
         let has_time = self.events.iter().any(|e| matches!(e, Event::Time { .. }));

@@ -5,6 +5,8 @@
 use crate::platform::GuestEnd;
 use crate::vstate::VmEnd;
 
+/// The TAP device for `--net` cannot be opened or created.
+pub const NETWORK_FAILURE: u8 = 112;
 /// The disk image is missing, unreadable or not a raw image of whole
 /// sectors.
 pub const INVALID_DISK: u8 = 113;

@@ -87,6 +87,7 @@ impl Machine {
             cpuid: self.cpuid.clone(),
             digest_interval,
             disk: config.devices.disk,
+            net: config.devices.net,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use ft_logging::{DiskInfo, DiskRequest};
+use ft_logging::{DiskInfo, DiskRequest, NetInfo};
 use tracing::warn;
 use vm_memory::GuestMemoryMmap;
 
@@ -12,8 +12,7 @@ use crate::devices::pic::DualPic;
 use crate::devices::pit::Pit;
 use crate::devices::rtc::Rtc;
 use crate::devices::uart::Uart;
-use crate::devices::virtio::block::Block;
-use crate::devices::virtio::{self, MMIO_SIZE, VirtioMmio};
+use crate::devices::virtio::{self, VirtioBus};
 
 /// The version of the platform a guest sees: devices, their ports and
 /// behaviour, the CPU model. A change a guest could observe bumps it, since
@@ -51,6 +50,8 @@ pub enum Effect {
     Console(u8),
     /// A request of the guest's disk.
     Disk(DiskRequest),
+    /// A frame the guest transmitted.
+    Net(Vec<u8>),
     /// The guest ended the VM.
     End(GuestEnd),
 }
@@ -59,13 +60,14 @@ pub enum Effect {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Devices {
     pub disk: Option<DiskInfo>,
+    pub net: Option<NetInfo>,
 }
 
 impl Devices {
     /// The command-line words that announce the virtio devices, in slot
     /// order.
     pub fn cmdline_words(&self) -> Vec<String> {
-        (0..self.disk.iter().count())
+        (0..VirtioBus::slot_count(self.disk, self.net))
             .map(virtio::cmdline_word)
             .collect()
     }
@@ -78,8 +80,7 @@ pub struct Platform {
     pub rtc: Rtc,
     pub uart: Uart,
     i8042: I8042,
-    /// The block device, in virtio slot 0.
-    block: Option<VirtioMmio<Block>>,
+    virtio: VirtioBus,
     /// Unknown ports and addresses already warned about, so a guest probing
     /// in a loop does not flood the log.
     warned: BTreeSet<(&'static str, u64)>,
@@ -89,9 +90,7 @@ impl Platform {
     /// The PC platform with `devices`, whose queues live in `memory`.
     pub fn new(devices: Devices, memory: &GuestMemoryMmap) -> Self {
         Self {
-            block: devices
-                .disk
-                .map(|info| VirtioMmio::new(Block::new(info), memory.clone())),
+            virtio: VirtioBus::new(devices.disk, devices.net, memory),
             ..Self::default()
         }
     }
@@ -160,54 +159,46 @@ impl Platform {
 
     /// A guest MMIO read: a virtio device's registers, or all ones.
     pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
-        match self.virtio_at(addr) {
-            Some((device, offset)) => device.read(offset, data),
-            None => {
-                self.warn_once("MMIO read", addr);
-                data.fill(0xff);
-            }
+        if !self.virtio.read(addr, data) {
+            self.warn_once("MMIO read", addr);
+            data.fill(0xff);
         }
     }
 
     /// A guest MMIO write; effects go to `effects` in order.
     pub fn mmio_write(&mut self, addr: u64, data: &[u8], effects: &mut Vec<Effect>) {
-        match self.virtio_at(addr) {
-            Some((device, offset)) => {
-                device.write(offset, data, effects);
-                self.update_virtio_irqs();
-            }
-            None => self.warn_once("MMIO write", addr),
+        if self.virtio.write(addr, data, effects) {
+            self.update_virtio_irqs();
+        } else {
+            self.warn_once("MMIO write", addr);
         }
     }
 
     /// The disk completed request `request`.
     pub fn complete_disk(&mut self, request: u64, status: u8, data: &[u8]) {
-        if let Some(block) = &mut self.block {
-            block.complete(|device, queues, memory| {
-                device.complete(&mut queues[0], memory, request, status, data)
-            });
-            self.update_virtio_irqs();
-        }
+        self.virtio.complete_disk(request, status, data);
+        self.update_virtio_irqs();
+    }
+
+    /// A frame arrived on the network.
+    pub fn receive_frame(&mut self, frame: &[u8]) {
+        self.virtio.receive_frame(frame);
+        self.update_virtio_irqs();
+    }
+
+    /// Receive buffers the network card has for frames.
+    pub fn net_rx_room(&self) -> usize {
+        self.virtio.net_rx_room()
     }
 
     /// Whether the guest's devices wait for host I/O.
     pub fn io_pending(&self) -> bool {
-        self.block
-            .as_ref()
-            .is_some_and(|block| block.device().has_pending())
-    }
-
-    /// The virtio device whose registers hold `addr`, and the offset there.
-    fn virtio_at(&mut self, addr: u64) -> Option<(&mut VirtioMmio<Block>, u64)> {
-        let offset = addr.checked_sub(virtio::mmio_base(0))?;
-        (offset < MMIO_SIZE)
-            .then_some(offset)
-            .and_then(|offset| Some((self.block.as_mut()?, offset)))
+        self.virtio.io_pending()
     }
 
     fn update_virtio_irqs(&mut self) {
-        if let Some(block) = &self.block {
-            self.pic.set_irq(virtio::IRQS[0], block.irq());
+        for (irq, level) in self.virtio.irq_levels() {
+            self.pic.set_irq(irq, level);
         }
     }
 

@@ -7,7 +7,7 @@ use super::frame::{FrameError, FrameReader, FrameWriter};
 use super::link::{self, LinkState, Outbox, Step, Workers};
 use super::listener::Door;
 use super::message::{Message, ToBackup, ToPrimary};
-use super::{ChannelConfig, ChannelError, Lost};
+use super::{ChannelConfig, ChannelError, Lost, Released};
 use crate::{Decoded, Decoder, Record};
 
 /// What the backup hears from its primary.
@@ -18,11 +18,11 @@ pub enum FromPrimary {
     Batch {
         records: Vec<Record>,
         through_exit: u64,
-        released_console: u64,
+        released: Released,
     },
     Heartbeat {
         through_exit: u64,
-        released_console: u64,
+        released: Released,
     },
     /// The primary has released everything and closed: it will not come
     /// back, and no loss is reported after this.
@@ -172,7 +172,7 @@ fn read_primary(
         let message = match frames.read() {
             Ok(ToBackup::Batch {
                 through_exit,
-                released_console,
+                released,
                 sent_ns,
                 records,
             }) => match decode_batch(&mut decoder, &records) {
@@ -181,20 +181,20 @@ fn read_primary(
                     FromPrimary::Batch {
                         records,
                         through_exit,
-                        released_console,
+                        released,
                     }
                 }
                 Err(error) => break error,
             },
             Ok(ToBackup::Heartbeat {
                 through_exit,
-                released_console,
+                released,
                 sent_ns,
             }) => {
                 echo_ns = echo_ns.max(sent_ns);
                 FromPrimary::Heartbeat {
                     through_exit,
-                    released_console,
+                    released,
                 }
             }
             Ok(ToBackup::Goodbye) => {

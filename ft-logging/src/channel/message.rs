@@ -1,7 +1,7 @@
 //! The messages a link carries and their payloads: integers are u64 little
 //! endian, and bytes (records, a header, a reason) run to the payload's end.
 
-use super::FrameError;
+use super::{FrameError, Released};
 use crate::MAX_HEADER_FRAME;
 
 /// The most record bytes one batch may carry.
@@ -53,13 +53,13 @@ pub(super) enum ToBackup {
     /// [`Lease`]: super::Lease
     Batch {
         through_exit: u64,
-        released_console: u64,
+        released: Released,
         sent_ns: u64,
         records: Vec<u8>,
     },
     Heartbeat {
         through_exit: u64,
-        released_console: u64,
+        released: Released,
         sent_ns: u64,
     },
     Goodbye,
@@ -69,8 +69,8 @@ impl Message for ToBackup {
     fn payload_limit(kind: u8) -> Option<usize> {
         match kind {
             HEADER => Some(MAX_HEADER_PAYLOAD),
-            BATCH => Some(24 + MAX_BATCH),
-            PRIMARY_HEARTBEAT => Some(24),
+            BATCH => Some(32 + MAX_BATCH),
+            PRIMARY_HEARTBEAT => Some(32),
             GOODBYE => Some(0),
             _ => None,
         }
@@ -98,22 +98,22 @@ impl Message for ToBackup {
                 }
             }
             BATCH => {
-                let [through_exit, released_console, sent_ns] =
+                let [through_exit, console, frames, sent_ns] =
                     integers(name, &payload, Rest::Bytes)?;
-                payload.drain(..24);
+                payload.drain(..32);
                 Self::Batch {
                     through_exit,
-                    released_console,
+                    released: Released { console, frames },
                     sent_ns,
                     records: payload,
                 }
             }
             PRIMARY_HEARTBEAT => {
-                let [through_exit, released_console, sent_ns] =
+                let [through_exit, console, frames, sent_ns] =
                     integers(name, &payload, Rest::None)?;
                 Self::Heartbeat {
                     through_exit,
-                    released_console,
+                    released: Released { console, frames },
                     sent_ns,
                 }
             }
@@ -142,21 +142,21 @@ impl Message for ToBackup {
             }
             Self::Batch {
                 through_exit,
-                released_console,
+                released,
                 sent_ns,
                 records,
             } => {
-                for word in [through_exit, released_console, sent_ns] {
+                for word in [through_exit, &released.console, &released.frames, sent_ns] {
                     head.extend_from_slice(&word.to_le_bytes());
                 }
                 records
             }
             Self::Heartbeat {
                 through_exit,
-                released_console,
+                released,
                 sent_ns,
             } => {
-                for word in [through_exit, released_console, sent_ns] {
+                for word in [through_exit, &released.console, &released.frames, sent_ns] {
                     head.extend_from_slice(&word.to_le_bytes());
                 }
                 &[]

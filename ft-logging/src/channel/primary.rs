@@ -13,7 +13,7 @@ use super::link::{self, LinkState, Outbox, Step, Workers};
 use super::message::{Message, ToBackup, ToPrimary};
 use super::{
     ChannelConfig, ChannelError, HANDSHAKE_TIMEOUT, HandshakeError, Lease, Lost, MAX_BATCH,
-    PrimaryHello, handshake,
+    PrimaryHello, Released, handshake,
 };
 use crate::encode_header;
 
@@ -89,7 +89,7 @@ pub fn connect(
     })?;
     let mut outbox = PrimaryOutbox {
         lease: lease.clone(),
-        marker: (0, 0),
+        marker: (0, Released::default()),
         queued: sender.queued.clone(),
         goodbye,
     };
@@ -170,15 +170,14 @@ pub struct LogSender {
 impl LogSender {
     /// Queues encoded record frames (whole ones, from one [`Encoder`] across
     /// batches): with them, the log holds all events through exit
-    /// `through_exit`, and console output through byte `released_console`
-    /// has been released.
+    /// `through_exit`, and output through `released` has been released.
     ///
     /// # Panics
     ///
     /// If `records` is longer than [`MAX_BATCH`].
     ///
     /// [`Encoder`]: crate::Encoder
-    pub fn batch(&self, records: Vec<u8>, through_exit: u64, released_console: u64) {
+    pub fn batch(&self, records: Vec<u8>, through_exit: u64, released: Released) {
         assert!(
             records.len() <= MAX_BATCH,
             "a batch of {} bytes exceeds the limit of {MAX_BATCH}",
@@ -189,7 +188,7 @@ impl LogSender {
         let batch = Outgoing::Batch {
             records,
             through_exit,
-            released_console,
+            released,
         };
         if self.queue.send(batch).is_err() {
             self.queued.fetch_sub(len, Ordering::SeqCst);
@@ -199,10 +198,10 @@ impl LogSender {
     /// Sets what the writer's heartbeats say from now on. It goes through
     /// the queue, so no heartbeat claims exits whose batches are still
     /// queued.
-    pub fn heartbeat_state(&self, through_exit: u64, released_console: u64) {
+    pub fn heartbeat_state(&self, through_exit: u64, released: Released) {
         let _ = self.queue.send(Outgoing::Marker {
             through_exit,
-            released_console,
+            released,
         });
     }
 
@@ -225,11 +224,11 @@ enum Outgoing {
     Batch {
         records: Vec<u8>,
         through_exit: u64,
-        released_console: u64,
+        released: Released,
     },
     Marker {
         through_exit: u64,
-        released_console: u64,
+        released: Released,
     },
     Goodbye,
     Stop,
@@ -239,7 +238,7 @@ struct PrimaryOutbox {
     /// Dates every batch and heartbeat.
     lease: Lease,
     /// What heartbeats say: through exit, released console bytes.
-    marker: (u64, u64),
+    marker: (u64, Released),
     queued: Arc<AtomicU64>,
     /// The exit the log had reached when Goodbye was sent.
     goodbye: Arc<OnceLock<u64>>,
@@ -254,23 +253,23 @@ impl Outbox for PrimaryOutbox {
             Outgoing::Batch {
                 records,
                 through_exit,
-                released_console,
+                released,
             } => {
                 self.queued
                     .fetch_sub(records.len() as u64, Ordering::SeqCst);
-                self.marker = (through_exit, released_console);
+                self.marker = (through_exit, released);
                 Step::Send(ToBackup::Batch {
                     through_exit,
-                    released_console,
+                    released,
                     sent_ns: self.lease.now_ns(),
                     records,
                 })
             }
             Outgoing::Marker {
                 through_exit,
-                released_console,
+                released,
             } => {
-                self.marker = (through_exit, released_console);
+                self.marker = (through_exit, released);
                 Step::Skip
             }
             Outgoing::Goodbye => {
@@ -282,10 +281,10 @@ impl Outbox for PrimaryOutbox {
     }
 
     fn heartbeat(&self) -> ToBackup {
-        let (through_exit, released_console) = self.marker;
+        let (through_exit, released) = self.marker;
         ToBackup::Heartbeat {
             through_exit,
-            released_console,
+            released,
             sent_ns: self.lease.now_ns(),
         }
     }

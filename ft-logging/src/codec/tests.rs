@@ -69,6 +69,7 @@ fn event() -> impl Strategy<Value = Event> {
         ]
         .prop_map(Event::SerialIn),
         (any::<u32>(), extreme_u64()).prop_map(|(index, value)| Event::MsrRead { index, value }),
+        vec(any::<u8>(), 0..1_600).prop_map(Event::NetRx),
         (extreme_u64(), any::<u8>(), vec(any::<u8>(), 0..1_100)).prop_map(
             |(request, status, data)| Event::DiskDone {
                 request,
@@ -163,6 +164,7 @@ fn header() -> impl Strategy<Value = Header> {
         vec(leaf, 0..40),
         extreme_u64(),
         proptest::option::of((extreme_u64(), any::<bool>())),
+        proptest::option::of(any::<[u8; 6]>()),
     )
         .prop_map(
             |(
@@ -175,6 +177,7 @@ fn header() -> impl Strategy<Value = Header> {
                 cpuid,
                 digest_interval,
                 disk,
+                net,
             )| {
                 Header {
                     platform,
@@ -186,6 +189,7 @@ fn header() -> impl Strategy<Value = Header> {
                     cpuid,
                     digest_interval,
                     disk: disk.map(|(sectors, read_only)| DiskInfo { sectors, read_only }),
+                    net: net.map(|mac| NetInfo { mac }),
                 }
             },
         )
@@ -267,6 +271,9 @@ fn sample_header() -> Header {
         disk: Some(DiskInfo {
             sectors: 2048,
             read_only: true,
+        }),
+        net: Some(NetInfo {
+            mac: [0x52, 0x54, 0, 1, 2, 3],
         }),
     }
 }

@@ -4,6 +4,11 @@
 //! them as copy loops and turn them back into calls to themselves; the
 //! comparison loops compile to plain byte compares. The direction flag is
 //! clear on entry, as the ABI requires.
+//!
+//! Forward copies and fills move quadwords, then the last bytes: KVM's
+//! emulator runs a `rep` string instruction one iteration at a time, each
+//! costing about as much as an instruction, so eight bytes an iteration is
+//! eight times faster than one.
 
 use core::arch::asm;
 
@@ -12,10 +17,12 @@ use core::arch::asm;
 /// `dest` and `src` are valid for `len` bytes and do not overlap.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, len: usize) -> *mut u8 {
-    // SAFETY: copies `len` bytes forward between ranges the caller vouches for.
+    // SAFETY: copies `len / 8` quadwords then `len % 8` bytes forward,
+    // exactly the `len` bytes of the ranges the caller vouches for.
     unsafe {
-        asm!("rep movsb",
-            inout("rcx") len => _, inout("rdi") dest => _, inout("rsi") src => _,
+        asm!("rep movsq", "mov ecx, {tail:e}", "rep movsb",
+            tail = in(reg) len % 8,
+            inout("rcx") len / 8 => _, inout("rdi") dest => _, inout("rsi") src => _,
             options(nostack, preserves_flags))
     }
     dest
@@ -51,10 +58,14 @@ unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, len: usize) -> *mut 
 /// `dest` is valid for `len` bytes.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn memset(dest: *mut u8, value: i32, len: usize) -> *mut u8 {
-    // SAFETY: writes `len` bytes the caller vouches for.
+    // The byte in every byte of a quadword.
+    let pattern = u64::from(value as u8) * 0x0101_0101_0101_0101;
+    // SAFETY: writes `len / 8` quadwords then `len % 8` bytes, exactly the
+    // `len` bytes the caller vouches for.
     unsafe {
-        asm!("rep stosb",
-            inout("rcx") len => _, inout("rdi") dest => _, in("al") value as u8,
+        asm!("rep stosq", "mov ecx, {tail:e}", "rep stosb",
+            tail = in(reg) len % 8,
+            inout("rcx") len / 8 => _, inout("rdi") dest => _, in("rax") pattern,
             options(nostack, preserves_flags))
     }
     dest

@@ -41,6 +41,8 @@ pub mod reg {
 const MAGIC_VALUE: u32 = 0x7472_6976;
 /// The modern (virtio 1.x) transport.
 const MODERN_VERSION: u32 = 2;
+/// Device ID of a network device.
+pub const DEVICE_ID_NET: u32 = 1;
 /// Device ID of a block device.
 pub const DEVICE_ID_BLOCK: u32 = 2;
 
@@ -149,7 +151,8 @@ pub fn devices(cmdline: &[u8]) -> impl Iterator<Item = Device> + '_ {
         .filter_map(|word| parse(word.strip_prefix(PREFIX)?))
 }
 
-/// The first announced device with device ID `id` (see [`DEVICE_ID_BLOCK`]).
+/// The first announced device with device ID `id` (see [`DEVICE_ID_BLOCK`],
+/// [`DEVICE_ID_NET`]).
 pub fn find(cmdline: &[u8], id: u32) -> Option<Device> {
     devices(cmdline).find(|device| device.device_id() == Some(id))
 }

@@ -1,5 +1,9 @@
 //! `ftvm demo`: a primary and a backup of `ticker` on this machine, shown
-//! side by side; the primary is killed and the backup takes over.
+//! side by side; the primary is killed and the backup takes over. With
+//! `--net`, the guest is `kvstore` on a network of the demo's own, and a
+//! client's connection to it carries on across the takeover.
+
+mod lan;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
@@ -29,6 +33,14 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 120, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     ticks: u64,
+    /// Run `kvstore` on a network of its own instead (needs root): a client
+    /// issues SETs on one TCP connection across the takeover.
+    #[arg(long)]
+    net: bool,
+    /// With --net: SETs the client issues after the takeover before it
+    /// reads every key back and the demo ends.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    sets_after: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,11 +58,14 @@ impl Side {
     }
 }
 
-/// A line from one of the pair's processes.
+/// A line from one of the pair's processes, or from the demo's client.
 #[derive(Debug)]
 enum Line {
     Console(Side, String),
     Log(Side, String),
+    Client(String),
+    /// The client is done: the servers may stop.
+    ClientDone,
 }
 
 /// The pair's processes, killed if the demo ends before they do.
@@ -95,30 +110,65 @@ pub fn demo(args: &DemoArgs) -> Result<u8, CliError> {
             arbiter.display()
         )));
     }
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map_err(CliError::Host)?;
-    let cmdline = format!("ticks={} hz=20", args.ticks);
-    let pair = |role: &str, peer_flag: &str| {
-        let mut command = Command::new(&ftvm);
+    // With --net the pair runs in the demo's namespace, where this port is
+    // free; otherwise on this machine's loopback.
+    let lan = args.net.then(lan::Lan::create).transpose()?;
+    let port = match &lan {
+        Some(_) => "127.0.0.1:7000".parse().expect("a socket address"),
+        None => TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .map_err(CliError::Host)?,
+    };
+    let disk = scratch.0.join("kv.img");
+    let guest = |side: Side| -> Vec<String> {
+        match &lan {
+            None => vec![
+                "--kernel".into(),
+                "ticker".into(),
+                "--cmdline".into(),
+                format!("ticks={} hz=20", args.ticks),
+            ],
+            Some(_) => vec![
+                "--kernel".into(),
+                "kvstore".into(),
+                "--disk".into(),
+                disk.display().to_string(),
+                "--net".into(),
+                format!("tap={}", lan::TAPS[side as usize]),
+                "--cmdline".into(),
+                format!("ip={}/24", lan::GUEST_IP),
+            ],
+        }
+    };
+    if lan.is_some() {
+        std::fs::write(&disk, vec![0u8; 4 << 20]).map_err(CliError::Host)?;
+    }
+    let pair = |side: Side| {
+        let (role, peer_flag) = match side {
+            Side::Primary => ("primary", "--backup"),
+            Side::Backup => ("backup", "--listen"),
+        };
+        let mut command = match &lan {
+            Some(lan) => lan.command(&ftvm),
+            None => Command::new(&ftvm),
+        };
         command
             .args([role, peer_flag, &port.to_string(), "--arbiter"])
             .arg(&arbiter)
             .arg("--auth-key")
             .arg(&key)
-            .args([
-                "--kernel",
-                "ticker",
-                "--cmdline",
-                &cmdline,
-                "--log-level",
-                "info",
-            ]);
+            .args(guest(side))
+            .args(["--log-level", "info"]);
         command
     };
+    let what = if lan.is_some() {
+        "`kvstore` (a Redis server) at 10.0.0.2"
+    } else {
+        "`ticker`"
+    };
     out(&format!(
-        "ftvm demo: `ticker` under a primary/backup pair on {port}; the go-live flag in {};\n\
-         the primary is killed (SIGKILL) {} ms after the pair forms.\n",
+        "ftvm demo: {what} under a primary/backup pair on {port}; the go-live flag in {};\n\
+         the primary is killed (SIGKILL) {} ms after the guest starts.\n",
         arbiter.display(),
         args.kill_after_ms
     ))?;
@@ -126,15 +176,28 @@ pub fn demo(args: &DemoArgs) -> Result<u8, CliError> {
     out(&row(&"─".repeat(COLUMN), &"─".repeat(COLUMN)))?;
 
     let (lines_tx, lines) = crossbeam_channel::unbounded();
-    let mut backup = spawn(pair("backup", "--listen"), Side::Backup, &lines_tx)?;
+    let mut backup = spawn(pair(Side::Backup), Side::Backup, &lines_tx)?;
     if let Err(error) = wait_listening(&lines) {
         let _ = backup.kill();
         let _ = backup.wait();
         return Err(error);
     }
-    let primary = spawn(pair("primary", "--backup"), Side::Primary, &lines_tx)?;
+    let primary = spawn(pair(Side::Primary), Side::Primary, &lines_tx)?;
+    let (taken_over_tx, taken_over) = crossbeam_channel::bounded(1);
+    let client = match &lan {
+        Some(lan) => Some(lan.start_client(lines_tx.clone(), args.sets_after, taken_over)?),
+        None => None,
+    };
     drop(lines_tx);
-    show(args, &mut Pair { primary, backup }, &lines)
+    let mut pair = Pair { primary, backup };
+    let status = show(args, &mut pair, &lines, &taken_over_tx)?;
+    match client {
+        Some(client) => {
+            let served = client.join().unwrap_or(false);
+            Ok(if served && status == 0 { 0 } else { 1 })
+        }
+        None => Ok(status),
+    }
 }
 
 /// A fresh random key for the pair.
@@ -188,7 +251,7 @@ fn wait_listening(lines: &Receiver<Line>) -> Result<(), CliError> {
                 return Ok(());
             }
             Ok(Line::Log(side, text)) => print_log(side, &text)?,
-            Ok(Line::Console(..)) => {}
+            Ok(Line::Console(..) | Line::Client(_) | Line::ClientDone) => {}
             Err(RecvTimeoutError::Timeout) => {
                 return Err(CliError::Usage("the backup never started listening".into()));
             }
@@ -201,8 +264,14 @@ fn wait_listening(lines: &Receiver<Line>) -> Result<(), CliError> {
     }
 }
 
-/// Shows the pair until both have ended; kills the primary on time.
-fn show(args: &DemoArgs, pair: &mut Pair, lines: &Receiver<Line>) -> Result<u8, CliError> {
+/// Shows the pair until both have ended (with --net: until the client is
+/// done, when the demo stops the new primary); kills the primary on time.
+fn show(
+    args: &DemoArgs,
+    pair: &mut Pair,
+    lines: &Receiver<Line>,
+    taken_over: &Sender<()>,
+) -> Result<u8, CliError> {
     let Pair { primary, backup } = pair;
     let mut kill_at: Option<Instant> = None;
     let mut killed: Option<Instant> = None;
@@ -218,12 +287,19 @@ fn show(args: &DemoArgs, pair: &mut Pair, lines: &Receiver<Line>) -> Result<u8, 
                 }
                 out(&row("", &text))?;
             }
+            Ok(Line::Client(text)) => out(&format!("client ▸ {text}"))?,
+            // The server never ends by itself: the demo ends with the client.
+            Ok(Line::ClientDone) => {
+                stop(primary);
+                stop(backup);
+            }
             Ok(Line::Log(side, text)) => {
                 if text.contains("paired") && side == Side::Primary && kill_at.is_none() {
                     kill_at = Some(Instant::now() + Duration::from_millis(args.kill_after_ms));
                 }
                 if text.contains("live from exit") {
                     backup_live = true;
+                    let _ = taken_over.try_send(());
                 }
                 if let Some(shown) = describe(side, &text) {
                     print_log(side, &shown)?;
@@ -232,6 +308,7 @@ fn show(args: &DemoArgs, pair: &mut Pair, lines: &Receiver<Line>) -> Result<u8, 
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+
         let due = kill_at.is_some_and(|at| Instant::now() >= at);
         if killed.is_none() && due && primary.try_wait().map_err(CliError::Host)?.is_none() {
             let _ = primary.kill();
@@ -244,6 +321,9 @@ fn show(args: &DemoArgs, pair: &mut Pair, lines: &Receiver<Line>) -> Result<u8, 
     let backup_status = backup.wait().map_err(CliError::Host)?;
     out("")?;
     match (killed, backup_live) {
+        (Some(_), true) if args.net => {
+            out("ftvm demo: the backup took over; the client's connection carried on through it.")?
+        }
         (Some(_), true) => out(&format!(
             "ftvm demo: the backup took over and the guest ran to its end; first output of the new primary {} ms after the SIGKILL.",
             first_live_output.map_or_else(|| "-".into(), |d| d.as_millis().to_string())
@@ -251,9 +331,20 @@ fn show(args: &DemoArgs, pair: &mut Pair, lines: &Receiver<Line>) -> Result<u8, 
         (Some(_), false) => out(&format!(
             "ftvm demo: the primary was killed but the backup did not go live ({backup_status})."
         ))?,
+        (None, _) if args.net => out(&format!(
+            "ftvm demo: the pair ended before the primary was killed ({primary_status})."
+        ))?,
         (None, _) => out(&format!(
             "ftvm demo: the guest ended before the primary was killed ({primary_status}); try a larger --ticks."
         ))?,
+    }
+    if args.net {
+        // SIGTERM ended the server: that is the demo's end, not a failure.
+        return Ok(if killed.is_some() && backup_live {
+            0
+        } else {
+            1
+        });
     }
     let side = if killed.is_some() {
         backup_status
@@ -264,6 +355,14 @@ fn show(args: &DemoArgs, pair: &mut Pair, lines: &Receiver<Line>) -> Result<u8, 
         .code()
         .and_then(|code| u8::try_from(code).ok())
         .unwrap_or(1))
+}
+
+/// Asks a process to stop (SIGTERM), once.
+fn stop(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        // SAFETY: signals our own child, which has not been reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    }
 }
 
 /// What of a process's log the demo shows: its own messages, warnings, and

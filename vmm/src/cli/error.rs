@@ -7,9 +7,10 @@ use shared_disk::{ArbiterError, ImageError};
 use vmm::exit_handler::CoreError;
 use vmm::exit_status::{
     ARBITER_FAILURE, DIVERGENCE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK, INVALID_KERNEL,
-    INVALID_TRACE, KERNEL_NOT_FOUND, KVM_FAILURE, NOT_LIVE, PAIRING_FAILURE,
+    INVALID_TRACE, KERNEL_NOT_FOUND, KVM_FAILURE, NETWORK_FAILURE, NOT_LIVE, PAIRING_FAILURE,
     UNEMULATED_INSTRUCTION, UNREADABLE_KERNEL, USAGE,
 };
+use vmm::host::TapError;
 use vmm::kernel::KernelError;
 use vmm::machine::MachineError;
 use vmm::vm_config::ConfigError;
@@ -40,6 +41,8 @@ pub enum CliError {
     #[error("{0}")]
     Disk(#[from] ImageError),
     #[error("{0}")]
+    Tap(#[from] TapError),
+    #[error("{0}")]
     Pairing(#[from] ChannelError),
     /// This side may not go live: the go-live flag is someone else's.
     #[error("{0}")]
@@ -62,6 +65,7 @@ impl CliError {
             Self::Pairing(_) => PAIRING_FAILURE,
             Self::Arbiter(_) => ARBITER_FAILURE,
             Self::Disk(_) => INVALID_DISK,
+            Self::Tap(_) => NETWORK_FAILURE,
             Self::NotLive(_) => NOT_LIVE,
             Self::Machine(MachineError::Vm(VmError::Cpuid(_))) | Self::Platform { .. } => {
                 INCOMPATIBLE_HOST

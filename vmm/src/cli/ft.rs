@@ -16,9 +16,10 @@ use ft_logging::channel::{
 use shared_disk::{Arbiter, FlagState, Outcome};
 use vmm::exit_status;
 use vmm::ft::{
-    Backlog, BackupSink, BackupSource, FlagClaim, GatedSink, Limits, LogStatus, OutputGate,
-    PairStatus, PrimarySource, Takeover, pairing, watch_backup,
+    Backlog, BackupSink, BackupSource, FlagClaim, GateDevices, GatedSink, Limits, LogStatus,
+    OutputGate, PairStatus, PrimarySource, Takeover, pairing, watch_backup,
 };
+use vmm::host::{HostSink, Tap};
 use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::vstate::{RunError, VmEnd};
 
@@ -127,7 +128,7 @@ fn owner(role: &str, address: SocketAddr) -> String {
 }
 
 pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
-    let (config, image) = args.vm.open()?;
+    let (config, backends) = args.vm.open()?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
@@ -163,8 +164,14 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
         }
         None => Box::new(|| true),
     };
-    let disk = host.disk_io(image)?;
-    let gate = OutputGate::new(std::io::stdout(), disk, link.is_none(), leased);
+    if let Some(tap) = &backends.tap {
+        host.receive_from(tap)?;
+    }
+    let devices = GateDevices {
+        disk: host.disk_io(backends.image)?,
+        tap: backends.tap,
+    };
+    let gate = OutputGate::new(std::io::stdout(), devices, link.is_none(), leased);
     let status = Arc::new(PairStatus::default());
     let sender = link.as_ref().map(PrimaryLink::sender);
     if let Some(link) = &link {
@@ -244,7 +251,7 @@ fn wait_for_backup(
 }
 
 pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
-    let (config, image) = args.vm.open()?;
+    let (config, backends) = args.vm.open()?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
@@ -266,9 +273,11 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
     eprintln!("ftvm: backup: paired with a primary; replaying its log");
 
     let status = Rc::new(RefCell::new(LogStatus::default()));
-    // The backup never touches the disk before it goes live, but opens it
-    // now, so that a missing image is found before pairing.
-    let backlog = Backlog::new(host.disk_io(image)?);
+    // The backup touches neither its disk nor its TAP before it goes live,
+    // but opens them now, so that a missing one is found before pairing.
+    let tap = backends.tap.clone();
+    let mac = backends.mac;
+    let backlog = Backlog::new(HostSink::new(host.disk_io(backends.image)?, backends.tap));
     let takeover = Takeover {
         arbiter,
         generation,
@@ -277,6 +286,9 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
         live_source: Box::new(|ns| {
             if let Err(error) = host.attach_stdin() {
                 tracing::warn!(%error, "the live backup takes no input from stdin");
+            }
+            if let (Some(tap), Some(mac)) = (&tap, mac) {
+                go_live_on(&host, tap, mac);
             }
             host.live_source_from(ns)
         }),
@@ -300,6 +312,23 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
     drop(source);
     host.finish();
     outcome
+}
+
+/// The new primary's network: frames that queued on its TAP while it was a
+/// backup belong to a past it did not run; from now on they reach the
+/// guest, and switches learn where the guest's MAC lives.
+fn go_live_on(host: &Host, tap: &Tap, mac: [u8; 6]) {
+    match tap.discard_queued() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(frames = n, "discarded frames queued before going live"),
+        Err(error) => tracing::warn!(%error, "cannot discard the TAP's queued frames"),
+    }
+    if let Err(error) = host.receive_from(tap) {
+        tracing::warn!(%error, "the live backup receives no frames");
+    }
+    if let Err(error) = tap.announce(mac) {
+        tracing::warn!(%error, "cannot announce the guest's MAC");
+    }
 }
 
 /// How a backup's run ended: checked against the primary's end while it

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use shared_disk::DiskImage;
 use vmm::host::{
-    self, DiskIo, HostInput, LiveSource, StopSignal, TerminalGuard, VcpuKicker, VirtualClock,
+    self, DiskIo, HostInput, HostSink, LiveSource, StopSignal, Tap, TerminalGuard, VcpuKicker,
+    VirtualClock,
 };
 
+use super::devices::Backends;
 use super::error::CliError;
 
 /// What a run needs from the host, kept until it ends.
@@ -77,6 +79,22 @@ impl Host {
             .map(|image| DiskIo::start(image, self.input_tx.clone()))
             .transpose()
             .map_err(CliError::Host)
+    }
+
+    /// Hands the frames arriving on `tap` to the guest from now on.
+    pub fn receive_from(&self, tap: &Tap) -> Result<(), CliError> {
+        tap.spawn_reader(self.input_tx.clone())
+            .map_err(CliError::Host)
+    }
+
+    /// The outputs of a run that is live from the start: its disk's I/O
+    /// thread, and its TAP device, receiving.
+    pub fn live_outputs(&self, backends: Backends) -> Result<HostSink, CliError> {
+        let disk = self.disk_io(backends.image)?;
+        if let Some(tap) = &backends.tap {
+            self.receive_from(tap)?;
+        }
+        Ok(HostSink::new(disk, backends.tap))
     }
 
     /// A way for other threads to wake the vCPU thread out of a wait.

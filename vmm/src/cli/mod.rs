@@ -3,6 +3,7 @@
 
 mod arbiter;
 mod demo;
+mod devices;
 mod error;
 mod ft;
 mod live;
@@ -10,14 +11,10 @@ mod replay;
 mod run;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use ft_logging::DiskInfo;
-use shared_disk::DiskImage;
 use tracing_subscriber::EnvFilter;
 use vmm::exit_status::USAGE;
-use vmm::platform::Devices;
 use vmm::vm_config::{DEFAULT_MEM_MIB, VmConfig};
 
 #[derive(Debug, Parser)]
@@ -56,7 +53,7 @@ enum Command {
 /// What describes a VM, shared by every command that starts one.
 #[derive(Debug, Args)]
 struct VmArgs {
-    /// Kernel: a PVH ELF64 file, or the name of a built-in image (hello, ticker, exitloop, diskcheck, virtiobad).
+    /// Kernel: a PVH ELF64 file, or the name of a built-in image (hello, ticker, exitloop, diskcheck, virtiobad, kvstore).
     #[arg(long, value_name = "IMG")]
     kernel: String,
     /// Guest RAM in MiB.
@@ -67,46 +64,27 @@ struct VmArgs {
     cmdline: String,
     /// A raw disk image for the guest's virtio block device; `,ro` offers
     /// it read-only (so is an image this process may not write).
-    #[arg(long, value_name = "PATH[,ro]", value_parser = parse_disk)]
-    disk: Option<DiskArg>,
-}
-
-#[derive(Debug, Clone)]
-struct DiskArg {
-    path: PathBuf,
-    read_only: bool,
-}
-
-fn parse_disk(value: &str) -> Result<DiskArg, String> {
-    let (path, read_only) = match value.strip_suffix(",ro") {
-        Some(path) => (path, true),
-        None => (value, false),
-    };
-    if path.is_empty() {
-        return Err("the disk image's path is empty".into());
-    }
-    Ok(DiskArg {
-        path: path.into(),
-        read_only,
-    })
+    #[arg(long, value_name = "PATH[,ro]", value_parser = devices::parse_disk)]
+    disk: Option<devices::DiskArg>,
+    /// A virtio network card on TAP device NAME (created if missing); the
+    /// MAC address defaults to one derived from the guest's command line,
+    /// the same on every host.
+    #[arg(long, value_name = "tap=NAME[,mac=MAC]", value_parser = devices::parse_net)]
+    net: Option<devices::NetArg>,
 }
 
 impl VmArgs {
-    /// Checks the VM's settings and opens its disk image.
-    fn open(&self) -> Result<(VmConfig, Option<DiskImage>), error::CliError> {
-        let image = self
-            .disk
-            .as_ref()
-            .map(|disk| DiskImage::open(&disk.path, disk.read_only))
-            .transpose()?;
-        let devices = Devices {
-            disk: image.as_ref().map(|image| DiskInfo {
-                sectors: image.sectors(),
-                read_only: image.read_only(),
-            }),
-        };
-        let config = VmConfig::new(&self.kernel, self.mem_mib, &self.cmdline, devices)?;
-        Ok((config, image))
+    /// Checks the VM's settings and opens its disk image and TAP device.
+    fn open(&self) -> Result<(VmConfig, devices::Backends), error::CliError> {
+        let backends =
+            devices::Backends::open(self.disk.as_ref(), self.net.as_ref(), &self.cmdline)?;
+        let config = VmConfig::new(
+            &self.kernel,
+            self.mem_mib,
+            &self.cmdline,
+            backends.devices(),
+        )?;
+        Ok((config, backends))
     }
 }
 

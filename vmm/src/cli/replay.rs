@@ -66,7 +66,10 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
         name: header.kernel_name.clone(),
         image: Cow::Owned(header.kernel.clone()),
     };
-    let devices = Devices { disk: header.disk };
+    let devices = Devices {
+        disk: header.disk,
+        net: header.net,
+    };
     let config = VmConfig::with_kernel(kernel, header.mem_mib, &header.cmdline, devices)
         .map_err(CliError::TraceConfig)?;
     let mut machine = Machine::new(&config, Cpu::Recorded(&header.cpuid))?;
@@ -75,7 +78,7 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
     let mut sink: Box<dyn OutputSink> = if args.quiet {
         Box::new(NullSink)
     } else {
-        Box::new(HostSink::new(None))
+        Box::new(HostSink::new(None, None))
     };
     let interval = if args.verify {
         header.digest_interval

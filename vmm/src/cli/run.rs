@@ -7,7 +7,6 @@ use clap::Args;
 use ft_logging::EventSource;
 use replay::{Recorder, TraceWriter};
 use vmm::exit_status;
-use vmm::host::HostSink;
 use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::vstate::{RunError, VmEnd};
 
@@ -33,34 +32,24 @@ pub struct RecordArgs {
 }
 
 pub fn run(args: &VmArgs) -> Result<u8, CliError> {
-    let (config, image) = args.open()?;
+    let (config, backends) = args.open()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     let host = Host::start(true)?;
-    let disk = host.disk_io(image)?;
-    let result = machine.run(
-        &mut host.live_source(),
-        &mut HostSink::new(disk),
-        &host.stop,
-        0,
-    );
+    let mut outputs = host.live_outputs(backends)?;
+    let result = machine.run(&mut host.live_source(), &mut outputs, &host.stop, 0);
     host.finish();
     conclude(result)
 }
 
 pub fn record(args: &RecordArgs) -> Result<u8, CliError> {
-    let (config, image) = args.vm.open()?;
+    let (config, backends) = args.vm.open()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     let header = machine.header(&config, args.digest_every);
     let writer = TraceWriter::create(&args.trace, &header)?;
     let host = Host::start(true)?;
-    let disk = host.disk_io(image)?;
+    let mut outputs = host.live_outputs(backends)?;
     let mut recorder = Recorder::new(host.live_source(), writer, args.digest_every);
-    let result = machine.run(
-        &mut recorder,
-        &mut HostSink::new(disk),
-        &host.stop,
-        args.digest_every,
-    );
+    let result = machine.run(&mut recorder, &mut outputs, &host.stop, args.digest_every);
     host.finish();
     // Whatever ended the run, the trace ends with a record saying so.
     let status = match &result {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use ft_logging::channel::{BackupLink, FromPrimary};
+use ft_logging::channel::{BackupLink, FromPrimary, Released};
 use ft_logging::{
     DiskRequest, End, Event, EventSource, ExitDone, ExitQuery, OutputSink, Record, SinkError,
     SourceError, StateDigest,
@@ -18,7 +18,7 @@ use ft_logging::{
 use replay::{RecordStream, ReplaySource};
 use shared_disk::{Arbiter, Outcome};
 
-use crate::host::{DiskIo, HostSink, LiveSource, StopSignal};
+use crate::host::{HostSink, LiveSource, StopSignal};
 
 /// Guest time between progress reports to the primary.
 const PROGRESS_EVERY_NS: u64 = 5_000_000;
@@ -31,8 +31,8 @@ pub struct LogStatus {
     /// The same, once a batch of records came: before it, a heartbeat's
     /// marker of exit 0 does not mean that exit 0's records are here.
     pub complete_through: Option<u64>,
-    /// Console bytes the primary has released.
-    pub released_console: u64,
+    /// Output the primary has released.
+    pub released: Released,
     /// The primary said goodbye: it ended and released everything.
     pub goodbye: bool,
     /// The primary was lost: why, when its last byte came, when it was
@@ -66,22 +66,22 @@ fn receive(message: FromPrimary, records: &mut VecDeque<Record>, status: &mut Lo
         FromPrimary::Batch {
             records: batch,
             through_exit,
-            released_console,
+            released,
         } => {
             records.extend(batch);
             status.through_exit = status.through_exit.max(through_exit);
             status.complete_through = status.complete_through.max(Some(through_exit));
-            status.released_console = status.released_console.max(released_console);
+            status.released = status.released.max(released);
         }
         FromPrimary::Heartbeat {
             through_exit,
-            released_console,
+            released,
         } => {
             status.through_exit = status.through_exit.max(through_exit);
             if status.complete_through.is_some() {
                 status.complete_through = status.complete_through.max(Some(through_exit));
             }
-            status.released_console = status.released_console.max(released_console);
+            status.released = status.released.max(released);
         }
         FromPrimary::Goodbye => status.goodbye = true,
         FromPrimary::Lost(lost) => {
@@ -121,56 +121,93 @@ impl RecordStream for ChannelStream {
 }
 
 /// Output the backup produced but the primary may not have released:
-/// console bytes kept until the primary says it released them, and disk
-/// requests kept until their completion is in the log; emitted (re-issued)
-/// at takeover.
+/// console bytes and frames kept until the primary says it released them,
+/// and disk requests kept until their completion is in the log; emitted
+/// (re-issued) at takeover.
 #[derive(Debug)]
 pub struct Backlog {
     live: bool,
     /// Console offset of `bytes[0]`.
     base: u64,
     bytes: Vec<u8>,
+    /// Frame number of `frames[0]`.
+    frames_base: u64,
+    frames: VecDeque<Vec<u8>>,
     /// Disk requests without a completion in the log, by number.
     disk: BTreeMap<u64, DiskRequest>,
     out: HostSink,
 }
 
 impl Backlog {
-    /// A backlog whose outputs go, once live, to this host (and its disk).
-    pub fn new(disk: Option<DiskIo>) -> Rc<RefCell<Self>> {
+    /// A backlog whose outputs go, once live, to this host.
+    pub fn new(out: HostSink) -> Rc<RefCell<Self>> {
         Rc::new(RefCell::new(Self {
             live: false,
             base: 0,
             bytes: Vec::new(),
+            frames_base: 0,
+            frames: VecDeque::new(),
             disk: BTreeMap::new(),
-            out: HostSink::new(disk),
+            out,
         }))
     }
 
     /// Drops what the primary released.
-    fn trim(&mut self, released: u64) {
+    fn trim(&mut self, released: Released) {
         let done = released
+            .console
             .saturating_sub(self.base)
             .min(self.bytes.len() as u64);
         self.bytes.drain(..done as usize);
         self.base += done;
+        let done = released
+            .frames
+            .saturating_sub(self.frames_base)
+            .min(self.frames.len() as u64);
+        self.frames.drain(..done as usize);
+        self.frames_base += done;
     }
 
     /// Emits what the primary may not have released, re-issues every disk
     /// request without a completion, and from now on lets every output out
-    /// at once. Returns how many console bytes and disk requests that was.
-    fn go_live(&mut self, released: u64) -> Result<(usize, usize), SinkError> {
+    /// at once.
+    fn go_live(&mut self, released: Released) -> Result<Again, SinkError> {
         self.trim(released);
         let unreleased = std::mem::take(&mut self.bytes);
         self.out.console(0, &unreleased)?;
         self.out.flush()?;
-        let requests = std::mem::take(&mut self.disk);
-        let reissued = requests.len();
-        for request in requests.into_values() {
+        let frames = std::mem::take(&mut self.frames);
+        let again = Again {
+            console: unreleased.len(),
+            frames: frames.len(),
+            disk: self.disk.len(),
+        };
+        for frame in frames {
+            self.out.net(0, frame)?;
+        }
+        for request in std::mem::take(&mut self.disk).into_values() {
             self.out.disk(0, request)?;
         }
         self.live = true;
-        Ok((unreleased.len(), reissued))
+        Ok(again)
+    }
+}
+
+/// What a backup going live emitted again.
+#[derive(Debug, Clone, Copy)]
+struct Again {
+    console: usize,
+    frames: usize,
+    disk: usize,
+}
+
+impl std::fmt::Display for Again {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} console bytes and {} frames emitted again, {} disk requests re-issued",
+            self.console, self.frames, self.disk
+        )
     }
 }
 
@@ -188,7 +225,18 @@ impl OutputSink for BackupSink {
             return backlog.out.console(exit, bytes);
         }
         backlog.bytes.extend_from_slice(bytes);
-        let released = self.status.borrow().released_console;
+        let released = self.status.borrow().released;
+        backlog.trim(released);
+        Ok(())
+    }
+
+    fn net(&mut self, exit: u64, frame: Vec<u8>) -> Result<(), SinkError> {
+        let mut backlog = self.backlog.borrow_mut();
+        if backlog.live {
+            return backlog.out.net(exit, frame);
+        }
+        backlog.frames.push_back(frame);
+        let released = self.status.borrow().released;
         backlog.trim(released);
         Ok(())
     }
@@ -308,11 +356,11 @@ impl<'a> BackupSource<'a> {
             });
         self.takeover.claim()?;
         let live = (self.takeover.live_source)(self.now_ns);
-        let (again, reissued) = self.emit_unreleased()?;
+        let again = self.emit_unreleased()?;
         self.live = Some(live);
         let ms = |d: Duration| d.as_millis();
         eprintln!(
-            "ftvm: backup: the primary is lost ({reason}); live from exit {exit}: detection {} ms, draining {} ms, go-live {} ms; {again} console bytes emitted again, {reissued} disk requests re-issued",
+            "ftvm: backup: the primary is lost ({reason}); live from exit {exit}: detection {} ms, draining {} ms, go-live {} ms; {again}",
             ms(declared.saturating_duration_since(last_heard)),
             ms(exhausted.saturating_duration_since(declared)),
             ms(exhausted.elapsed()),
@@ -320,10 +368,9 @@ impl<'a> BackupSource<'a> {
         Ok(())
     }
 
-    /// Emits the output the primary may not have released; returns how
-    /// many console bytes and disk requests that was.
-    fn emit_unreleased(&self) -> Result<(usize, usize), SourceError> {
-        let released = self.status.borrow().released_console;
+    /// Emits the output the primary may not have released.
+    fn emit_unreleased(&self) -> Result<Again, SourceError> {
+        let released = self.status.borrow().released;
         self.backlog
             .borrow_mut()
             .go_live(released)
@@ -356,9 +403,9 @@ impl<'a> BackupSource<'a> {
             }
         }
         self.takeover.claim()?;
-        let (again, reissued) = self.emit_unreleased()?;
+        let again = self.emit_unreleased()?;
         eprintln!(
-            "ftvm: backup: the primary ended but was lost before releasing its output; {again} console bytes emitted, {reissued} disk requests re-issued"
+            "ftvm: backup: the primary ended but was lost before releasing its output; {again}"
         );
         Ok(())
     }

@@ -11,15 +11,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ft_logging::channel::Released;
 use ft_logging::{DiskRequest, OutputSink, SinkError};
 
-use crate::host::DiskIo;
+use crate::host::{DiskIo, Tap};
 
 /// An output waiting for its acknowledgement.
 #[derive(Debug)]
 pub enum Held {
     Console(Vec<u8>),
     Disk(DiskRequest),
+    Frame(Vec<u8>),
+}
+
+/// Where released outputs go besides the console.
+#[derive(Debug, Default)]
+pub struct Devices {
+    pub disk: Option<DiskIo>,
+    pub tap: Option<Arc<Tap>>,
 }
 
 /// Outputs held until the backup acknowledges them, shared by the vCPU
@@ -28,9 +37,11 @@ pub enum Held {
 pub struct OutputGate<W> {
     state: Mutex<GateState<W>>,
     released: Condvar,
-    /// Console bytes released so far; the backup learns it with every batch
-    /// and heartbeat, and re-emits only what comes after it on takeover.
+    /// Console bytes and frames released so far; the backup learns them
+    /// with every batch and heartbeat, and re-emits only what comes after
+    /// them on takeover.
     released_bytes: AtomicU64,
+    released_frames: AtomicU64,
     /// Whether the primary holds its lease now.
     leased: Box<dyn Fn() -> bool + Send + Sync>,
 }
@@ -40,6 +51,7 @@ impl<W: std::fmt::Debug> std::fmt::Debug for OutputGate<W> {
         f.debug_struct("OutputGate")
             .field("state", &self.state)
             .field("released_bytes", &self.released_bytes)
+            .field("released_frames", &self.released_frames)
             .finish_non_exhaustive()
     }
 }
@@ -47,7 +59,7 @@ impl<W: std::fmt::Debug> std::fmt::Debug for OutputGate<W> {
 #[derive(Debug)]
 struct GateState<W> {
     out: W,
-    disk: Option<DiskIo>,
+    devices: Devices,
     held: VecDeque<(u64, Held)>,
     acked: u64,
     /// No backup: outputs go out at once.
@@ -58,19 +70,19 @@ struct GateState<W> {
 }
 
 impl<W: Write> OutputGate<W> {
-    /// A gate releasing console output into `out` and disk requests to
-    /// `disk`; while paired, only when `leased` says the primary holds its
-    /// lease.
+    /// A gate releasing console output into `out` and the rest to
+    /// `devices`; while paired, only when `leased` says the primary holds
+    /// its lease.
     pub fn new(
         out: W,
-        disk: Option<DiskIo>,
+        devices: Devices,
         solo: bool,
         leased: Box<dyn Fn() -> bool + Send + Sync>,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(GateState {
                 out,
-                disk,
+                devices,
                 held: VecDeque::new(),
                 acked: 0,
                 solo,
@@ -79,6 +91,7 @@ impl<W: Write> OutputGate<W> {
             }),
             released: Condvar::new(),
             released_bytes: AtomicU64::new(0),
+            released_frames: AtomicU64::new(0),
             leased,
         })
     }
@@ -107,6 +120,7 @@ impl<W: Write> OutputGate<W> {
     pub fn read(&self, request: DiskRequest) -> Result<(), SinkError> {
         let state = self.lock();
         state
+            .devices
             .disk
             .as_ref()
             .ok_or(SinkError::DiskGone)?
@@ -122,10 +136,18 @@ impl<W: Write> OutputGate<W> {
                 Ok(())
             }
             Held::Disk(request) => state
+                .devices
                 .disk
                 .as_ref()
                 .ok_or(SinkError::DiskGone)?
                 .submit(request),
+            Held::Frame(frame) => {
+                if let Some(tap) = &state.devices.tap {
+                    tap.send(&frame).map_err(SinkError::Net)?;
+                }
+                self.released_frames.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
         }
     }
 
@@ -171,8 +193,12 @@ impl<W: Write> OutputGate<W> {
         self.lock().held.back().map(|(exit, _)| *exit)
     }
 
-    pub fn released_bytes(&self) -> u64 {
-        self.released_bytes.load(Ordering::SeqCst)
+    /// How much output has been released.
+    pub fn released(&self) -> Released {
+        Released {
+            console: self.released_bytes.load(Ordering::SeqCst),
+            frames: self.released_frames.load(Ordering::SeqCst),
+        }
     }
 
     /// Waits until nothing is held, or `timeout` passes; true when empty.
@@ -212,6 +238,10 @@ impl<W: Write> OutputSink for GatedSink<W> {
         }
     }
 
+    fn net(&mut self, exit: u64, frame: Vec<u8>) -> Result<(), SinkError> {
+        self.0.hold(exit, Held::Frame(frame))
+    }
+
     fn flush(&mut self) -> Result<(), SinkError> {
         self.0.flush().map_err(SinkError::Console)
     }
@@ -224,7 +254,7 @@ mod tests {
     use super::*;
 
     fn always_leased() -> Arc<OutputGate<Vec<u8>>> {
-        OutputGate::new(Vec::new(), None, false, Box::new(|| true))
+        OutputGate::new(Vec::new(), Devices::default(), false, Box::new(|| true))
     }
 
     fn text(bytes: &[u8]) -> Held {
@@ -244,7 +274,7 @@ mod tests {
         assert_eq!(written(&gate), "");
         gate.ack(6).unwrap();
         assert_eq!(written(&gate), "a");
-        assert_eq!(gate.released_bytes(), 1);
+        assert_eq!(gate.released().console, 1);
         gate.ack(9).unwrap();
         assert_eq!(written(&gate), "abc");
         assert_eq!(gate.last_held_exit(), None);
@@ -270,7 +300,7 @@ mod tests {
         let leased = lease.clone();
         let gate = OutputGate::new(
             Vec::new(),
-            None,
+            Devices::default(),
             false,
             Box::new(move || leased.load(Ordering::SeqCst)),
         );
@@ -285,7 +315,7 @@ mod tests {
 
     #[test]
     fn going_solo_releases_everything_and_stops_holding() {
-        let gate = OutputGate::new(Vec::new(), None, false, Box::new(|| false));
+        let gate = OutputGate::new(Vec::new(), Devices::default(), false, Box::new(|| false));
         gate.hold(1, text(b"held ")).unwrap();
         assert!(!gate.drain(Duration::from_millis(10)));
         gate.go_solo().unwrap();

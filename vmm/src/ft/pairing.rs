@@ -94,6 +94,7 @@ mod tests {
             }],
             digest_interval: 100,
             disk: None,
+            net: None,
         }
     }
 

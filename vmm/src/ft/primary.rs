@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use ft_logging::channel::{FromBackup, LogSender, Lost};
+use ft_logging::channel::{FromBackup, LogSender, Lost, Released};
 use ft_logging::{
     Encoder, End, Event, EventSource, ExitDone, ExitQuery, Record, SourceError, StateDigest,
     Stream, StreamDigest,
@@ -175,6 +175,9 @@ struct Outbox {
     unacked: u64,
     sent_bytes: u64,
     sent_records: u64,
+    /// Bytes from outside the guest: received frames and disk reads, which
+    /// the log must carry whatever its encoding.
+    input_bytes: u64,
     console: StreamDigest,
 }
 
@@ -184,7 +187,7 @@ impl Outbox {
         self.pending_records += 1;
     }
 
-    fn send(&mut self, marker: u64, released: u64) {
+    fn send(&mut self, marker: u64, released: Released) {
         let records = std::mem::take(&mut self.pending);
         let bytes = records.len() as u64;
         self.sender.batch(records, marker, released);
@@ -249,6 +252,7 @@ impl<W: Write> PrimarySource<W> {
             unacked: 0,
             sent_bytes: 0,
             sent_records: 0,
+            input_bytes: 0,
             console: StreamDigest::default(),
         });
         Self {
@@ -280,6 +284,7 @@ impl<W: Write> PrimarySource<W> {
             output_wait_p99_us = micros(percentile(99)),
             log_bytes = outbox.sent_bytes,
             log_records = outbox.sent_records,
+            input_bytes = outbox.input_bytes,
             log_bytes_per_s = (outbox.sent_bytes as f64 / seconds) as u64,
             stalled_ms = self.stalled.as_millis(),
             "primary: pair summary"
@@ -315,7 +320,7 @@ impl<W: Write> PrimarySource<W> {
             || outbox.pending.len() >= BATCH_BYTES
             || (outbox.exits_since_batch >= BATCH_EXITS && !outbox.pending.is_empty());
         if due {
-            outbox.send(marker, self.gate.released_bytes());
+            outbox.send(marker, self.gate.released());
         }
     }
 
@@ -340,7 +345,7 @@ impl<W: Write> PrimarySource<W> {
             stalled_since.get_or_insert_with(Instant::now);
             // The backup can only catch up with what it has.
             if marker > outbox.marker || !outbox.pending.is_empty() {
-                outbox.send(marker, self.gate.released_bytes());
+                outbox.send(marker, self.gate.released());
             }
             if let Some(reason) = self.stop.requested() {
                 return Err(SourceError::Stopped(reason));
@@ -397,6 +402,11 @@ impl<W: Write> EventSource for PrimarySource<W> {
         if let Some(outbox) = &mut self.outbox {
             outbox.console = done.console;
             for event in done.events {
+                outbox.input_bytes += match event {
+                    Event::NetRx(frame) => frame.len() as u64,
+                    Event::DiskDone { data, .. } => data.len() as u64,
+                    _ => 0,
+                };
                 outbox.push(&Record::Event {
                     exit: done.exit,
                     signature: done.signature.value() as u32,
@@ -428,7 +438,7 @@ impl<W: Write> EventSource for PrimarySource<W> {
             return Ok(());
         };
         outbox.push(&Record::End(end.clone()));
-        outbox.send(end.exit, self.gate.released_bytes());
+        outbox.send(end.exit, self.gate.released());
         while self.status.mode() == PAIRED && self.status.acked.load(Ordering::SeqCst) < end.exit {
             if self.stop.requested().is_some() {
                 break;

@@ -19,7 +19,13 @@ pub enum HostInput {
     Fenced(String),
     /// A disk request completed (an [`Event::DiskDone`]).
     Disk(Event),
+    /// A frame arrived on the TAP device.
+    Frame(Vec<u8>),
 }
+
+/// Frames that may wait for the guest's receive buffers; more are dropped,
+/// as a NIC's ring overflows.
+const MAX_QUEUED_FRAMES: usize = 512;
 
 /// Events from the host: its monotonic clock and stdin. Serial input waits
 /// in a backlog and enters the UART's FIFO at an exit when it has room.
@@ -31,6 +37,9 @@ pub struct LiveSource {
     backlog: VecDeque<u8>,
     /// Disk completions, applied at the next exit.
     completions: Vec<Event>,
+    /// Frames waiting for receive buffers.
+    frames: VecDeque<Vec<u8>>,
+    dropped_frames: u64,
     serial_open: bool,
     fenced: Option<String>,
     /// Virtual time never goes back, whatever the host clock does.
@@ -46,6 +55,8 @@ impl LiveSource {
             clock,
             backlog: VecDeque::new(),
             completions: Vec::new(),
+            frames: VecDeque::new(),
+            dropped_frames: 0,
             serial_open: true,
             fenced: None,
             last_ns,
@@ -59,6 +70,18 @@ impl LiveSource {
             HostInput::Wake => {}
             HostInput::Fenced(reason) => self.fenced = Some(reason),
             HostInput::Disk(done) => self.completions.push(done),
+            HostInput::Frame(frame) if self.frames.len() < MAX_QUEUED_FRAMES => {
+                self.frames.push_back(frame);
+            }
+            HostInput::Frame(_) => {
+                self.dropped_frames += 1;
+                if self.dropped_frames.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = self.dropped_frames,
+                        "the guest takes frames slower than they arrive; dropping"
+                    );
+                }
+            }
         }
     }
 
@@ -77,7 +100,10 @@ impl LiveSource {
     fn wait(&mut self, query: &ExitQuery) -> Result<(), SourceError> {
         loop {
             self.check_stop()?;
-            if (query.serial_room > 0 && !self.backlog.is_empty()) || !self.completions.is_empty() {
+            if (query.serial_room > 0 && !self.backlog.is_empty())
+                || (query.net_rx_room > 0 && !self.frames.is_empty())
+                || !self.completions.is_empty()
+            {
                 return Ok(());
             }
             let message = match query.timer_deadline_ns {
@@ -92,7 +118,8 @@ impl LiveSource {
                         Err(RecvTimeoutError::Disconnected) => return Err(SourceError::Deadlock),
                     }
                 }
-                None if !self.serial_open && !query.io_pending => {
+                // Posted receive buffers wait for frames that may come.
+                None if !self.serial_open && !query.io_pending && query.net_rx_room == 0 => {
                     return Err(SourceError::Deadlock);
                 }
                 None => self.input.recv().map_err(|_| SourceError::Deadlock)?,
@@ -140,6 +167,8 @@ impl EventSource for LiveSource {
             events.push(Event::SerialIn(self.backlog.drain(..n).collect()));
         }
         events.append(&mut self.completions);
+        let n = query.net_rx_room.min(self.frames.len());
+        events.extend(self.frames.drain(..n).map(Event::NetRx));
         Ok(())
     }
 

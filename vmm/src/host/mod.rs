@@ -9,6 +9,7 @@ mod host_sink;
 mod live_source;
 mod stdout_sink;
 mod stop;
+mod tap;
 
 pub use clock::VirtualClock;
 pub use console::{TerminalGuard, spawn_stdin_reader};
@@ -17,3 +18,4 @@ pub use host_sink::HostSink;
 pub use live_source::{HostInput, LiveSource};
 pub use stdout_sink::StdoutSink;
 pub use stop::{StopSignal, VcpuKicker, watch_signals};
+pub use tap::{Tap, TapError, rarp};

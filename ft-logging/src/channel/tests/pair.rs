@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::support::{PATIENCE, batches, config, next_batch, pair, records, recv, recv_until};
+use super::support::{
+    PATIENCE, batches, config, next_batch, pair, progress, records, recv, recv_until,
+};
 use crate::channel::{FromBackup, FromPrimary};
 
 /// Everything a receiver yields until its link's threads have ended.
@@ -30,15 +32,15 @@ fn batches_arrive_in_order_and_whole() {
     let sent = records(20_000);
     let batches = batches(&sent, 1_500);
     for (i, (bytes, through_exit)) in batches.iter().enumerate() {
-        sender.batch(bytes.clone(), *through_exit, i as u64 * 10);
+        sender.batch(bytes.clone(), *through_exit, progress(i as u64 * 10));
     }
     let mut received = Vec::new();
     for (i, chunk) in sent.chunks(1_500).enumerate() {
-        let (records, through_exit, released_console) = next_batch(&from_primary);
+        let (records, through_exit, released) = next_batch(&from_primary);
         // Batch boundaries and markers are kept too.
         assert_eq!(records, chunk, "batch {i}");
         assert_eq!(through_exit, chunk.last().unwrap().exit());
-        assert_eq!(released_console, i as u64 * 10);
+        assert_eq!(released, progress(i as u64 * 10));
         received.extend(records);
     }
     assert_eq!(received, sent);
@@ -53,7 +55,7 @@ fn the_backup_acknowledges_through_exit() {
     let batches = batches(&sent, 50);
     let last = sent.last().unwrap().exit();
     for (bytes, through_exit) in batches {
-        sender.batch(bytes, through_exit, 0);
+        sender.batch(bytes, through_exit, progress(0));
     }
     let mut acked = 0;
     recv_until(&from_backup, |message| match message {
@@ -105,23 +107,23 @@ fn heartbeats_carry_the_markers() {
     // After a batch, heartbeats repeat its marker.
     let sent = records(10);
     let (bytes, through_exit) = batches(&sent, 10).remove(0);
-    sender.batch(bytes, through_exit, 33);
+    sender.batch(bytes, through_exit, progress(33));
     assert_eq!(next_batch(&from_primary).1, through_exit);
     let heartbeat = recv(&from_primary);
     assert_eq!(
         heartbeat,
         FromPrimary::Heartbeat {
             through_exit,
-            released_console: 33
+            released: progress(33)
         }
     );
     // A new marker without a batch.
-    sender.heartbeat_state(1_000, 44);
+    sender.heartbeat_state(1_000, progress(44));
     recv_until(&from_primary, |message| match message {
         FromPrimary::Heartbeat {
             through_exit: 1_000,
-            released_console: 44,
-        } => Some(()),
+            released,
+        } if released == progress(44) => Some(()),
         // Until the marker has gone through the queue, the batch's.
         FromPrimary::Heartbeat {
             through_exit: t, ..
@@ -143,7 +145,7 @@ fn goodbye_ends_the_link_without_a_loss() {
     let from_primary = backup.from_primary();
     let sent = records(100);
     for (bytes, through_exit) in batches(&sent, 30) {
-        sender.batch(bytes, through_exit, 0);
+        sender.batch(bytes, through_exit, progress(0));
     }
     primary.close();
 

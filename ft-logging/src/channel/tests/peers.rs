@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::support::{
     Accepted, PATIENCE, batches, capture_logs, config, hello, listen, listen_checking, next_batch,
-    noise, one_warning, records, warnings,
+    noise, one_warning, progress, records, warnings,
 };
 use crate::channel::handshake::{HELLO_LEN, MAGIC, ROLE_AT, VERSION};
 use crate::channel::{ChannelError, FromBackup, HANDSHAKE_TIMEOUT, connect};
@@ -122,7 +122,7 @@ fn a_silent_client_times_out_and_holds_nobody_up() {
     // The pair did not notice.
     let sent = records(5);
     let (bytes, through_exit) = batches(&sent, 5).remove(0);
-    primary.sender().batch(bytes, through_exit, 0);
+    primary.sender().batch(bytes, through_exit, progress(0));
     assert_eq!(next_batch(&backup.from_primary()).0, sent);
 }
 
@@ -164,7 +164,7 @@ fn once_paired_the_listener_refuses_others_and_the_pair_goes_on() {
 
     let sent = records(20);
     let (bytes, through_exit) = batches(&sent, 20).remove(0);
-    primary.sender().batch(bytes, through_exit, 0);
+    primary.sender().batch(bytes, through_exit, progress(0));
     assert_eq!(next_batch(&backup.from_primary()).0, sent);
     let heard: Vec<_> = primary.from_backup().try_iter().collect();
     assert!(

@@ -12,7 +12,7 @@ use hmac::Mac as _;
 use crate::channel::frame::{MAC_LEN, Mac};
 use crate::channel::{
     AuthKey, BackupLink, BackupListener, ChannelConfig, ChannelError, FromBackup, FromPrimary,
-    Lost, PrimaryHello, PrimaryLink, connect,
+    Lost, PrimaryHello, PrimaryLink, Released, connect,
 };
 use crate::{CpuidLeaf, Encoder, Event, Header, Record, StateDigest, Stream, StreamDigest};
 
@@ -65,6 +65,7 @@ pub(super) fn hello() -> PrimaryHello {
             }],
             digest_interval: 1000,
             disk: None,
+            net: None,
         },
         generation: 4,
     }
@@ -145,13 +146,21 @@ pub(super) fn primary_loses(primary: &PrimaryLink) -> (Lost, Instant) {
 }
 
 /// The records of the next batch, skipping heartbeats.
-pub(super) fn next_batch(from: &Receiver<FromPrimary>) -> (Vec<Record>, u64, u64) {
+/// Release counts that differ between the streams, so that a mix-up shows.
+pub(super) fn progress(console: u64) -> Released {
+    Released {
+        console,
+        frames: console * 3 + 1,
+    }
+}
+
+pub(super) fn next_batch(from: &Receiver<FromPrimary>) -> (Vec<Record>, u64, Released) {
     recv_until(from, |message| match message {
         FromPrimary::Batch {
             records,
             through_exit,
-            released_console,
-        } => Some((records, through_exit, released_console)),
+            released,
+        } => Some((records, through_exit, released)),
         FromPrimary::Heartbeat { .. } => None,
         other => panic!("{other:?}"),
     })

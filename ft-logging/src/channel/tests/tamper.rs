@@ -6,8 +6,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::proxy::{Filter, Proxy, Unit, Verdict, forward, proxied_pair};
 use super::support::{
-    PATIENCE, batches, capture_logs, config, hello, listen, one_warning, primary_loses, records,
-    recv_until,
+    PATIENCE, batches, capture_logs, config, hello, listen, one_warning, primary_loses, progress,
+    records, recv_until,
 };
 use crate::Record;
 use crate::channel::{ChannelError, FromBackup, FromPrimary, Lost, PrimaryLink, connect};
@@ -37,7 +37,7 @@ fn on_batch(n: usize, mut act: impl FnMut(&mut Vec<u8>) -> Verdict + Send + 'sta
 fn send_three(primary: &PrimaryLink) -> Vec<Vec<Record>> {
     let sent = records(30);
     for (bytes, through_exit) in batches(&sent, 10) {
-        primary.sender().batch(bytes, through_exit, 0);
+        primary.sender().batch(bytes, through_exit, progress(0));
     }
     sent.chunks(10).map(<[Record]>::to_vec).collect()
 }
@@ -199,10 +199,10 @@ fn an_authentic_batch_that_ends_inside_a_record_delivers_none_of_it() {
     let sent = records(20);
     let mut whole = batches(&sent, 10).into_iter();
     let (first, through_exit) = whole.next().unwrap();
-    primary.sender().batch(first, through_exit, 0);
+    primary.sender().batch(first, through_exit, progress(0));
     let (mut cut, through_exit) = whole.next().unwrap();
     cut.pop();
-    primary.sender().batch(cut, through_exit, 0);
+    primary.sender().batch(cut, through_exit, progress(0));
     let (delivered, lost) = delivered_then_lost(&backup.from_primary());
     assert_eq!(delivered, [sent[..10].to_vec()]);
     assert!(

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::support::{key, other_key, raw_frame, socket_pair};
+use super::support::{key, other_key, progress, raw_frame, socket_pair};
 use crate::channel::HANDSHAKE_TIMEOUT;
 use crate::channel::frame::{FrameError, FrameReader, FrameWriter, MAC_LEN};
 use crate::channel::link::LinkState;
@@ -38,20 +38,20 @@ fn to_backup_messages() -> Vec<ToBackup> {
         },
         ToBackup::Batch {
             through_exit: 1 << 40,
-            released_console: 77,
+            released: progress(77),
             sent_ns: 1 << 50,
             records: (0..=255).collect(),
         },
         // An empty batch still carries its marker.
         ToBackup::Batch {
             through_exit: 3,
-            released_console: 4,
+            released: progress(4),
             sent_ns: 8,
             records: Vec::new(),
         },
         ToBackup::Heartbeat {
             through_exit: u64::MAX,
-            released_console: 5,
+            released: progress(5),
             sent_ns: 9,
         },
         ToBackup::Goodbye,
@@ -109,7 +109,7 @@ fn frames_have_the_documented_layout() {
     let mut frames = writer(near);
     let batch = ToBackup::Batch {
         through_exit: 5,
-        released_console: 6,
+        released: progress(6),
         sent_ns: 7,
         records: b"records".to_vec(),
     };
@@ -121,6 +121,7 @@ fn frames_have_the_documented_layout() {
 
     let mut payload = 5u64.to_le_bytes().to_vec();
     payload.extend_from_slice(&6u64.to_le_bytes());
+    payload.extend_from_slice(&19u64.to_le_bytes()); // frames released
     payload.extend_from_slice(&7u64.to_le_bytes());
     payload.extend_from_slice(b"records");
     let mut expected = raw_frame(&key().mac(), 0x04, 0, &[]);
@@ -132,7 +133,7 @@ fn frames_have_the_documented_layout() {
 fn a_clean_end_between_frames_is_closed_and_inside_one_truncated() {
     let (near, far) = socket_pair();
     let mut input = reader::<ToBackup>(far);
-    let frame = raw_frame(&key().mac(), PRIMARY_HEARTBEAT, 0, &[0; 24]);
+    let frame = raw_frame(&key().mac(), PRIMARY_HEARTBEAT, 0, &[0; 32]);
     (&near).write_all(&frame).unwrap();
     (&near).write_all(&frame[..frame.len() - 1]).unwrap();
     near.shutdown(std::net::Shutdown::Write).unwrap();
@@ -168,8 +169,8 @@ fn prefix(length: u32, kind: u8, sequence: u64) -> Vec<u8> {
 #[test]
 fn an_oversized_length_is_refused_at_once() {
     for (kind, length, limit) in [
-        (BATCH, u32::MAX, 24 + crate::channel::MAX_BATCH),
-        (PRIMARY_HEARTBEAT, (OVERHEAD + 25) as u32, 24),
+        (BATCH, u32::MAX, 32 + crate::channel::MAX_BATCH),
+        (PRIMARY_HEARTBEAT, (OVERHEAD + 33) as u32, 32),
     ] {
         let (result, took) = read_raw::<ToBackup>(&prefix(length, kind, 0));
         match result {

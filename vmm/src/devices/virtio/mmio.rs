@@ -84,6 +84,11 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         &self.device
     }
 
+    /// Looks at the device's queues without changing them.
+    pub fn inspect<T>(&self, look: impl FnOnce(&D, &[Queue], &GuestMemoryMmap) -> T) -> T {
+        look(&self.device, &self.queues, &self.memory)
+    }
+
     /// The interrupt line: high while the driver has not acknowledged an
     /// interrupt.
     pub fn irq(&self) -> bool {

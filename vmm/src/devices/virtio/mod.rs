@@ -4,8 +4,13 @@
 //! which the devices read and write on the vCPU thread at exits only.
 
 pub mod block;
+mod bus;
 mod mmio;
+pub mod net;
+#[cfg(test)]
+mod test_driver;
 
+pub use bus::VirtioBus;
 pub use mmio::{VirtioDevice, VirtioMmio};
 
 use crate::boot::layout::MMIO_START;

@@ -7,83 +7,28 @@ use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
 };
 use virtio_bindings::virtio_mmio::*;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
-use super::super::VirtioMmio;
+use super::super::test_driver::{Driver, NEXT, QUEUE, RAM, WRITE};
 use super::Block;
 use crate::platform::Effect;
 
-const RAM: usize = 1 << 20;
 const DESC: u64 = 0x1000;
 const AVAIL: u64 = 0x2000;
 const USED: u64 = 0x3000;
-const QUEUE: u16 = 16;
 const HEADER: u64 = 0x8000;
 const DATA: u64 = 0x9000;
 const STATUS: u64 = 0xf000;
-const NEXT: u16 = 1;
-const WRITE: u16 = 2;
 
-struct Driver {
-    memory: GuestMemoryMmap,
-    device: VirtioMmio<Block>,
-    next_desc: u16,
-    avail_idx: u16,
+fn block_driver(read_only: bool) -> Driver<Block> {
+    let block = Block::new(DiskInfo {
+        sectors: 64,
+        read_only,
+    });
+    Driver::new(block, &[(DESC, AVAIL, USED)])
 }
 
-impl Driver {
-    fn new(read_only: bool) -> Self {
-        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM)]).unwrap();
-        let block = Block::new(DiskInfo {
-            sectors: 64,
-            read_only,
-        });
-        let mut driver = Self {
-            device: VirtioMmio::new(block, memory.clone()),
-            memory,
-            next_desc: 0,
-            avail_idx: 0,
-        };
-        driver.set_up(DESC, AVAIL, USED);
-        driver
-    }
-
-    fn read(&mut self, register: u32) -> u32 {
-        let mut data = [0; 4];
-        self.device.read(u64::from(register), &mut data);
-        u32::from_le_bytes(data)
-    }
-
-    fn write(&mut self, register: u32, value: u32) -> Vec<Effect> {
-        let mut effects = Vec::new();
-        self.device
-            .write(u64::from(register), &value.to_le_bytes(), &mut effects);
-        effects
-    }
-
-    fn set_up(&mut self, desc: u64, avail: u64, used: u64) {
-        self.write(VIRTIO_MMIO_STATUS, 0);
-        self.write(VIRTIO_MMIO_STATUS, 1 | 2);
-        self.write(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-        self.write(VIRTIO_MMIO_DRIVER_FEATURES, 1); // VERSION_1
-        self.write(VIRTIO_MMIO_STATUS, 1 | 2 | 8);
-        assert_eq!(self.read(VIRTIO_MMIO_STATUS) & 8, 8, "FEATURES_OK");
-        self.write(VIRTIO_MMIO_QUEUE_SEL, 0);
-        self.write(VIRTIO_MMIO_QUEUE_NUM, u32::from(QUEUE));
-        for (low, addr) in [
-            (VIRTIO_MMIO_QUEUE_DESC_LOW, desc),
-            (VIRTIO_MMIO_QUEUE_AVAIL_LOW, avail),
-            (VIRTIO_MMIO_QUEUE_USED_LOW, used),
-        ] {
-            self.write(low, addr as u32);
-            self.write(low + 4, (addr >> 32) as u32);
-        }
-        self.write(VIRTIO_MMIO_QUEUE_READY, 1);
-        self.write(VIRTIO_MMIO_STATUS, 1 | 2 | 8 | 4);
-        self.next_desc = 0;
-        self.avail_idx = 0;
-    }
-
+impl Driver<Block> {
     fn header(&self, kind: u32, sector: u64) {
         self.memory
             .write_obj(kind.to_le(), GuestAddress(HEADER))
@@ -94,60 +39,13 @@ impl Driver {
         self.memory.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
     }
 
-    /// Writes descriptor `index`.
-    fn descriptor(&self, index: u16, (addr, len, flags): (u64, u32, u16), next: u16) {
-        let at = DESC + 16 * u64::from(index);
-        self.memory.write_obj(addr, GuestAddress(at)).unwrap();
-        self.memory.write_obj(len, GuestAddress(at + 8)).unwrap();
-        self.memory.write_obj(flags, GuestAddress(at + 12)).unwrap();
-        self.memory.write_obj(next, GuestAddress(at + 14)).unwrap();
-    }
-
-    /// Puts a chain of (addr, len, flags) descriptors, linked in order, and
-    /// offers its head (or `head`) on the available ring.
-    fn offer(&mut self, chain: &[(u64, u32, u16)], head: Option<u16>) -> Vec<Effect> {
-        let first = self.next_desc;
-        for (i, &(addr, len, flags)) in chain.iter().enumerate() {
-            let index = first + i as u16;
-            let flags = if i + 1 == chain.len() {
-                flags
-            } else {
-                flags | NEXT
-            };
-            self.descriptor(index, (addr, len, flags), index + 1);
-        }
-        self.next_desc += chain.len() as u16;
-        let slot = AVAIL + 4 + 2 * u64::from(self.avail_idx % QUEUE);
-        self.memory
-            .write_obj(head.unwrap_or(first), GuestAddress(slot))
-            .unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.memory
-            .write_obj(self.avail_idx, GuestAddress(AVAIL + 2))
-            .unwrap();
-        self.write(VIRTIO_MMIO_QUEUE_NOTIFY, 0)
-    }
-
     /// A well-formed request: header, data buffers, status.
     fn request(&mut self, kind: u32, sector: u64, data: &[(u64, u32, u16)]) -> Vec<Effect> {
         self.header(kind, sector);
         let mut chain = vec![(HEADER, 16, 0)];
         chain.extend_from_slice(data);
         chain.push((STATUS, 1, WRITE));
-        self.offer(&chain, None)
-    }
-
-    fn used(&self) -> Vec<(u32, u32)> {
-        let idx: u16 = self.memory.read_obj(GuestAddress(USED + 2)).unwrap();
-        (0..idx)
-            .map(|i| {
-                let at = USED + 4 + 8 * u64::from(i % QUEUE);
-                (
-                    self.memory.read_obj(GuestAddress(at)).unwrap(),
-                    self.memory.read_obj(GuestAddress(at + 4)).unwrap(),
-                )
-            })
-            .collect()
+        self.offer(0, &chain, None)
     }
 
     fn status(&self) -> u8 {
@@ -173,7 +71,7 @@ fn disk(effects: &[Effect]) -> Vec<DiskRequest> {
 
 #[test]
 fn the_transport_identifies_a_version_2_block_device_with_its_capacity() {
-    let mut driver = Driver::new(false);
+    let mut driver = block_driver(false);
     assert_eq!(driver.read(VIRTIO_MMIO_MAGIC_VALUE), 0x7472_6976);
     assert_eq!(driver.read(VIRTIO_MMIO_VERSION), 2);
     assert_eq!(driver.read(VIRTIO_MMIO_DEVICE_ID), 2);
@@ -184,13 +82,13 @@ fn the_transport_identifies_a_version_2_block_device_with_its_capacity() {
     assert_eq!(driver.read(VIRTIO_MMIO_DEVICE_FEATURES), 1, "VERSION_1");
     driver.write(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
     assert_eq!(driver.read(VIRTIO_MMIO_DEVICE_FEATURES), 1 << 9, "FLUSH");
-    let read_only = Driver::new(true).read(VIRTIO_MMIO_DEVICE_FEATURES);
+    let read_only = block_driver(true).read(VIRTIO_MMIO_DEVICE_FEATURES);
     assert_eq!(read_only, (1 << 9) | (1 << 5), "FLUSH and RO");
 }
 
 #[test]
 fn a_legacy_driver_does_not_get_features_ok() {
-    let mut driver = Driver::new(false);
+    let mut driver = block_driver(false);
     driver.write(VIRTIO_MMIO_STATUS, 0);
     driver.write(VIRTIO_MMIO_STATUS, 1 | 2);
     driver.write(VIRTIO_MMIO_STATUS, 1 | 2 | 8);
@@ -199,7 +97,7 @@ fn a_legacy_driver_does_not_get_features_ok() {
 
 #[test]
 fn a_read_goes_to_the_host_and_its_completion_fills_the_buffers() {
-    let mut driver = Driver::new(false);
+    let mut driver = block_driver(false);
     let effects = driver.request(
         VIRTIO_BLK_T_IN,
         3,
@@ -215,10 +113,10 @@ fn a_read_goes_to_the_host_and_its_completion_fills_the_buffers() {
             }
         }]
     );
-    assert!(!driver.device.irq() && driver.used().is_empty(), "not yet");
+    assert!(!driver.device.irq() && driver.used(0).is_empty(), "not yet");
     let data: Vec<u8> = (0..1024).map(|i| i as u8).collect();
     driver.complete(0, STATUS_OK, &data);
-    assert_eq!(driver.used(), vec![(0, 1025)]);
+    assert_eq!(driver.used(0), vec![(0, 1025)]);
     assert_eq!(driver.status(), STATUS_OK);
     let mut second = [0; 512];
     driver
@@ -234,16 +132,16 @@ fn a_read_goes_to_the_host_and_its_completion_fills_the_buffers() {
 
 #[test]
 fn a_read_completing_with_the_wrong_length_is_an_io_error() {
-    let mut driver = Driver::new(false);
+    let mut driver = block_driver(false);
     driver.request(VIRTIO_BLK_T_IN, 0, &[(DATA, 512, WRITE)]);
     driver.complete(0, STATUS_OK, &[1; 100]);
     assert_eq!(driver.status(), STATUS_IOERR);
-    assert_eq!(driver.used(), vec![(0, 1)]);
+    assert_eq!(driver.used(0), vec![(0, 1)]);
 }
 
 #[test]
 fn writes_and_flushes_go_to_the_host_with_their_data() {
-    let mut driver = Driver::new(false);
+    let mut driver = block_driver(false);
     driver
         .memory
         .write_slice(&[0xab; 512], GuestAddress(DATA))
@@ -269,16 +167,16 @@ fn writes_and_flushes_go_to_the_host_with_their_data() {
     );
     driver.complete(1, STATUS_OK, &[]);
     driver.complete(0, STATUS_OK, &[]);
-    assert_eq!(driver.used(), vec![(3, 1), (0, 1)], "in completion order");
+    assert_eq!(driver.used(0), vec![(3, 1), (0, 1)], "in completion order");
 }
 
 #[test]
 fn a_read_only_disk_fails_writes_at_once_and_never_asks_the_host() {
-    let mut driver = Driver::new(true);
+    let mut driver = block_driver(true);
     let effects = driver.request(VIRTIO_BLK_T_OUT, 0, &[(DATA, 512, 0)]);
     assert!(disk(&effects).is_empty());
     assert_eq!(driver.status(), STATUS_IOERR);
-    assert_eq!(driver.used(), vec![(0, 1)]);
+    assert_eq!(driver.used(0), vec![(0, 1)]);
     assert!(driver.device.irq());
     let effects = driver.request(VIRTIO_BLK_T_FLUSH, 0, &[]);
     assert!(disk(&effects).is_empty());
@@ -287,7 +185,7 @@ fn a_read_only_disk_fails_writes_at_once_and_never_asks_the_host() {
 
 #[test]
 fn get_id_and_unknown_requests_are_answered_by_the_device() {
-    let mut driver = Driver::new(false);
+    let mut driver = block_driver(false);
     let effects = driver.request(VIRTIO_BLK_T_GET_ID, 0, &[(DATA, 20, WRITE)]);
     assert!(disk(&effects).is_empty());
     let mut id = [0; 20];
@@ -299,7 +197,7 @@ fn get_id_and_unknown_requests_are_answered_by_the_device() {
     assert_eq!(driver.status(), STATUS_OK);
     driver.request(99, 0, &[]);
     assert_eq!(driver.status(), STATUS_UNSUPP);
-    assert_eq!(driver.used(), vec![(0, 21), (3, 1)]);
+    assert_eq!(driver.used(0), vec![(0, 21), (3, 1)]);
 }
 
 #[test]
@@ -340,11 +238,11 @@ fn malformed_requests_are_refused_and_the_device_goes_on() {
         ),
     ];
     for (name, buffer, kind, sector) in cases {
-        let mut driver = Driver::new(false);
+        let mut driver = block_driver(false);
         let effects = driver.request(kind, sector, &[buffer]);
         assert!(disk(&effects).is_empty(), "{name}");
         assert_eq!(driver.status(), STATUS_IOERR, "{name}");
-        assert_eq!(driver.used().len(), 1, "{name}");
+        assert_eq!(driver.used(0).len(), 1, "{name}");
         // The device still serves a good request.
         let effects = driver.request(VIRTIO_BLK_T_IN, 0, &[(DATA, 512, WRITE)]);
         assert_eq!(disk(&effects).len(), 1, "{name}: recovery");
@@ -353,14 +251,14 @@ fn malformed_requests_are_refused_and_the_device_goes_on() {
 
 #[test]
 fn chains_without_a_usable_shape_are_returned_or_ignored() {
-    let mut driver = Driver::new(false);
+    let mut driver = block_driver(false);
     // Over 4 GiB in all: virtio-queue ends the chain before the buffer, so
     // it has no status byte and is returned unanswered.
     let effects = driver.request(VIRTIO_BLK_T_IN, 0, &[(DATA, u32::MAX, WRITE)]);
     assert!(disk(&effects).is_empty());
     assert_eq!(driver.status(), 0xff, "untouched");
-    assert_eq!(driver.used(), vec![(0, 0)]);
-    driver.set_up(DESC, AVAIL, USED);
+    assert_eq!(driver.used(0), vec![(0, 0)]);
+    driver.set_up(&[(DESC, AVAIL, USED)]);
     driver
         .memory
         .write_obj(0u16, GuestAddress(USED + 2))
@@ -368,54 +266,37 @@ fn chains_without_a_usable_shape_are_returned_or_ignored() {
     // A device-writable header.
     driver.header(VIRTIO_BLK_T_IN, 0);
     driver.offer(
+        0,
         &[(HEADER, 16, WRITE), (DATA, 512, WRITE), (STATUS, 1, WRITE)],
         None,
     );
     assert_eq!(driver.status(), STATUS_IOERR);
     // No status descriptor: returned with nothing written.
-    driver.offer(&[(HEADER, 16, 0)], None);
+    driver.offer(0, &[(HEADER, 16, 0)], None);
     // A head index outside the queue: nothing to return it by.
-    let effects = driver.offer(&[], Some(QUEUE + 3));
+    let effects = driver.offer(0, &[], Some(QUEUE + 3));
     assert!(disk(&effects).is_empty());
-    assert_eq!(driver.used(), vec![(0, 1), (3, 0)]);
+    assert_eq!(driver.used(0), vec![(0, 1), (3, 0)]);
     // A chain whose `next` loops back to itself is cut at the queue size.
-    let head = driver.next_desc;
-    driver.descriptor(head, (DATA, 512, NEXT | WRITE), head);
-    driver.next_desc += 1;
-    let effects = driver.offer(&[], Some(head));
+    let head = driver.claim_descriptor(0);
+    driver.descriptor(0, head, (DATA, 512, NEXT | WRITE), head);
+    let effects = driver.offer(0, &[], Some(head));
     assert!(disk(&effects).is_empty());
-    assert_eq!(driver.used().len(), 3, "returned as malformed");
+    assert_eq!(driver.used(0).len(), 3, "returned as malformed");
     // Far more heads offered than the queue holds: ignored.
-    let far = driver.avail_idx.wrapping_add(100);
-    driver
-        .memory
-        .write_obj(far, GuestAddress(AVAIL + 2))
-        .unwrap();
+    driver.jump_avail_index(0, 100);
     let effects = driver.write(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
     assert!(disk(&effects).is_empty());
-    assert_eq!(driver.used().len(), 3);
+    assert_eq!(driver.used(0).len(), 3);
     // A reset and a fresh setup bring it back.
-    driver.set_up(DESC, AVAIL + 0x4000, USED + 0x4000);
-    let good = [(HEADER, 16, 0), (DATA, 512, WRITE), (STATUS, 1, WRITE)];
-    for (i, &d) in good.iter().enumerate() {
-        let flags = if i < 2 { d.2 | NEXT } else { d.2 };
-        driver.descriptor(i as u16, (d.0, d.1, flags), i as u16 + 1);
-    }
-    driver
-        .memory
-        .write_obj(0u16, GuestAddress(AVAIL + 0x4004))
-        .unwrap();
-    driver
-        .memory
-        .write_obj(1u16, GuestAddress(AVAIL + 0x4002))
-        .unwrap();
-    let effects = driver.write(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    driver.set_up(&[(DESC, AVAIL + 0x4000, USED + 0x4000)]);
+    let effects = driver.request(VIRTIO_BLK_T_IN, 0, &[(DATA, 512, WRITE)]);
     assert_eq!(disk(&effects).len(), 1, "works again after a reset");
 }
 
 #[test]
 fn rings_outside_ram_keep_the_queue_off() {
-    let mut driver = Driver::new(false);
+    let mut driver = block_driver(false);
     driver.write(VIRTIO_MMIO_STATUS, 0);
     driver.write(VIRTIO_MMIO_QUEUE_SEL, 0);
     driver.write(VIRTIO_MMIO_QUEUE_NUM, 16);
@@ -429,15 +310,15 @@ fn rings_outside_ram_keep_the_queue_off() {
 
 #[test]
 fn a_completion_after_a_reset_is_dropped() {
-    let mut driver = Driver::new(false);
+    let mut driver = block_driver(false);
     driver.request(VIRTIO_BLK_T_IN, 0, &[(DATA, 512, WRITE)]);
     driver
         .memory
         .write_obj(0u16, GuestAddress(AVAIL + 2))
         .unwrap();
-    driver.set_up(DESC, AVAIL, USED);
+    driver.set_up(&[(DESC, AVAIL, USED)]);
     driver.complete(0, STATUS_OK, &[0; 512]);
-    assert!(driver.used().is_empty());
+    assert!(driver.used(0).is_empty());
     assert!(!driver.device.irq());
     // New requests get new numbers.
     let effects = driver.request(VIRTIO_BLK_T_IN, 0, &[(DATA, 512, WRITE)]);

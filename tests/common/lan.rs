@@ -1,0 +1,117 @@
+//! The guest's LAN made by `scripts/two-hosts.sh`: real clients (redis-cli,
+//! nc, and this test's own TCP connections) in the client namespace talk to
+//! `kvstore` in a host namespace.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::thread;
+use std::time::Duration;
+
+/// The guest's address on the LAN, and its Redis port.
+pub const GUEST: &str = "10.0.0.2";
+pub const REDIS: &str = "10.0.0.2:6379";
+
+/// The options that give `kvstore` its disk and network on a host.
+pub fn kvstore(disk: &Path) -> Vec<String> {
+    [
+        "--kernel",
+        "kvstore",
+        "--disk",
+        disk.to_str().unwrap(),
+        "--net",
+        "tap=ftvm0",
+        "--cmdline",
+        "ip=10.0.0.2/24",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A zeroed disk image for kvstore's log.
+pub fn fresh_disk(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("kv.img");
+    std::fs::write(&path, vec![0u8; 4 << 20]).unwrap();
+    path
+}
+
+/// Runs a client program in network namespace `namespace`.
+pub fn client(namespace: &str, program: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", namespace, program])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the client");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `redis-cli -h GUEST ARGS` in `namespace`, its stdout.
+pub fn redis_cli(namespace: &str, args: &[&str]) -> String {
+    let mut all = vec!["-h", GUEST];
+    all.extend_from_slice(args);
+    let out = client(namespace, "redis-cli", &all, b"");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A TCP connection to the guest made from inside `namespace`: the
+/// socket belongs to the namespace of the thread that creates it.
+pub fn connect_in(namespace: &str, address: &str) -> TcpStream {
+    let netns = File::open(format!("/var/run/netns/{namespace}")).expect("the namespace exists");
+    let address = address.to_owned();
+    thread::spawn(move || {
+        // SAFETY: moves only this short-lived thread into the namespace.
+        let ret = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
+        TcpStream::connect(address).expect("connect to the guest")
+    })
+    .join()
+    .unwrap()
+}
+
+/// A RESP connection issuing inline commands and reading one-line replies.
+pub struct Connection {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Connection {
+    pub fn open(namespace: &str, timeout: Duration) -> Self {
+        let stream = connect_in(namespace, REDIS);
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        Self {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Sends `command` and returns its reply's first line (a bulk reply's
+    /// value is read too and returned after a newline).
+    pub fn call(&mut self, command: &str) -> std::io::Result<String> {
+        self.writer.write_all(format!("{command}\r\n").as_bytes())?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(len) = line
+            .strip_prefix('$')
+            .and_then(|l| l.trim_end().parse::<usize>().ok())
+        {
+            let mut value = vec![0u8; len + 2];
+            self.reader.read_exact(&mut value)?;
+            line.push_str(&String::from_utf8_lossy(&value[..len]));
+        }
+        Ok(line.trim_end().to_owned())
+    }
+
+    pub fn close(self) {
+        let _ = self.writer.shutdown(Shutdown::Both);
+    }
+}

@@ -1,0 +1,172 @@
+//! `kvstore` on the virtio network card and disk, under `ftvm run`, with
+//! real clients: redis-cli, nc and plain TCP connections from the client
+//! namespace of `scripts/two-hosts.sh`.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::TIMEOUT;
+use common::hosts::Hosts;
+use common::lan::{Connection, GUEST, client, fresh_disk, kvstore, redis_cli};
+use common::pair::{Side, host_name, serial};
+
+/// `kvstore` under `ftvm run` on host a, once it listens.
+fn serving(hosts: &Hosts, extra: &[&str], disk: &std::path::Path) -> Side {
+    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    args.extend(kvstore(disk));
+    let side = Side::start_in(&hosts.namespace('a'), &args);
+    assert!(
+        side.stdout.wait_for("listening on", TIMEOUT),
+        "kvstore never listened: {}\n{}",
+        side.stdout.text(),
+        side.stderr.text()
+    );
+    side
+}
+
+#[test]
+fn redis_cli_sets_gets_increments_and_deletes() {
+    let _one = serial();
+    let hosts = Hosts::up(&host_name("rcli"));
+    let dir = common::scratch_dir("net-redis-cli");
+    let mut server = serving(&hosts, &["run"], &fresh_disk(&dir));
+    let c = hosts.namespace('c');
+    assert_eq!(redis_cli(&c, &["PING"]), "PONG\n");
+    assert_eq!(redis_cli(&c, &["SET", "greeting", "hello world"]), "OK\n");
+    assert_eq!(redis_cli(&c, &["GET", "greeting"]), "hello world\n");
+    assert_eq!(redis_cli(&c, &["INCR", "counter"]), "1\n");
+    assert_eq!(redis_cli(&c, &["INCR", "counter"]), "2\n");
+    assert_eq!(
+        redis_cli(&c, &["EXISTS", "greeting", "counter", "nope"]),
+        "2\n"
+    );
+    assert_eq!(redis_cli(&c, &["DBSIZE"]), "2\n");
+    assert_eq!(redis_cli(&c, &["DEL", "greeting", "nope"]), "1\n");
+    assert_eq!(
+        redis_cli(&c, &["GET", "greeting"]),
+        "\n",
+        "nil prints empty"
+    );
+    assert_eq!(redis_cli(&c, &["ECHO", "x y"]), "x y\n");
+    assert!(redis_cli(&c, &["INCR", "counter", "extra"]).contains("wrong number of arguments"),);
+    assert!(redis_cli(&c, &["FLUSHALL"]).contains("unknown command 'FLUSHALL'"));
+    server.kill();
+}
+
+#[test]
+fn nc_and_several_clients_at_once_and_bad_requests_carry_on() {
+    let _one = serial();
+    let hosts = Hosts::up(&host_name("nc"));
+    let dir = common::scratch_dir("net-nc");
+    let mut server = serving(&hosts, &["run"], &fresh_disk(&dir));
+    let c = hosts.namespace('c');
+    // Inline commands, as a person types them into nc.
+    let out = client(
+        &c,
+        "nc",
+        &["-q", "1", GUEST, "6379"],
+        b"SET a 1\r\nGET a\r\nPING\r\n",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "+OK\r\n$1\r\n1\r\n+PONG\r\n"
+    );
+    // Several connections, interleaved.
+    let mut clients: Vec<_> = (0..4)
+        .map(|_| Connection::open(&c, Duration::from_secs(10)))
+        .collect();
+    for round in 0..3 {
+        for (i, client) in clients.iter_mut().enumerate() {
+            let reply = client.call(&format!("SET c{i} {round}")).unwrap();
+            assert_eq!(reply, "+OK");
+        }
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.call(&format!("GET c{i}")).unwrap(), "$1\r\n2");
+    }
+    // A malformed request and an oversized one get Redis's errors, and the
+    // same connection goes on.
+    let mut bad = clients.pop().unwrap();
+    let reply = bad.call("*1\r\n$x").unwrap();
+    assert_eq!(reply, "-ERR Protocol error: invalid bulk length");
+    let huge = "A".repeat(100 * 1024);
+    let reply = bad.call(&format!("SET big {huge}")).unwrap();
+    assert_eq!(reply, "-ERR Protocol error: too big inline request");
+    assert_eq!(bad.call("PING").unwrap(), "+PONG");
+    for client in clients {
+        client.close();
+    }
+    server.kill();
+}
+
+#[test]
+fn a_fresh_boot_from_the_disk_has_every_acknowledged_key() {
+    let _one = serial();
+    let hosts = Hosts::up(&host_name("boot"));
+    let dir = common::scratch_dir("net-reboot");
+    let disk = fresh_disk(&dir);
+    let mut server = serving(&hosts, &["run"], &disk);
+    let c = hosts.namespace('c');
+    let mut connection = Connection::open(&c, Duration::from_secs(10));
+    for i in 0..20 {
+        assert_eq!(
+            connection.call(&format!("SET key{i} value{i}")).unwrap(),
+            "+OK"
+        );
+    }
+    assert_eq!(connection.call("DEL key3").unwrap(), ":1");
+    assert_eq!(connection.call("INCR n").unwrap(), ":1");
+    // Killed without warning: what was acknowledged is on the disk.
+    server.kill();
+    let mut server = serving(&hosts, &["run"], &disk);
+    assert!(
+        server.stdout.text().contains("20 keys restored"),
+        "{}",
+        server.stdout.text()
+    );
+    let mut connection = Connection::open(&c, Duration::from_secs(10));
+    for i in (0..20).filter(|&i| i != 3) {
+        let value = format!("value{i}");
+        let expected = format!("${}\r\n{value}", value.len());
+        assert_eq!(connection.call(&format!("GET key{i}")).unwrap(), expected);
+    }
+    assert_eq!(connection.call("EXISTS key3").unwrap(), ":0");
+    assert_eq!(connection.call("GET n").unwrap(), "$1\r\n1");
+    server.kill();
+}
+
+#[test]
+fn a_recorded_server_replays_without_its_disk_or_network() {
+    let _one = serial();
+    let hosts = Hosts::up(&host_name("rec"));
+    let dir = common::scratch_dir("net-record");
+    let disk = fresh_disk(&dir);
+    let trace = dir.join("kvstore.trace");
+    let trace_arg = trace.to_str().unwrap();
+    let server = serving(&hosts, &["record", "--trace", trace_arg], &disk);
+    let c = hosts.namespace('c');
+    assert_eq!(redis_cli(&c, &["SET", "a", "1"]), "OK\n");
+    assert_eq!(redis_cli(&c, &["INCR", "a"]), "2\n");
+    assert_eq!(redis_cli(&c, &["GET", "a"]), "2\n");
+    // SIGTERM: the recording ends with a record saying so.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let recorded = server.finish(TIMEOUT);
+    assert_eq!(recorded.code(), 143, "{recorded:#?}");
+    fs::remove_file(&disk).unwrap();
+    drop(hosts);
+    let replayed = common::run(&["replay", "--verify", trace_arg]);
+    assert_eq!(replayed.code(), 143, "{replayed:#?}");
+    assert_eq!(replayed.stdout, recorded.stdout);
+    assert!(replayed.stderr.contains("replay verified"), "{replayed:#?}");
+    let inspected = common::run(&["trace", "inspect", trace_arg]);
+    assert!(
+        inspected.stdout.contains("received frame"),
+        "{inspected:#?}"
+    );
+}

@@ -1,0 +1,236 @@
+//! `kvstore` under real load, side by side in one run: `redis-benchmark -t
+//! set,get -n 200 -c 4` against the guest under `ftvm run` and under a
+//! primary/backup pair on the two hosts of `scripts/two-hosts.sh`
+//! (requests per second, p50 and p99 latency, the pair/run ratio), and the
+//! pair's log volume as a multiple of what the guest took in from outside
+//! (received frames and disk reads).
+//!
+//! Needs root and redis-tools. Run with `cargo bench -p vmm --bench kv`
+//! (scripts/bench.sh does).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 3;
+const HOSTS: &str = "kvbench";
+const GUEST: &str = "10.0.0.2";
+const BACKUP: &str = "10.99.0.2:7000";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn script(args: &[&str]) {
+    let status = Command::new(repo().join("scripts/two-hosts.sh"))
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "two-hosts.sh {args:?}");
+}
+
+/// One ftvm process in a host, with its output gathered.
+struct Ftvm {
+    child: Child,
+    stdout: thread::JoinHandle<String>,
+    stderr: thread::JoinHandle<String>,
+}
+
+fn gather(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
+impl Ftvm {
+    fn start(host: char, args: &[String]) -> Self {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &format!("{HOSTS}-{host}")])
+            .arg(env!("CARGO_BIN_EXE_ftvm"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = gather(child.stdout.take().unwrap());
+        let stderr = gather(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// SIGTERM, then everything it wrote.
+    fn stop(mut self) -> (String, String) {
+        // SAFETY: signals our own child, which has not been reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        (self.stdout.join().unwrap(), self.stderr.join().unwrap())
+    }
+}
+
+/// Waits until the guest answers PING.
+fn wait_serving() {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let out = client("redis-cli", &["-h", GUEST, "PING"]);
+        if out.contains("PONG") {
+            return;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    panic!("kvstore never answered");
+}
+
+fn client(program: &str, args: &[&str]) -> String {
+    let output = Command::new("ip")
+        .args(["netns", "exec", &format!("{HOSTS}-c"), program])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Result {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// `redis-benchmark --csv`: test, rps, avg, min, p50, p95, p99, max.
+fn benchmark() -> Vec<(String, Result)> {
+    let csv = client(
+        "redis-benchmark",
+        &[
+            "-h", GUEST, "-t", "set,get", "-n", "200", "-c", "4", "--csv",
+        ],
+    );
+    csv.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<String> = line
+                .split(',')
+                .map(|f| f.trim_matches('"').to_owned())
+                .collect();
+            let number = |i: usize| fields.get(i)?.parse::<f64>().ok();
+            Some((
+                fields.first()?.clone(),
+                Result {
+                    rps: number(1)?,
+                    p50_ms: number(4)?,
+                    p99_ms: number(6)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+fn guest_args(disk: &Path) -> Vec<String> {
+    [
+        "--kernel",
+        "kvstore",
+        "--disk",
+        disk.to_str().unwrap(),
+        "--net",
+        "tap=ftvm0",
+        "--cmdline",
+        "ip=10.0.0.2/24",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A summary field of the primary's log, as a number.
+fn field(log: &str, name: &str) -> f64 {
+    log.lines()
+        .filter(|line| line.contains("pair summary"))
+        .flat_map(|line| line.split_whitespace())
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("ftvm-bench-kv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("kv.img");
+    let (key, arbiter) = (dir.join("key"), dir.join("arbiter"));
+    std::fs::write(&key, b"the key of the ftvm benchmarks!!").unwrap();
+    let mut runs: Vec<Vec<(String, Result)>> = Vec::new();
+    let mut pairs: Vec<Vec<(String, Result)>> = Vec::new();
+    let mut log_ratio = Vec::new();
+    for _ in 0..ROUNDS {
+        script(&["up", HOSTS]);
+        std::fs::write(&disk, vec![0u8; 4 << 20]).unwrap();
+        let mut args = vec!["run".to_string()];
+        args.extend(guest_args(&disk));
+        let alone = Ftvm::start('a', &args);
+        wait_serving();
+        runs.push(benchmark());
+        alone.stop();
+
+        std::fs::write(&disk, vec![0u8; 4 << 20]).unwrap();
+        let _ = std::fs::remove_file(&arbiter);
+        let status = Command::new(env!("CARGO_BIN_EXE_ftvm"))
+            .args(["arbiter", "init"])
+            .arg(&arbiter)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let pair_args = |role: &str, flag: &str| {
+            let mut args = [role, flag, BACKUP, "--arbiter"].map(String::from).to_vec();
+            args.push(arbiter.to_str().unwrap().into());
+            args.extend(["--auth-key".into(), key.to_str().unwrap().into()]);
+            args.extend(["--log-level".into(), "info".into()]);
+            args.extend(guest_args(&disk));
+            args
+        };
+        let backup = Ftvm::start('b', &pair_args("backup", "--listen"));
+        thread::sleep(Duration::from_millis(300));
+        let primary = Ftvm::start('a', &pair_args("primary", "--backup"));
+        wait_serving();
+        pairs.push(benchmark());
+        let (_, log) = primary.stop();
+        backup.stop();
+        log_ratio.push(field(&log, "log_bytes") / field(&log, "input_bytes"));
+        script(&["down", HOSTS]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!(
+        "kvstore: redis-benchmark -t set,get -n 200 -c 4, {ROUNDS} rounds, run and pair alternating"
+    );
+    for test in ["SET", "GET"] {
+        let median = |rounds: &[Vec<(String, Result)>], pick: fn(&Result) -> f64| {
+            let mut values: Vec<f64> = rounds
+                .iter()
+                .filter_map(|round| round.iter().find(|(name, _)| name == test))
+                .map(|(_, result)| pick(result))
+                .collect();
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        let (run_rps, pair_rps) = (median(&runs, |r| r.rps), median(&pairs, |r| r.rps));
+        println!(
+            "  {test}: run {run_rps:.0} req/s (p50 {:.1} ms, p99 {:.1} ms), pair {pair_rps:.0} req/s (p50 {:.1} ms, p99 {:.1} ms); pair/run {:.3}",
+            median(&runs, |r| r.p50_ms),
+            median(&runs, |r| r.p99_ms),
+            median(&pairs, |r| r.p50_ms),
+            median(&pairs, |r| r.p99_ms),
+            pair_rps / run_rps
+        );
+    }
+    log_ratio.sort_by(f64::total_cmp);
+    println!(
+        "  log bytes / bytes the guest took in (frames received, disk read): median {:.2} over {ROUNDS} pairs",
+        log_ratio[log_ratio.len() / 2]
+    );
+}
