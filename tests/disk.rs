@@ -6,8 +6,9 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use common::disk::{ftvm, records_on, seq_guest, seqcheck_guest};
 use common::{run, scratch_dir};
 
 const INVALID_DISK: i32 = 113;
@@ -30,19 +31,6 @@ fn diskcheck(disk: &str, cmdline: &str) -> common::Finished {
         "--cmdline",
         cmdline,
     ])
-}
-
-/// The `seq` records on a disk image, as `diskcheck mode=seq` writes them:
-/// sector i holds record i.
-fn seq_records_on(image: &Path) -> usize {
-    let out = diskcheck(image.to_str().unwrap(), "mode=seqcheck");
-    assert_eq!(out.code(), 0, "{out:#?}");
-    let line = out
-        .stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("seqcheck: "))
-        .unwrap_or_else(|| panic!("no seqcheck line: {out:#?}"));
-    line.trim_end_matches(" records").parse().unwrap()
 }
 
 #[test]
@@ -83,32 +71,19 @@ fn a_read_only_image_is_offered_read_only_and_writes_fail_cleanly() {
 fn a_recorded_disk_run_replays_without_the_disk() {
     let image = disk("disk-replay", 256);
     let trace = image.with_file_name("seq.trace");
-    let out = run(&[
-        "record",
-        "--trace",
-        trace.to_str().unwrap(),
-        "--kernel",
-        "diskcheck",
-        "--disk",
-        image.to_str().unwrap(),
-        "--cmdline",
-        "mode=seq count=30",
-    ]);
+    let mut args = vec![
+        "record".to_string(),
+        "--trace".into(),
+        trace.display().to_string(),
+    ];
+    args.extend(seq_guest(&image, 30));
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(out.code(), 0, "{out:#?}");
-    assert_eq!(seq_records_on(&image), 30);
+    assert_eq!(records_on(&image), 30);
     // Reads are in the trace too: record a run that reads the disk back.
     let check = image.with_file_name("check.trace");
-    let recorded = run(&[
-        "record",
-        "--trace",
-        check.to_str().unwrap(),
-        "--kernel",
-        "diskcheck",
-        "--disk",
-        image.to_str().unwrap(),
-        "--cmdline",
-        "mode=seqcheck",
-    ]);
+    let check_arg = check.to_str().unwrap();
+    let recorded = ftvm(&["record", "--trace", check_arg], &seqcheck_guest(&image));
     assert_eq!(recorded.code(), 0, "{recorded:#?}");
     fs::remove_file(&image).unwrap();
     for (trace, console) in [(&trace, &out.stdout), (&check, &recorded.stdout)] {

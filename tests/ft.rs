@@ -7,10 +7,12 @@
 mod common;
 
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::TIMEOUT;
-use common::pair::{NOT_LIVE, PairSetup, Side, assert_whole, join_outputs, serial, ticker};
+use common::pair::{
+    NOT_LIVE, PairSetup, Side, assert_whole, join_outputs, moment, seed, serial, ticker,
+};
 
 const PAIRING_FAILURE: i32 = 115;
 
@@ -38,11 +40,7 @@ fn a_pair_ends_together_when_the_guest_ends() {
 #[test]
 fn takeover_keeps_the_output_whole_at_random_moments() {
     let _one = serial();
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    eprintln!("seed {seed}");
+    let seed = seed();
     for run in 0..10u64 {
         let setup = PairSetup::new(&format!("ft-takeover-{run}"));
         let backup = setup.start_backup(&ticker());
@@ -55,13 +53,13 @@ fn takeover_keeps_the_output_whole_at_random_moments() {
         // 40 ticks at 50 Hz take 0.8 s; kill anywhere in 0.05–0.7 s, so
         // that the guest is still running (a primary that ended says
         // goodbye, and then there is no takeover to check).
-        let moment = 50 + (seed.wrapping_mul(run + 1).wrapping_mul(2_654_435_761) >> 7) % 650;
-        thread::sleep(Duration::from_millis(moment));
+        let moment = moment(seed, run, 50, 650);
+        thread::sleep(moment);
         primary.kill();
         let released = primary.stdout.text();
         let backup = backup.finish(TIMEOUT);
         let context = format!(
-            "run {run}, killed after {moment} ms\nprimary released:\n{released}\nbackup: {backup:#?}"
+            "run {run}, killed after {moment:?}\nprimary released:\n{released}\nbackup: {backup:#?}"
         );
         assert_eq!(backup.code(), 0, "{context}");
         assert!(backup.stderr.contains("live from exit"), "{context}");

@@ -7,30 +7,16 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::TIMEOUT;
-use common::pair::{PairSetup, join_outputs, serial};
+use common::disk::{records_on, seq_guest};
+use common::pair::{PairSetup, join_outputs, moment, seed, serial};
 
 const RECORDS: u64 = 100;
-
-/// The guest: `RECORDS` records, one per PIT tick, each written and
-/// flushed before its `seq i` line acknowledges it.
-fn seq_guest(image: &Path) -> Vec<String> {
-    [
-        "--kernel",
-        "diskcheck",
-        "--disk",
-        image.to_str().unwrap(),
-        "--cmdline",
-        &format!("mode=seq count={RECORDS}"),
-    ]
-    .map(String::from)
-    .to_vec()
-}
 
 fn image(setup: &PairSetup) -> PathBuf {
     let path = setup.dir.join("shared.img");
@@ -51,37 +37,14 @@ fn acknowledged(console: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Consecutive valid records from sector 0, as a fresh VM reads them.
-fn records_on(image: &Path) -> u64 {
-    let out = common::run(&[
-        "run",
-        "--kernel",
-        "diskcheck",
-        "--disk",
-        image.to_str().unwrap(),
-        "--cmdline",
-        "mode=seqcheck",
-    ]);
-    assert_eq!(out.code(), 0, "{out:#?}");
-    out.stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("seqcheck: ")?.strip_suffix(" records"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no seqcheck line: {out:#?}"))
-}
-
 #[test]
 fn takeover_keeps_every_acknowledged_disk_write() {
     let _one = serial();
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    eprintln!("seed {seed}");
+    let seed = seed();
     for run in 0..5u64 {
         let setup = PairSetup::new(&format!("ft-disk-{run}"));
         let image = image(&setup);
-        let guest = seq_guest(&image);
+        let guest = seq_guest(&image, RECORDS);
         let backup = PairSetup::listening(common::pair::Side::start(&args(
             setup.backup_args(&[]),
             &guest,
@@ -94,14 +57,14 @@ fn takeover_keeps_every_acknowledged_disk_write() {
             primary.stderr.text()
         );
         // 100 records take about a second of guest time.
-        let moment = 50 + (seed.wrapping_mul(run + 1).wrapping_mul(2_654_435_761) >> 7) % 700;
-        thread::sleep(Duration::from_millis(moment));
+        let moment = moment(seed, run, 50, 700);
+        thread::sleep(moment);
         primary.kill();
         let released = primary.stdout.text();
         let acked_by_primary = acknowledged(&released);
         let backup = backup.finish(TIMEOUT);
         let context = format!(
-            "run {run}, killed after {moment} ms\nprimary released:\n{released}\nbackup: {backup:#?}"
+            "run {run}, killed after {moment:?}\nprimary released:\n{released}\nbackup: {backup:#?}"
         );
         assert_eq!(backup.code(), 0, "{context}");
         assert!(backup.stderr.contains("live from exit"), "{context}");
@@ -131,7 +94,7 @@ fn a_write_the_backup_has_not_acknowledged_never_reaches_the_disk() {
     let _one = serial();
     let setup = PairSetup::new("ft-disk-stall");
     let image = image(&setup);
-    let guest = seq_guest(&image);
+    let guest = seq_guest(&image, RECORDS);
     // A long timeout: the stalled backup must not be declared lost.
     let slow = ["--timeout-ms", "8000", "--heartbeat-ms", "50"].map(String::from);
     let backup = PairSetup::listening(common::pair::Side::start(&args(

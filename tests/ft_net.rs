@@ -7,12 +7,12 @@
 mod common;
 
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::TIMEOUT;
 use common::hosts::Hosts;
 use common::lan::{Connection, fresh_disk, kvstore};
-use common::pair::{Side, host_name, serial};
+use common::pair::{PairSetup, Side, host_name, moment, seed, serial};
 
 /// How long a SET may wait: a takeover takes the timeout, the replay of
 /// what the backup received, and TCP's retransmission backoff.
@@ -20,35 +20,30 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// SETs acknowledged after the takeover before the client stops.
 const AFTER: u64 = 20;
 
-fn kill_moment(seed: u64, run: u64) -> Duration {
-    Duration::from_millis(
-        200 + (seed.wrapping_mul(run + 1).wrapping_mul(2_654_435_761) >> 7) % 1500,
-    )
+/// A backup and a primary of `guest` on `hosts`, once the guest serves.
+fn serving_pair(hosts: &Hosts, setup: &PairSetup, guest: &[String]) -> (Side, Side) {
+    let guest: Vec<&str> = guest.iter().map(String::as_str).collect();
+    let backup = hosts.start_backup(setup, &guest);
+    let primary = hosts.start_primary(setup, &guest);
+    assert!(
+        primary.stdout.wait_for("listening on", TIMEOUT),
+        "{}",
+        primary.stderr.text()
+    );
+    (backup, primary)
 }
 
 #[test]
 fn a_client_connection_survives_takeover_with_every_acknowledged_key() {
     let _one = serial();
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    eprintln!("seed {seed}");
+    let seed = seed();
     for run in 0..5 {
         let hosts = Hosts::up(&host_name(&format!("tcp{run}")));
         let setup = hosts.setup(&format!("ft-net-{run}"));
         let disk = fresh_disk(&setup.dir);
-        let guest = kvstore(&disk);
-        let guest: Vec<&str> = guest.iter().map(String::as_str).collect();
-        let backup = hosts.start_backup(&setup, &guest);
-        let primary = hosts.start_primary(&setup, &guest);
-        assert!(
-            primary.stdout.wait_for("listening on", TIMEOUT),
-            "{}",
-            primary.stderr.text()
-        );
+        let (backup, primary) = serving_pair(&hosts, &setup, &kvstore(&disk));
         let mut client = Connection::open(&hosts.namespace('c'), PATIENCE);
-        let moment = kill_moment(seed, run);
+        let moment = moment(seed, run, 200, 1500);
         let started = Instant::now();
         let mut killed_after = None;
         let mut acked = 0u64;
@@ -159,4 +154,33 @@ fn the_network_demo_shows_a_connection_carrying_on_across_the_takeover() {
         !String::from_utf8_lossy(&namespaces.stdout).contains("ftvmdemo"),
         "the demo left its namespace behind"
     );
+}
+
+#[test]
+fn the_new_primary_announces_the_guests_mac() {
+    let _one = serial();
+    let hosts = Hosts::up(&host_name("rarp"));
+    let setup = hosts.setup("ft-net-rarp");
+    let disk = fresh_disk(&setup.dir);
+    let mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    let mut guest = kvstore(&disk);
+    let net = guest.iter().position(|arg| arg == "--net").unwrap() + 1;
+    guest[net] = "tap=ftvm0,mac=52:54:00:12:34:56".into();
+    let (backup, primary) = serving_pair(&hosts, &setup, &guest);
+    let capture = common::lan::capture_rarp(&hosts.namespace('c'), Duration::from_secs(3));
+    hosts.takeover("kill");
+    assert!(
+        backup.stderr.wait_for("live from exit", TIMEOUT),
+        "{}",
+        backup.stderr.text()
+    );
+    let seen = capture.join().unwrap();
+    let announcements = seen.iter().filter(|source| **source == mac).count();
+    assert!(
+        announcements >= 3,
+        "want several RARP announcements from {mac:02x?}, saw {seen:02x?}"
+    );
+    let _ = primary.finish(TIMEOUT);
+    let mut backup = backup;
+    backup.kill();
 }

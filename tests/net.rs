@@ -170,3 +170,25 @@ fn a_recorded_server_replays_without_its_disk_or_network() {
         "{inspected:#?}"
     );
 }
+
+#[test]
+fn a_tap_that_cannot_be_made_is_refused_at_start() {
+    const NETWORK_FAILURE: i32 = 112;
+    const USAGE: i32 = 125;
+    // `lo` exists and is no TAP device: attaching to it fails.
+    let not_a_tap = common::run(&["run", "--kernel", "hello", "--net", "tap=lo"]);
+    not_a_tap.assert_refused(NETWORK_FAILURE, "TAP device lo");
+    let bad_name = common::run(&["run", "--kernel", "hello", "--net", "tap=no/such"]);
+    bad_name.assert_refused(NETWORK_FAILURE, "TAP device name");
+    let no_tap = common::run(&["run", "--kernel", "hello", "--net", "mac=52:54:00:00:00:01"]);
+    assert_eq!(no_tap.code(), USAGE, "{no_tap:#?}");
+    assert!(no_tap.stderr.contains("tap=NAME"), "{no_tap:#?}");
+    let multicast = common::run(&[
+        "run",
+        "--kernel",
+        "hello",
+        "--net",
+        "tap=t0,mac=01:00:5e:00:00:01",
+    ]);
+    assert_eq!(multicast.code(), USAGE, "{multicast:#?}");
+}

@@ -115,3 +115,49 @@ impl Connection {
         let _ = self.writer.shutdown(Shutdown::Both);
     }
 }
+
+/// Collects the RARP frames seen in `namespace` for `span`, on a thread
+/// started now: (source MAC, frame) pairs.
+pub fn capture_rarp(namespace: &str, span: Duration) -> thread::JoinHandle<Vec<[u8; 6]>> {
+    let netns = File::open(format!("/var/run/netns/{namespace}")).expect("the namespace exists");
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let capture = thread::spawn(move || {
+        // SAFETY: moves only this thread into the namespace; the socket is
+        // checked, read into a buffer of its size, and closed once.
+        unsafe {
+            assert_eq!(libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET), 0);
+            let protocol = (0x8035u16).to_be() as i32;
+            let socket = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, protocol);
+            assert!(
+                socket >= 0,
+                "AF_PACKET: {}",
+                std::io::Error::last_os_error()
+            );
+            let timeout = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            libc::setsockopt(
+                socket,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            ready_tx.send(()).unwrap();
+            let mut seen = Vec::new();
+            let deadline = std::time::Instant::now() + span;
+            let mut frame = [0u8; 2048];
+            while std::time::Instant::now() < deadline {
+                let n = libc::recv(socket, frame.as_mut_ptr().cast(), frame.len(), 0);
+                if n >= 12 {
+                    seen.push(frame[6..12].try_into().unwrap());
+                }
+            }
+            libc::close(socket);
+            seen
+        }
+    });
+    ready.recv().unwrap();
+    capture
+}

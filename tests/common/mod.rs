@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: they run the real `ftvm` binary.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod disk;
 pub mod hosts;
 pub mod lan;
 pub mod pair;

@@ -313,3 +313,21 @@ impl HeldFlag {
         Self { _file: file }
     }
 }
+
+/// A seed for a test's random moments, printed so a failure can be re-run.
+pub fn seed() -> u64 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    eprintln!("seed {seed}");
+    seed
+}
+
+/// Run `run`'s moment from `seed`: `from` plus a spread-out amount below
+/// `span`, in milliseconds.
+pub fn moment(seed: u64, run: u64, from: u64, span: u64) -> Duration {
+    Duration::from_millis(
+        from + (seed.wrapping_mul(run + 1).wrapping_mul(2_654_435_761) >> 7) % span,
+    )
+}

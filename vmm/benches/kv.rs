@@ -14,9 +14,15 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+// The tests' view of the guest's LAN: its address and kvstore's options.
+#[path = "../../tests/common/lan.rs"]
+#[allow(dead_code)]
+mod lan;
+
+use lan::GUEST;
+
 const ROUNDS: usize = 3;
 const HOSTS: &str = "kvbench";
-const GUEST: &str = "10.0.0.2";
 const BACKUP: &str = "10.99.0.2:7000";
 
 fn repo() -> PathBuf {
@@ -133,21 +139,6 @@ fn benchmark() -> Vec<(String, Result)> {
         .collect()
 }
 
-fn guest_args(disk: &Path) -> Vec<String> {
-    [
-        "--kernel",
-        "kvstore",
-        "--disk",
-        disk.to_str().unwrap(),
-        "--net",
-        "tap=ftvm0",
-        "--cmdline",
-        "ip=10.0.0.2/24",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 /// A summary field of the primary's log, as a number.
 fn field(log: &str, name: &str) -> f64 {
     log.lines()
@@ -170,7 +161,7 @@ fn main() {
         script(&["up", HOSTS]);
         std::fs::write(&disk, vec![0u8; 4 << 20]).unwrap();
         let mut args = vec!["run".to_string()];
-        args.extend(guest_args(&disk));
+        args.extend(lan::kvstore(&disk));
         let alone = Ftvm::start('a', &args);
         wait_serving();
         runs.push(benchmark());
@@ -190,7 +181,7 @@ fn main() {
             args.push(arbiter.to_str().unwrap().into());
             args.extend(["--auth-key".into(), key.to_str().unwrap().into()]);
             args.extend(["--log-level".into(), "info".into()]);
-            args.extend(guest_args(&disk));
+            args.extend(lan::kvstore(&disk));
             args
         };
         let backup = Ftvm::start('b', &pair_args("backup", "--listen"));

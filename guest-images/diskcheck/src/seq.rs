@@ -57,24 +57,9 @@ fn record(i: u64) -> Sector {
     words[..8].copy_from_slice(&MAGIC);
     words[8..].copy_from_slice(&i.to_le_bytes());
     let mut digits = [0; 20];
-    let text = decimal(i, &mut digits);
+    let text = rt::print::decimal(i, &mut digits);
     for (byte, &digit) in rest.iter_mut().zip(text.iter().chain(b"\n")) {
         *byte = digit;
     }
     data
-}
-
-/// `value` in decimal, written at the end of `digits`.
-fn decimal(value: u64, digits: &mut [u8; 20]) -> &[u8] {
-    let mut start = digits.len();
-    let mut rest = value;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    &digits[start..]
 }

@@ -23,16 +23,7 @@ pub fn print_dec(value: u64) {
 /// Prints `value` in decimal with leading zeros up to `width` digits.
 pub fn print_dec_padded(value: u64, width: usize) {
     let mut digits = [b'0'; 20];
-    let mut start = digits.len();
-    let mut rest = value;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
+    let start = digits.len() - decimal(value, &mut digits).len();
     print_bytes(&digits[start.min(digits.len().saturating_sub(width))..]);
 }
 
@@ -58,4 +49,20 @@ pub fn start_line() {
     if serial::last_written() != b'\n' {
         serial::write_byte(b'\n');
     }
+}
+
+/// `value` in decimal, written at the end of `digits` (whose other bytes
+/// are left alone).
+pub fn decimal(value: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut start = digits.len();
+    let mut rest = value;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    &digits[start..]
 }
