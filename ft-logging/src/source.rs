@@ -35,6 +35,10 @@ pub struct ExitDone<'a> {
     pub signature: ExitSignature,
     /// The console's digest including this exit's output.
     pub console: StreamDigest,
+    /// This exit produced output (console bytes, a disk request, a frame),
+    /// which the sink gets right after; such an exit (an I/O access, never
+    /// a halt) takes no more events.
+    pub output: bool,
 }
 
 /// Why a source asked the VM to stop before the guest ended.

@@ -128,6 +128,7 @@ impl Guest {
             events,
             signature: self.signature,
             console: self.console.digest(),
+            output: false,
         })
     }
 

@@ -21,7 +21,7 @@ mod lan;
 
 use lan::GUEST;
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const HOSTS: &str = "kvbench";
 const BACKUP: &str = "10.99.0.2:7000";
 
@@ -192,6 +192,12 @@ fn main() {
         let (_, log) = primary.stop();
         backup.stop();
         log_ratio.push(field(&log, "log_bytes") / field(&log, "input_bytes"));
+        println!(
+            "  pair round: outputs held p50 {} us, p99 {} us; primary stalled by flow control {} ms",
+            field(&log, "output_wait_p50_us"),
+            field(&log, "output_wait_p99_us"),
+            field(&log, "stalled_ms")
+        );
         script(&["down", HOSTS]);
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -377,6 +377,7 @@ impl ExitHandler {
             events: &self.events,
             signature: self.signature,
             console: self.console_digest.digest(),
+            output: !(self.console.is_empty() && self.disk.is_empty() && self.frames.is_empty()),
         })?;
         Ok(())
     }

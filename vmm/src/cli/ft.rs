@@ -19,7 +19,7 @@ use vmm::ft::{
     Backlog, BackupSink, BackupSource, FlagClaim, GateDevices, GatedSink, Limits, LogStatus,
     OutputGate, PairStatus, PrimarySource, Takeover, pairing, watch_backup,
 };
-use vmm::host::{HostSink, Tap};
+use vmm::host::{HostSink, Tap, priority};
 use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::vstate::{RunError, VmEnd};
 
@@ -301,6 +301,9 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
         takeover,
     );
     let mut sink = BackupSink { backlog, status };
+    if let Err(error) = priority::set_thread_nice(priority::REPLAY_NICE) {
+        tracing::warn!(%error, "the replay runs at normal CPU priority");
+    }
     let result = machine.run(
         &mut source,
         &mut sink,

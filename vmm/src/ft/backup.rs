@@ -18,7 +18,7 @@ use ft_logging::{
 use replay::{RecordStream, ReplaySource};
 use shared_disk::{Arbiter, Outcome};
 
-use crate::host::{HostSink, LiveSource, StopSignal};
+use crate::host::{HostSink, LiveSource, StopSignal, priority};
 
 /// Guest time between progress reports to the primary.
 const PROGRESS_EVERY_NS: u64 = 5_000_000;
@@ -86,6 +86,11 @@ fn receive(message: FromPrimary, records: &mut VecDeque<Record>, status: &mut Lo
         FromPrimary::Goodbye => status.goodbye = true,
         FromPrimary::Lost(lost) => {
             status.lost = Some((lost.reason, lost.last_heard, Instant::now()));
+            // What is left to replay, and going live, is urgent now: back to
+            // the priority of everything else (this runs on the vCPU thread).
+            if let Err(error) = priority::set_thread_nice(0) {
+                tracing::warn!(%error, "the takeover keeps the replay's low CPU priority");
+            }
         }
     }
 }

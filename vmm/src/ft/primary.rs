@@ -413,6 +413,16 @@ impl<W: Write> EventSource for PrimarySource<W> {
                     event: event.clone(),
                 });
             }
+            // The output waits for the backup to have this exit: send it now
+            // rather than at the next exit, which an emulated guest may
+            // reach only milliseconds later; but as Nagle does, only when
+            // nothing sent is still unacknowledged, so that a stream of
+            // small outputs (a console line a byte at a time) goes out in
+            // one batch when the guest next halts.
+            outbox.acknowledged(self.status.acked.load(Ordering::SeqCst));
+            if done.output && outbox.in_flight.is_empty() {
+                outbox.send(done.exit, self.gate.released());
+            }
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ mod console;
 mod disk_io;
 mod host_sink;
 mod live_source;
+pub mod priority;
 mod stdout_sink;
 mod stop;
 mod tap;
