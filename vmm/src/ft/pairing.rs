@@ -1,7 +1,7 @@
 //! What must agree between a primary and its backup before they pair: the
 //! header that, with the log, determines the guest's run.
 
-use ft_logging::{DiskInfo, Header};
+use ft_logging::{DiskInfo, Header, NetInfo};
 
 /// Compares the primary's header with the one this backup would run,
 /// naming the first difference. The digest interval is the primary's to
@@ -47,6 +47,20 @@ pub fn compare(primary: &Header, ours: &Header) -> Result<(), String> {
             "the primary's guest has {}, this backup's {}",
             describe(primary.disk),
             describe(ours.disk)
+        ));
+    }
+    if primary.net != ours.net {
+        let describe = |net: Option<NetInfo>| match net {
+            None => "no network card".to_owned(),
+            Some(net) => format!(
+                "a network card with MAC {}",
+                net.mac.map(|b| format!("{b:02x}")).join(":")
+            ),
+        };
+        return Err(format!(
+            "the primary's guest has {}, this backup's {}",
+            describe(primary.net),
+            describe(ours.net)
         ));
     }
     if let Some((theirs, mine)) = primary
@@ -109,7 +123,7 @@ mod tests {
             "the interval is the primary's"
         );
         type Change = fn(&mut Header);
-        let cases: [(Change, &str); 6] = [
+        let cases: [(Change, &str); 7] = [
             (|h| h.kernel_sha256 = [8; 32], "kernel"),
             (|h| h.mem_mib = 128, "MiB"),
             (|h| h.cmdline = "ticks=6".into(), "command line"),
@@ -123,6 +137,14 @@ mod tests {
                     })
                 },
                 "a disk of 8 sectors",
+            ),
+            (
+                |h| {
+                    h.net = Some(NetInfo {
+                        mac: [0x52, 0x54, 0, 1, 2, 3],
+                    })
+                },
+                "MAC 52:54:00:01:02:03",
             ),
         ];
         for (change, needle) in cases {
