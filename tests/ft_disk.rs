@@ -8,7 +8,6 @@ mod common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
@@ -81,14 +80,6 @@ fn takeover_keeps_every_acknowledged_disk_write() {
     }
 }
 
-fn signal(side: &common::pair::Side, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &side.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn a_write_the_backup_has_not_acknowledged_never_reaches_the_disk() {
     let _one = serial();
@@ -115,7 +106,7 @@ fn a_write_the_backup_has_not_acknowledged_never_reaches_the_disk() {
         "{}",
         primary.stderr.text()
     );
-    signal(&backup, "-STOP");
+    backup.signal(libc::SIGSTOP);
     // What was acknowledged before the stop may still land; then nothing.
     thread::sleep(Duration::from_millis(300));
     let before = fs::read(&image).unwrap();
@@ -123,7 +114,7 @@ fn a_write_the_backup_has_not_acknowledged_never_reaches_the_disk() {
     thread::sleep(Duration::from_millis(1500));
     let after = fs::read(&image).unwrap();
     let still = acknowledged(&primary.stdout.text()).len();
-    signal(&backup, "-CONT");
+    backup.signal(libc::SIGCONT);
     assert!(
         before == after,
         "a write reached the disk while the backup was stopped"

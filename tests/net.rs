@@ -151,11 +151,7 @@ fn a_recorded_server_replays_without_its_disk_or_network() {
     assert_eq!(redis_cli(&c, &["INCR", "a"]), "2\n");
     assert_eq!(redis_cli(&c, &["GET", "a"]), "2\n");
     // SIGTERM: the recording ends with a record saying so.
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.signal(libc::SIGTERM);
     let recorded = server.finish(TIMEOUT);
     assert_eq!(recorded.code(), 143, "{recorded:#?}");
     fs::remove_file(&disk).unwrap();

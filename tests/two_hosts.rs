@@ -14,12 +14,6 @@ use common::pair::{
     NOT_LIVE, PairSetup, Side, assert_whole, host_name, join_outputs, serial, ticker,
 };
 
-fn signal(side: &Side, signal: i32) {
-    // SAFETY: sends a signal to a child we started and have not reaped.
-    let ret = unsafe { libc::kill(side.child.id() as i32, signal) };
-    assert_eq!(ret, 0, "cannot signal the primary");
-}
-
 /// A pair of `ticker` across fresh hosts, once it has paired.
 fn paired(host: &str, test: &str) -> (Hosts, PairSetup, Side, Side) {
     let hosts = Hosts::up(&host_name(host));
@@ -78,7 +72,7 @@ fn a_partitioned_old_primary_emits_nothing_once_the_backup_is_live() {
     let (hosts, _setup, backup, primary) = paired("part", "ns-partition");
     thread::sleep(Duration::from_millis(300));
     // Frozen (as by a long pause) and cut off: the backup takes over.
-    signal(&primary, libc::SIGSTOP);
+    primary.signal(libc::SIGSTOP);
     hosts.takeover("cut");
     assert!(
         backup.stderr.wait_for("live from exit", TIMEOUT),
@@ -86,7 +80,7 @@ fn a_partitioned_old_primary_emits_nothing_once_the_backup_is_live() {
         backup.stderr.text()
     );
     let before = primary.stdout.text();
-    signal(&primary, libc::SIGCONT);
+    primary.signal(libc::SIGCONT);
     let primary = primary.finish(TIMEOUT);
     let backup = backup.finish(TIMEOUT);
     let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
@@ -121,7 +115,7 @@ fn a_partitioned_old_primary_lands_no_disk_write_once_the_backup_is_live() {
         "{}",
         primary.stderr.text()
     );
-    signal(&primary, libc::SIGSTOP);
+    primary.signal(libc::SIGSTOP);
     hosts.takeover("cut");
     let backup = backup.finish(TIMEOUT);
     assert_eq!(backup.code(), 0, "{backup:#?}");
@@ -131,7 +125,7 @@ fn a_partitioned_old_primary_lands_no_disk_write_once_the_backup_is_live() {
     let written = std::fs::metadata(&disk).unwrap().modified().unwrap();
     let before = primary.stdout.text();
     thread::sleep(Duration::from_millis(50));
-    signal(&primary, libc::SIGCONT);
+    primary.signal(libc::SIGCONT);
     let primary = primary.finish(TIMEOUT);
     let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
     assert_eq!(primary.code(), NOT_LIVE, "{context}");

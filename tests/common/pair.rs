@@ -107,6 +107,13 @@ impl Side {
             .is_ok_and(|stat| !stat.contains(") Z "))
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signals a child we started and have not reaped.
+        let ret = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(ret, 0, "cannot signal ftvm");
+    }
+
     /// Kills the process and takes everything it wrote.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
