@@ -131,3 +131,56 @@ fn a_write_the_backup_has_not_acknowledged_never_reaches_the_disk() {
     );
     assert_eq!(records_on(&image), RECORDS);
 }
+
+#[test]
+fn a_request_in_flight_at_the_takeover_is_issued_again() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-disk-reissue");
+    let image = image(&setup);
+    let guest = seq_guest(&image, RECORDS);
+    // Nobody is declared lost while the backup is stopped, and the
+    // primary is never held back by flow control.
+    let slow = ["--timeout-ms", "8000", "--heartbeat-ms", "50"].map(String::from);
+    let backup = PairSetup::listening(common::pair::Side::start(&args(
+        args(setup.backup_args(&[]), &slow),
+        &guest,
+    )));
+    let unthrottled = ["--max-lag-ms", "10000"].map(String::from);
+    let mut primary = common::pair::Side::start(&args(
+        args(
+            args(setup.primary_args(&[], &setup.key), &slow),
+            &unthrottled,
+        ),
+        &guest,
+    ));
+    assert!(
+        primary.stdout.wait_for("seq 10\n", TIMEOUT),
+        "{}",
+        primary.stderr.text()
+    );
+    // The backup stops acknowledging: the guest's next write is held, and
+    // dies unperformed with the primary. The backup has the request in its
+    // log but no completion, so it must issue the write itself.
+    backup.signal(libc::SIGSTOP);
+    thread::sleep(Duration::from_millis(300));
+    primary.kill();
+    let released = primary.stdout.text();
+    backup.signal(libc::SIGCONT);
+    let backup = backup.finish(TIMEOUT);
+    let context = format!("primary released:\n{released}\nbackup: {backup:#?}");
+    assert_eq!(backup.code(), 0, "{context}");
+    let reissued: u64 = backup
+        .stderr
+        .split(" disk requests re-issued")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no re-issue count: {context}"));
+    assert!(reissued >= 1, "{context}");
+    assert_eq!(
+        acknowledged(&join_outputs(&released, &backup.stdout)),
+        (0..RECORDS).collect::<Vec<_>>(),
+        "{context}"
+    );
+    assert_eq!(records_on(&image), RECORDS, "{context}");
+}

@@ -157,7 +157,7 @@ fn the_network_demo_shows_a_connection_carrying_on_across_the_takeover() {
 }
 
 #[test]
-fn the_new_primary_announces_the_guests_mac() {
+fn the_new_primary_drops_what_queued_on_its_tap_and_announces_the_guests_mac() {
     let _one = serial();
     let hosts = Hosts::up(&host_name("rarp"));
     let setup = hosts.setup("ft-net-rarp");
@@ -166,8 +166,14 @@ fn the_new_primary_announces_the_guests_mac() {
     let mut guest = kvstore(&disk);
     let net = guest.iter().position(|arg| arg == "--net").unwrap() + 1;
     guest[net] = "tap=ftvm0,mac=52:54:00:12:34:56".into();
+    guest.extend(["--log-level".into(), "info".into()]);
     let (backup, primary) = serving_pair(&hosts, &setup, &guest);
-    let capture = common::lan::capture_rarp(&hosts.namespace('c'), Duration::from_secs(3));
+    // Broadcasts (ARP for an address nobody has) reach both hosts' TAPs;
+    // the backup's queues them unread until it goes live.
+    let c = hosts.namespace('c');
+    let arp = common::lan::client(&c, "nc", &["-z", "-w", "1", "10.0.0.77", "9"], b"");
+    assert!(!arp.status.success(), "nobody is at 10.0.0.77: {arp:?}");
+    let capture = common::lan::capture_rarp(&c, Duration::from_secs(3));
     hosts.takeover("kill");
     assert!(
         backup.stderr.wait_for("live from exit", TIMEOUT),
@@ -175,6 +181,14 @@ fn the_new_primary_announces_the_guests_mac() {
         backup.stderr.text()
     );
     let seen = capture.join().unwrap();
+    assert!(
+        backup
+            .stderr
+            .text()
+            .contains("discarded frames queued before going live"),
+        "the frames queued on the backup's TAP reached the new primary's guest: {}",
+        backup.stderr.text()
+    );
     let announcements = seen.iter().filter(|source| **source == mac).count();
     assert!(
         announcements >= 3,
