@@ -15,6 +15,7 @@ use common::pair::{
 };
 
 const PAIRING_FAILURE: i32 = 115;
+const DIVERGENCE: i32 = 118;
 
 #[test]
 fn a_pair_ends_together_when_the_guest_ends() {
@@ -232,4 +233,28 @@ fn the_demo_shows_the_backup_taking_over() {
         .chain(backup.into_iter().filter(|&t| t > last))
         .collect();
     assert_eq!(ticks, (1..=60).collect::<Vec<_>>(), "{demo:#?}");
+}
+
+#[test]
+fn a_backup_that_diverges_stops_and_never_goes_live() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-diverge");
+    let elf = common::assemble_guest("rdtsc", &setup.dir);
+    let guest = ["--kernel", elf.to_str().unwrap()];
+    let backup = setup.start_backup(&guest);
+    let primary = setup.start_primary(&guest);
+    let backup = backup.finish(TIMEOUT);
+    let primary = primary.finish(TIMEOUT);
+    let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
+    assert_eq!(backup.code(), DIVERGENCE, "{context}");
+    assert!(backup.stderr.contains("divergence at exit"), "{context}");
+    assert_eq!(
+        backup.stdout, "",
+        "a diverged backup emits nothing: {context}"
+    );
+    assert!(!backup.stderr.contains("live from exit"), "{context}");
+    // The primary loses its backup, wins the flag and finishes alone.
+    assert_eq!(primary.code(), 0, "{context}");
+    assert_eq!(primary.stdout, "done\n", "{context}");
+    assert!(setup.arbiter_status().contains("primary"), "{context}");
 }

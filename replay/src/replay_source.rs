@@ -136,7 +136,7 @@ impl<S: RecordStream> ReplaySource<S> {
             match record {
                 Record::Event { exit: j, event, .. } if *j < exit => {
                     let detail = format!(
-                        "the trace has {} at exit {j}, which the replay passed",
+                        "the log has {} at exit {j}, which the replay passed",
                         describe::event_kind(event)
                     );
                     return Err(divergence(exit, detail));
@@ -148,7 +148,7 @@ impl<S: RecordStream> ReplaySource<S> {
                     {
                         if self.expected.is_some_and(|expected| expected != signature) {
                             return Err(SourceError::Log(format!(
-                                "the trace's events at exit {exit} carry different exit signatures"
+                                "the log's events at exit {exit} carry different exit signatures"
                             )));
                         }
                         self.expected = Some(signature);
@@ -173,21 +173,21 @@ impl<S: RecordStream> ReplaySource<S> {
                 return Err(SourceError::LogEnded);
             }
             let detail = format!(
-                "the guest halted waiting for an event, while the trace's next record is {}",
+                "the guest halted waiting for an event, while the log's next record is {}",
                 describe::record(self.peek()?)
             );
             return Err(divergence(exit, detail));
         }
         let missing = if query.needs_time && !events.iter().any(|e| matches!(e, Event::Time { .. }))
         {
-            Some("the access reads a clock and the trace has no time sample".to_owned())
+            Some("the access reads a clock and the log has no time sample".to_owned())
         } else {
             query.msr_read.and_then(|index| {
                 let found = events
                     .iter()
                     .any(|e| matches!(e, Event::MsrRead { index: i, .. } if *i == index));
                 (!found).then(|| {
-                    format!("the guest read MSR {index:#x} and the trace has no value for it")
+                    format!("the guest read MSR {index:#x} and the log has no value for it")
                 })
             })
         };
@@ -209,7 +209,7 @@ impl<S: RecordStream> ReplaySource<S> {
             .sum();
         if serial > query.serial_room {
             let detail = format!(
-                "the trace has {serial} serial bytes here but the UART's receive FIFO has room for {}",
+                "the log has {serial} serial bytes here but the UART's receive FIFO has room for {}",
                 query.serial_room
             );
             return Err(divergence(exit, detail));
@@ -220,7 +220,7 @@ impl<S: RecordStream> ReplaySource<S> {
             .count();
         if frames > query.net_rx_room {
             let detail = format!(
-                "the trace has {frames} received frames here but the network card has {} receive buffers",
+                "the log has {frames} received frames here but the network card has {} receive buffers",
                 query.net_rx_room
             );
             return Err(divergence(exit, detail));
@@ -249,7 +249,7 @@ impl<S: RecordStream> EventSource for ReplaySource<S> {
                 None => "no earlier exit with inputs matched".to_owned(),
             };
             let detail = format!(
-                "exit signature {replayed:#010x} differs from the trace's {expected:#010x}; {last}"
+                "exit signature {replayed:#010x} differs from the log's {expected:#010x}; {last}"
             );
             return Err(divergence(done.exit, detail));
         }
@@ -268,7 +268,7 @@ impl<S: RecordStream> EventSource for ReplaySource<S> {
             } if *j == exit => *digest,
             other => {
                 let detail = format!(
-                    "the trace has no console digest for this exit; its next record is {}",
+                    "the log has no console digest for this exit; its next record is {}",
                     describe::record(other)
                 );
                 return Err(divergence(exit, detail));
@@ -279,7 +279,7 @@ impl<S: RecordStream> EventSource for ReplaySource<S> {
             Record::State { exit: j, digest } if *j == exit => *digest,
             other => {
                 let detail = format!(
-                    "the trace has no state digest for this exit; its next record is {}",
+                    "the log has no state digest for this exit; its next record is {}",
                     describe::record(other)
                 );
                 return Err(divergence(exit, detail));
@@ -304,7 +304,7 @@ impl<S: RecordStream> EventSource for ReplaySource<S> {
                 Record::End(recorded) => break recorded.clone(),
                 Record::Event { exit: j, event, .. } => {
                     let detail = format!(
-                        "the replay ended after exit {}, but the trace has {} at exit {j}",
+                        "the replay ended after exit {}, but the log has {} at exit {j}",
                         end.exit,
                         describe::event_kind(event)
                     );
@@ -339,7 +339,7 @@ fn divergence(exit: u64, detail: String) -> SourceError {
 /// A digest the replay passed without checking it, in verify mode.
 fn unchecked(exit: u64, digest: &Record) -> SourceError {
     let detail = format!(
-        "the trace has {} that the replay did not check",
+        "the log has {} that the replay did not check",
         describe::record(digest)
     );
     divergence(exit, detail)

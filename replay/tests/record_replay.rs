@@ -412,7 +412,7 @@ fn a_verifying_replay_must_check_every_digest() {
     assert_eq!(exit, 26);
     assert_eq!(
         detail,
-        "the trace has a console digest at exit 25 that the replay did not check"
+        "the log has a console digest at exit 25 that the replay did not check"
     );
 }
 
@@ -429,7 +429,7 @@ fn another_path_is_found_at_the_next_exit_with_inputs() {
     );
     assert_eq!(exit, 22);
     assert!(detail.starts_with("exit signature 0x"), "{detail}");
-    assert!(detail.contains("differs from the trace's 0x"), "{detail}");
+    assert!(detail.contains("differs from the log's 0x"), "{detail}");
     assert!(
         detail.ends_with("the last matching exit was 13"),
         "{detail}"
@@ -452,7 +452,7 @@ fn a_missing_time_sample_is_a_divergence() {
     assert_eq!(exit, 13);
     assert_eq!(
         detail,
-        "the access reads a clock and the trace has no time sample at this exit \
+        "the access reads a clock and the log has no time sample at this exit \
          (its next record is an MSR value at exit 22)"
     );
 }
@@ -471,7 +471,7 @@ fn a_missing_msr_value_is_a_divergence() {
     });
     let (exit, detail) = divergence(&altered, Quirks::default());
     assert_eq!(exit, 22);
-    assert!(detail.starts_with("the guest read MSR 0x10 and the trace has no value for it"));
+    assert!(detail.starts_with("the guest read MSR 0x10 and the log has no value for it"));
 }
 
 #[test]
@@ -494,7 +494,7 @@ fn serial_input_beyond_the_fifo_is_a_divergence() {
     assert_eq!(exit, 8);
     assert_eq!(
         detail,
-        "the trace has 17 serial bytes here but the UART's receive FIFO has room for 16"
+        "the log has 17 serial bytes here but the UART's receive FIFO has room for 16"
     );
 }
 
@@ -509,7 +509,7 @@ fn inputs_the_replay_never_reached_are_a_divergence() {
     assert_eq!(exit, 70);
     assert_eq!(
         detail,
-        "the replay ended after exit 70, but the trace has a time sample at exit 73"
+        "the replay ended after exit 70, but the log has a time sample at exit 73"
     );
 }
 
@@ -526,7 +526,7 @@ fn a_guest_halted_where_the_trace_has_no_event_diverges() {
     assert_eq!(exit, 47);
     assert_eq!(
         detail,
-        "the guest halted waiting for an event, while the trace's next record is \
+        "the guest halted waiting for an event, while the log's next record is \
          a console digest at exit 50"
     );
 }
