@@ -48,7 +48,13 @@ pub struct ChannelStream {
     from_primary: Receiver<FromPrimary>,
     records: VecDeque<Record>,
     status: Rc<RefCell<LogStatus>>,
+    /// The replay runs at normal priority to catch up.
+    hurrying: bool,
 }
+
+/// Messages waiting unreplayed that make the replay hurry: the primary is
+/// about to stall on flow control.
+const BEHIND_MESSAGES: usize = 8;
 
 impl ChannelStream {
     pub fn new(from_primary: Receiver<FromPrimary>, status: Rc<RefCell<LogStatus>>) -> Self {
@@ -56,6 +62,27 @@ impl ChannelStream {
             from_primary,
             records: VecDeque::new(),
             status,
+            hurrying: false,
+        }
+    }
+
+    /// Replays at low priority while it keeps up, at normal priority while
+    /// messages pile up (until none wait), so that the primary is not held
+    /// back by flow control for want of CPU here.
+    fn pace(&mut self) {
+        let waiting = self.from_primary.len();
+        let hurry = if self.hurrying {
+            waiting > 0
+        } else {
+            waiting >= BEHIND_MESSAGES
+        };
+        if hurry == self.hurrying || self.status.borrow().lost.is_some() {
+            return;
+        }
+        self.hurrying = hurry;
+        let nice = if hurry { 0 } else { priority::REPLAY_NICE };
+        if let Err(error) = priority::set_thread_nice(nice) {
+            tracing::warn!(%error, nice, "cannot change the replay's CPU priority");
         }
     }
 }
@@ -97,6 +124,7 @@ fn receive(message: FromPrimary, records: &mut VecDeque<Record>, status: &mut Lo
 
 impl RecordStream for ChannelStream {
     fn next_record(&mut self, exit: u64) -> Result<Option<Record>, SourceError> {
+        self.pace();
         loop {
             if let Some(record) = self.records.pop_front() {
                 return Ok(Some(record));
