@@ -161,10 +161,16 @@ fn a_recorded_server_replays_without_its_disk_or_network() {
     assert_eq!(replayed.stdout, recorded.stdout);
     assert!(replayed.stderr.contains("replay verified"), "{replayed:#?}");
     let inspected = common::run(&["trace", "inspect", trace_arg]);
-    assert!(
-        inspected.stdout.contains("received frame"),
-        "{inspected:#?}"
-    );
+    for needle in [
+        "received frame",
+        "disk             8192 sectors",
+        "network card     MAC 52:54:00:",
+    ] {
+        assert!(
+            inspected.stdout.contains(needle),
+            "{needle:?}: {inspected:#?}"
+        );
+    }
 }
 
 #[test]

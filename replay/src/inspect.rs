@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
-use ft_logging::{End, Event, Record};
+use ft_logging::{DiskInfo, End, Event, NetInfo, Record};
 
 use crate::trace::hex;
 use crate::{TraceError, TraceReader};
@@ -83,6 +83,8 @@ pub struct TraceSummary {
     pub kernel_sha256: [u8; 32],
     pub mem_mib: u32,
     pub cmdline: String,
+    pub disk: Option<DiskInfo>,
+    pub net: Option<NetInfo>,
     pub cpuid_leaves: usize,
     pub digest_interval: u64,
     /// Magic, version and header.
@@ -129,6 +131,8 @@ impl TraceSummary {
             kernel_sha256: header.kernel_sha256,
             mem_mib: header.mem_mib,
             cmdline: header.cmdline.clone(),
+            disk: header.disk,
+            net: header.net,
             cpuid_leaves: header.cpuid.len(),
             digest_interval: header.digest_interval,
             header_bytes,
@@ -159,6 +163,23 @@ impl fmt::Display for TraceSummary {
         )?;
         writeln!(f, "memory           {} MiB", self.mem_mib)?;
         writeln!(f, "command line     {}", self.cmdline)?;
+        match self.disk {
+            None => writeln!(f, "disk             none")?,
+            Some(disk) => writeln!(
+                f,
+                "disk             {} sectors{}",
+                disk.sectors,
+                if disk.read_only { ", read-only" } else { "" }
+            )?,
+        }
+        match self.net {
+            None => writeln!(f, "network card     none")?,
+            Some(net) => writeln!(
+                f,
+                "network card     MAC {}",
+                net.mac.map(|b| format!("{b:02x}")).join(":")
+            )?,
+        }
         writeln!(f, "CPUID leaves     {}", self.cpuid_leaves)?;
         match self.digest_interval {
             0 => writeln!(f, "state digests    none")?,
