@@ -42,6 +42,7 @@ fn a_pair_ends_together_when_the_guest_ends() {
 fn takeover_keeps_the_output_whole_at_random_moments() {
     let _one = serial();
     let seed = seed();
+    let mut takeovers = 0;
     for run in 0..10u64 {
         let setup = PairSetup::new(&format!("ft-takeover-{run}"));
         let backup = setup.start_backup(&ticker());
@@ -51,10 +52,10 @@ fn takeover_keeps_the_output_whole_at_random_moments() {
             "{}",
             primary.stderr.text()
         );
-        // 40 ticks at 50 Hz take 0.8 s; kill anywhere in 0.05–0.7 s, so
-        // that the guest is still running (a primary that ended says
-        // goodbye, and then there is no takeover to check).
-        let moment = moment(seed, run, 50, 650);
+        // 40 ticks at 50 Hz take 0.8 s: kill anywhere in 0.05–0.85 s, so
+        // also after the guest ended, when the primary may or may not have
+        // said goodbye.
+        let moment = moment(seed, run, 50, 800);
         thread::sleep(moment);
         primary.kill();
         let released = primary.stdout.text();
@@ -63,10 +64,24 @@ fn takeover_keeps_the_output_whole_at_random_moments() {
             "run {run}, killed after {moment:?}\nprimary released:\n{released}\nbackup: {backup:#?}"
         );
         assert_eq!(backup.code(), 0, "{context}");
-        assert!(backup.stderr.contains("live from exit"), "{context}");
         assert_whole(&join_outputs(&released, &backup.stdout), &context);
-        assert!(setup.arbiter_status().contains("backup"), "{context}");
+        let flag = setup.arbiter_status();
+        if backup.stderr.contains("live from exit") {
+            takeovers += 1;
+            assert!(flag.contains("backup"), "{context}");
+        } else if backup.stderr.contains("the primary ended but was lost") {
+            // The guest ended; its last output may not have been released.
+            assert!(flag.contains("backup"), "{context}");
+        } else {
+            // The primary ended and said goodbye: it released everything.
+            assert_eq!(backup.stdout, "", "{context}");
+            assert!(flag.contains("no owner"), "{context}");
+        }
     }
+    assert!(
+        takeovers >= 7,
+        "only {takeovers} of 10 kills came while the guest ran"
+    );
 }
 
 #[test]

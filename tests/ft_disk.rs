@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::TIMEOUT;
 use common::disk::{records_on, seq_guest};
-use common::pair::{PairSetup, join_outputs, moment, seed, serial};
+use common::pair::{PairSetup, Side, join_outputs, moment, seed, serial};
 
 const RECORDS: u64 = 100;
 
@@ -23,9 +23,44 @@ fn image(setup: &PairSetup) -> PathBuf {
     path
 }
 
-fn args(mut args: Vec<String>, guest: &[String]) -> Vec<String> {
-    args.extend_from_slice(guest);
-    args
+/// A backup and a primary of `guest`, each with its extra options, once
+/// the backup listens.
+fn start_pair(
+    setup: &PairSetup,
+    guest: &[String],
+    backup_options: &[&str],
+    primary_options: &[&str],
+) -> (Side, Side) {
+    let with = |mut args: Vec<String>, options: &[&str]| {
+        args.extend(options.iter().map(|option| option.to_string()));
+        args.extend_from_slice(guest);
+        args
+    };
+    let backup = PairSetup::listening(Side::start(&with(setup.backup_args(&[]), backup_options)));
+    let primary = Side::start(&with(setup.primary_args(&[], &setup.key), primary_options));
+    (backup, primary)
+}
+
+/// A pair whose backup may be stopped without being declared lost, and
+/// whose primary flow control never holds back: only the output rule does.
+/// Returned once the guest has acknowledged 11 records.
+fn patient_pair(setup: &PairSetup, guest: &[String]) -> (Side, Side) {
+    let slow = ["--timeout-ms", "8000", "--heartbeat-ms", "50"];
+    let unthrottled = [
+        "--timeout-ms",
+        "8000",
+        "--heartbeat-ms",
+        "50",
+        "--max-lag-ms",
+        "10000",
+    ];
+    let (backup, primary) = start_pair(setup, guest, &slow, &unthrottled);
+    assert!(
+        primary.stdout.wait_for("seq 10\n", TIMEOUT),
+        "{}",
+        primary.stderr.text()
+    );
+    (backup, primary)
 }
 
 /// The numbers of the `seq i` lines, in order.
@@ -44,12 +79,7 @@ fn takeover_keeps_every_acknowledged_disk_write() {
         let setup = PairSetup::new(&format!("ft-disk-{run}"));
         let image = image(&setup);
         let guest = seq_guest(&image, RECORDS);
-        let backup = PairSetup::listening(common::pair::Side::start(&args(
-            setup.backup_args(&[]),
-            &guest,
-        )));
-        let mut primary =
-            common::pair::Side::start(&args(setup.primary_args(&[], &setup.key), &guest));
+        let (backup, mut primary) = start_pair(&setup, &guest, &[], &[]);
         assert!(
             primary.stderr.wait_for("paired", TIMEOUT),
             "{}",
@@ -60,7 +90,6 @@ fn takeover_keeps_every_acknowledged_disk_write() {
         thread::sleep(moment);
         primary.kill();
         let released = primary.stdout.text();
-        let acked_by_primary = acknowledged(&released);
         let backup = backup.finish(TIMEOUT);
         let context = format!(
             "run {run}, killed after {moment:?}\nprimary released:\n{released}\nbackup: {backup:#?}"
@@ -76,7 +105,6 @@ fn takeover_keeps_every_acknowledged_disk_write() {
         // Every record either side acknowledged is on the shared disk, and
         // so are the rest, written by the new primary.
         assert_eq!(records_on(&image), RECORDS, "{context}");
-        assert!(acked_by_primary.len() as u64 <= RECORDS, "{context}");
     }
 }
 
@@ -86,26 +114,7 @@ fn a_write_the_backup_has_not_acknowledged_never_reaches_the_disk() {
     let setup = PairSetup::new("ft-disk-stall");
     let image = image(&setup);
     let guest = seq_guest(&image, RECORDS);
-    // A long timeout: the stalled backup must not be declared lost.
-    let slow = ["--timeout-ms", "8000", "--heartbeat-ms", "50"].map(String::from);
-    let backup = PairSetup::listening(common::pair::Side::start(&args(
-        args(setup.backup_args(&[]), &slow),
-        &guest,
-    )));
-    // And no stall by flow control: only the output rule holds the guest.
-    let unthrottled = ["--max-lag-ms", "10000"].map(String::from);
-    let primary = common::pair::Side::start(&args(
-        args(
-            args(setup.primary_args(&[], &setup.key), &slow),
-            &unthrottled,
-        ),
-        &guest,
-    ));
-    assert!(
-        primary.stdout.wait_for("seq 10\n", TIMEOUT),
-        "{}",
-        primary.stderr.text()
-    );
+    let (backup, primary) = patient_pair(&setup, &guest);
     backup.signal(libc::SIGSTOP);
     // What was acknowledged before the stop may still land; then nothing.
     thread::sleep(Duration::from_millis(300));
@@ -138,26 +147,7 @@ fn a_request_in_flight_at_the_takeover_is_issued_again() {
     let setup = PairSetup::new("ft-disk-reissue");
     let image = image(&setup);
     let guest = seq_guest(&image, RECORDS);
-    // Nobody is declared lost while the backup is stopped, and the
-    // primary is never held back by flow control.
-    let slow = ["--timeout-ms", "8000", "--heartbeat-ms", "50"].map(String::from);
-    let backup = PairSetup::listening(common::pair::Side::start(&args(
-        args(setup.backup_args(&[]), &slow),
-        &guest,
-    )));
-    let unthrottled = ["--max-lag-ms", "10000"].map(String::from);
-    let mut primary = common::pair::Side::start(&args(
-        args(
-            args(setup.primary_args(&[], &setup.key), &slow),
-            &unthrottled,
-        ),
-        &guest,
-    ));
-    assert!(
-        primary.stdout.wait_for("seq 10\n", TIMEOUT),
-        "{}",
-        primary.stderr.text()
-    );
+    let (backup, mut primary) = patient_pair(&setup, &guest);
     // The backup stops acknowledging: the guest's next write is held, and
     // dies unperformed with the primary. The backup has the request in its
     // log but no completion, so it must issue the write itself.

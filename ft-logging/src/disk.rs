@@ -1,9 +1,6 @@
 //! Disk requests: outputs of the guest's block device, and the completions
 //! that come back as events; and the devices' descriptions in a header.
 
-/// Bytes in a sector, the unit of a virtio-blk request's position.
-pub const SECTOR_SIZE: u64 = 512;
-
 /// virtio-blk request statuses (virtio 1.2, 5.2.6).
 pub const STATUS_OK: u8 = 0;
 pub const STATUS_IOERR: u8 = 1;
@@ -44,4 +41,21 @@ pub struct DiskInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetInfo {
     pub mac: [u8; 6],
+}
+
+impl std::fmt::Display for DiskInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} sectors", self.sectors)?;
+        if self.read_only {
+            f.write_str(", read-only")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for NetInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c, d, e, g] = self.mac;
+        write!(f, "MAC {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
 }

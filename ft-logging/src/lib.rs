@@ -21,9 +21,7 @@ pub use codec::{
     encode_header,
 };
 pub use digest::StreamHasher;
-pub use disk::{
-    DiskInfo, DiskOp, DiskRequest, NetInfo, SECTOR_SIZE, STATUS_IOERR, STATUS_OK, STATUS_UNSUPP,
-};
+pub use disk::{DiskInfo, DiskOp, DiskRequest, NetInfo, STATUS_IOERR, STATUS_OK, STATUS_UNSUPP};
 pub use event::{Event, MSR_TSC};
 pub use record::{
     CpuidLeaf, End, EndReason, FORMAT_VERSION, Header, Record, StateDigest, Stream, StreamDigest,

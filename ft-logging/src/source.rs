@@ -84,9 +84,10 @@ pub enum SourceError {
     #[error("the log ends here")]
     LogEnded,
     /// The log's source went away (the primary was lost); the log holds
-    /// every input through exit `through_exit` and nothing after it.
-    #[error("the log's source is gone; it holds every input through exit {through_exit}")]
-    LogExhausted { through_exit: u64 },
+    /// every input through exit `through_exit` (none at all when `None`)
+    /// and nothing after it.
+    #[error("the log's source is gone; it holds {}", through(.through_exit))]
+    LogExhausted { through_exit: Option<u64> },
     /// The log, still arriving, holds every input through exit
     /// `through_exit`, and nothing after it yet: the replay may finish its
     /// exits up to there without waiting for more.
@@ -101,6 +102,13 @@ pub enum SourceError {
     /// The log cannot be read or written.
     #[error("{0}")]
     Log(String),
+}
+
+fn through(exit: &Option<u64>) -> String {
+    match exit {
+        Some(exit) => format!("every input through exit {exit}"),
+        None => "no input at all".into(),
+    }
 }
 
 /// Where every nondeterministic input comes from, and where the record of

@@ -163,23 +163,17 @@ impl fmt::Display for TraceSummary {
         )?;
         writeln!(f, "memory           {} MiB", self.mem_mib)?;
         writeln!(f, "command line     {}", self.cmdline)?;
-        match self.disk {
-            None => writeln!(f, "disk             none")?,
-            Some(disk) => writeln!(
-                f,
-                "disk             {} sectors{}",
-                disk.sectors,
-                if disk.read_only { ", read-only" } else { "" }
-            )?,
-        }
-        match self.net {
-            None => writeln!(f, "network card     none")?,
-            Some(net) => writeln!(
-                f,
-                "network card     MAC {}",
-                net.mac.map(|b| format!("{b:02x}")).join(":")
-            )?,
-        }
+        let or_none = |device: Option<String>| device.unwrap_or_else(|| "none".into());
+        writeln!(
+            f,
+            "disk             {}",
+            or_none(self.disk.map(|d| d.to_string()))
+        )?;
+        writeln!(
+            f,
+            "network card     {}",
+            or_none(self.net.map(|n| n.to_string()))
+        )?;
         writeln!(f, "CPUID leaves     {}", self.cpuid_leaves)?;
         match self.digest_interval {
             0 => writeln!(f, "state digests    none")?,

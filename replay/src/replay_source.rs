@@ -126,7 +126,9 @@ impl<S: RecordStream> ReplaySource<S> {
             let record = match self.peek() {
                 // A log complete through this exit has no more of its events.
                 Err(
-                    SourceError::LogExhausted { through_exit }
+                    SourceError::LogExhausted {
+                        through_exit: Some(through_exit),
+                    }
                     | SourceError::CaughtUp { through_exit },
                 ) if exit <= through_exit => {
                     return Ok(());

@@ -7,7 +7,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Bytes per sector, the unit the guest addresses the disk in.
+/// Bytes per sector, the unit the guest addresses the disk in (virtio-blk's,
+/// whatever the device announces as its block size).
 pub const SECTOR: u64 = 512;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +69,7 @@ impl DiskImage {
                 path: path.to_owned(),
             });
         }
-        if len % SECTOR != 0 {
+        if !len.is_multiple_of(SECTOR) {
             return Err(ImageError::PartialSector {
                 path: path.to_owned(),
                 len,

@@ -9,11 +9,10 @@
 //! never calls KVM, so tests can feed it synthetic exits.
 
 use ft_logging::{
-    DiskOp, DiskRequest, Event, EventSource, ExitDone, ExitQuery, ExitSignature, MSR_TSC,
-    OutputSink, SinkError, SourceError, StreamDigest, StreamHasher,
+    DiskOp, Event, EventSource, ExitDone, ExitQuery, ExitSignature, MSR_TSC, OutputSink, SinkError,
+    SourceError, StreamDigest, StreamHasher,
 };
 use tracing::{trace, warn};
-use twox_hash::XxHash3_64;
 
 use crate::platform::{Effect, GuestEnd, Platform};
 
@@ -110,8 +109,6 @@ pub struct ExitHandler {
     events: Vec<Event>,
     effects: Vec<Effect>,
     console: Vec<u8>,
-    disk: Vec<DiskRequest>,
-    frames: Vec<Vec<u8>>,
     warned_msrs: Vec<u32>,
 }
 
@@ -250,26 +247,25 @@ impl ExitHandler {
         );
         let mut end = None;
         self.console.clear();
-        for effect in self.effects.drain(..) {
+        for effect in &self.effects {
             match effect {
-                Effect::Console(byte) => self.console.push(byte),
+                Effect::Console(byte) => self.console.push(*byte),
                 Effect::Disk(request) => {
-                    let (sector, digest) = match &request.op {
+                    let (sector, data) = match &request.op {
                         DiskOp::Read { sector, len } => (*sector, u64::from(*len)),
-                        DiskOp::Write { sector, data } => (*sector, XxHash3_64::oneshot(data)),
+                        DiskOp::Write { sector, data } => (*sector, ExitSignature::data_word(data)),
                         DiskOp::Flush => (0, 0),
                     };
                     self.signature
-                        .fold(DISK_REQUEST_KIND, request.id, digest, sector);
-                    self.disk.push(request);
+                        .fold(DISK_REQUEST_KIND, request.id, data, sector);
                 }
-                Effect::Net(frame) => {
-                    let digest = XxHash3_64::oneshot(&frame);
-                    self.signature
-                        .fold(FRAME_KIND, frame.len() as u64, digest, 0);
-                    self.frames.push(frame);
-                }
-                Effect::End(reason) => end = Some(reason),
+                Effect::Net(frame) => self.signature.fold(
+                    FRAME_KIND,
+                    frame.len() as u64,
+                    ExitSignature::data_word(frame),
+                    0,
+                ),
+                Effect::End(reason) => end = Some(*reason),
             }
         }
         self.console_digest.update(&self.console);
@@ -277,11 +273,12 @@ impl ExitHandler {
         if !self.console.is_empty() {
             sink.console(self.exits, &self.console)?;
         }
-        for request in self.disk.drain(..) {
-            sink.disk(self.exits, request)?;
-        }
-        for frame in self.frames.drain(..) {
-            sink.net(self.exits, frame)?;
+        for effect in self.effects.drain(..) {
+            match effect {
+                Effect::Disk(request) => sink.disk(self.exits, request)?,
+                Effect::Net(frame) => sink.net(self.exits, frame)?,
+                Effect::Console(_) | Effect::End(_) => {}
+            }
         }
         if end.is_none() && completed.halt {
             end = self.halt(rflags, source, sink)?;
@@ -377,7 +374,10 @@ impl ExitHandler {
             events: &self.events,
             signature: self.signature,
             console: self.console_digest.digest(),
-            output: !(self.console.is_empty() && self.disk.is_empty() && self.frames.is_empty()),
+            output: self
+                .effects
+                .iter()
+                .any(|effect| !matches!(effect, Effect::End(_))),
         })?;
         Ok(())
     }

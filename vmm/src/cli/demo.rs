@@ -134,7 +134,13 @@ pub fn demo(args: &DemoArgs) -> Result<u8, CliError> {
                 "--disk".into(),
                 disk.display().to_string(),
                 "--net".into(),
-                format!("tap={}", lan::TAPS[side as usize]),
+                format!(
+                    "tap={}",
+                    match side {
+                        Side::Primary => lan::PRIMARY_TAP,
+                        Side::Backup => lan::BACKUP_TAP,
+                    }
+                ),
                 "--cmdline".into(),
                 format!("ip={}/24", lan::GUEST_IP),
             ],
@@ -168,7 +174,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8, CliError> {
     };
     out(&format!(
         "ftvm demo: {what} under a primary/backup pair on {port}; the go-live flag in {};\n\
-         the primary is killed (SIGKILL) {} ms after the guest starts.\n",
+         the primary is killed (SIGKILL) {} ms after the pair forms.\n",
         arbiter.display(),
         args.kill_after_ms
     ))?;

@@ -16,8 +16,8 @@ use ft_logging::channel::{
 use shared_disk::{Arbiter, FlagState, Outcome};
 use vmm::exit_status;
 use vmm::ft::{
-    Backlog, BackupSink, BackupSource, FlagClaim, GateDevices, GatedSink, Limits, LogStatus,
-    OutputGate, PairStatus, PrimarySource, Takeover, pairing, watch_backup,
+    Backlog, BackupSink, BackupSource, FlagClaim, GatedSink, Limits, LogStatus, OutputGate,
+    PairStatus, PrimarySource, Takeover, pairing, watch_backup,
 };
 use vmm::host::{HostSink, Tap, priority};
 use vmm::machine::{Cpu, Machine, end_reason};
@@ -164,13 +164,7 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
         }
         None => Box::new(|| true),
     };
-    if let Some(tap) = &backends.tap {
-        host.receive_from(tap)?;
-    }
-    let devices = GateDevices {
-        disk: host.disk_io(backends.image)?,
-        tap: backends.tap,
-    };
+    let devices = host.devices(backends, true)?;
     let gate = OutputGate::new(std::io::stdout(), devices, link.is_none(), leased);
     let status = Arc::new(PairStatus::default());
     let sender = link.as_ref().map(PrimaryLink::sender);
@@ -277,7 +271,7 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
     // but opens them now, so that a missing one is found before pairing.
     let tap = backends.tap.clone();
     let mac = backends.mac;
-    let backlog = Backlog::new(HostSink::new(host.disk_io(backends.image)?, backends.tap));
+    let backlog = Backlog::new(HostSink::new(host.devices(backends, false)?));
     let takeover = Takeover {
         arbiter,
         generation,

@@ -5,9 +5,8 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use shared_disk::DiskImage;
 use vmm::host::{
-    self, DiskIo, HostInput, HostSink, LiveSource, StopSignal, Tap, TerminalGuard, VcpuKicker,
+    self, DiskIo, HostDevices, HostInput, LiveSource, StopSignal, Tap, TerminalGuard, VcpuKicker,
     VirtualClock,
 };
 
@@ -72,29 +71,28 @@ impl Host {
         )
     }
 
-    /// Starts the disk's I/O thread on `image`, completing into this host's
-    /// inputs.
-    pub fn disk_io(&self, image: Option<DiskImage>) -> Result<Option<DiskIo>, CliError> {
-        image
-            .map(|image| DiskIo::start(image, self.input_tx.clone()))
-            .transpose()
-            .map_err(CliError::Host)
-    }
-
     /// Hands the frames arriving on `tap` to the guest from now on.
     pub fn receive_from(&self, tap: &Tap) -> Result<(), CliError> {
         tap.spawn_reader(self.input_tx.clone())
             .map_err(CliError::Host)
     }
 
-    /// The outputs of a run that is live from the start: its disk's I/O
-    /// thread, and its TAP device, receiving.
-    pub fn live_outputs(&self, backends: Backends) -> Result<HostSink, CliError> {
-        let disk = self.disk_io(backends.image)?;
-        if let Some(tap) = &backends.tap {
+    /// The guest's devices on this host: the disk's I/O thread, completing
+    /// into this host's inputs, and the TAP device, which hands its frames
+    /// to the guest when `receiving` (a backup's does not until it is live).
+    pub fn devices(&self, backends: Backends, receiving: bool) -> Result<HostDevices, CliError> {
+        let disk = backends
+            .image
+            .map(|image| DiskIo::start(image, self.input_tx.clone()))
+            .transpose()
+            .map_err(CliError::Host)?;
+        if let (true, Some(tap)) = (receiving, &backends.tap) {
             self.receive_from(tap)?;
         }
-        Ok(HostSink::new(disk, backends.tap))
+        Ok(HostDevices {
+            disk,
+            tap: backends.tap,
+        })
     }
 
     /// A way for other threads to wake the vCPU thread out of a wait.

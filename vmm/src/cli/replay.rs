@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use replay::{RecordStream, ReplaySource, TraceReader};
 use vmm::exit_handler::CoreError;
 use vmm::exit_status;
-use vmm::host::HostSink;
+use vmm::host::{HostDevices, HostSink};
 use vmm::kernel::Kernel;
 use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::platform::{Devices, PLATFORM_VERSION};
@@ -78,7 +78,7 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
     let mut sink: Box<dyn OutputSink> = if args.quiet {
         Box::new(NullSink)
     } else {
-        Box::new(HostSink::new(None, None))
+        Box::new(HostSink::new(HostDevices::default()))
     };
     let interval = if args.verify {
         header.digest_interval

@@ -7,6 +7,7 @@ use clap::Args;
 use ft_logging::EventSource;
 use replay::{Recorder, TraceWriter};
 use vmm::exit_status;
+use vmm::host::HostSink;
 use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::vstate::{RunError, VmEnd};
 
@@ -35,7 +36,7 @@ pub fn run(args: &VmArgs) -> Result<u8, CliError> {
     let (config, backends) = args.open()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     let host = Host::start(true)?;
-    let mut outputs = host.live_outputs(backends)?;
+    let mut outputs = HostSink::new(host.devices(backends, true)?);
     let result = machine.run(&mut host.live_source(), &mut outputs, &host.stop, 0);
     host.finish();
     conclude(result)
@@ -47,7 +48,7 @@ pub fn record(args: &RecordArgs) -> Result<u8, CliError> {
     let header = machine.header(&config, args.digest_every);
     let writer = TraceWriter::create(&args.trace, &header)?;
     let host = Host::start(true)?;
-    let mut outputs = host.live_outputs(backends)?;
+    let mut outputs = HostSink::new(host.devices(backends, true)?);
     let mut recorder = Recorder::new(host.live_source(), writer, args.digest_every);
     let result = machine.run(&mut recorder, &mut outputs, &host.stop, args.digest_every);
     host.finish();

@@ -26,11 +26,10 @@ const PROGRESS_EVERY_NS: u64 = 5_000_000;
 /// What the backup knows of the primary's log and of the primary.
 #[derive(Debug, Default)]
 pub struct LogStatus {
-    /// Every input through this exit has arrived.
-    pub through_exit: u64,
-    /// The same, once a batch of records came: before it, a heartbeat's
-    /// marker of exit 0 does not mean that exit 0's records are here.
-    pub complete_through: Option<u64>,
+    /// Every input through this exit has arrived; none until the first
+    /// batch: heartbeats carry the marker of exit 0 before exit 0's records
+    /// were sent.
+    pub through_exit: Option<u64>,
     /// Output the primary has released.
     pub released: Released,
     /// The primary said goodbye: it ended and released everything.
@@ -96,17 +95,15 @@ fn receive(message: FromPrimary, records: &mut VecDeque<Record>, status: &mut Lo
             released,
         } => {
             records.extend(batch);
-            status.through_exit = status.through_exit.max(through_exit);
-            status.complete_through = status.complete_through.max(Some(through_exit));
+            status.through_exit = status.through_exit.max(Some(through_exit));
             status.released = status.released.max(released);
         }
         FromPrimary::Heartbeat {
             through_exit,
             released,
         } => {
-            status.through_exit = status.through_exit.max(through_exit);
-            if status.complete_through.is_some() {
-                status.complete_through = status.complete_through.max(Some(through_exit));
+            if status.through_exit.is_some() {
+                status.through_exit = status.through_exit.max(Some(through_exit));
             }
             status.released = status.released.max(released);
         }
@@ -138,7 +135,7 @@ impl RecordStream for ChannelStream {
             // The primary may be waiting for this backup's progress before
             // it runs on (flow control): never wait for records of exits
             // the log is already complete through.
-            if let Some(through_exit) = status.complete_through.filter(|&k| k >= exit) {
+            if let Some(through_exit) = status.through_exit.filter(|&k| k >= exit) {
                 return Err(SourceError::CaughtUp { through_exit });
             }
             drop(status);
@@ -153,6 +150,40 @@ impl RecordStream for ChannelStream {
     }
 }
 
+/// Output of one stream (console bytes, frames) produced since the
+/// primary's release count `base`: what a takeover may have to emit again.
+#[derive(Debug)]
+struct Unreleased<T> {
+    base: u64,
+    items: VecDeque<T>,
+}
+
+impl<T> Unreleased<T> {
+    fn new() -> Self {
+        Self {
+            base: 0,
+            items: VecDeque::new(),
+        }
+    }
+
+    /// Adds `items`, and drops what the primary released (`released` in all).
+    fn extend(&mut self, items: impl IntoIterator<Item = T>, released: u64) {
+        self.items.extend(items);
+        let done = released
+            .saturating_sub(self.base)
+            .min(self.items.len() as u64);
+        self.items.drain(..done as usize);
+        self.base += done;
+    }
+
+    /// What the primary may not have released.
+    fn take(&mut self, released: u64) -> VecDeque<T> {
+        self.extend([], released);
+        self.base += self.items.len() as u64;
+        std::mem::take(&mut self.items)
+    }
+}
+
 /// Output the backup produced but the primary may not have released:
 /// console bytes and frames kept until the primary says it released them,
 /// and disk requests kept until their completion is in the log; emitted
@@ -160,12 +191,8 @@ impl RecordStream for ChannelStream {
 #[derive(Debug)]
 pub struct Backlog {
     live: bool,
-    /// Console offset of `bytes[0]`.
-    base: u64,
-    bytes: Vec<u8>,
-    /// Frame number of `frames[0]`.
-    frames_base: u64,
-    frames: VecDeque<Vec<u8>>,
+    console: Unreleased<u8>,
+    frames: Unreleased<Vec<u8>>,
     /// Disk requests without a completion in the log, by number.
     disk: BTreeMap<u64, DiskRequest>,
     out: HostSink,
@@ -176,42 +203,23 @@ impl Backlog {
     pub fn new(out: HostSink) -> Rc<RefCell<Self>> {
         Rc::new(RefCell::new(Self {
             live: false,
-            base: 0,
-            bytes: Vec::new(),
-            frames_base: 0,
-            frames: VecDeque::new(),
+            console: Unreleased::new(),
+            frames: Unreleased::new(),
             disk: BTreeMap::new(),
             out,
         }))
-    }
-
-    /// Drops what the primary released.
-    fn trim(&mut self, released: Released) {
-        let done = released
-            .console
-            .saturating_sub(self.base)
-            .min(self.bytes.len() as u64);
-        self.bytes.drain(..done as usize);
-        self.base += done;
-        let done = released
-            .frames
-            .saturating_sub(self.frames_base)
-            .min(self.frames.len() as u64);
-        self.frames.drain(..done as usize);
-        self.frames_base += done;
     }
 
     /// Emits what the primary may not have released, re-issues every disk
     /// request without a completion, and from now on lets every output out
     /// at once.
     fn go_live(&mut self, released: Released) -> Result<Again, SinkError> {
-        self.trim(released);
-        let unreleased = std::mem::take(&mut self.bytes);
-        self.out.console(0, &unreleased)?;
+        let console = Vec::from(self.console.take(released.console));
+        self.out.console(0, &console)?;
         self.out.flush()?;
-        let frames = std::mem::take(&mut self.frames);
+        let frames = self.frames.take(released.frames);
         let again = Again {
-            console: unreleased.len(),
+            console: console.len(),
             frames: frames.len(),
             disk: self.disk.len(),
         };
@@ -257,9 +265,10 @@ impl OutputSink for BackupSink {
         if backlog.live {
             return backlog.out.console(exit, bytes);
         }
-        backlog.bytes.extend_from_slice(bytes);
         let released = self.status.borrow().released;
-        backlog.trim(released);
+        backlog
+            .console
+            .extend(bytes.iter().copied(), released.console);
         Ok(())
     }
 
@@ -268,9 +277,8 @@ impl OutputSink for BackupSink {
         if backlog.live {
             return backlog.out.net(exit, frame);
         }
-        backlog.frames.push_back(frame);
         let released = self.status.borrow().released;
-        backlog.trim(released);
+        backlog.frames.extend([frame], released.frames);
         Ok(())
     }
 
@@ -494,5 +502,86 @@ impl EventSource for BackupSource<'_> {
             Some(live) => live.end(end),
             None => self.replay.end(end),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ft_logging::channel::{Lost, Released};
+    use ft_logging::{Event, Record};
+
+    use super::*;
+
+    fn stream(messages: Vec<FromPrimary>) -> ReplaySource<ChannelStream> {
+        let (to_backup, from_primary) = crossbeam_channel::unbounded();
+        for message in messages {
+            to_backup.send(message).unwrap();
+        }
+        let status = Rc::new(RefCell::new(LogStatus::default()));
+        ReplaySource::new(ChannelStream::new(from_primary, status), true)
+    }
+
+    fn lost() -> FromPrimary {
+        FromPrimary::Lost(Lost {
+            reason: "killed".into(),
+            last_heard: Instant::now(),
+        })
+    }
+
+    fn boot() -> ExitQuery {
+        ExitQuery {
+            needs_time: true,
+            ..ExitQuery::default()
+        }
+    }
+
+    #[test]
+    fn a_primary_lost_before_its_first_batch_leaves_even_exit_0_to_the_backup() {
+        // Heartbeats go out from the start, carrying the marker of exit 0
+        // before exit 0's records were ever sent.
+        let heartbeat = FromPrimary::Heartbeat {
+            through_exit: 0,
+            released: Released::default(),
+        };
+        let mut replay = stream(vec![heartbeat, lost()]);
+        let result = replay.events(&boot(), &mut Vec::new());
+        assert!(
+            matches!(result, Err(SourceError::LogExhausted { .. })),
+            "the backup must go live at exit 0, not find a divergence: {result:?}"
+        );
+    }
+
+    #[test]
+    fn only_what_the_primary_may_not_have_released_is_kept() {
+        let mut console = Unreleased::new();
+        console.extend(*b"tick 1\n", 0);
+        console.extend(*b"tick 2\n", 10);
+        assert_eq!(Vec::from(console.take(10)), b"k 2\n");
+        // What was taken counts as emitted: bytes 14.. come next.
+        console.extend(*b"tick 3\n", 16);
+        assert_eq!(Vec::from(console.take(16)), b"ck 3\n");
+        // A stale release count drops nothing.
+        console.extend(*b"x", 3);
+        assert_eq!(Vec::from(console.take(3)), b"x");
+    }
+
+    #[test]
+    fn a_complete_exit_is_replayed_without_waiting_for_more() {
+        let time = Record::Event {
+            exit: 0,
+            signature: 0,
+            event: Event::Time { ns: 5 },
+        };
+        let batch = FromPrimary::Batch {
+            records: vec![time],
+            through_exit: 0,
+            released: Released::default(),
+        };
+        // Nothing follows: a replay that waited for a later record would
+        // block here forever.
+        let mut replay = stream(vec![batch]);
+        let mut events = Vec::new();
+        replay.events(&boot(), &mut events).unwrap();
+        assert_eq!(events, vec![Event::Time { ns: 5 }]);
     }
 }

@@ -9,5 +9,5 @@ pub mod pairing;
 mod primary;
 
 pub use backup::{Backlog, BackupSink, BackupSource, LogStatus, Takeover};
-pub use output_gate::{Devices as GateDevices, GatedSink, OutputGate};
+pub use output_gate::{GatedSink, OutputGate};
 pub use primary::{FlagClaim, Limits, PairStatus, PrimarySource, watch_backup};

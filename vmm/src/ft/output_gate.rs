@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ft_logging::channel::Released;
 use ft_logging::{DiskRequest, OutputSink, SinkError};
 
-use crate::host::{DiskIo, Tap};
+use crate::host::HostDevices;
 
 /// An output waiting for its acknowledgement.
 #[derive(Debug)]
@@ -22,13 +22,6 @@ pub enum Held {
     Console(Vec<u8>),
     Disk(DiskRequest),
     Frame(Vec<u8>),
-}
-
-/// Where released outputs go besides the console.
-#[derive(Debug, Default)]
-pub struct Devices {
-    pub disk: Option<DiskIo>,
-    pub tap: Option<Arc<Tap>>,
 }
 
 /// Outputs held until the backup acknowledges them, shared by the vCPU
@@ -59,7 +52,7 @@ impl<W: std::fmt::Debug> std::fmt::Debug for OutputGate<W> {
 #[derive(Debug)]
 struct GateState<W> {
     out: W,
-    devices: Devices,
+    devices: HostDevices,
     held: VecDeque<(u64, Held)>,
     acked: u64,
     /// No backup: outputs go out at once.
@@ -75,7 +68,7 @@ impl<W: Write> OutputGate<W> {
     /// its lease.
     pub fn new(
         out: W,
-        devices: Devices,
+        devices: HostDevices,
         solo: bool,
         leased: Box<dyn Fn() -> bool + Send + Sync>,
     ) -> Arc<Self> {
@@ -118,13 +111,7 @@ impl<W: Write> OutputGate<W> {
     /// A disk read is no output: it goes to the disk at once. Virtio-blk
     /// does not order requests in flight, so it may pass a held write.
     pub fn read(&self, request: DiskRequest) -> Result<(), SinkError> {
-        let state = self.lock();
-        state
-            .devices
-            .disk
-            .as_ref()
-            .ok_or(SinkError::DiskGone)?
-            .submit(request)
+        self.lock().devices.disk(request)
     }
 
     fn emit(&self, state: &mut GateState<W>, output: Held) -> Result<(), SinkError> {
@@ -135,16 +122,9 @@ impl<W: Write> OutputGate<W> {
                     .fetch_add(bytes.len() as u64, Ordering::SeqCst);
                 Ok(())
             }
-            Held::Disk(request) => state
-                .devices
-                .disk
-                .as_ref()
-                .ok_or(SinkError::DiskGone)?
-                .submit(request),
+            Held::Disk(request) => state.devices.disk(request),
             Held::Frame(frame) => {
-                if let Some(tap) = &state.devices.tap {
-                    tap.send(&frame).map_err(SinkError::Net)?;
-                }
+                state.devices.send(&frame)?;
                 self.released_frames.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             }
@@ -254,7 +234,7 @@ mod tests {
     use super::*;
 
     fn always_leased() -> Arc<OutputGate<Vec<u8>>> {
-        OutputGate::new(Vec::new(), Devices::default(), false, Box::new(|| true))
+        OutputGate::new(Vec::new(), HostDevices::default(), false, Box::new(|| true))
     }
 
     fn text(bytes: &[u8]) -> Held {
@@ -300,7 +280,7 @@ mod tests {
         let leased = lease.clone();
         let gate = OutputGate::new(
             Vec::new(),
-            Devices::default(),
+            HostDevices::default(),
             false,
             Box::new(move || leased.load(Ordering::SeqCst)),
         );
@@ -315,7 +295,12 @@ mod tests {
 
     #[test]
     fn going_solo_releases_everything_and_stops_holding() {
-        let gate = OutputGate::new(Vec::new(), Devices::default(), false, Box::new(|| false));
+        let gate = OutputGate::new(
+            Vec::new(),
+            HostDevices::default(),
+            false,
+            Box::new(|| false),
+        );
         gate.hold(1, text(b"held ")).unwrap();
         assert!(!gate.drain(Duration::from_millis(10)));
         gate.go_solo().unwrap();

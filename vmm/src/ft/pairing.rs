@@ -1,7 +1,7 @@
 //! What must agree between a primary and its backup before they pair: the
 //! header that, with the log, determines the guest's run.
 
-use ft_logging::{DiskInfo, Header, NetInfo};
+use ft_logging::Header;
 
 /// Compares the primary's header with the one this backup would run,
 /// naming the first difference. The digest interval is the primary's to
@@ -35,32 +35,17 @@ pub fn compare(primary: &Header, ours: &Header) -> Result<(), String> {
         ));
     }
     if primary.disk != ours.disk {
-        let describe = |disk: Option<DiskInfo>| match disk {
-            None => "no disk".to_owned(),
-            Some(disk) => format!(
-                "a {}disk of {} sectors",
-                if disk.read_only { "read-only " } else { "" },
-                disk.sectors
-            ),
-        };
         return Err(format!(
             "the primary's guest has {}, this backup's {}",
-            describe(primary.disk),
-            describe(ours.disk)
+            device("disk", primary.disk),
+            device("disk", ours.disk)
         ));
     }
     if primary.net != ours.net {
-        let describe = |net: Option<NetInfo>| match net {
-            None => "no network card".to_owned(),
-            Some(net) => format!(
-                "a network card with MAC {}",
-                net.mac.map(|b| format!("{b:02x}")).join(":")
-            ),
-        };
         return Err(format!(
             "the primary's guest has {}, this backup's {}",
-            describe(primary.net),
-            describe(ours.net)
+            device("network card", primary.net),
+            device("network card", ours.net)
         ));
     }
     if let Some((theirs, mine)) = primary
@@ -84,14 +69,23 @@ pub fn compare(primary: &Header, ours: &Header) -> Result<(), String> {
     Ok(())
 }
 
+/// "no disk", or "a disk (2048 sectors)".
+fn device(kind: &str, info: Option<impl std::fmt::Display>) -> String {
+    match info {
+        None => format!("no {kind}"),
+        Some(info) => format!("a {kind} ({info})"),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use ft_logging::{CpuidLeaf, DiskInfo, NetInfo};
+
     use super::*;
-    use ft_logging::CpuidLeaf;
 
     fn header() -> Header {
         Header {
@@ -136,7 +130,7 @@ mod tests {
                         read_only: false,
                     })
                 },
-                "a disk of 8 sectors",
+                "a disk (8 sectors)",
             ),
             (
                 |h| {

@@ -419,9 +419,11 @@ impl<W: Write> EventSource for PrimarySource<W> {
             // nothing sent is still unacknowledged, so that a stream of
             // small outputs (a console line a byte at a time) goes out in
             // one batch when the guest next halts.
-            outbox.acknowledged(self.status.acked.load(Ordering::SeqCst));
-            if done.output && outbox.in_flight.is_empty() {
-                outbox.send(done.exit, self.gate.released());
+            if done.output {
+                outbox.acknowledged(self.status.acked.load(Ordering::SeqCst));
+                if outbox.in_flight.is_empty() {
+                    outbox.send(done.exit, self.gate.released());
+                }
             }
         }
         Ok(())

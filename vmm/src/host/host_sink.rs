@@ -4,22 +4,44 @@ use ft_logging::{DiskRequest, OutputSink, SinkError};
 
 use super::{DiskIo, StdoutSink, Tap};
 
-/// Outputs straight to this host: the console on stdout, disk requests to
-/// the disk's I/O thread, frames to the TAP device. Without a disk or a TAP
-/// (a replay), those go nowhere: completions come from the log.
+/// Where this host's disk requests and frames go: the disk's I/O thread and
+/// the TAP device. Without them (a replay) they go nowhere: completions come
+/// from the log.
+#[derive(Debug, Default)]
+pub struct HostDevices {
+    pub disk: Option<DiskIo>,
+    pub tap: Option<Arc<Tap>>,
+}
+
+impl HostDevices {
+    pub fn disk(&self, request: DiskRequest) -> Result<(), SinkError> {
+        match &self.disk {
+            Some(disk) => disk.submit(request),
+            None => Ok(()),
+        }
+    }
+
+    pub fn send(&self, frame: &[u8]) -> Result<(), SinkError> {
+        match &self.tap {
+            Some(tap) => tap.send(frame).map_err(SinkError::Net),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Outputs straight to this host: the console on stdout, the rest to its
+/// devices.
 #[derive(Debug)]
 pub struct HostSink {
     console: StdoutSink,
-    disk: Option<DiskIo>,
-    tap: Option<Arc<Tap>>,
+    devices: HostDevices,
 }
 
 impl HostSink {
-    pub fn new(disk: Option<DiskIo>, tap: Option<Arc<Tap>>) -> Self {
+    pub fn new(devices: HostDevices) -> Self {
         Self {
             console: StdoutSink::new(),
-            disk,
-            tap,
+            devices,
         }
     }
 }
@@ -30,17 +52,11 @@ impl OutputSink for HostSink {
     }
 
     fn disk(&mut self, _exit: u64, request: DiskRequest) -> Result<(), SinkError> {
-        match &self.disk {
-            Some(disk) => disk.submit(request),
-            None => Ok(()),
-        }
+        self.devices.disk(request)
     }
 
     fn net(&mut self, _exit: u64, frame: Vec<u8>) -> Result<(), SinkError> {
-        match &self.tap {
-            Some(tap) => tap.send(&frame).map_err(SinkError::Net),
-            None => Ok(()),
-        }
+        self.devices.send(&frame)
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {

@@ -15,7 +15,7 @@ mod tap;
 pub use clock::VirtualClock;
 pub use console::{TerminalGuard, spawn_stdin_reader};
 pub use disk_io::DiskIo;
-pub use host_sink::HostSink;
+pub use host_sink::{HostDevices, HostSink};
 pub use live_source::{HostInput, LiveSource};
 pub use stdout_sink::StdoutSink;
 pub use stop::{StopSignal, VcpuKicker, watch_signals};

@@ -19,8 +19,9 @@ use crate::cli::error::CliError;
 /// The guest's address and Redis port, on the LAN.
 pub const GUEST_IP: &str = "10.0.0.2";
 const REDIS: &str = "10.0.0.2:6379";
-/// TAP devices of the primary and the backup.
-pub const TAPS: [&str; 2] = ["tap-a", "tap-b"];
+/// The TAP devices of the primary and of the backup.
+pub const PRIMARY_TAP: &str = "tap-a";
+pub const BACKUP_TAP: &str = "tap-b";
 /// How long one SET may take: a takeover, and TCP's retransmission.
 const PATIENCE: Duration = Duration::from_secs(30);
 /// SETs between two lines of the client's view, when nothing happens.
@@ -45,10 +46,10 @@ impl Lan {
             &["-n", ns, "link", "add", "br0", "type", "bridge"],
             &["-n", ns, "addr", "add", "10.0.0.1/24", "dev", "br0"],
             &["-n", ns, "link", "set", "br0", "up"],
-            &["-n", ns, "tuntap", "add", "dev", TAPS[0], "mode", "tap"],
-            &["-n", ns, "tuntap", "add", "dev", TAPS[1], "mode", "tap"],
-            &["-n", ns, "link", "set", TAPS[0], "master", "br0", "up"],
-            &["-n", ns, "link", "set", TAPS[1], "master", "br0", "up"],
+            &["-n", ns, "tuntap", "add", "dev", PRIMARY_TAP, "mode", "tap"],
+            &["-n", ns, "tuntap", "add", "dev", BACKUP_TAP, "mode", "tap"],
+            &["-n", ns, "link", "set", PRIMARY_TAP, "master", "br0", "up"],
+            &["-n", ns, "link", "set", BACKUP_TAP, "master", "br0", "up"],
         ];
         for step in steps {
             let output = Command::new("ip")

@@ -5,9 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use ft_logging::{
-    DiskInfo, DiskOp, DiskRequest, SECTOR_SIZE, STATUS_IOERR, STATUS_OK, STATUS_UNSUPP,
-};
+use ft_logging::{DiskInfo, DiskOp, DiskRequest, STATUS_IOERR, STATUS_OK, STATUS_UNSUPP};
+use shared_disk::image::SECTOR;
 use tracing::{debug, warn};
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_T_FLUSH,
@@ -156,10 +155,10 @@ impl Block {
         let readable = data.iter().all(|d| !d.is_write_only());
         match kind {
             VIRTIO_BLK_T_IN | VIRTIO_BLK_T_OUT => {
-                let fits = total.is_multiple_of(SECTOR_SIZE)
+                let fits = total.is_multiple_of(SECTOR)
                     && total <= u64::from(MAX_TRANSFER)
                     && sector
-                        .checked_add(total / SECTOR_SIZE)
+                        .checked_add(total / SECTOR)
                         .is_some_and(|end| end <= self.info.sectors);
                 let directed = if kind == VIRTIO_BLK_T_IN {
                     writable
