@@ -2,8 +2,8 @@
 //! through, and ftvm's failures use a small table at the top of the range
 //! (a guest may choose the same numbers; the message on stderr tells).
 
-use crate::platform::GuestEnd;
 use crate::vstate::VmEnd;
+use ftvm_core::effect::GuestEnd;
 
 /// The TAP device for `--net` cannot be opened or created.
 pub const NETWORK_FAILURE: u8 = 112;

@@ -8,11 +8,12 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::boot::{self, BootError};
-use crate::exit_handler::ExitHandler;
 use crate::host::StopSignal;
-use crate::platform::{GuestEnd, PLATFORM_VERSION, Platform};
 use crate::vm_config::VmConfig;
 use crate::vstate::{RunError, Vcpu, Vm, VmEnd, VmError};
+use ftvm_core::effect::GuestEnd;
+use ftvm_core::exit_handler::ExitHandler;
+use ftvm_core::platform::{PLATFORM_VERSION, Platform};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {

@@ -2,9 +2,9 @@
 //! of its platform before the first event.
 
 use crate::boot::elf::{self, ElfError, PvhKernel};
-use crate::boot::layout::{CMDLINE_MAX, MAX_MEM_MIB};
 use crate::kernel::{self, Kernel, KernelError};
-use crate::platform::Devices;
+use ftvm_core::layout::{CMDLINE_MAX, MAX_MEM_MIB};
+use ftvm_core::platform::Devices;
 
 pub const DEFAULT_MEM_MIB: u32 = 64;
 

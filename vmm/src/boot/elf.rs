@@ -10,7 +10,7 @@ use object::elf::{ELFCLASS32, ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_EXEC, PT_LO
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::{Endianness, elf::FileHeader64};
 
-use super::layout::{BOOT_AREA_END, LEGACY_HOLE_END, LEGACY_HOLE_START};
+use ftvm_core::layout::{BOOT_AREA_END, LEGACY_HOLE_END, LEGACY_HOLE_START};
 
 /// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit physical entry point of the PVH ABI.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;

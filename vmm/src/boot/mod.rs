@@ -2,7 +2,6 @@
 
 pub mod cpu_state;
 pub mod elf;
-pub mod layout;
 
 use linux_loader::cmdline::Cmdline;
 use linux_loader::configurator::pvh::PvhBootConfigurator;
@@ -12,7 +11,7 @@ use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_in
 use linux_loader::loader::{KernelLoader, load_cmdline};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use layout::{
+use ftvm_core::layout::{
     CMDLINE_ADDR, CMDLINE_MAX, GDT_ADDR, LEGACY_HOLE_END, LEGACY_HOLE_START, MEMMAP_ADDR,
     START_INFO_ADDR,
 };

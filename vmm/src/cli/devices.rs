@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ft_logging::{DiskInfo, NetInfo};
+use ftvm_core::platform::Devices;
 use sha2::{Digest, Sha256};
 use shared_disk::DiskImage;
 use vmm::host::Tap;
-use vmm::platform::Devices;
 
 use super::error::CliError;
 

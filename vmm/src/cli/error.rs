@@ -2,9 +2,9 @@
 
 use ft_logging::SourceError;
 use ft_logging::channel::ChannelError;
+use ftvm_core::exit_handler::CoreError;
 use replay::TraceError;
 use shared_disk::{ArbiterError, ImageError};
-use vmm::exit_handler::CoreError;
 use vmm::exit_status::{
     ARBITER_FAILURE, DIVERGENCE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK, INVALID_KERNEL,
     INVALID_TRACE, KERNEL_NOT_FOUND, KVM_FAILURE, NETWORK_FAILURE, NOT_LIVE, PAIRING_FAILURE,

@@ -342,7 +342,7 @@ fn backup_end(
             return Ok(reason.exit_status());
         }
         Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
-        Err(RunError::Core(vmm::exit_handler::CoreError::Source(
+        Err(RunError::Core(ftvm_core::exit_handler::CoreError::Source(
             ft_logging::SourceError::LogEnded,
         ))) => {
             // The primary was stopped (or failed) there; so is the pair.

@@ -9,14 +9,14 @@ use clap::{Args, Subcommand};
 use ft_logging::{
     End, Event, EventSource, ExitDone, ExitQuery, NullSink, OutputSink, SourceError, StateDigest,
 };
+use ftvm_core::exit_handler::CoreError;
+use ftvm_core::platform::{Devices, PLATFORM_VERSION};
 use indicatif::{ProgressBar, ProgressStyle};
 use replay::{RecordStream, ReplaySource, TraceReader};
-use vmm::exit_handler::CoreError;
 use vmm::exit_status;
 use vmm::host::{HostDevices, HostSink};
 use vmm::kernel::Kernel;
 use vmm::machine::{Cpu, Machine, end_reason};
-use vmm::platform::{Devices, PLATFORM_VERSION};
 use vmm::vm_config::VmConfig;
 use vmm::vstate::{RunError, VmEnd};
 

@@ -15,9 +15,9 @@ use super::VmError;
 use super::emulation::{self, Unemulated};
 use super::state_digest::state_digest;
 use crate::boot::cpu_state;
-use crate::exit_handler::{Access, CoreError, ExitHandler, Flow};
 use crate::host::StopSignal;
-use crate::platform::GuestEnd;
+use ftvm_core::effect::GuestEnd;
+use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow};
 
 // kvm-ioctls does not wrap KVM_INTERRUPT, the injection ioctl for a
 // user-space interrupt controller.

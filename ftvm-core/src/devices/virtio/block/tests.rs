@@ -11,7 +11,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::super::test_driver::{Driver, NEXT, QUEUE, RAM, WRITE};
 use super::Block;
-use crate::platform::Effect;
+use crate::effect::Effect;
 
 const DESC: u64 = 0x1000;
 const AVAIL: u64 = 0x2000;

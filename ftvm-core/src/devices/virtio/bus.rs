@@ -7,7 +7,7 @@ use vm_memory::GuestMemoryMmap;
 use super::block::Block;
 use super::net::{Net, RX_QUEUE};
 use super::{IRQS, MMIO_SIZE, VirtioMmio, mmio_base};
-use crate::platform::Effect;
+use crate::effect::Effect;
 
 #[derive(Debug)]
 enum Slot {

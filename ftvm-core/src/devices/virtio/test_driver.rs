@@ -6,7 +6,7 @@ use virtio_bindings::virtio_mmio::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::{VirtioDevice, VirtioMmio};
-use crate::platform::Effect;
+use crate::effect::Effect;
 
 pub const RAM: usize = 1 << 20;
 /// Queue size the driver sets.

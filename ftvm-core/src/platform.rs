@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use ft_logging::{DiskInfo, DiskRequest, NetInfo};
+use ft_logging::{DiskInfo, NetInfo};
 use tracing::warn;
 use vm_memory::GuestMemoryMmap;
 
@@ -13,6 +13,7 @@ use crate::devices::pit::Pit;
 use crate::devices::rtc::Rtc;
 use crate::devices::uart::Uart;
 use crate::devices::virtio::{self, VirtioBus};
+use crate::effect::{Effect, GuestEnd};
 
 /// The version of the platform a guest sees: devices, their ports and
 /// behaviour, the CPU model. A change a guest could observe bumps it, since
@@ -27,34 +28,6 @@ pub const EXIT_PORT: u16 = 0xf4;
 /// The POST-code port: writes are a common I/O delay, so they are accepted silently.
 const POST_PORT: u16 = 0x80;
 const RTC_DATA_PORT: u16 = 0x71;
-
-/// How the VM ended, seen from the platform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuestEnd {
-    /// The guest wrote this byte to the exit port.
-    Exit(u8),
-    /// The guest reset the machine through the i8042.
-    Reset,
-    /// The guest halted with interrupts disabled.
-    Halted,
-    /// The guest halted with interrupts enabled and nothing can ever wake it.
-    Idle,
-    /// The guest triple-faulted.
-    TripleFault,
-}
-
-/// What a guest access asks of the machine beyond the devices' own state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// A byte the guest transmitted on its console.
-    Console(u8),
-    /// A request of the guest's disk.
-    Disk(DiskRequest),
-    /// A frame the guest transmitted.
-    Net(Vec<u8>),
-    /// The guest ended the VM.
-    End(GuestEnd),
-}
 
 /// The devices a guest has beyond the fixed PC ones.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
 
 use super::VirtioDevice;
-use crate::platform::Effect;
+use crate::effect::Effect;
 
 /// The request queue's size.
 const QUEUE_SIZE: u16 = 256;

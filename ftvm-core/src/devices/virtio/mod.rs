@@ -13,7 +13,7 @@ mod test_driver;
 pub use bus::VirtioBus;
 pub use mmio::{VirtioDevice, VirtioMmio};
 
-use crate::boot::layout::MMIO_START;
+use crate::layout::MMIO_START;
 
 /// Bytes of MMIO space per device.
 pub const MMIO_SIZE: u64 = 0x1000;

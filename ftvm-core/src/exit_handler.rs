@@ -14,7 +14,8 @@ use ft_logging::{
 };
 use tracing::{trace, warn};
 
-use crate::platform::{Effect, GuestEnd, Platform};
+use crate::effect::{Effect, GuestEnd};
+use crate::platform::Platform;
 
 const RFLAGS_IF: u64 = 1 << 9;
 

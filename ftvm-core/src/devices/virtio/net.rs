@@ -14,7 +14,7 @@ use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemory, GuestMemoryMmap, Permissions};
 
 use super::VirtioDevice;
-use crate::platform::Effect;
+use crate::effect::Effect;
 
 pub const RX_QUEUE: usize = 0;
 const TX_QUEUE: usize = 1;
@@ -193,7 +193,7 @@ mod tests {
 
     use super::super::test_driver::{Driver, RAM, WRITE};
     use super::{HEADER_LEN, MAX_FRAME, Net, RX_QUEUE};
-    use crate::platform::Effect;
+    use crate::effect::Effect;
 
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0xaa, 0xbb, 0xcc];
     const RX_RINGS: (u64, u64, u64) = (0x1000, 0x2000, 0x3000);
