@@ -285,3 +285,67 @@ fn a_disk_request_in_flight_completes_in_the_second_vm() {
             .is_empty()
     );
 }
+
+/// A pre-copy or an incremental checkpoint in small: the whole state at
+/// exit N, then only the pages dirtied from N to M (by the guest, in KVM's
+/// log, and by the VMM: disk data, used rings) and the machine state at
+/// M, bring a copy made at N to exactly the state at M.
+fn check_dirty_pages_bring_a_copy_forward(trace: &Path, from: u64, to: u64) {
+    let (header, mut first) = replay_from_start(trace);
+    let mut console = Console::default();
+    let start = pause(&mut first, &mut console, from);
+    let tracker = first.machine().memory_tracker();
+    tracker.start().unwrap();
+    let at_start = first.machine().capture_vm(header.clone()).unwrap();
+    let end = pause(&mut first, &mut console, to);
+    let dirty = tracker.dirty_pages().unwrap();
+    tracker.stop().unwrap();
+    let pages = vm_state::PageSet::decode(&tracker.capture(&dirty).unwrap().encode()).unwrap();
+    let machine = vm_state::MachineState::decode(&first.machine().capture().unwrap().encode()).unwrap();
+    assert!(
+        !dirty.is_empty() && dirty.count() < at_start.memory.len() / 4,
+        "{} of {} pages dirty from exit {start} to {end}",
+        dirty.count(),
+        at_start.memory.len()
+    );
+
+    let mut copy = Machine::restore(&at_start).unwrap();
+    copy.apply_pages(&pages).unwrap();
+    copy.apply_state(&machine).unwrap();
+    let expected = first.machine().capture_vm(header.clone()).unwrap();
+    assert_same(&copy.capture_vm(header).unwrap(), &expected, "brought forward");
+    // The copy replays on from there to the recorded end.
+    let (_, reader) = open(trace);
+    let source = ReplaySource::resume_after(reader, true, copy.exits());
+    let interval = expected.header.digest_interval;
+    finish(Replay::new(copy, source, interval), &mut Console::default());
+}
+
+#[test]
+fn pages_the_guest_dirtied_bring_a_copy_to_a_later_state() {
+    let dir = scratch_dir("state-dirty-ticker");
+    let trace = dir.join("ticker.trace");
+    record(&trace, &["--kernel", "ticker", "--cmdline", "ticks=4 hz=40"]);
+    check_dirty_pages_bring_a_copy_forward(&trace, 100, 250);
+}
+
+#[test]
+fn pages_the_vmm_wrote_for_the_disk_bring_a_copy_to_a_later_state() {
+    let dir = scratch_dir("state-dirty-disk");
+    let image = dir.join("disk.img");
+    fs::write(&image, vec![0u8; 64 * 512]).unwrap();
+    let trace = dir.join("diskcheck.trace");
+    record(
+        &trace,
+        &[
+            "--kernel",
+            "diskcheck",
+            "--disk",
+            image.to_str().unwrap(),
+            "--cmdline",
+            "mode=pattern seed=5 sectors=16",
+        ],
+    );
+    let exits = replay::inspect(&trace).unwrap().end.exit;
+    check_dirty_pages_bring_a_copy_forward(&trace, exits / 4, 3 * exits / 4);
+}
