@@ -107,11 +107,17 @@ fn assert_same(got: &VmState, expected: &VmState, context: &str) {
         ("system registers", got_vcpu.sregs == expected_vcpu.sregs),
         ("XSAVE area", got_vcpu.xsave == expected_vcpu.xsave),
         ("XCRs", got_vcpu.xcrs == expected_vcpu.xcrs),
-        ("debug registers", got_vcpu.debugregs == expected_vcpu.debugregs),
+        (
+            "debug registers",
+            got_vcpu.debugregs == expected_vcpu.debugregs,
+        ),
         ("pending events", got_vcpu.events == expected_vcpu.events),
         ("MP state", got_vcpu.mp_state == expected_vcpu.mp_state),
         ("MSRs", msrs(got_vcpu) == msrs(expected_vcpu)),
-        ("core and devices", got.machine.core == expected.machine.core),
+        (
+            "core and devices",
+            got.machine.core == expected.machine.core,
+        ),
         ("FT bookkeeping", got.machine.ft == expected.machine.ft),
         ("memory", got.memory == expected.memory),
     ];
@@ -186,7 +192,10 @@ fn check_exact_continuation(trace: &Path, exit: u64) -> VmState {
 fn a_ticker_captured_mid_run_goes_on_identically_in_a_second_vm() {
     let dir = scratch_dir("state-ticker");
     let trace = dir.join("ticker.trace");
-    record(&trace, &["--kernel", "ticker", "--cmdline", "ticks=6 hz=40"]);
+    record(
+        &trace,
+        &["--kernel", "ticker", "--cmdline", "ticks=6 hz=40"],
+    );
     let exits = replay::inspect(&trace).unwrap().end.exit;
     // An exit after which KVM holds an interrupt injected but not yet
     // delivered, which only a whole vCPU state carries.
@@ -216,7 +225,14 @@ fn every_exit_of_a_tick_is_a_place_to_capture_and_restore() {
     let trace = dir.join("ticker.trace");
     record(
         &trace,
-        &["--kernel", "ticker", "--mem-mib", "8", "--cmdline", "ticks=3 hz=40"],
+        &[
+            "--kernel",
+            "ticker",
+            "--mem-mib",
+            "8",
+            "--cmdline",
+            "ticks=3 hz=40",
+        ],
     );
     let (header, mut first) = replay_from_start(&trace);
     let mut console = Console::default();
@@ -234,7 +250,11 @@ fn every_exit_of_a_tick_is_a_place_to_capture_and_restore() {
     for state in &states {
         let (_, reader) = open(&trace);
         let mut second = Replay::from_state(state, reader, true).unwrap();
-        let at = pause(&mut second, &mut Console::default(), state.machine.exit() + 3);
+        let at = pause(
+            &mut second,
+            &mut Console::default(),
+            state.machine.exit() + 3,
+        );
         let Some(expected) = states.iter().find(|s| s.machine.exit() == at) else {
             break;
         };
@@ -301,7 +321,8 @@ fn check_dirty_pages_bring_a_copy_forward(trace: &Path, from: u64, to: u64) {
     let dirty = tracker.dirty_pages().unwrap();
     tracker.stop().unwrap();
     let pages = vm_state::PageSet::decode(&tracker.capture(&dirty).unwrap().encode()).unwrap();
-    let machine = vm_state::MachineState::decode(&first.machine().capture().unwrap().encode()).unwrap();
+    let machine =
+        vm_state::MachineState::decode(&first.machine().capture().unwrap().encode()).unwrap();
     assert!(
         !dirty.is_empty() && dirty.count() < at_start.memory.len() / 4,
         "{} of {} pages dirty from exit {start} to {end}",
@@ -313,7 +334,11 @@ fn check_dirty_pages_bring_a_copy_forward(trace: &Path, from: u64, to: u64) {
     copy.apply_pages(&pages).unwrap();
     copy.apply_state(&machine).unwrap();
     let expected = first.machine().capture_vm(header.clone()).unwrap();
-    assert_same(&copy.capture_vm(header).unwrap(), &expected, "brought forward");
+    assert_same(
+        &copy.capture_vm(header).unwrap(),
+        &expected,
+        "brought forward",
+    );
     // The copy replays on from there to the recorded end.
     let (_, reader) = open(trace);
     let source = ReplaySource::resume_after(reader, true, copy.exits());
@@ -325,7 +350,10 @@ fn check_dirty_pages_bring_a_copy_forward(trace: &Path, from: u64, to: u64) {
 fn pages_the_guest_dirtied_bring_a_copy_to_a_later_state() {
     let dir = scratch_dir("state-dirty-ticker");
     let trace = dir.join("ticker.trace");
-    record(&trace, &["--kernel", "ticker", "--cmdline", "ticks=4 hz=40"]);
+    record(
+        &trace,
+        &["--kernel", "ticker", "--cmdline", "ticks=4 hz=40"],
+    );
     check_dirty_pages_bring_a_copy_forward(&trace, 100, 250);
 }
 

@@ -19,7 +19,10 @@ pub struct DiskRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DiskOp {
-    Read { sector: u64, len: u32 },
+    Read {
+        sector: u64,
+        len: u32,
+    },
     Write {
         sector: u64,
         #[serde(with = "serde_bytes")]

@@ -58,7 +58,10 @@ mod tests {
         memory.write_slice(&[1; 8], GuestAddress(0x8ffc)).unwrap();
         let mut byte = [0u8];
         memory.read_slice(&mut byte, GuestAddress(0x5000)).unwrap();
-        assert_eq!(take_vmm_dirty(&memory), vec![(1 << 3) | (1 << 8) | (1 << 9)]);
+        assert_eq!(
+            take_vmm_dirty(&memory),
+            vec![(1 << 3) | (1 << 8) | (1 << 9)]
+        );
         assert!(take_vmm_dirty(&memory).is_empty(), "cleared as read");
     }
 }

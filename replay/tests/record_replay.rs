@@ -419,7 +419,9 @@ fn a_replay_resumed_after_an_exit_goes_on_from_the_next_one() {
         let mut first = ReplaySource::new(open(), true);
         guest.boot(&mut first).unwrap();
         assert_eq!(
-            guest.run_exits(&mut first, 1..=start, DIGEST_INTERVAL).unwrap(),
+            guest
+                .run_exits(&mut first, 1..=start, DIGEST_INTERVAL)
+                .unwrap(),
             None
         );
         let mut resumed = ReplaySource::resume_after(open(), true, start);

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
-use crate::envelope::{self, Kind};
 use crate::StateError;
+use crate::envelope::{self, Kind};
 use ftvm_core::memory::{GuestRam, PAGE_SIZE};
 
 const PAGE: usize = PAGE_SIZE as usize;
@@ -70,8 +70,11 @@ impl PageSet {
     }
 
     /// Writes the pages into `memory`, after checking that all of them are
-    /// in its RAM: a set that does not fit changes nothing.
-    pub fn apply(&self, memory: &GuestRam) -> Result<(), StateError> {
+    /// in its RAM: a set that does not fit changes nothing. With
+    /// `nonzero`, only those pages of `memory` may hold data (the rest is
+    /// zero, as in a VM that never ran), so only those of the set's zero
+    /// pages are written; without, every zero page is read to see.
+    pub fn apply(&self, memory: &GuestRam, nonzero: Option<&DirtyPages>) -> Result<(), StateError> {
         self.check()?;
         let last = self
             .zero_runs
@@ -93,6 +96,9 @@ impl PageSet {
         let mut current = [0u8; PAGE];
         for &(first, count) in &self.zero_runs {
             for number in first..first + count {
+                if nonzero.is_some_and(|nonzero| !nonzero.contains(number)) {
+                    continue;
+                }
                 // A page never written reads as zeros without being
                 // allocated: leave it so.
                 memory
@@ -128,9 +134,17 @@ impl PageSet {
         self.zero_runs.iter().map(|&(_, count)| count).sum()
     }
 
+    /// The pages that carry data.
+    pub fn data_page_numbers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.numbers.iter().copied()
+    }
+
     /// The last page number in the set, if any.
     pub fn last_page(&self) -> Option<u64> {
-        let zero = self.zero_runs.last().map(|&(first, count)| first + count - 1);
+        let zero = self
+            .zero_runs
+            .last()
+            .map(|&(first, count)| first + count - 1);
         zero.max(self.numbers.last().copied())
     }
 
@@ -159,15 +173,14 @@ impl PageSet {
         if !runs_fit || self.numbers.last().is_some_and(|&last| last >= MAX_PAGES) {
             return invalid("pages out of range");
         }
-        let runs_ascend = self
-            .zero_runs
-            .windows(2)
-            .all(|w| w[0].0 + w[0].1 <= w[1].0);
+        let runs_ascend = self.zero_runs.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0);
         if !runs_ascend || !self.numbers.windows(2).all(|w| w[0] < w[1]) {
             return invalid("pages out of order or repeated");
         }
         let zero = |number: u64| {
-            let after = self.zero_runs.partition_point(|&(first, _)| first <= number);
+            let after = self
+                .zero_runs
+                .partition_point(|&(first, _)| first <= number);
             after > 0 && number < self.zero_runs[after - 1].0 + self.zero_runs[after - 1].1
         };
         if self.numbers.iter().any(|&number| zero(number)) {
@@ -234,7 +247,10 @@ impl DirtyPages {
 
     /// How many pages.
     pub fn count(&self) -> u64 {
-        self.words.iter().map(|word| u64::from(word.count_ones())).sum()
+        self.words
+            .iter()
+            .map(|word| u64::from(word.count_ones()))
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {

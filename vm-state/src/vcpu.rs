@@ -46,7 +46,11 @@ impl VcpuState {
 
     /// The XSAVE area as KVM gave it.
     pub fn xsave_bytes(xsave: &kvm_xsave) -> Vec<u8> {
-        xsave.region.iter().flat_map(|word| word.to_ne_bytes()).collect()
+        xsave
+            .region
+            .iter()
+            .flat_map(|word| word.to_ne_bytes())
+            .collect()
     }
 
     pub(crate) fn check(&self) -> Result<(), StateError> {

@@ -95,7 +95,13 @@ fn drive(
     };
     for &(port, value) in writes {
         let completed = handler
-            .access(Access::PioOut { port, data: &[value] }, clock)
+            .access(
+                Access::PioOut {
+                    port,
+                    data: &[value],
+                },
+                clock,
+            )
             .unwrap();
         finish(handler, clock, completed);
         seen.push(handler.signature().value());
@@ -103,7 +109,13 @@ fn drive(
     for &port in reads {
         let mut data = [0u8];
         let completed = handler
-            .access(Access::PioIn { port, data: &mut data }, clock)
+            .access(
+                Access::PioIn {
+                    port,
+                    data: &mut data,
+                },
+                clock,
+            )
             .unwrap();
         finish(handler, clock, completed);
         seen.extend([u64::from(data[0]), handler.signature().value()]);
@@ -119,8 +131,12 @@ fn ram() -> GuestRam {
 /// disk and a network card, a few pages of data, a vCPU.
 fn sample() -> (VmState, ExitHandler, GuestRam, Clock) {
     let memory = ram();
-    memory.write_slice(b"a page of data", GuestAddress(0x10_000)).unwrap();
-    memory.write_slice(&[0xee; 5000], GuestAddress(0x11_000)).unwrap();
+    memory
+        .write_slice(b"a page of data", GuestAddress(0x10_000))
+        .unwrap();
+    memory
+        .write_slice(&[0xee; 5000], GuestAddress(0x11_000))
+        .unwrap();
     let mut handler = ExitHandler::new(Platform::new(devices(), &memory));
     let mut clock = Clock(0);
     handler.boot(&mut clock).unwrap();
@@ -177,7 +193,7 @@ fn a_whole_state_round_trips_and_the_core_goes_on_identically() {
     assert_eq!(decoded, state);
     assert_eq!(decoded.encode(), bytes, "one encoding");
     let memory = ram();
-    decoded.memory.apply(&memory).unwrap();
+    decoded.memory.apply(&memory, None).unwrap();
     assert_eq!(PageSet::capture_all(&memory), state.memory);
     let mut restored = ExitHandler::from_state(devices(), &memory, &decoded.machine.core).unwrap();
     assert_eq!(restored.state(), state.machine.core);
@@ -202,16 +218,22 @@ fn zero_pages_travel_as_runs() {
 #[test]
 fn a_subset_of_pages_brings_a_copy_up_to_date() {
     let memory = ram();
-    memory.write_slice(&[1; 8192], GuestAddress(0x20_000)).unwrap();
+    memory
+        .write_slice(&[1; 8192], GuestAddress(0x20_000))
+        .unwrap();
     let copy = ram();
-    PageSet::capture_all(&memory).apply(&copy).unwrap();
+    PageSet::capture_all(&memory).apply(&copy, None).unwrap();
     // The source changes one page, zeroes another; the subset carries both.
-    memory.write_slice(&[2; 10], GuestAddress(0x40_000)).unwrap();
-    memory.write_slice(&[0; 4096], GuestAddress(0x21_000)).unwrap();
+    memory
+        .write_slice(&[2; 10], GuestAddress(0x40_000))
+        .unwrap();
+    memory
+        .write_slice(&[0; 4096], GuestAddress(0x21_000))
+        .unwrap();
     let subset = PageSet::capture(&memory, [0x40, 0x21, 0x40]).unwrap();
     assert_eq!((subset.len(), subset.data_pages()), (2, 1));
     let subset = PageSet::decode(&subset.encode()).unwrap();
-    subset.apply(&copy).unwrap();
+    subset.apply(&copy, None).unwrap();
     assert_eq!(PageSet::capture_all(&copy), PageSet::capture_all(&memory));
 }
 
@@ -220,9 +242,10 @@ fn pages_outside_ram_are_refused_and_nothing_is_written() {
     let small = ram();
     let big = GuestRam::from_ranges(&[(GuestAddress(0), 2 * MIB)]).unwrap();
     big.write_slice(&[3; 4096], GuestAddress(0x1000)).unwrap();
-    big.write_slice(&[4; 4096], GuestAddress(0x1f_f000)).unwrap();
+    big.write_slice(&[4; 4096], GuestAddress(0x1f_f000))
+        .unwrap();
     let set = PageSet::capture_all(&big);
-    let error = set.apply(&small).unwrap_err();
+    let error = set.apply(&small, None).unwrap_err();
     assert!(error.to_string().contains("outside"), "{error}");
     assert_eq!(PageSet::capture_all(&small), PageSet::capture_all(&ram()));
     assert!(PageSet::capture(&small, [256]).is_err());
@@ -267,7 +290,11 @@ fn another_version_kind_or_platform_is_refused() {
     assert!(error.to_string().contains("ftvm-pc-0"), "{error}");
     let mut header = state.clone();
     header.header.platform = "ftvm-pc-0".into();
-    assert!(VmState::decode(&header.encode()).unwrap_err().is_incompatible());
+    assert!(
+        VmState::decode(&header.encode())
+            .unwrap_err()
+            .is_incompatible()
+    );
 }
 
 #[test]
@@ -301,7 +328,8 @@ fn a_well_formed_state_with_invalid_contents_is_refused() {
 #[test]
 fn a_core_state_for_other_devices_is_refused() {
     let (state, ..) = sample();
-    let error = ExitHandler::from_state(Devices::default(), &ram(), &state.machine.core).unwrap_err();
+    let error =
+        ExitHandler::from_state(Devices::default(), &ram(), &state.machine.core).unwrap_err();
     assert!(error.to_string().contains("other devices"), "{error}");
 }
 

@@ -16,15 +16,13 @@ use std::sync::Arc;
 use ft_logging::{CpuidLeaf, End, EndReason, EventSource, Header, OutputSink};
 use sha2::{Digest, Sha256};
 use tracing::warn;
-use vm_state::{FtState, MachineState, PageSet, StateError, VmState, check_header};
+use vm_state::{DirtyPages, FtState, MachineState, PageSet, StateError, VmState, check_header};
 
 use crate::boot::{self, BootError};
 use crate::exit_status::{INCOMPATIBLE_HOST, KVM_FAILURE, PAIRING_FAILURE};
 use crate::host::StopSignal;
 use crate::vm_config::{ConfigError, VmConfig};
-use crate::vstate::{
-    MemoryTracker, Ran, RunError, Vcpu, VcpuStateError, Vm, VmEnd, VmError,
-};
+use crate::vstate::{MemoryTracker, Ran, RunError, Vcpu, VcpuStateError, Vm, VmEnd, VmError};
 use ftvm_core::effect::GuestEnd;
 use ftvm_core::exit_handler::ExitHandler;
 use ftvm_core::platform::{Devices, PLATFORM_VERSION, Platform};
@@ -85,14 +83,22 @@ pub struct Machine {
     handler: ExitHandler,
     cpuid: Vec<CpuidLeaf>,
     devices: Devices,
+    /// Until the guest first runs: the pages written since the VM was made
+    /// (the rest of its memory is zeros).
+    written: Option<DirtyPages>,
     vm: Vm,
 }
 
 impl Machine {
     /// Creates the VM, loads the kernel and puts the vCPU at its PVH entry.
     pub fn new(config: &VmConfig, cpu: Cpu<'_>) -> Result<Self, MachineError> {
-        let machine = Self::empty(config, cpu)?;
-        boot::load(machine.vm.memory(), &config.kernel.image, &config.guest_cmdline())?;
+        let mut machine = Self::empty(config, cpu)?;
+        boot::load(
+            machine.vm.memory(),
+            &config.kernel.image,
+            &config.guest_cmdline(),
+        )?;
+        machine.written = None;
         Ok(machine)
     }
 
@@ -112,6 +118,7 @@ impl Machine {
             handler: ExitHandler::new(Platform::new(config.devices, vm.memory())),
             cpuid,
             devices: config.devices,
+            written: Some(DirtyPages::default()),
             vm,
         })
     }
@@ -137,7 +144,13 @@ impl Machine {
     /// Writes pages into guest memory; a set with a page outside RAM
     /// writes none.
     pub fn apply_pages(&mut self, pages: &PageSet) -> Result<(), RestoreError> {
-        Ok(pages.apply(self.vm.memory())?)
+        pages.apply(self.vm.memory(), self.written.as_ref())?;
+        if let Some(written) = &mut self.written {
+            pages
+                .data_page_numbers()
+                .for_each(|page| written.insert(page));
+        }
+        Ok(())
     }
 
     /// Puts the vCPU and the core in `state`. Every device state is checked
@@ -185,6 +198,7 @@ impl Machine {
         stop: &Arc<StopSignal>,
         digest_interval: u64,
     ) -> Result<VmEnd, RunError> {
+        self.written = None;
         match self
             .vcpu
             .run(&mut self.handler, source, sink, stop, digest_interval, None)?
@@ -205,6 +219,7 @@ impl Machine {
         digest_interval: u64,
         exit: u64,
     ) -> Result<Ran, RunError> {
+        self.written = None;
         self.vcpu.run(
             &mut self.handler,
             source,

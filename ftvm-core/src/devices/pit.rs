@@ -562,7 +562,8 @@ impl Channel {
             "a low gate on channel 0 or 1",
         )?;
         check(
-            self.count_reg.is_none_or(|count| (1..=0x1_0000).contains(&count)),
+            self.count_reg
+                .is_none_or(|count| (1..=0x1_0000).contains(&count)),
             "8254",
             "a count register out of range",
         )?;

@@ -723,7 +723,13 @@ mod state_tests {
         let mut rtc = Rtc::new();
         rtc.set_wall_clock(1_700_000_000 * SEC);
         rtc.advance(5 * SEC + 123);
-        for (index, value) in [(0x0b, 0x06), (0x04, 17), (0x0b, 0x86), (0x00, 42), (0x20, 0x5a)] {
+        for (index, value) in [
+            (0x0b, 0x06),
+            (0x04, 17),
+            (0x0b, 0x86),
+            (0x00, 42),
+            (0x20, 0x5a),
+        ] {
             rtc.write(0x70, index);
             rtc.write(0x71, value);
         }
@@ -750,7 +756,11 @@ mod state_tests {
             for index in [0x00, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x20, 0x32] {
                 original.write(0x70, index);
                 restored.write(0x70, index);
-                assert_eq!(original.read(0x71), restored.read(0x71), "register {index:#x}");
+                assert_eq!(
+                    original.read(0x71),
+                    restored.read(0x71),
+                    "register {index:#x}"
+                );
             }
         }
         assert_eq!(original.state(), restored.state());

@@ -669,7 +669,11 @@ mod state_tests {
         assert_eq!(restored, original);
         for step in 0..24u8 {
             let offset = [2, 5, 0, 6, 2, 0][usize::from(step) % 6];
-            assert_eq!(original.read(offset), restored.read(offset), "offset {offset}");
+            assert_eq!(
+                original.read(offset),
+                restored.read(offset),
+                "offset {offset}"
+            );
             assert_eq!(original.irq(), restored.irq());
             assert_eq!(original.rx_room(), restored.rx_room());
             if step == 9 {

@@ -11,11 +11,11 @@ use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_in
 use linux_loader::loader::{KernelLoader, load_cmdline};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
-use ftvm_core::memory::GuestRam;
 use ftvm_core::layout::{
     CMDLINE_ADDR, CMDLINE_MAX, GDT_ADDR, LEGACY_HOLE_END, LEGACY_HOLE_START, MEMMAP_ADDR,
     START_INFO_ADDR,
 };
+use ftvm_core::memory::GuestRam;
 
 const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
 const E820_RAM: u32 = 1;

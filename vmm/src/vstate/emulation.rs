@@ -3,9 +3,9 @@
 
 use std::fmt;
 
+use ftvm_core::memory::GuestRam;
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 use kvm_ioctls::VcpuFd;
-use ftvm_core::memory::GuestRam;
 use vm_memory::{Bytes, GuestAddress};
 
 const EFER_LMA: u64 = 1 << 10;

@@ -10,7 +10,7 @@ mod vcpu_state;
 mod vm;
 
 pub use cpuid::CpuidError;
+pub use memory_tracker::MemoryTracker;
 pub use vcpu::{Ran, RunError, Vcpu, VmEnd};
 pub use vcpu_state::VcpuStateError;
-pub use memory_tracker::MemoryTracker;
 pub use vm::{Vm, VmError};

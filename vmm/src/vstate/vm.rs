@@ -90,12 +90,13 @@ impl Vm {
         fd.set_tss_address(TSS_ADDRESS).map_err(VmError::SetTss)?;
 
         let bytes = u64::from(mem_mib) << 20;
-        let memory = GuestRam::from_ranges(&[(GuestAddress(0), bytes as usize)]).map_err(
-            |source| VmError::AllocateMemory {
-                mib: mem_mib,
-                source,
-            },
-        )?;
+        let memory =
+            GuestRam::from_ranges(&[(GuestAddress(0), bytes as usize)]).map_err(|source| {
+                VmError::AllocateMemory {
+                    mib: mem_mib,
+                    source,
+                }
+            })?;
         register_memory(&fd, &memory, false)?;
 
         let cap = kvm_enable_cap {
@@ -155,14 +156,22 @@ impl Vm {
 }
 
 /// Registers each region of `memory` with KVM, logging dirty pages or not.
-pub(super) fn register_memory(fd: &VmFd, memory: &GuestRam, log_dirty: bool) -> Result<(), VmError> {
+pub(super) fn register_memory(
+    fd: &VmFd,
+    memory: &GuestRam,
+    log_dirty: bool,
+) -> Result<(), VmError> {
     for (slot, region) in memory.iter().enumerate() {
         let region_desc = kvm_userspace_memory_region {
             slot: slot as u32,
             guest_phys_addr: region.start_addr().0,
             memory_size: region.len(),
             userspace_addr: region.as_ptr() as u64,
-            flags: if log_dirty { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
+            flags: if log_dirty {
+                KVM_MEM_LOG_DIRTY_PAGES
+            } else {
+                0
+            },
         };
         // SAFETY: the region's host mapping lives as long as `memory`, a
         // clone of the one the Vm owns and drops after the VM fd; changing

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use ft_logging::{DiskInfo, DiskOp, DiskRequest, STATUS_IOERR, STATUS_OK, STATUS_UNSUPP};
-use shared_disk::image::SECTOR;
 use serde::{Deserialize, Serialize};
+use shared_disk::image::SECTOR;
 use tracing::{debug, warn};
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_T_FLUSH,
@@ -133,12 +133,7 @@ impl Block {
     }
 
     /// Parses one chain; None when it cannot be answered at all.
-    fn parse(
-        &self,
-        descriptors: &[Descriptor],
-        head: u16,
-        memory: &GuestRam,
-    ) -> Option<Parsed> {
+    fn parse(&self, descriptors: &[Descriptor], head: u16, memory: &GuestRam) -> Option<Parsed> {
         // The status byte is the last descriptor, device-writable. A last
         // descriptor that still names a next one is where virtio-queue cut
         // a chain that loops or runs past 4 GiB: no status byte there.

@@ -94,23 +94,24 @@ impl VirtioBus {
             "virtio",
             "other devices than the VM's configuration",
         )?;
-        let slots = fresh
-            .slots
-            .into_iter()
-            .zip(&state.slots)
-            .map(|(slot, saved)| match (slot, saved) {
-                (Slot::Block(fresh), SlotState::Block(saved)) => Ok(Slot::Block(
-                    VirtioMmio::from_state(fresh.into_device(), memory.clone(), saved)?,
-                )),
-                (Slot::Net(fresh), SlotState::Net(saved)) => Ok(Slot::Net(
-                    VirtioMmio::from_state(fresh.into_device(), memory.clone(), saved)?,
-                )),
-                _ => Err(InvalidState::new(
-                    "virtio",
-                    "other devices than the VM's configuration",
-                )),
-            })
-            .collect::<Result<_, _>>()?;
+        let slots =
+            fresh
+                .slots
+                .into_iter()
+                .zip(&state.slots)
+                .map(|(slot, saved)| match (slot, saved) {
+                    (Slot::Block(fresh), SlotState::Block(saved)) => Ok(Slot::Block(
+                        VirtioMmio::from_state(fresh.into_device(), memory.clone(), saved)?,
+                    )),
+                    (Slot::Net(fresh), SlotState::Net(saved)) => Ok(Slot::Net(
+                        VirtioMmio::from_state(fresh.into_device(), memory.clone(), saved)?,
+                    )),
+                    _ => Err(InvalidState::new(
+                        "virtio",
+                        "other devices than the VM's configuration",
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
         Ok(Self { slots })
     }
 

@@ -196,10 +196,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
     /// Lets the device complete work outside a register access (a disk
     /// completion): `complete` returns whether buffers went to the used
     /// ring, which then raises the interrupt.
-    pub fn complete(
-        &mut self,
-        complete: impl FnOnce(&mut D, &mut [Queue], &GuestRam) -> bool,
-    ) {
+    pub fn complete(&mut self, complete: impl FnOnce(&mut D, &mut [Queue], &GuestRam) -> bool) {
         if complete(&mut self.device, &mut self.queues, &self.memory) {
             self.interrupt_status |= VIRTIO_MMIO_INT_VRING;
         }

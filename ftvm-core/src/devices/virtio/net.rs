@@ -332,9 +332,12 @@ mod tests {
         }
         receive(&mut driver, b"first");
         let state = through_bytes(&driver.device.state());
-        driver.device =
-            VirtioMmio::from_state(Net::new(NetInfo { mac: MAC }), driver.memory.clone(), &state)
-                .unwrap();
+        driver.device = VirtioMmio::from_state(
+            Net::new(NetInfo { mac: MAC }),
+            driver.memory.clone(),
+            &state,
+        )
+        .unwrap();
         assert_eq!(driver.device.state(), state);
         assert_eq!(rx_room(&driver), 2);
         take_vmm_dirty(&driver.memory);
@@ -356,6 +359,10 @@ mod tests {
         assert_eq!(frames(&effects).len(), 1);
         let dirty = take_vmm_dirty(&driver.memory);
         assert_ne!(dirty[0] & (1 << (TX_RINGS.2 / PAGE_SIZE)), 0, "used ring");
-        assert_eq!(dirty[0] & (1 << (BUFFER / PAGE_SIZE)), 0, "read, not written");
+        assert_eq!(
+            dirty[0] & (1 << (BUFFER / PAGE_SIZE)),
+            0,
+            "read, not written"
+        );
     }
 }
