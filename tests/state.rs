@@ -152,6 +152,21 @@ fn check_exact_continuation(trace: &Path, exit: u64) -> VmState {
     let paused = pause(&mut first, &mut before, exit);
     let state = first.machine().capture_vm(header.clone()).unwrap();
     assert_eq!(state.machine.exit(), paused);
+    // Every MSR ftvm gives an initial value is in the state (with the
+    // others KVM saves).
+    let msrs: Vec<u32> = state.machine.vcpu.msrs.iter().map(|&(i, _)| i).collect();
+    for index in [
+        0x10,
+        0x174,
+        0x175,
+        0x176,
+        0x1a0,
+        0x277,
+        0xc000_0081,
+        0xc000_0102,
+    ] {
+        assert!(msrs.contains(&index), "MSR {index:#x} in {msrs:x?}");
+    }
     let bytes = state.encode();
     let decoded = VmState::decode(&bytes).unwrap();
     assert!(decoded == state, "the state survives its encoding");

@@ -105,18 +105,6 @@ impl Vcpu {
     ) -> Result<Self, VmError> {
         let set = |what| move |source| VmError::SetVcpuState { what, source };
         fd.set_cpuid2(cpuid).map_err(set("CPUID"))?;
-        // Of the MSRs KVM saves, those it reads for this CPU model.
-        let saved: Vec<u32> = saved_msrs
-            .iter()
-            .copied()
-            .filter(|&index| {
-                Msrs::from_entries(&[kvm_msr_entry {
-                    index,
-                    ..Default::default()
-                }])
-                .is_ok_and(|mut one| fd.get_msrs(&mut one) == Ok(1))
-            })
-            .collect();
         let enforce = kvm_enable_cap {
             cap: KVM_CAP_ENFORCE_PV_FEATURE_CPUID,
             args: [1, 0, 0, 0],
@@ -125,6 +113,22 @@ impl Vcpu {
         if let Err(error) = fd.enable_cap(&enforce) {
             warn!(%error, "KVM cannot enforce the paravirtual CPUID; PV MSRs stay hidden by the CPUID model alone");
         }
+        // Of the MSRs KVM saves and those ftvm sets, those KVM reads for
+        // this CPU model: what a captured state holds.
+        let mut saved: Vec<u32> = saved_msrs
+            .iter()
+            .copied()
+            .chain(INITIAL_MSRS.iter().map(|&(index, _)| index))
+            .collect();
+        saved.sort_unstable();
+        saved.dedup();
+        saved.retain(|&index| {
+            Msrs::from_entries(&[kvm_msr_entry {
+                index,
+                ..Default::default()
+            }])
+            .is_ok_and(|mut one| fd.get_msrs(&mut one) == Ok(1))
+        });
         fd.set_regs(&cpu_state::regs(entry))
             .map_err(set("registers"))?;
         fd.set_sregs(&cpu_state::sregs())
