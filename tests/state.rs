@@ -9,7 +9,7 @@ mod common;
 
 use std::fs::{self, File};
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::{run, scratch_dir};
@@ -53,6 +53,28 @@ fn record(trace: &Path, guest: &[&str]) {
     args.extend_from_slice(guest);
     let out = run(&args);
     assert_eq!(out.code(), 0, "{out:#?}");
+}
+
+/// A trace of `diskcheck` writing, flushing and reading back its disk.
+fn record_diskcheck(test: &str) -> PathBuf {
+    let dir = scratch_dir(test);
+    let image = dir.join("disk.img");
+    fs::write(&image, vec![0u8; 64 * 512]).unwrap();
+    let trace = dir.join("diskcheck.trace");
+    let disk = image.to_str().unwrap();
+    let cmdline = "mode=pattern seed=3 sectors=16";
+    record(
+        &trace,
+        &[
+            "--kernel",
+            "diskcheck",
+            "--disk",
+            disk,
+            "--cmdline",
+            cmdline,
+        ],
+    );
+    trace
 }
 
 fn open(trace: &Path) -> (Header, Trace) {
@@ -281,21 +303,7 @@ fn every_exit_of_a_tick_is_a_place_to_capture_and_restore() {
 
 #[test]
 fn a_disk_request_in_flight_completes_in_the_second_vm() {
-    let dir = scratch_dir("state-disk");
-    let image = dir.join("disk.img");
-    fs::write(&image, vec![0u8; 64 * 512]).unwrap();
-    let trace = dir.join("diskcheck.trace");
-    record(
-        &trace,
-        &[
-            "--kernel",
-            "diskcheck",
-            "--disk",
-            image.to_str().unwrap(),
-            "--cmdline",
-            "mode=pattern seed=3 sectors=16",
-        ],
-    );
+    let trace = record_diskcheck("state-disk");
     // The exit just before the first read completes: the request is in
     // flight there.
     let (_, mut reader) = open(&trace);
@@ -374,21 +382,7 @@ fn pages_the_guest_dirtied_bring_a_copy_to_a_later_state() {
 
 #[test]
 fn pages_the_vmm_wrote_for_the_disk_bring_a_copy_to_a_later_state() {
-    let dir = scratch_dir("state-dirty-disk");
-    let image = dir.join("disk.img");
-    fs::write(&image, vec![0u8; 64 * 512]).unwrap();
-    let trace = dir.join("diskcheck.trace");
-    record(
-        &trace,
-        &[
-            "--kernel",
-            "diskcheck",
-            "--disk",
-            image.to_str().unwrap(),
-            "--cmdline",
-            "mode=pattern seed=5 sectors=16",
-        ],
-    );
+    let trace = record_diskcheck("state-dirty-disk");
     let exits = replay::inspect(&trace).unwrap().end.exit;
     check_dirty_pages_bring_a_copy_forward(&trace, exits / 4, 3 * exits / 4);
 }
