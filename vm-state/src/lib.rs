@@ -45,7 +45,7 @@
 //!
 //! # Dirty pages
 //!
-//! `vmm::machine::MemoryTracker` (from `Machine::memory_tracker`) turns on
+//! `vmm::vstate::MemoryTracker` (from `Machine::memory_tracker`) turns on
 //! KVM's dirty log and reports, through [`DirtyPages`], the pages dirtied
 //! since its last call: those the guest wrote (KVM's log) and those the
 //! VMM wrote (the guest RAM's own bitmap, `ftvm_core::memory`). A

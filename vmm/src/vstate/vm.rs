@@ -173,9 +173,10 @@ pub(super) fn register_memory(
                 0
             },
         };
-        // SAFETY: the region's host mapping lives as long as `memory`, a
-        // clone of the one the Vm owns and drops after the VM fd; changing
-        // only the flags of a slot keeps its mapping.
+        // SAFETY: the region's host mapping lives as long as any clone of
+        // `memory`, and whatever holds the VM fd (the Vm, a MemoryTracker)
+        // holds such a clone and drops it after the fd; changing only the
+        // flags of a slot keeps its mapping.
         unsafe { fd.set_user_memory_region(region_desc) }.map_err(VmError::SetMemoryRegion)?;
     }
     Ok(())
