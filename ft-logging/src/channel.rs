@@ -30,14 +30,26 @@
 //! | 0x02 Batch | primary → backup | through_exit u64, released console bytes u64, released frames u64, sent_ns u64, record frames |
 //! | 0x03 Heartbeat | primary → backup | through_exit u64, released console bytes u64, released frames u64, sent_ns u64 |
 //! | 0x04 Goodbye | primary → backup, last | none |
+//! | 0x05 Join | primary → standby, first | as Header: the primary offers its running VM |
+//! | 0x06 Pages | primary → standby | a set of memory pages (`vm-state` encoding) |
+//! | 0x07 State | primary → standby, once | the machine's state at the cutover (`vm-state` encoding) |
+//! | 0x08 Disk check | primary → standby, once | (sector u64, SHA-256 \[32\]) per sampled sector |
 //! | 0x81 Accept | backup → primary, first | none |
 //! | 0x82 Refuse | backup → primary, first and last | reason (UTF-8) |
 //! | 0x83 Ack | backup → primary | through_exit u64, echo_ns u64 |
 //! | 0x84 Progress | backup → primary | exit u64, virtual_ns u64 |
 //! | 0x85 Heartbeat | backup → primary | none |
+//! | 0x86 Holding | standby → primary, once | exit u64: the standby holds the whole state |
 //!
 //! `sent_ns` dates a message on the primary's clock; an Ack echoes the
 //! latest date received, which renews the primary's [`Lease`].
+//!
+//! A live transfer (re-protection) is a link that starts with Join instead
+//! of Header: pages in rounds while the guest runs, then State, then the log
+//! from the exit after the state's, with the disk check among its first
+//! messages. The standby acknowledges nothing until it has the state and
+//! has checked its disk; then it says Holding, and acknowledges from then on
+//! as any backup.
 //!
 //! Each side's writer sends a heartbeat once it has sent nothing for
 //! [`ChannelConfig::heartbeat`]; each side's reader counts any byte as a sign
@@ -65,7 +77,7 @@ pub use frame::FrameError;
 pub use key::{AuthKey, MAX_KEY_FILE, MIN_KEY_LEN};
 pub use lease::Lease;
 pub use listener::BackupListener;
-pub use message::MAX_BATCH;
+pub use message::{MAX_BATCH, MAX_DISK_SAMPLES, MAX_TRANSFER_PART};
 pub use primary::{FromBackup, LogSender, PrimaryLink, connect};
 
 /// How often a writer that has nothing to send sends a heartbeat.
@@ -109,11 +121,22 @@ impl ChannelConfig {
 }
 
 /// What a primary tells its backup before the log: the run's header, and
-/// the go-live generation the pair forms at.
+/// the go-live generation the pair forms at; or, with `join`, what a live
+/// side tells a standby before it sends its running VM: the VM's header
+/// and the generation the live side owns (the new pair forms at the next).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrimaryHello {
     pub header: Header,
     pub generation: u64,
+    pub join: bool,
+}
+
+/// One sector of the shared disk as the primary read it at the cutover: a
+/// standby whose image differs there is not on the same disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSample {
+    pub sector: u64,
+    pub sha256: [u8; 32],
 }
 
 /// How much of its output the primary has released: console bytes and

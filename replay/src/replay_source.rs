@@ -283,7 +283,10 @@ impl<S: RecordStream> EventSource for ReplaySource<S> {
     }
 
     fn state(&mut self, exit: u64, digest: StateDigest) -> Result<(), SourceError> {
-        self.exit = exit;
+        // The log's digests of exit k may come after its events are
+        // complete (after the progress marker of k): a stream may only say
+        // it has caught up once the log is complete through exit k + 1.
+        self.exit = exit + 1;
         self.pass_digests_before(exit)?;
         let console = match self.peek()? {
             Record::Output {

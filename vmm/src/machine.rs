@@ -20,9 +20,11 @@ use vm_state::{DirtyPages, FtState, MachineState, PageSet, StateError, VmState, 
 
 use crate::boot::{self, BootError};
 use crate::exit_status::{INCOMPATIBLE_HOST, KVM_FAILURE, PAIRING_FAILURE};
-use crate::host::StopSignal;
+use crate::host::{PauseSignal, StopSignal};
 use crate::vm_config::{ConfigError, VmConfig};
-use crate::vstate::{MemoryTracker, Ran, RunError, Vcpu, VcpuStateError, Vm, VmEnd, VmError};
+use crate::vstate::{
+    MemoryTracker, PausePoint, Ran, RunError, Vcpu, VcpuStateError, Vm, VmEnd, VmError,
+};
 use ftvm_core::effect::GuestEnd;
 use ftvm_core::exit_handler::ExitHandler;
 use ftvm_core::platform::{Devices, PLATFORM_VERSION, Platform};
@@ -199,10 +201,14 @@ impl Machine {
         digest_interval: u64,
     ) -> Result<VmEnd, RunError> {
         self.written = None;
-        match self
-            .vcpu
-            .run(&mut self.handler, source, sink, stop, digest_interval, None)?
-        {
+        match self.vcpu.run(
+            &mut self.handler,
+            source,
+            sink,
+            stop,
+            digest_interval,
+            PausePoint::Never,
+        )? {
             Ran::Ended(end) => Ok(end),
             Ran::Paused => unreachable!("a run without a pause exit never pauses"),
         }
@@ -226,7 +232,28 @@ impl Machine {
             sink,
             stop,
             digest_interval,
-            Some(exit),
+            PausePoint::AfterExit(exit),
+        )
+    }
+
+    /// As [`run`](Self::run), but pauses at the first settled exit
+    /// boundary after `pause` is requested from another thread.
+    pub fn run_pausable(
+        &mut self,
+        source: &mut dyn EventSource,
+        sink: &mut dyn OutputSink,
+        stop: &Arc<StopSignal>,
+        digest_interval: u64,
+        pause: &PauseSignal,
+    ) -> Result<Ran, RunError> {
+        self.written = None;
+        self.vcpu.run(
+            &mut self.handler,
+            source,
+            sink,
+            stop,
+            digest_interval,
+            PausePoint::WhenAsked(pause),
         )
     }
 

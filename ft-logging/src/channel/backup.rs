@@ -1,5 +1,9 @@
 //! The backup's side of a paired link: it receives the primary's log,
 //! acknowledges each batch and heartbeat on receipt, and reports progress.
+//! A standby's link first receives the running VM, and acknowledges
+//! nothing until the standby holds all of it.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -7,7 +11,7 @@ use super::frame::{FrameError, FrameReader, FrameWriter};
 use super::link::{self, LinkState, Outbox, Step, Workers};
 use super::listener::Door;
 use super::message::{Message, ToBackup, ToPrimary};
-use super::{ChannelConfig, ChannelError, Lost, Released};
+use super::{ChannelConfig, ChannelError, DiskSample, Lost, Released};
 use crate::{Decoded, Decoder, Record};
 
 /// What the backup hears from its primary.
@@ -27,6 +31,11 @@ pub enum FromPrimary {
     /// The primary has released everything and closed: it will not come
     /// back, and no loss is reported after this.
     Goodbye,
+    /// Part of the running VM a live side sends a standby: memory pages,
+    /// the machine's state, the disk check (see [`ToBackup`]).
+    Pages(Vec<u8>),
+    State(Vec<u8>),
+    DiskCheck(Vec<DiskSample>),
     /// The primary is gone; nothing follows.
     Lost(Lost),
 }
@@ -37,6 +46,7 @@ pub enum FromPrimary {
 pub struct BackupLink {
     replies: Sender<Reply>,
     from_primary: Receiver<FromPrimary>,
+    acks: Arc<Mutex<Acks>>,
     /// Dropped before `_door`: the link's threads stop first.
     _workers: Workers,
     /// Refuses other primaries while the pair lasts.
@@ -45,21 +55,28 @@ pub struct BackupLink {
 
 impl BackupLink {
     /// Starts the link's threads once `frames` has delivered the header and
-    /// `replies` accepted it.
+    /// `replies` accepted it; unless `armed`, nothing is acknowledged until
+    /// [`hold`](Self::hold).
     pub(super) fn start(
-        link: std::sync::Arc<LinkState>,
+        link: Arc<LinkState>,
         frames: FrameReader<ToBackup>,
         replies: FrameWriter,
         config: &ChannelConfig,
         door: Door,
+        armed: bool,
     ) -> Result<Self, ChannelError> {
         let (replies_in, queue) = crossbeam_channel::unbounded();
         let (out, from_primary) = crossbeam_channel::unbounded();
+        let acks = Arc::new(Mutex::new(Acks {
+            armed,
+            pending: None,
+        }));
         let mut workers = Workers::new(link.clone());
         workers.spawn("ftvm-log-reader", {
-            let (link, out, replies_in) = (link.clone(), out.clone(), replies_in.clone());
+            let (link, out, replies_in, acks) =
+                (link.clone(), out.clone(), replies_in.clone(), acks.clone());
             move || {
-                if let Some(lost) = read_primary(frames, &link, &out, &replies_in) {
+                if let Some(lost) = read_primary(frames, &link, &out, &replies_in, &acks) {
                     let _ = out.send(FromPrimary::Lost(lost));
                 }
             }
@@ -74,6 +91,7 @@ impl BackupLink {
         Ok(Self {
             replies: replies_in,
             from_primary,
+            acks,
             _workers: workers,
             _door: door,
         })
@@ -88,6 +106,26 @@ impl BackupLink {
     pub fn progress(&self, exit: u64, virtual_ns: u64) {
         let _ = self.replies.send(Reply::Progress { exit, virtual_ns });
     }
+
+    /// A standby holds the whole state taken after exit `exit`: tells the
+    /// primary, and acknowledges the log from now on, starting with what
+    /// arrived meanwhile.
+    pub fn hold(&self, exit: u64) {
+        let mut acks = self.acks.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self.replies.send(Reply::Holding { exit });
+        acks.armed = true;
+        if let Some(ack) = acks.pending.take() {
+            let _ = self.replies.send(ack);
+        }
+    }
+}
+
+/// Whether the link acknowledges what it receives yet, and the latest
+/// acknowledgement held back until it does.
+#[derive(Debug)]
+struct Acks {
+    armed: bool,
+    pending: Option<Reply>,
 }
 
 impl Drop for BackupLink {
@@ -107,6 +145,9 @@ enum Reply {
     Progress {
         exit: u64,
         virtual_ns: u64,
+    },
+    Holding {
+        exit: u64,
     },
     /// The primary said goodbye: send what is left, then close.
     Finish,
@@ -141,6 +182,7 @@ impl Outbox for BackupOutbox {
                 self.progress = Some((exit, virtual_ns));
                 Step::Skip
             }
+            Reply::Holding { exit } => Step::Send(ToPrimary::Holding { exit }),
             Reply::Finish => Step::Close(self.take_progress()),
             Reply::Stop => Step::Stop,
         }
@@ -162,6 +204,7 @@ fn read_primary(
     link: &LinkState,
     out: &Sender<FromPrimary>,
     replies: &Sender<Reply>,
+    acks: &Mutex<Acks>,
 ) -> Option<Lost> {
     // One stream of records across batches: each is relative to the last.
     let mut decoder = Decoder::new();
@@ -203,19 +246,29 @@ fn read_primary(
                 let _ = replies.send(Reply::Finish);
                 return None;
             }
+            Ok(ToBackup::Pages(pages)) => FromPrimary::Pages(pages),
+            Ok(ToBackup::State(state)) => FromPrimary::State(state),
+            Ok(ToBackup::DiskCheck(samples)) => FromPrimary::DiskCheck(samples),
             Ok(other @ ToBackup::Header { .. }) => {
                 break FrameError::Unexpected { kind: other.name() };
             }
             Err(error) => break error,
         };
-        // Acknowledged on receipt, before replay.
+        // Acknowledged on receipt, before replay; by a standby only once it
+        // holds the state.
         if let FromPrimary::Batch { through_exit, .. }
         | FromPrimary::Heartbeat { through_exit, .. } = message
         {
-            let _ = replies.send(Reply::Ack {
+            let ack = Reply::Ack {
                 through_exit,
                 echo_ns,
-            });
+            };
+            let mut acks = acks.lock().unwrap_or_else(PoisonError::into_inner);
+            if acks.armed {
+                let _ = replies.send(ack);
+            } else {
+                acks.pending = Some(ack);
+            }
         }
         let _ = out.send(message);
     };

@@ -140,7 +140,8 @@ impl BackupListener {
         frames.set_timeout(config.timeout)?;
         replies.set_timeout(config.timeout)?;
         tracing::info!(%peer, generation = hello.generation, "paired with a primary");
-        let link = BackupLink::start(link, frames, replies, config, door)?;
+        let armed = !hello.join;
+        let link = BackupLink::start(link, frames, replies, config, door, armed)?;
         Ok((link, hello))
     }
 }
@@ -313,8 +314,12 @@ fn greet(stream: TcpStream, peer: SocketAddr, key: &AuthKey) -> Result<Candidate
     let mut replies = FrameWriter::new(stream, session.to_primary);
     frames.set_timeout(HANDSHAKE_TIMEOUT)?;
     replies.set_timeout(HANDSHAKE_TIMEOUT)?;
-    let (generation, header) = match frames.read().map_err(HandshakeError::Frame)? {
-        ToBackup::Header { generation, header } => (generation, header),
+    let (generation, header, join) = match frames.read().map_err(HandshakeError::Frame)? {
+        ToBackup::Header {
+            generation,
+            header,
+            join,
+        } => (generation, header, join),
         other => {
             let kind = other.name();
             return Err(HandshakeError::Frame(FrameError::Unexpected { kind }));
@@ -339,7 +344,11 @@ fn greet(stream: TcpStream, peer: SocketAddr, key: &AuthKey) -> Result<Candidate
     };
     Ok(Candidate {
         peer,
-        hello: PrimaryHello { header, generation },
+        hello: PrimaryHello {
+            header,
+            generation,
+            join,
+        },
         link,
         frames,
         replies,

@@ -1,11 +1,18 @@
 //! The messages a link carries and their payloads: integers are u64 little
 //! endian, and bytes (records, a header, a reason) run to the payload's end.
 
-use super::{FrameError, Released};
+use super::{DiskSample, FrameError, Released};
 use crate::MAX_HEADER_FRAME;
 
 /// The most record bytes one batch may carry.
 pub const MAX_BATCH: usize = 64 << 20;
+/// The most bytes of one part of a live transfer (a set of pages, the
+/// machine's state).
+pub const MAX_TRANSFER_PART: usize = 64 << 20;
+/// The most sectors a disk check may sample.
+pub const MAX_DISK_SAMPLES: usize = 1024;
+/// A sampled sector: its number and SHA-256.
+const SAMPLE_LEN: usize = 8 + 32;
 /// The longest refusal reason sent; a longer one is cut.
 const MAX_REASON: usize = 1024;
 /// A generation, and a header frame: its length (a varint of at most 10
@@ -16,11 +23,16 @@ const HEADER: u8 = 0x01;
 const BATCH: u8 = 0x02;
 const PRIMARY_HEARTBEAT: u8 = 0x03;
 const GOODBYE: u8 = 0x04;
+const JOIN: u8 = 0x05;
+const PAGES: u8 = 0x06;
+const STATE: u8 = 0x07;
+const DISK_CHECK: u8 = 0x08;
 const ACCEPT: u8 = 0x81;
 const REFUSE: u8 = 0x82;
 const ACK: u8 = 0x83;
 const PROGRESS: u8 = 0x84;
 const BACKUP_HEARTBEAT: u8 = 0x85;
+const HOLDING: u8 = 0x86;
 
 /// The messages of one direction.
 pub(super) trait Message: Sized {
@@ -42,11 +54,20 @@ pub(super) trait Message: Sized {
 /// Primary → backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ToBackup {
-    /// `header` is the header's codec frame, from `encode_header`.
+    /// `header` is the header's codec frame, from `encode_header`; `join`
+    /// (sent as its own kind) offers a running VM to a standby.
     Header {
         generation: u64,
         header: Vec<u8>,
+        join: bool,
     },
+    /// Part of a running VM's memory, encoded by the `vm-state` crate.
+    Pages(Vec<u8>),
+    /// The machine's state at the cutover, encoded by the `vm-state` crate.
+    State(Vec<u8>),
+    /// Sampled sectors of the primary's disk, read once every write
+    /// through the cutover was done.
+    DiskCheck(Vec<DiskSample>),
     /// `records` are whole record frames from the primary's encoder;
     /// `sent_ns` is when it was sent, on the primary's clock (see [`Lease`]).
     ///
@@ -68,8 +89,10 @@ pub(super) enum ToBackup {
 impl Message for ToBackup {
     fn payload_limit(kind: u8) -> Option<usize> {
         match kind {
-            HEADER => Some(MAX_HEADER_PAYLOAD),
+            HEADER | JOIN => Some(MAX_HEADER_PAYLOAD),
             BATCH => Some(32 + MAX_BATCH),
+            PAGES | STATE => Some(MAX_TRANSFER_PART),
+            DISK_CHECK => Some(MAX_DISK_SAMPLES * SAMPLE_LEN),
             PRIMARY_HEARTBEAT => Some(32),
             GOODBYE => Some(0),
             _ => None,
@@ -79,6 +102,10 @@ impl Message for ToBackup {
     fn kind_name(kind: u8) -> &'static str {
         match kind {
             HEADER => "header",
+            JOIN => "join",
+            PAGES => "pages",
+            STATE => "state",
+            DISK_CHECK => "disk check",
             BATCH => "batch",
             PRIMARY_HEARTBEAT => "heartbeat",
             GOODBYE => "goodbye",
@@ -89,13 +116,33 @@ impl Message for ToBackup {
     fn decode(kind: u8, mut payload: Vec<u8>) -> Result<Self, FrameError> {
         let name = Self::kind_name(kind);
         Ok(match kind {
-            HEADER => {
+            HEADER | JOIN => {
                 let [generation] = integers(name, &payload, Rest::Bytes)?;
                 payload.drain(..8);
                 Self::Header {
                     generation,
                     header: payload,
+                    join: kind == JOIN,
                 }
+            }
+            PAGES => Self::Pages(payload),
+            STATE => Self::State(payload),
+            DISK_CHECK => {
+                if !payload.len().is_multiple_of(SAMPLE_LEN) {
+                    return Err(FrameError::Malformed {
+                        kind: name,
+                        problem: format!("a payload of {} bytes", payload.len()),
+                    });
+                }
+                Self::DiskCheck(
+                    payload
+                        .chunks_exact(SAMPLE_LEN)
+                        .map(|sample| DiskSample {
+                            sector: u64::from_le_bytes(sample[..8].try_into().expect("8 bytes")),
+                            sha256: sample[8..].try_into().expect("32 bytes"),
+                        })
+                        .collect(),
+                )
             }
             BATCH => {
                 let [through_exit, console, frames, sent_ns] =
@@ -127,7 +174,11 @@ impl Message for ToBackup {
 
     fn kind(&self) -> u8 {
         match self {
-            Self::Header { .. } => HEADER,
+            Self::Header { join: false, .. } => HEADER,
+            Self::Header { join: true, .. } => JOIN,
+            Self::Pages(_) => PAGES,
+            Self::State(_) => STATE,
+            Self::DiskCheck(_) => DISK_CHECK,
             Self::Batch { .. } => BATCH,
             Self::Heartbeat { .. } => PRIMARY_HEARTBEAT,
             Self::Goodbye => GOODBYE,
@@ -136,9 +187,19 @@ impl Message for ToBackup {
 
     fn encode<'a>(&'a self, head: &mut Vec<u8>) -> &'a [u8] {
         match self {
-            Self::Header { generation, header } => {
+            Self::Header {
+                generation, header, ..
+            } => {
                 head.extend_from_slice(&generation.to_le_bytes());
                 header
+            }
+            Self::Pages(bytes) | Self::State(bytes) => bytes,
+            Self::DiskCheck(samples) => {
+                for sample in samples {
+                    head.extend_from_slice(&sample.sector.to_le_bytes());
+                    head.extend_from_slice(&sample.sha256);
+                }
+                &[]
             }
             Self::Batch {
                 through_exit,
@@ -183,6 +244,11 @@ pub(super) enum ToPrimary {
         virtual_ns: u64,
     },
     Heartbeat,
+    /// A standby holds the whole state taken after exit `exit`: from now
+    /// on it acknowledges the log.
+    Holding {
+        exit: u64,
+    },
 }
 
 impl Message for ToPrimary {
@@ -191,6 +257,7 @@ impl Message for ToPrimary {
             ACCEPT | BACKUP_HEARTBEAT => Some(0),
             REFUSE => Some(MAX_REASON),
             ACK | PROGRESS => Some(16),
+            HOLDING => Some(8),
             _ => None,
         }
     }
@@ -202,6 +269,7 @@ impl Message for ToPrimary {
             ACK => "ack",
             PROGRESS => "progress",
             BACKUP_HEARTBEAT => "heartbeat",
+            HOLDING => "holding",
             _ => "unknown",
         }
     }
@@ -231,6 +299,10 @@ impl Message for ToPrimary {
                 let [] = integers(name, &payload, Rest::None)?;
                 Self::Heartbeat
             }
+            HOLDING => {
+                let [exit] = integers(name, &payload, Rest::None)?;
+                Self::Holding { exit }
+            }
             _ => unreachable!("the frame reader passes only kinds with a payload limit"),
         })
     }
@@ -242,6 +314,7 @@ impl Message for ToPrimary {
             Self::Ack { .. } => ACK,
             Self::Progress { .. } => PROGRESS,
             Self::Heartbeat => BACKUP_HEARTBEAT,
+            Self::Holding { .. } => HOLDING,
         }
     }
 
@@ -260,6 +333,10 @@ impl Message for ToPrimary {
             Self::Progress { exit, virtual_ns } => {
                 head.extend_from_slice(&exit.to_le_bytes());
                 head.extend_from_slice(&virtual_ns.to_le_bytes());
+                &[]
+            }
+            Self::Holding { exit } => {
+                head.extend_from_slice(&exit.to_le_bytes());
                 &[]
             }
         }

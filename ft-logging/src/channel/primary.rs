@@ -12,8 +12,8 @@ use super::frame::{FrameError, FrameReader, FrameWriter};
 use super::link::{self, LinkState, Outbox, Step, Workers};
 use super::message::{Message, ToBackup, ToPrimary};
 use super::{
-    ChannelConfig, ChannelError, HANDSHAKE_TIMEOUT, HandshakeError, Lease, Lost, MAX_BATCH,
-    PrimaryHello, Released, handshake,
+    ChannelConfig, ChannelError, DiskSample, HANDSHAKE_TIMEOUT, HandshakeError, Lease, Lost,
+    MAX_BATCH, PrimaryHello, Released, handshake,
 };
 use crate::encode_header;
 
@@ -24,12 +24,15 @@ pub enum FromBackup {
     Ack { through_exit: u64 },
     /// The backup has replayed through exit `exit`, at this virtual time.
     Progress { exit: u64, virtual_ns: u64 },
+    /// A standby holds the whole state taken after exit `exit`.
+    Holding { exit: u64 },
     /// The backup is gone; nothing follows.
     Lost(Lost),
 }
 
-/// Connects to the backup at `addr`, authenticates, and offers `hello`.
-/// Succeeds once the backup has accepted the header.
+/// Connects to the backup at `addr`, authenticates, and offers `hello`
+/// (with `hello.join`, to a standby). Succeeds once the backup has accepted
+/// the header.
 pub fn connect(
     addr: SocketAddr,
     config: &ChannelConfig,
@@ -54,7 +57,11 @@ pub fn connect(
     replies.set_timeout(HANDSHAKE_TIMEOUT)?;
     let generation = hello.generation;
     frames
-        .send(&ToBackup::Header { generation, header })
+        .send(&ToBackup::Header {
+            generation,
+            header,
+            join: hello.join,
+        })
         .and_then(|()| frames.flush())
         .and_then(|()| replies.read())
         .map_err(|error| failed(HandshakeError::Frame(error)))
@@ -195,6 +202,58 @@ impl LogSender {
         }
     }
 
+    /// Queues part of a live transfer: a set of pages, the machine's state
+    /// or the disk check, which go out in order with the log.
+    fn transfer(&self, message: ToBackup, len: usize) {
+        self.queued.fetch_add(len as u64, Ordering::SeqCst);
+        if self
+            .queue
+            .send(Outgoing::Transfer { message, len })
+            .is_err()
+        {
+            self.queued.fetch_sub(len as u64, Ordering::SeqCst);
+        }
+    }
+
+    /// Queues a set of pages of the VM (`vm-state`'s encoding).
+    ///
+    /// # Panics
+    ///
+    /// If `pages` is longer than [`MAX_TRANSFER_PART`](super::MAX_TRANSFER_PART).
+    pub fn pages(&self, pages: Vec<u8>) {
+        assert!(
+            pages.len() <= super::MAX_TRANSFER_PART,
+            "a page set too large"
+        );
+        let len = pages.len();
+        self.transfer(ToBackup::Pages(pages), len);
+    }
+
+    /// Queues the machine's state at the cutover (`vm-state`'s encoding).
+    ///
+    /// # Panics
+    ///
+    /// If `state` is longer than [`MAX_TRANSFER_PART`](super::MAX_TRANSFER_PART).
+    pub fn state(&self, state: Vec<u8>) {
+        assert!(state.len() <= super::MAX_TRANSFER_PART, "a state too large");
+        let len = state.len();
+        self.transfer(ToBackup::State(state), len);
+    }
+
+    /// Queues the sampled sectors of the disk.
+    ///
+    /// # Panics
+    ///
+    /// With more than [`MAX_DISK_SAMPLES`](super::MAX_DISK_SAMPLES) samples.
+    pub fn disk_check(&self, samples: Vec<DiskSample>) {
+        assert!(
+            samples.len() <= super::MAX_DISK_SAMPLES,
+            "too many disk samples"
+        );
+        let len = samples.len() * 40;
+        self.transfer(ToBackup::DiskCheck(samples), len);
+    }
+
     /// Sets what the writer's heartbeats say from now on. It goes through
     /// the queue, so no heartbeat claims exits whose batches are still
     /// queued.
@@ -213,7 +272,7 @@ impl LogSender {
         let _ = self.queue.send(Outgoing::Goodbye);
     }
 
-    /// Bytes of batches waiting for the writer.
+    /// Bytes of batches and transfer parts waiting for the writer.
     pub fn queued_bytes(&self) -> u64 {
         self.queued.load(Ordering::SeqCst)
     }
@@ -229,6 +288,11 @@ enum Outgoing {
     Marker {
         through_exit: u64,
         released: Released,
+    },
+    /// Part of a live transfer, of `len` bytes.
+    Transfer {
+        message: ToBackup,
+        len: usize,
     },
     Goodbye,
     Stop,
@@ -271,6 +335,10 @@ impl Outbox for PrimaryOutbox {
             } => {
                 self.marker = (through_exit, released);
                 Step::Skip
+            }
+            Outgoing::Transfer { message, len } => {
+                self.queued.fetch_sub(len as u64, Ordering::SeqCst);
+                Step::Send(message)
             }
             Outgoing::Goodbye => {
                 let _ = self.goodbye.set(self.marker.0);
@@ -317,6 +385,7 @@ fn read_backup(
             Ok(ToPrimary::Progress { exit, virtual_ns }) => {
                 FromBackup::Progress { exit, virtual_ns }
             }
+            Ok(ToPrimary::Holding { exit }) => FromBackup::Holding { exit },
             Ok(ToPrimary::Heartbeat) => continue,
             Ok(other @ (ToPrimary::Accept | ToPrimary::Refuse { .. })) => {
                 break FrameError::Unexpected { kind: other.name() };

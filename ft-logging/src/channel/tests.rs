@@ -2,6 +2,7 @@
 //! tampers or goes silent, and the frames and keys underneath.
 
 mod auth;
+mod join;
 mod key;
 mod lease;
 mod loss;

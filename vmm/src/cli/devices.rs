@@ -18,6 +18,12 @@ pub struct DiskArg {
     read_only: bool,
 }
 
+impl DiskArg {
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
 pub fn parse_disk(value: &str) -> Result<DiskArg, String> {
     let (path, read_only) = match value.strip_suffix(",ro") {
         Some(path) => (path, true),
@@ -36,6 +42,13 @@ pub fn parse_disk(value: &str) -> Result<DiskArg, String> {
 pub struct NetArg {
     tap: String,
     mac: Option<[u8; 6]>,
+}
+
+impl NetArg {
+    /// The MAC address given, if one was.
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        self.mac
+    }
 }
 
 pub fn parse_net(value: &str) -> Result<NetArg, String> {

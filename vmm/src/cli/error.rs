@@ -45,6 +45,10 @@ pub enum CliError {
     /// This side may not go live: the go-live flag is someone else's.
     #[error("{0}")]
     NotLive(String),
+    /// A standby that could not take the live side's VM, with the status
+    /// that says why (another disk, another platform, a lost live side).
+    #[error("standby: {message}")]
+    Standby { message: String, status: u8 },
     #[error("the trace was recorded on platform `{recorded}`; this ftvm provides `{ours}`")]
     Platform {
         recorded: String,
@@ -65,6 +69,7 @@ impl CliError {
             Self::Disk(_) => INVALID_DISK,
             Self::Tap(_) => NETWORK_FAILURE,
             Self::NotLive(_) => NOT_LIVE,
+            Self::Standby { status, .. } => *status,
             Self::Machine(MachineError::Vm(VmError::Cpuid(_))) | Self::Platform { .. } => {
                 INCOMPATIBLE_HOST
             }

@@ -4,29 +4,32 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use ft_logging::EventSource;
 use ft_logging::channel::{
-    AuthKey, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink, connect,
+    AuthKey, BackupLink, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink,
+    connect,
 };
 use shared_disk::{Arbiter, FlagState, Outcome};
+use vm_state::FtState;
 use vmm::exit_status;
 use vmm::ft::{
-    Backlog, BackupSink, BackupSource, FlagClaim, GatedSink, Limits, LogStatus, OutputGate,
-    PairStatus, PrimarySource, Takeover, pairing, watch_backup,
+    self, Backlog, BackupSink, BackupSource, Cutovers, GatedSink, Limits, LogStatus, OutputGate,
+    PairStatus, PrimarySource, Protection, ProtectorConfig, Reporter, Start, Takeover, Watched,
+    pairing,
 };
-use vmm::host::{HostSink, Tap, priority};
+use vmm::host::{HostDevices, Tap, priority};
 use vmm::machine::{Cpu, Machine, end_reason};
+use vmm::vm_config::{DEFAULT_MEM_MIB, VmConfig};
 use vmm::vstate::{RunError, VmEnd};
 
-use super::VmArgs;
 use super::error::CliError;
 use super::live::Host;
 use super::run::DEFAULT_DIGEST_INTERVAL;
+use super::{DeviceArgs, VmArgs, standby};
 
 /// How often a primary tries again to reach a backup that is not there yet.
 const CONNECT_RETRY: Duration = Duration::from_millis(100);
@@ -49,7 +52,7 @@ pub struct PairArgs {
 }
 
 impl PairArgs {
-    fn channel(&self) -> Result<ChannelConfig, CliError> {
+    pub(super) fn channel(&self) -> Result<ChannelConfig, CliError> {
         if self.heartbeat_ms == 0 || self.timeout_ms <= self.heartbeat_ms {
             return Err(CliError::Usage(format!(
                 "--timeout-ms ({}) must be longer than --heartbeat-ms ({}), which must be at least 1",
@@ -82,6 +85,45 @@ impl PairArgs {
         }
         Ok((arbiter, state.generation))
     }
+
+    /// The arbiter, once its file is found to be a valid flag (a standby
+    /// starts while the live side owns it).
+    pub(super) fn valid_arbiter(&self) -> Result<Arbiter, CliError> {
+        let arbiter = Arbiter::new(&self.arbiter);
+        arbiter.status()?;
+        Ok(arbiter)
+    }
+}
+
+/// What a side needs once it is live: a primary, or a backup that took
+/// over (which is then a primary in every way).
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Log bytes sent but not acknowledged before the guest stalls.
+    #[arg(long, default_value_t = 64, value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    log_buffer_mib: u64,
+    /// Guest time the backup may trail before the guest stalls.
+    #[arg(long, default_value_t = 100, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_lag_ms: u64,
+    /// Exits between digests of the guest's state and console in the log.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_DIGEST_INTERVAL,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    digest_every: u64,
+    /// Standbys (`ftvm backup --join`) to bring into sync, the first that
+    /// answers, whenever this side runs alone.
+    #[arg(long, value_name = "ADDR:PORT[,ADDR:PORT...]", value_delimiter = ',')]
+    reprotect: Vec<SocketAddr>,
+}
+
+impl LiveArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            buffer_bytes: self.log_buffer_mib << 20,
+            max_lag_ns: self.max_lag_ms * 1_000_000,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -95,35 +137,58 @@ pub struct PrimaryArgs {
     /// the go-live flag).
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     wait_backup_ms: u64,
-    /// Log bytes sent but not acknowledged before the guest stalls.
-    #[arg(long, default_value_t = 64, value_name = "MIB",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    log_buffer_mib: u64,
-    /// Guest time the backup may trail before the guest stalls.
-    #[arg(long, default_value_t = 100, value_name = "MS",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    max_lag_ms: u64,
-    /// Exits between digests of the guest's state and console in the log.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_DIGEST_INTERVAL,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    digest_every: u64,
+    #[command(flatten)]
+    live: LiveArgs,
     #[command(flatten)]
     vm: VmArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// The address to listen on for the primary's log.
+    /// The address to listen on for the primary's log (or, with --join,
+    /// for a live side's running VM).
     #[arg(long, value_name = "ADDR:PORT")]
-    listen: SocketAddr,
+    pub(super) listen: SocketAddr,
     #[command(flatten)]
-    pair: PairArgs,
+    pub(super) pair: PairArgs,
+    /// Be a standby: wait for a live side to send its running VM (kernel,
+    /// configuration and CPU model come with it), then be its backup.
+    #[arg(long)]
+    join: bool,
     #[command(flatten)]
-    vm: VmArgs,
+    live: LiveArgs,
+    /// Kernel: a PVH ELF64 file, or the name of a built-in image.
+    #[arg(
+        long,
+        value_name = "IMG",
+        required_unless_present = "join",
+        conflicts_with = "join"
+    )]
+    kernel: Option<String>,
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "N", conflicts_with = "join")]
+    mem_mib: Option<u32>,
+    /// Command line passed to the guest in hvm_start_info.
+    #[arg(long, value_name = "S", conflicts_with = "join")]
+    cmdline: Option<String>,
+    #[command(flatten)]
+    pub(super) devices: DeviceArgs,
+}
+
+impl BackupArgs {
+    /// The VM of a backup that is not a standby.
+    fn vm(&self) -> VmArgs {
+        VmArgs {
+            kernel: self.kernel.clone().unwrap_or_default(),
+            mem_mib: self.mem_mib.unwrap_or(DEFAULT_MEM_MIB),
+            cmdline: self.cmdline.clone().unwrap_or_default(),
+            devices: self.devices.clone(),
+        }
+    }
 }
 
 /// A name for this side in the go-live flag.
-fn owner(role: &str, address: SocketAddr) -> String {
+pub(super) fn owner(role: &str, address: SocketAddr) -> String {
     format!("{role} pid {} ({address})", std::process::id())
 }
 
@@ -132,9 +197,11 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
+    let header = machine.header(&config, args.live.digest_every);
     let hello = PrimaryHello {
-        header: machine.header(&config, args.digest_every),
+        header: header.clone(),
         generation,
+        join: false,
     };
     let host = Host::start(true)?;
     let owner = owner("primary", args.backup);
@@ -154,54 +221,54 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
         }
     }
 
-    // The backup goes live after a full timeout of silence; half of it
-    // leaves room for clocks that run at slightly different rates.
-    let lease_span = channel.timeout / 2;
-    let leased: Box<dyn Fn() -> bool + Send + Sync> = match &link {
-        Some(link) => {
-            let lease = link.lease();
-            Box::new(move || lease.holds(lease_span))
-        }
-        None => Box::new(|| true),
-    };
-    let devices = host.devices(backends, true)?;
-    let gate = OutputGate::new(std::io::stdout(), devices, link.is_none(), leased);
-    let status = Arc::new(PairStatus::default());
-    let sender = link.as_ref().map(PrimaryLink::sender);
-    if let Some(link) = &link {
-        eprintln!("ftvm: primary: paired with the backup at {}", args.backup);
-        let claim = FlagClaim {
-            arbiter,
-            generation,
-            owner,
-        };
-        watch_backup(
-            link.from_backup(),
-            gate.clone(),
-            status.clone(),
-            claim,
-            host.stop.clone(),
-            host.input_sender(),
-        )
-        .map_err(CliError::Host)?;
-    }
-    let limits = Limits {
-        buffer_bytes: args.log_buffer_mib << 20,
-        max_lag_ns: args.max_lag_ms * 1_000_000,
-    };
+    let gate = OutputGate::new(std::io::stdout(), host.devices(backends, true)?);
+    let cutovers = Cutovers::new(host.pause_signal());
     let mut source = PrimarySource::new(
         host.live_source(),
-        sender,
         gate.clone(),
-        status,
+        cutovers.clone(),
         host.stop.clone(),
-        limits,
+        args.live.limits(),
+        0,
     );
-    let result = machine.run(
+    let initial = link.map(|link| {
+        eprintln!("ftvm: primary: paired with the backup at {}", args.backup);
+        let status = PairStatus::new(0, 0);
+        let lease = link.lease();
+        // The backup goes live after a full timeout of silence; half of it
+        // leaves room for clocks that run at slightly different rates.
+        let span = channel.timeout / 2;
+        gate.pair(0, Box::new(move || lease.holds(span)));
+        source.pair(link.sender(), status.clone(), 0);
+        let watched = Watched::initial(&link, status, args.backup);
+        (link, watched)
+    });
+    let protection = Protection::start(
+        ProtectorConfig {
+            arbiter,
+            owner,
+            generation,
+            channel,
+            standbys: args.live.reprotect.clone(),
+            header,
+            tracker: machine.memory_tracker(),
+            reporter: Reporter { role: "primary" },
+        },
+        gate.clone(),
+        cutovers.clone(),
+        host.stop.clone(),
+        host.input_sender(),
+        initial,
+    )
+    .map_err(CliError::Host)?;
+    let result = ft::run(
+        &mut machine,
         &mut source,
         &mut GatedSink(gate),
         &host.stop,
-        args.digest_every,
+        cutovers.pause(),
+        args.live.digest_every,
+        args.live.digest_every,
     );
     let status = match &result {
         Ok(end) => exit_status::of_end(*end),
@@ -209,9 +276,7 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     };
     // The backup learns how the run ended, so it ends too.
     let ended = source.end(&machine.end(end_reason(&result), status));
-    if let Some(link) = link {
-        link.close();
-    }
+    protection.finish();
     host.finish();
     let end = result?;
     ended.map_err(|error| CliError::Run(RunError::Core(error.into())))?;
@@ -245,15 +310,24 @@ fn wait_for_backup(
 }
 
 pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.vm.open()?;
+    if args.join {
+        return standby::standby(args);
+    }
+    let (config, backends) = args.vm().open()?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
-    let mut machine = Machine::new(&config, Cpu::Model)?;
+    let machine = Machine::new(&config, Cpu::Model)?;
     let ours = machine.header(&config, 0);
     let listener = BackupListener::bind(args.listen)?;
     eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
     let host = Host::start(false)?;
     let check = |hello: &PrimaryHello| {
+        if hello.join {
+            return Err(
+                "this backup waits for a primary to form a pair with; a running VM goes to a standby (`ftvm backup --join`)"
+                    .to_string(),
+            );
+        }
         pairing::compare(&hello.header, &ours)?;
         if hello.generation != generation {
             return Err(format!(
@@ -265,52 +339,148 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
     };
     let (link, hello) = listener.accept(&channel, &check, &|| host.stop.requested().is_some())?;
     eprintln!("ftvm: backup: paired with a primary; replaying its log");
-
-    let status = Rc::new(RefCell::new(LogStatus::default()));
-    // The backup touches neither its disk nor its TAP before it goes live,
-    // but opens them now, so that a missing one is found before pairing.
-    let tap = backends.tap.clone();
     let mac = backends.mac;
-    let backlog = Backlog::new(HostSink::new(host.devices(backends, false)?));
-    let takeover = Takeover {
-        arbiter,
-        generation,
-        owner: owner("backup", args.listen),
-        stop: host.stop.clone(),
-        live_source: Box::new(|ns| {
-            if let Err(error) = host.attach_stdin() {
-                tracing::warn!(%error, "the live backup takes no input from stdin");
-            }
-            if let (Some(tap), Some(mac)) = (&tap, mac) {
-                go_live_on(&host, tap, mac);
-            }
-            host.live_source_from(ns)
-        }),
-    };
-    let mut source = BackupSource::new(
-        link.from_primary(),
+    let devices = host.devices(backends, false)?;
+    let side = Side {
+        role: "backup",
+        machine,
+        config,
+        devices,
+        mac,
         link,
-        status.clone(),
-        backlog.clone(),
-        takeover,
-    );
-    let mut sink = BackupSink { backlog, status };
-    if let Err(error) = priority::set_thread_nice(priority::REPLAY_NICE) {
-        tracing::warn!(%error, "the replay runs at normal CPU priority");
-    }
-    let result = machine.run(
-        &mut source,
-        &mut sink,
-        &host.stop,
-        hello.header.digest_interval,
-    );
-    let outcome = backup_end(&machine, &mut source, result, &args.pair);
-    // The source's takeover borrows the host.
-    drop(source);
-    host.finish();
-    outcome
+        generation,
+        start: Start::default(),
+        resume: None,
+        replay_interval: hello.header.digest_interval,
+        arbiter,
+        channel,
+    };
+    side.run(args, host)
 }
 
+/// A backup with its VM and its link to the live side, ready to replay.
+pub(super) struct Side {
+    pub role: &'static str,
+    pub machine: Machine,
+    pub config: VmConfig,
+    pub devices: HostDevices,
+    /// The guest's MAC, announced when it goes live.
+    pub mac: Option<[u8; 6]>,
+    pub link: BackupLink,
+    /// The generation of the go-live flag the pair formed at.
+    pub generation: u64,
+    pub start: Start,
+    /// A standby's FT bookkeeping from the transferred state.
+    pub resume: Option<FtState>,
+    /// The primary's digest interval.
+    pub replay_interval: u64,
+    pub arbiter: Arbiter,
+    pub channel: ChannelConfig,
+}
+
+impl Side {
+    /// Replays the live side's log; once the live side is lost and this
+    /// side won the flag, runs as a primary that protects itself with the
+    /// standbys of `--reprotect`.
+    pub(super) fn run(self, args: &BackupArgs, host: Host) -> Result<u8, CliError> {
+        let Side {
+            role,
+            mut machine,
+            config,
+            devices,
+            mac,
+            link,
+            generation,
+            start,
+            resume,
+            replay_interval,
+            arbiter,
+            channel,
+        } = self;
+        let status = Rc::new(RefCell::new(LogStatus::default()));
+        // The backup touches neither its disk nor its TAP before it goes
+        // live, but opened them before pairing, so that a missing one was
+        // found then.
+        let tap = devices.tap.clone();
+        let gate = OutputGate::new(std::io::stdout(), devices);
+        let backlog = Backlog::new(GatedSink(gate.clone()));
+        if let Some(ft) = &resume {
+            backlog.borrow_mut().resume(ft);
+        }
+        let cutovers = Cutovers::new(host.pause_signal());
+        let protection: RefCell<Option<Protection>> = RefCell::new(None);
+        let owner = owner(role, args.listen);
+        let header = machine.header(&config, args.live.digest_every);
+        let tracker = machine.memory_tracker();
+        let takeover = Takeover {
+            arbiter: arbiter.clone(),
+            generation,
+            owner: owner.clone(),
+            stop: host.stop.clone(),
+            go_live: Box::new(|ns| {
+                if let Err(error) = host.attach_stdin() {
+                    tracing::warn!(%error, "the live backup takes no input from stdin");
+                }
+                if let (Some(tap), Some(mac)) = (&tap, mac) {
+                    go_live_on(&host, tap, mac);
+                }
+                let config = ProtectorConfig {
+                    arbiter: arbiter.clone(),
+                    owner: owner.clone(),
+                    generation,
+                    channel: channel.clone(),
+                    standbys: args.live.reprotect.clone(),
+                    header: header.clone(),
+                    tracker: tracker.clone(),
+                    reporter: Reporter { role },
+                };
+                match Protection::start(
+                    config,
+                    gate.clone(),
+                    cutovers.clone(),
+                    host.stop.clone(),
+                    host.input_sender(),
+                    None,
+                ) {
+                    Ok(started) => *protection.borrow_mut() = Some(started),
+                    Err(error) => {
+                        tracing::warn!(%error, "no re-protection: cannot start its thread")
+                    }
+                }
+                PrimarySource::new(
+                    host.live_source_from(ns),
+                    gate.clone(),
+                    cutovers.clone(),
+                    host.stop.clone(),
+                    args.live.limits(),
+                    ns,
+                )
+            }),
+        };
+        let mut source = BackupSource::new(link, status.clone(), backlog.clone(), takeover, start);
+        let mut sink = BackupSink { backlog, status };
+        if let Err(error) = priority::set_thread_nice(priority::REPLAY_NICE) {
+            tracing::warn!(%error, "the replay runs at normal CPU priority");
+        }
+        let result = ft::run(
+            &mut machine,
+            &mut source,
+            &mut sink,
+            &host.stop,
+            cutovers.pause(),
+            replay_interval,
+            args.live.digest_every,
+        );
+        let outcome = backup_end(&machine, &mut source, result, &args.pair);
+        // The source's takeover borrows the host.
+        drop(source);
+        if let Some(protection) = protection.into_inner() {
+            protection.finish();
+        }
+        host.finish();
+        outcome
+    }
+}
 /// The new primary's network: frames that queued on its TAP while it was a
 /// backup belong to a past it did not run; from now on they reach the
 /// guest, and switches learn where the guest's MAC lives.

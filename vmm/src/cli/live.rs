@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use vmm::host::{
-    self, DiskIo, HostDevices, HostInput, LiveSource, StopSignal, Tap, TerminalGuard, VcpuKicker,
-    VirtualClock,
+    self, DiskIo, HostDevices, HostInput, LiveSource, PauseSignal, StopSignal, Tap, TerminalGuard,
+    VcpuKicker, VirtualClock,
 };
 
 use super::devices::Backends;
@@ -93,6 +93,12 @@ impl Host {
             disk,
             tap: backends.tap,
         })
+    }
+
+    /// A way for other threads to pause the guest at its next exit
+    /// boundary (a live transfer's cutover).
+    pub fn pause_signal(&self) -> PauseSignal {
+        PauseSignal::new(self.kicker.clone())
     }
 
     /// A way for other threads to wake the vCPU thread out of a wait.

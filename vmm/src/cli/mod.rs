@@ -9,6 +9,7 @@ mod ft;
 mod live;
 mod replay;
 mod run;
+mod standby;
 
 use std::io::IsTerminal;
 
@@ -43,7 +44,9 @@ enum Command {
     Trace(replay::TraceCommand),
     /// Run a guest as the primary of a fault-tolerant pair.
     Primary(ft::PrimaryArgs),
-    /// Run a guest as the backup of a fault-tolerant pair, ready to take over.
+    /// Run a guest as the backup of a fault-tolerant pair, ready to take
+    /// over; with --join, a standby that a live side sends its running
+    /// guest to.
     Backup(ft::BackupArgs),
     /// Create, show or reset the go-live flag on the shared disk.
     #[command(subcommand)]
@@ -62,6 +65,13 @@ struct VmArgs {
     /// Command line passed to the guest in hvm_start_info.
     #[arg(long, default_value = "", value_name = "S")]
     cmdline: String,
+    #[command(flatten)]
+    devices: DeviceArgs,
+}
+
+/// The host's side of the guest's devices.
+#[derive(Debug, Clone, Args)]
+struct DeviceArgs {
     /// A raw disk image for the guest's virtio block device; `,ro` offers
     /// it read-only (so is an image this process may not write).
     #[arg(long, value_name = "PATH[,ro]", value_parser = devices::parse_disk)]
@@ -76,8 +86,11 @@ struct VmArgs {
 impl VmArgs {
     /// Checks the VM's settings and opens its disk image and TAP device.
     fn open(&self) -> Result<(VmConfig, devices::Backends), error::CliError> {
-        let backends =
-            devices::Backends::open(self.disk.as_ref(), self.net.as_ref(), &self.cmdline)?;
+        let backends = devices::Backends::open(
+            self.devices.disk.as_ref(),
+            self.devices.net.as_ref(),
+            &self.cmdline,
+        )?;
         let config = VmConfig::new(
             &self.kernel,
             self.mem_mib,

@@ -1,10 +1,14 @@
 //! The backup: replays the primary's log as it arrives, outputs suppressed
 //! and checked, and takes over when the primary is lost: it replays every
-//! input it received, wins the go-live flag, and goes on with this host's
-//! inputs, re-emitting the output the primary may never have released.
+//! input it received, wins the go-live flag, and goes on as a full primary
+//! on this host's inputs (output gate, flow control, digests, a log for its
+//! own next backup), re-emitting the output the primary may never have
+//! released. A standby becomes such a backup from the exit its transferred
+//! state was taken after.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
+use std::io::Stdout;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,8 +21,10 @@ use ft_logging::{
 };
 use replay::{RecordStream, ReplaySource};
 use shared_disk::{Arbiter, Outcome};
+use vm_state::FtState;
 
-use crate::host::{HostSink, LiveSource, StopSignal, priority};
+use super::{GatedSink, PrimarySource};
+use crate::host::{StopSignal, priority};
 
 /// Guest time between progress reports to the primary.
 const PROGRESS_EVERY_NS: u64 = 5_000_000;
@@ -56,10 +62,21 @@ pub struct ChannelStream {
 const BEHIND_MESSAGES: usize = 8;
 
 impl ChannelStream {
-    pub fn new(from_primary: Receiver<FromPrimary>, status: Rc<RefCell<LogStatus>>) -> Self {
+    /// The stream of the messages from `from_primary`, after `early`,
+    /// which arrived before the replay started (a standby's, meanwhile it
+    /// restored the state).
+    pub fn new(
+        from_primary: Receiver<FromPrimary>,
+        status: Rc<RefCell<LogStatus>>,
+        early: Vec<FromPrimary>,
+    ) -> Self {
+        let mut records = VecDeque::new();
+        for message in early {
+            receive(message, &mut records, &mut status.borrow_mut());
+        }
         Self {
             from_primary,
-            records: VecDeque::new(),
+            records,
             status,
             hurrying: false,
         }
@@ -108,6 +125,9 @@ fn receive(message: FromPrimary, records: &mut VecDeque<Record>, status: &mut Lo
             status.released = status.released.max(released);
         }
         FromPrimary::Goodbye => status.goodbye = true,
+        FromPrimary::Pages(_) | FromPrimary::State(_) | FromPrimary::DiskCheck(_) => {
+            tracing::warn!("the primary sent part of a VM to a backup that has one; ignored");
+        }
         FromPrimary::Lost(lost) => {
             status.lost = Some((lost.reason, lost.last_heard, Instant::now()));
             // What is left to replay, and going live, is urgent now: back to
@@ -195,12 +215,13 @@ pub struct Backlog {
     frames: Unreleased<Vec<u8>>,
     /// Disk requests without a completion in the log, by number.
     disk: BTreeMap<u64, DiskRequest>,
-    out: HostSink,
+    out: GatedSink<Stdout>,
 }
 
 impl Backlog {
-    /// A backlog whose outputs go, once live, to this host.
-    pub fn new(out: HostSink) -> Rc<RefCell<Self>> {
+    /// A backlog whose outputs go, once live, through this host's output
+    /// gate.
+    pub fn new(out: GatedSink<Stdout>) -> Rc<RefCell<Self>> {
         Rc::new(RefCell::new(Self {
             live: false,
             console: Unreleased::new(),
@@ -208,6 +229,19 @@ impl Backlog {
             disk: BTreeMap::new(),
             out,
         }))
+    }
+
+    /// A standby's backlog: the replay starts where the transferred state
+    /// was taken, with `ft`'s output released and its disk requests in
+    /// flight.
+    pub fn resume(&mut self, ft: &FtState) {
+        self.console.base = ft.released_console;
+        self.frames.base = ft.released_frames;
+        self.disk = ft
+            .disk_in_flight
+            .iter()
+            .map(|request| (request.id, request.clone()))
+            .collect();
     }
 
     /// Emits what the primary may not have released, re-issues every disk
@@ -307,8 +341,9 @@ pub struct Takeover<'a> {
     pub generation: u64,
     pub owner: String,
     pub stop: Arc<StopSignal>,
-    /// This host's inputs, with virtual time resuming from the given sample.
-    pub live_source: Box<dyn FnMut(u64) -> LiveSource + 'a>,
+    /// The new primary (on this host's inputs, with virtual time resuming
+    /// from the given sample), once this side owns the flag.
+    pub go_live: Box<dyn FnMut(u64) -> PrimarySource<Stdout> + 'a>,
 }
 
 impl std::fmt::Debug for Takeover<'_> {
@@ -348,35 +383,58 @@ pub struct BackupSource<'a> {
     link: BackupLink,
     takeover: Takeover<'a>,
     backlog: Rc<RefCell<Backlog>>,
-    live: Option<LiveSource>,
+    live: Option<PrimarySource<Stdout>>,
     now_ns: u64,
     reported_ns: u64,
 }
 
+/// Where a backup's replay starts: at the guest's boot, or (a standby)
+/// after the exit its transferred state was taken after.
+#[derive(Debug, Default)]
+pub struct Start {
+    /// The exit the state was taken after, and virtual time there.
+    pub after: Option<(u64, u64)>,
+    /// Messages from the primary that arrived before the replay started.
+    pub early: Vec<FromPrimary>,
+}
+
 impl<'a> BackupSource<'a> {
     pub fn new(
-        from_primary: Receiver<FromPrimary>,
         link: BackupLink,
         status: Rc<RefCell<LogStatus>>,
         backlog: Rc<RefCell<Backlog>>,
         takeover: Takeover<'a>,
+        start: Start,
     ) -> Self {
-        let stream = ChannelStream::new(from_primary, status.clone());
+        if let Some((exit, _)) = start.after {
+            // The state holds every input through its exit.
+            status.borrow_mut().through_exit = Some(exit);
+        }
+        let stream = ChannelStream::new(link.from_primary(), status.clone(), start.early);
+        let (replay, now_ns) = match start.after {
+            None => (ReplaySource::new(stream, true), 0),
+            Some((exit, now_ns)) => (ReplaySource::resume_after(stream, true, exit), now_ns),
+        };
         Self {
-            replay: ReplaySource::new(stream, true),
+            replay,
             status,
             link,
             takeover,
             backlog,
             live: None,
-            now_ns: 0,
-            reported_ns: 0,
+            now_ns,
+            reported_ns: now_ns,
         }
     }
 
     /// Whether this backup has gone live.
     pub fn is_live(&self) -> bool {
         self.live.is_some()
+    }
+
+    /// The primary this backup has become, once live.
+    pub fn live_mut(&mut self) -> Option<&mut PrimarySource<Stdout>> {
+        self.live.as_mut()
     }
 
     /// The primary's end record, once the replay has come to it.
@@ -396,7 +454,7 @@ impl<'a> BackupSource<'a> {
                 )
             });
         self.takeover.claim()?;
-        let live = (self.takeover.live_source)(self.now_ns);
+        let live = (self.takeover.go_live)(self.now_ns);
         let again = self.emit_unreleased()?;
         self.live = Some(live);
         let ms = |d: Duration| d.as_millis();
@@ -493,7 +551,13 @@ impl EventSource for BackupSource<'_> {
     fn state(&mut self, exit: u64, digest: StateDigest) -> Result<(), SourceError> {
         match &mut self.live {
             Some(live) => live.state(exit, digest),
-            None => self.replay.state(exit, digest),
+            None => match self.replay.state(exit, digest) {
+                // The primary was lost before it sent this exit's digests:
+                // nothing to check them against; the takeover comes at the
+                // next exit.
+                Err(SourceError::LogExhausted { .. }) => Ok(()),
+                result => result,
+            },
         }
     }
 
@@ -518,7 +582,7 @@ mod tests {
             to_backup.send(message).unwrap();
         }
         let status = Rc::new(RefCell::new(LogStatus::default()));
-        ReplaySource::new(ChannelStream::new(from_primary, status), true)
+        ReplaySource::new(ChannelStream::new(from_primary, status, Vec::new()), true)
     }
 
     fn lost() -> FromPrimary {
@@ -563,6 +627,36 @@ mod tests {
         // A stale release count drops nothing.
         console.extend(*b"x", 3);
         assert_eq!(Vec::from(console.take(3)), b"x");
+    }
+
+    #[test]
+    fn the_digests_of_an_exit_are_waited_for_after_its_marker() {
+        use ft_logging::{StateDigest, Stream, StreamDigest};
+        // An exit with output sends its events at once (with its marker);
+        // its digests, taken after the exit, follow in a later batch.
+        let marker = FromPrimary::Batch {
+            records: Vec::new(),
+            through_exit: 5,
+            released: Released::default(),
+        };
+        let digest = StateDigest {
+            registers: 1,
+            memory: 2,
+        };
+        let digests = FromPrimary::Batch {
+            records: vec![
+                Record::Output {
+                    exit: 5,
+                    stream: Stream::Console,
+                    digest: StreamDigest::default(),
+                },
+                Record::State { exit: 5, digest },
+            ],
+            through_exit: 5,
+            released: Released::default(),
+        };
+        let mut replay = stream(vec![marker, digests]);
+        replay.state(5, digest).unwrap();
     }
 
     #[test]

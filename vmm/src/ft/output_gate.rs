@@ -4,8 +4,13 @@
 //! The guest keeps running meanwhile; only the output waits. And it is
 //! released only while the primary holds its lease, so that a primary that
 //! was paused or cut off cannot release output once its backup may be live.
+//!
+//! A live side goes from one pair to the next: alone (outputs go out at
+//! once), paired from a cutover exit on (held), alone again when the backup
+//! is lost and the flag won. The gate also keeps the disk requests in
+//! flight, which a live transfer hands to the new backup.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -35,9 +40,12 @@ pub struct OutputGate<W> {
     /// them on takeover.
     released_bytes: AtomicU64,
     released_frames: AtomicU64,
-    /// Whether the primary holds its lease now.
-    leased: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Disk requests submitted whose completion the guest has not had.
+    in_flight: Mutex<BTreeMap<u64, DiskRequest>>,
 }
+
+/// Whether the primary holds its lease now.
+pub type Leased = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl<W: std::fmt::Debug> std::fmt::Debug for OutputGate<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,48 +53,66 @@ impl<W: std::fmt::Debug> std::fmt::Debug for OutputGate<W> {
             .field("state", &self.state)
             .field("released_bytes", &self.released_bytes)
             .field("released_frames", &self.released_frames)
-            .finish_non_exhaustive()
+            .field("in_flight", &self.in_flight)
+            .finish()
     }
 }
 
-#[derive(Debug)]
 struct GateState<W> {
     out: W,
     devices: HostDevices,
     held: VecDeque<(u64, Held)>,
     acked: u64,
-    /// No backup: outputs go out at once.
-    solo: bool,
+    /// The lease while paired; none while alone, when outputs go out at once.
+    lease: Option<Leased>,
     /// Latency samples of released outputs (hold to release), for benchmarks.
     waits: Vec<Duration>,
     held_since: VecDeque<Instant>,
 }
 
+impl<W> std::fmt::Debug for GateState<W>
+where
+    W: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateState")
+            .field("out", &self.out)
+            .field("devices", &self.devices)
+            .field("held", &self.held.len())
+            .field("acked", &self.acked)
+            .field("paired", &self.lease.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<W: Write> OutputGate<W> {
     /// A gate releasing console output into `out` and the rest to
-    /// `devices`; while paired, only when `leased` says the primary holds
-    /// its lease.
-    pub fn new(
-        out: W,
-        devices: HostDevices,
-        solo: bool,
-        leased: Box<dyn Fn() -> bool + Send + Sync>,
-    ) -> Arc<Self> {
+    /// `devices`; alone until [`pair`](Self::pair).
+    pub fn new(out: W, devices: HostDevices) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(GateState {
                 out,
                 devices,
                 held: VecDeque::new(),
                 acked: 0,
-                solo,
+                lease: None,
                 waits: Vec::new(),
                 held_since: VecDeque::new(),
             }),
             released: Condvar::new(),
             released_bytes: AtomicU64::new(0),
             released_frames: AtomicU64::new(0),
-            leased,
+            in_flight: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// A backup has the log through exit `exit` (everything up to it was
+    /// released): outputs of later exits wait for its acknowledgement, and
+    /// go out only while `leased` says the lease holds.
+    pub fn pair(&self, exit: u64, leased: Leased) {
+        let mut state = self.lock();
+        state.acked = exit;
+        state.lease = Some(leased);
     }
 
     fn lock(&self) -> MutexGuard<'_, GateState<W>> {
@@ -100,7 +126,11 @@ impl<W: Write> OutputGate<W> {
     /// else held.
     pub fn hold(&self, exit: u64, output: Held) -> Result<(), SinkError> {
         let mut state = self.lock();
-        if state.solo || (exit <= state.acked && state.held.is_empty() && (self.leased)()) {
+        let out_now = match &state.lease {
+            None => true,
+            Some(leased) => exit <= state.acked && state.held.is_empty() && leased(),
+        };
+        if out_now {
             return self.emit(&mut state, output);
         }
         state.held.push_back((exit, output));
@@ -112,6 +142,39 @@ impl<W: Write> OutputGate<W> {
     /// does not order requests in flight, so it may pass a held write.
     pub fn read(&self, request: DiskRequest) -> Result<(), SinkError> {
         self.lock().devices.disk(request)
+    }
+
+    /// A disk request the guest made, in flight until [`completed`](Self::completed).
+    fn submitted(&self, request: &DiskRequest) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(request.id, request.clone());
+    }
+
+    /// The guest has the completion of disk request `id`.
+    pub fn completed(&self, id: u64) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&id);
+    }
+
+    /// The requests among `ids` still in flight (all of them, when the
+    /// guest's and the host's bookkeeping agree).
+    pub fn in_flight(&self, ids: &[u64]) -> Vec<DiskRequest> {
+        let in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        ids.iter()
+            .filter_map(|id| in_flight.get(id).cloned())
+            .collect()
+    }
+
+    /// The host devices, for what is not an output (a disk check).
+    pub fn with_devices<T>(&self, f: impl FnOnce(&HostDevices) -> T) -> T {
+        f(&self.lock().devices)
     }
 
     fn emit(&self, state: &mut GateState<W>, output: Held) -> Result<(), SinkError> {
@@ -136,7 +199,7 @@ impl<W: Write> OutputGate<W> {
     pub fn ack(&self, exit: u64) -> Result<(), SinkError> {
         let mut state = self.lock();
         state.acked = state.acked.max(exit);
-        if !(self.leased)() {
+        if !state.lease.as_ref().is_some_and(|leased| leased()) {
             return Ok(());
         }
         let acked = state.acked;
@@ -147,7 +210,7 @@ impl<W: Write> OutputGate<W> {
     /// everything, and from now on outputs go out at once.
     pub fn go_solo(&self) -> Result<(), SinkError> {
         let mut state = self.lock();
-        state.solo = true;
+        state.lease = None;
         self.release(&mut state, u64::MAX)
     }
 
@@ -211,6 +274,7 @@ impl<W: Write> OutputSink for GatedSink<W> {
     }
 
     fn disk(&mut self, exit: u64, request: DiskRequest) -> Result<(), SinkError> {
+        self.0.submitted(&request);
         if request.is_output() {
             self.0.hold(exit, Held::Disk(request))
         } else {
@@ -234,7 +298,9 @@ mod tests {
     use super::*;
 
     fn always_leased() -> Arc<OutputGate<Vec<u8>>> {
-        OutputGate::new(Vec::new(), HostDevices::default(), false, Box::new(|| true))
+        let gate = OutputGate::new(Vec::new(), HostDevices::default());
+        gate.pair(0, Box::new(|| true));
+        gate
     }
 
     fn text(bytes: &[u8]) -> Held {
@@ -278,12 +344,8 @@ mod tests {
     fn without_the_lease_nothing_is_released_until_it_is_renewed() {
         let lease = Arc::new(AtomicBool::new(false));
         let leased = lease.clone();
-        let gate = OutputGate::new(
-            Vec::new(),
-            HostDevices::default(),
-            false,
-            Box::new(move || leased.load(Ordering::SeqCst)),
-        );
+        let gate = OutputGate::new(Vec::new(), HostDevices::default());
+        gate.pair(0, Box::new(move || leased.load(Ordering::SeqCst)));
         gate.hold(1, text(b"a")).unwrap();
         gate.ack(1).unwrap();
         gate.hold(1, text(b"b")).unwrap();
@@ -295,17 +357,52 @@ mod tests {
 
     #[test]
     fn going_solo_releases_everything_and_stops_holding() {
-        let gate = OutputGate::new(
-            Vec::new(),
-            HostDevices::default(),
-            false,
-            Box::new(|| false),
-        );
+        let gate = OutputGate::new(Vec::new(), HostDevices::default());
+        gate.pair(0, Box::new(|| false));
         gate.hold(1, text(b"held ")).unwrap();
         assert!(!gate.drain(Duration::from_millis(10)));
         gate.go_solo().unwrap();
         assert!(gate.drain(Duration::from_millis(10)));
         gate.hold(2, text(b"now")).unwrap();
         assert_eq!(written(&gate), "held now");
+    }
+
+    #[test]
+    fn a_new_pair_holds_only_what_comes_after_its_cutover() {
+        let gate = OutputGate::new(Vec::new(), HostDevices::default());
+        gate.hold(3, text(b"alone ")).unwrap();
+        gate.pair(5, Box::new(|| true));
+        gate.hold(5, text(b"at the cutover ")).unwrap();
+        gate.hold(6, text(b"paired")).unwrap();
+        assert_eq!(written(&gate), "alone at the cutover ");
+        gate.ack(6).unwrap();
+        assert_eq!(written(&gate), "alone at the cutover paired");
+        assert_eq!(gate.released().console, 27);
+    }
+
+    #[test]
+    fn disk_requests_are_in_flight_until_completed() {
+        use ft_logging::DiskOp;
+        let gate = OutputGate::new(Vec::new(), HostDevices::default());
+        let mut sink = GatedSink(gate.clone());
+        let write = DiskRequest {
+            id: 4,
+            op: DiskOp::Write {
+                sector: 2,
+                data: vec![7; 512],
+            },
+        };
+        let read = DiskRequest {
+            id: 5,
+            op: DiskOp::Read {
+                sector: 0,
+                len: 512,
+            },
+        };
+        sink.disk(1, write.clone()).unwrap();
+        sink.disk(2, read.clone()).unwrap();
+        assert_eq!(gate.in_flight(&[4, 5]), vec![write.clone(), read]);
+        gate.completed(5);
+        assert_eq!(gate.in_flight(&[4, 5]), vec![write]);
     }
 }

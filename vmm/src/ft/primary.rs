@@ -1,25 +1,26 @@
 //! The primary: runs the guest on this host's inputs, streams every input
-//! to the backup, holds outputs until the backup has them, and, when the
-//! backup is lost, goes on alone only after winning the go-live flag.
+//! to its backup, and holds outputs until the backup has them. A live side
+//! goes from pair to pair: alone once its backup is lost (after its
+//! protector won the go-live flag), paired again from a live transfer's
+//! cutover on (see [`cutover`](PrimarySource::cutover)).
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use ft_logging::channel::{FromBackup, LogSender, Lost, Released};
+use ft_logging::channel::{LogSender, Released};
 use ft_logging::{
     Encoder, End, Event, EventSource, ExitDone, ExitQuery, Record, SourceError, StateDigest,
     Stream, StreamDigest,
 };
-use shared_disk::{Arbiter, Outcome};
 use tracing::info;
 
 use super::OutputGate;
-use crate::host::{HostInput, LiveSource, StopSignal};
+use super::transfer::{Cutover, Cutovers, final_part};
+use crate::host::{LiveSource, StopSignal};
+use crate::machine::Machine;
 
 /// Pending log bytes that make a batch go out without waiting for a reason.
 const BATCH_BYTES: usize = 16 << 10;
@@ -39,14 +40,21 @@ pub struct Limits {
     pub max_lag_ns: u64,
 }
 
-const FENCED_REASON: &str = "this primary lost its backup and the go-live flag: it halts";
+pub(super) const FENCED_REASON: &str = "this side lost its backup and the go-live flag: it halts";
 
-const PAIRED: u8 = 0;
-const SOLO: u8 = 1;
-const FENCED: u8 = 2;
+/// Where one pair is, as its protector decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairMode {
+    Paired,
+    /// The backup is gone and this side won the flag: it runs alone.
+    Alone,
+    /// The backup is gone and the flag is someone else's: this side halts.
+    Fenced,
+}
 
-/// What the thread reading the backup's messages tells the vCPU thread.
-#[derive(Debug, Default)]
+/// What the protector, which reads one backup's messages, tells the vCPU
+/// thread about that pair.
+#[derive(Debug)]
 pub struct PairStatus {
     acked: AtomicU64,
     backup_ns: AtomicU64,
@@ -55,6 +63,34 @@ pub struct PairStatus {
 }
 
 impl PairStatus {
+    /// A pair whose backup has the log through exit `exit` and stands at
+    /// virtual time `backup_ns`.
+    pub fn new(exit: u64, backup_ns: u64) -> Arc<Self> {
+        Arc::new(Self {
+            acked: AtomicU64::new(exit),
+            backup_ns: AtomicU64::new(backup_ns),
+            mode: AtomicU8::new(PairMode::Paired as u8),
+            changed: (Mutex::new(()), Condvar::new()),
+        })
+    }
+
+    /// The backup acknowledged the log through `exit`.
+    pub fn acked(&self, exit: u64) {
+        self.acked.fetch_max(exit, Ordering::SeqCst);
+        self.notify();
+    }
+
+    /// The backup replayed up to virtual time `ns`.
+    pub fn progress(&self, ns: u64) {
+        self.backup_ns.fetch_max(ns, Ordering::SeqCst);
+        self.notify();
+    }
+
+    pub fn set_mode(&self, mode: PairMode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+        self.notify();
+    }
+
     fn notify(&self) {
         let _guard = self.changed.0.lock();
         self.changed.1.notify_all();
@@ -65,105 +101,20 @@ impl PairStatus {
         let _ = self.changed.1.wait_timeout(guard, timeout);
     }
 
-    fn mode(&self) -> u8 {
-        self.mode.load(Ordering::SeqCst)
-    }
-}
-
-/// Everything the watcher needs to decide about a lost backup.
-#[derive(Debug)]
-pub struct FlagClaim {
-    pub arbiter: Arbiter,
-    pub generation: u64,
-    pub owner: String,
-}
-
-/// Starts the thread that reads the backup's messages: it releases outputs
-/// as acknowledgements arrive, records the backup's progress, and on losing
-/// the backup takes the go-live flag before letting the primary go on.
-pub fn watch_backup<W: Write + Send + 'static>(
-    from_backup: Receiver<FromBackup>,
-    gate: Arc<OutputGate<W>>,
-    status: Arc<PairStatus>,
-    claim: FlagClaim,
-    stop: Arc<StopSignal>,
-    wake: Sender<HostInput>,
-) -> std::io::Result<thread::JoinHandle<()>> {
-    thread::Builder::new()
-        .name("backup-watch".into())
-        .spawn(move || {
-            for message in from_backup {
-                match message {
-                    FromBackup::Ack { through_exit } => {
-                        status.acked.fetch_max(through_exit, Ordering::SeqCst);
-                        if let Err(error) = gate.ack(through_exit) {
-                            tracing::error!(%error, "cannot write the console");
-                        }
-                    }
-                    FromBackup::Progress { virtual_ns, .. } => {
-                        status.backup_ns.fetch_max(virtual_ns, Ordering::SeqCst);
-                    }
-                    FromBackup::Lost(lost) => {
-                        let mode = claim_flag(&claim, &lost, &stop);
-                        if mode == SOLO
-                            && let Err(error) = gate.go_solo()
-                        {
-                            tracing::error!(%error, "cannot write the console");
-                        }
-                        status.mode.store(mode, Ordering::SeqCst);
-                        status.notify();
-                        if mode == FENCED {
-                            // Also reaches a guest waiting in HLT.
-                            let _ = wake.send(HostInput::Fenced(FENCED_REASON.into()));
-                        }
-                        return;
-                    }
-                }
-                status.notify();
-            }
-        })
-}
-
-/// The backup is gone: this primary may go on only with the go-live flag.
-fn claim_flag(claim: &FlagClaim, lost: &Lost, stop: &StopSignal) -> u8 {
-    let detection = lost.last_heard.elapsed();
-    let started = Instant::now();
-    let outcome = claim
-        .arbiter
-        .test_and_set(claim.generation, &claim.owner, &|| {
-            stop.requested().is_some()
-        });
-    let took = started.elapsed().as_millis();
-    match outcome {
-        Ok(Outcome::Won) => {
-            eprintln!(
-                "ftvm: primary: the backup is lost ({}); won the go-live flag, going on alone (silent for {} ms, test-and-set {took} ms)",
-                lost.reason,
-                detection.as_millis()
-            );
-            SOLO
-        }
-        Ok(Outcome::Lost(state)) => {
-            eprintln!(
-                "ftvm: primary: the backup is lost ({}) and the go-live flag is taken ({state}): halting",
-                lost.reason
-            );
-            FENCED
-        }
-        Err(error) => {
-            eprintln!(
-                "ftvm: primary: the backup is lost ({}) and the go-live flag cannot be had: {error}",
-                lost.reason
-            );
-            FENCED
+    pub fn mode(&self) -> PairMode {
+        match self.mode.load(Ordering::SeqCst) {
+            0 => PairMode::Paired,
+            1 => PairMode::Alone,
+            _ => PairMode::Fenced,
         }
     }
 }
 
-/// The log as the primary sends it.
+/// One pair's log as the primary sends it, and the pair's status.
 #[derive(Debug)]
 struct Outbox {
     sender: LogSender,
+    status: Arc<PairStatus>,
     encoder: Encoder,
     pending: Vec<u8>,
     pending_records: u64,
@@ -182,6 +133,25 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// The log to a backup that has every input through exit `marker`.
+    fn new(sender: LogSender, status: Arc<PairStatus>, marker: u64) -> Self {
+        Self {
+            sender,
+            status,
+            encoder: Encoder::new(),
+            pending: Vec::new(),
+            pending_records: 0,
+            marker,
+            exits_since_batch: 0,
+            in_flight: VecDeque::new(),
+            unacked: 0,
+            sent_bytes: 0,
+            sent_records: 0,
+            input_bytes: 0,
+            console: StreamDigest::default(),
+        }
+    }
+
     fn push(&mut self, record: &Record) {
         self.encoder.encode(record, &mut self.pending);
         self.pending_records += 1;
@@ -200,7 +170,9 @@ impl Outbox {
         self.exits_since_batch = 0;
     }
 
-    fn acknowledged(&mut self, acked: u64) {
+    /// Drops what the backup acknowledged from the unacknowledged bytes.
+    fn acknowledged(&mut self) {
+        let acked = self.status.acked.load(Ordering::SeqCst);
         while self
             .in_flight
             .front()
@@ -212,15 +184,19 @@ impl Outbox {
     }
 }
 
-/// The primary's event source: this host's inputs, each also sent to the
-/// backup; the guest stalls when the backup falls too far behind.
+/// A live side's event source: this host's inputs, each also sent to the
+/// backup while there is one; the guest stalls when the backup falls too
+/// far behind.
 #[derive(Debug)]
 pub struct PrimarySource<W> {
     live: LiveSource,
-    /// None once the primary runs alone.
+    /// None while the live side runs alone.
     outbox: Option<Outbox>,
+    /// This side lost the flag: it must halt.
+    fenced: bool,
     gate: Arc<OutputGate<W>>,
-    status: Arc<PairStatus>,
+    /// Where the protector asks for a live transfer's cutover.
+    cutovers: Arc<Cutovers>,
     stop: Arc<StopSignal>,
     limits: Limits,
     now_ns: u64,
@@ -231,42 +207,77 @@ pub struct PrimarySource<W> {
 }
 
 impl<W: Write> PrimarySource<W> {
-    /// A primary paired with a backup through `sender`; with none, it runs
-    /// alone from the start (it has won the go-live flag).
+    /// A live side running alone, with virtual time at `now_ns`, until
+    /// [`pair`](Self::pair) or a cutover.
     pub fn new(
         live: LiveSource,
-        sender: Option<LogSender>,
         gate: Arc<OutputGate<W>>,
-        status: Arc<PairStatus>,
+        cutovers: Arc<Cutovers>,
         stop: Arc<StopSignal>,
         limits: Limits,
+        now_ns: u64,
     ) -> Self {
-        let outbox = sender.map(|sender| Outbox {
-            sender,
-            encoder: Encoder::new(),
-            pending: Vec::new(),
-            pending_records: 0,
-            marker: 0,
-            exits_since_batch: 0,
-            in_flight: VecDeque::new(),
-            unacked: 0,
-            sent_bytes: 0,
-            sent_records: 0,
-            input_bytes: 0,
-            console: StreamDigest::default(),
-        });
         Self {
             live,
-            outbox,
+            outbox: None,
+            fenced: false,
             gate,
-            status,
+            cutovers,
             stop,
             limits,
-            now_ns: 0,
+            now_ns,
             last_report: Instant::now(),
             started: Instant::now(),
             stalled: Duration::ZERO,
         }
+    }
+
+    /// Pairs with a backup that has every input through exit `exit`: its
+    /// log goes through `sender`, its protector reports through `status`.
+    pub fn pair(&mut self, sender: LogSender, status: Arc<PairStatus>, exit: u64) {
+        self.outbox = Some(Outbox::new(sender, status, exit));
+    }
+
+    /// The guest is paused at an exit boundary for the cutover the
+    /// protector asked for, if it still does: sends the rest of the VM to
+    /// the standby and pairs with it from this exit on. The guest goes on
+    /// without waiting for the standby; the output rule holds its outputs
+    /// until the standby holds the state and acknowledges the log.
+    pub fn cutover(&mut self, machine: &Machine) {
+        let paused = Instant::now();
+        let Some(request) = self.cutovers.take() else {
+            return;
+        };
+        if self.outbox.is_some() {
+            let _ = request.done.send(Err("this side is paired already".into()));
+            return;
+        }
+        let result = final_part(machine, &request, &self.gate).map(|part| {
+            let status = PairStatus::new(part.exit, part.now_ns);
+            self.now_ns = self.now_ns.max(part.now_ns);
+            let released = self.gate.released();
+            request.sender.heartbeat_state(part.exit, released);
+            self.outbox = Some(Outbox::new(
+                request.sender.clone(),
+                status.clone(),
+                part.exit,
+            ));
+            self.gate.pair(part.exit, part.leased);
+            Cutover {
+                exit: part.exit,
+                status,
+                pause: paused.elapsed(),
+                bytes: part.bytes,
+                pages: part.pages,
+                samples: part.samples,
+            }
+        });
+        let _ = request.done.send(result);
+    }
+
+    /// The gate this side's outputs go through.
+    pub fn gate(&self) -> &Arc<OutputGate<W>> {
+        &self.gate
     }
 
     /// Logs what the pair cost: how long outputs waited for their
@@ -291,16 +302,20 @@ impl<W: Write> PrimarySource<W> {
         );
     }
 
-    /// Follows what the watcher decided about a lost backup.
+    /// Follows what the protector decided about a lost backup.
     fn check_mode(&mut self) -> Result<(), SourceError> {
-        match self.status.mode() {
-            FENCED => Err(SourceError::Fenced(FENCED_REASON.into())),
-            SOLO => {
+        match self.outbox.as_ref().map(|outbox| outbox.status.mode()) {
+            Some(PairMode::Fenced) => {
+                self.fenced = true;
                 self.outbox = None;
-                Ok(())
             }
-            _ => Ok(()),
+            Some(PairMode::Alone) => self.outbox = None,
+            Some(PairMode::Paired) | None => {}
         }
+        if self.fenced {
+            return Err(SourceError::Fenced(FENCED_REASON.into()));
+        }
+        Ok(())
     }
 
     /// Sends pending inputs when something waits for them: output to be
@@ -332,10 +347,10 @@ impl<W: Write> PrimarySource<W> {
             let Some(outbox) = &mut self.outbox else {
                 return Ok(());
             };
-            outbox.acknowledged(self.status.acked.load(Ordering::SeqCst));
+            outbox.acknowledged();
             let lag = self
                 .now_ns
-                .saturating_sub(self.status.backup_ns.load(Ordering::SeqCst));
+                .saturating_sub(outbox.status.backup_ns.load(Ordering::SeqCst));
             if outbox.unacked <= self.limits.buffer_bytes && lag <= self.limits.max_lag_ns {
                 if let Some(since) = stalled_since {
                     self.stalled += since.elapsed();
@@ -350,7 +365,7 @@ impl<W: Write> PrimarySource<W> {
             if let Some(reason) = self.stop.requested() {
                 return Err(SourceError::Stopped(reason));
             }
-            self.status.wait(STALL_POLL);
+            outbox.status.wait(STALL_POLL);
             self.check_mode()?;
         }
     }
@@ -363,7 +378,7 @@ impl<W: Write> PrimarySource<W> {
         if let Some(outbox) = &self.outbox {
             let lag = self
                 .now_ns
-                .saturating_sub(self.status.backup_ns.load(Ordering::SeqCst));
+                .saturating_sub(outbox.status.backup_ns.load(Ordering::SeqCst));
             info!(
                 exit,
                 lag_ms = lag / 1_000_000,
@@ -390,8 +405,10 @@ impl<W: Write> EventSource for PrimarySource<W> {
         let first = events.len();
         self.live.events(query, events)?;
         for event in &events[first..] {
-            if let Event::Time { ns } = event {
-                self.now_ns = *ns;
+            match event {
+                Event::Time { ns } => self.now_ns = *ns,
+                Event::DiskDone { request, .. } => self.gate.completed(*request),
+                _ => {}
             }
         }
         // A wait in HLT may have outlasted the backup.
@@ -420,7 +437,7 @@ impl<W: Write> EventSource for PrimarySource<W> {
             // small outputs (a console line a byte at a time) goes out in
             // one batch when the guest next halts.
             if done.output {
-                outbox.acknowledged(self.status.acked.load(Ordering::SeqCst));
+                outbox.acknowledged();
                 if outbox.in_flight.is_empty() {
                     outbox.send(done.exit, self.gate.released());
                 }
@@ -451,14 +468,15 @@ impl<W: Write> EventSource for PrimarySource<W> {
         };
         outbox.push(&Record::End(end.clone()));
         outbox.send(end.exit, self.gate.released());
-        while self.status.mode() == PAIRED && self.status.acked.load(Ordering::SeqCst) < end.exit {
+        let status = outbox.status.clone();
+        while status.mode() == PairMode::Paired && status.acked.load(Ordering::SeqCst) < end.exit {
             if self.stop.requested().is_some() {
                 break;
             }
-            self.status.wait(STALL_POLL);
+            status.wait(STALL_POLL);
         }
-        // Released by the acknowledgement, or by going solo.
-        while self.status.mode() != FENCED && !self.gate.drain(STALL_POLL) {
+        // Released by the acknowledgement, or by going alone.
+        while status.mode() != PairMode::Fenced && !self.gate.drain(STALL_POLL) {
             if self.stop.requested().is_some() {
                 break;
             }

@@ -1,44 +1,115 @@
 //! The disk's I/O thread: performs the guest's disk requests on the image,
 //! in order, off the vCPU thread, and sends each completion to the vCPU
 //! thread as a host input, to be applied (and logged) at a later exit.
+//! It also samples the image for a live transfer's disk check, in order
+//! with the requests, so the sample sees every write submitted before it.
 
 use std::sync::Arc;
 use std::thread;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
+use ft_logging::channel::DiskSample;
 use ft_logging::{DiskOp, DiskRequest, Event, STATUS_IOERR, STATUS_OK, SinkError};
+use sha2::{Digest, Sha256};
 use shared_disk::DiskImage;
+use shared_disk::image::SECTOR;
 use tracing::warn;
 
 use super::HostInput;
 
+/// What the I/O thread does, in the order given.
+#[derive(Debug)]
+enum Job {
+    Request(DiskRequest),
+    Sample {
+        sectors: Vec<u64>,
+        reply: Sender<Vec<DiskSample>>,
+    },
+}
+
 /// A handle to the I/O thread; clones share it.
 #[derive(Debug, Clone)]
 pub struct DiskIo {
-    requests: Sender<DiskRequest>,
+    jobs: Sender<Job>,
+    sectors: u64,
 }
 
 impl DiskIo {
     /// Starts the thread on `image`; completions go to `completions`.
     pub fn start(image: DiskImage, completions: Sender<HostInput>) -> std::io::Result<Self> {
-        let (requests, incoming) = crossbeam_channel::unbounded::<DiskRequest>();
+        let (jobs, incoming) = crossbeam_channel::unbounded::<Job>();
+        let sectors = image.sectors();
         let image = Arc::new(image);
         thread::Builder::new()
             .name("disk-io".into())
             .spawn(move || {
-                for request in incoming {
-                    let done = perform(&image, request);
-                    if completions.send(HostInput::Disk(done)).is_err() {
-                        return;
+                for job in incoming {
+                    match job {
+                        Job::Request(request) => {
+                            let done = perform(&image, request);
+                            if completions.send(HostInput::Disk(done)).is_err() {
+                                return;
+                            }
+                        }
+                        Job::Sample { sectors, reply } => {
+                            let _ = reply.send(sample(&image, &sectors));
+                        }
                     }
                 }
             })?;
-        Ok(Self { requests })
+        Ok(Self { jobs, sectors })
     }
 
     pub fn submit(&self, request: DiskRequest) -> Result<(), SinkError> {
-        self.requests.send(request).map_err(|_| SinkError::DiskGone)
+        self.jobs
+            .send(Job::Request(request))
+            .map_err(|_| SinkError::DiskGone)
     }
+
+    /// The image's size in sectors.
+    pub fn sectors(&self) -> u64 {
+        self.sectors
+    }
+
+    /// The SHA-256 of each of `sectors`, once every request submitted
+    /// before has been done.
+    pub fn sample(&self, sectors: Vec<u64>) -> Receiver<Vec<DiskSample>> {
+        let (reply, samples) = crossbeam_channel::bounded(1);
+        // A thread that is gone drops `reply`: the receiver says so.
+        let _ = self.jobs.send(Job::Sample { sectors, reply });
+        samples
+    }
+}
+
+/// Hashes each sector; one that cannot be read hashes as no bytes.
+fn sample(image: &DiskImage, sectors: &[u64]) -> Vec<DiskSample> {
+    sectors
+        .iter()
+        .map(|&sector| {
+            let bytes = image.read(sector, SECTOR as usize).unwrap_or_default();
+            DiskSample {
+                sector,
+                sha256: Sha256::digest(bytes).into(),
+            }
+        })
+        .collect()
+}
+
+/// Which sectors of a disk of `sectors` to compare: the first, the last,
+/// and others spread evenly from an offset that changes with `seed`, so
+/// that two checks of the same pair of images look at different places.
+pub fn sample_sectors(sectors: u64, seed: u64) -> Vec<u64> {
+    const SAMPLES: u64 = 64;
+    if sectors <= SAMPLES {
+        return (0..sectors).collect();
+    }
+    let stride = sectors / SAMPLES;
+    let offset = seed % stride;
+    let mut chosen: Vec<u64> = (0..SAMPLES).map(|i| i * stride + offset).collect();
+    chosen.extend([0, sectors - 1]);
+    chosen.sort_unstable();
+    chosen.dedup();
+    chosen
 }
 
 /// Does one request; an I/O error becomes the guest's IOERR.

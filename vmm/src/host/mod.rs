@@ -14,9 +14,9 @@ mod tap;
 
 pub use clock::VirtualClock;
 pub use console::{TerminalGuard, spawn_stdin_reader};
-pub use disk_io::DiskIo;
+pub use disk_io::{DiskIo, sample_sectors};
 pub use host_sink::{HostDevices, HostSink};
 pub use live_source::{HostInput, LiveSource};
 pub use stdout_sink::StdoutSink;
-pub use stop::{StopSignal, VcpuKicker, watch_signals};
+pub use stop::{PauseSignal, StopSignal, VcpuKicker, watch_signals};
 pub use tap::{Tap, TapError, rarp};

@@ -78,6 +78,49 @@ impl VcpuKicker {
     pub fn done(&self) {
         self.done.store(true, Ordering::SeqCst);
     }
+
+    /// Kicks once, unless the vCPU thread said it stopped.
+    pub fn kick(&self) {
+        if !self.done.load(Ordering::SeqCst) {
+            // SAFETY: as in `kick_until_done`: the vCPU thread outlives
+            // every kick until it sets `done`.
+            unsafe { libc::pthread_kill(self.thread, SIGRTMIN()) };
+        }
+    }
+}
+
+/// A request from another thread that the guest pause at its next settled
+/// exit boundary (a live transfer's cutover). The vCPU thread sees it at
+/// the next exit; a kick brings a guest that computes without exits there.
+#[derive(Debug, Clone)]
+pub struct PauseSignal {
+    requested: Arc<AtomicBool>,
+    kicker: VcpuKicker,
+}
+
+impl PauseSignal {
+    pub fn new(kicker: VcpuKicker) -> Self {
+        Self {
+            requested: Arc::new(AtomicBool::new(false)),
+            kicker,
+        }
+    }
+
+    /// Asks for a pause, and kicks the vCPU out of KVM_RUN. A kick that
+    /// lands just before KVM_RUN is missed: ask again until answered.
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        self.kicker.kick();
+    }
+
+    pub fn requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    /// The vCPU thread paused and took the request.
+    pub fn clear(&self) {
+        self.requested.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Turns SIGINT and SIGTERM into stop requests: the live source sees them

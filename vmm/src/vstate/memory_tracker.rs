@@ -66,4 +66,15 @@ impl MemoryTracker {
     pub fn capture_all(&self) -> PageSet {
         PageSet::capture_all(&self.memory)
     }
+
+    /// Every page number of guest RAM, ascending.
+    pub fn pages(&self) -> Vec<u64> {
+        self.memory
+            .iter()
+            .flat_map(|region| {
+                let first = region.start_addr().0 / PAGE_SIZE;
+                first..first + region.len() / PAGE_SIZE
+            })
+            .collect()
+    }
 }

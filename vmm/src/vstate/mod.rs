@@ -11,6 +11,6 @@ mod vm;
 
 pub use cpuid::CpuidError;
 pub use memory_tracker::MemoryTracker;
-pub use vcpu::{Ran, RunError, Vcpu, VmEnd};
+pub use vcpu::{PausePoint, Ran, RunError, Vcpu, VmEnd};
 pub use vcpu_state::VcpuStateError;
 pub use vm::{Vm, VmError};

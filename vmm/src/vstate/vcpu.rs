@@ -14,7 +14,7 @@ use super::VmError;
 use super::emulation::{self, Unemulated};
 use super::state_digest::state_digest;
 use crate::boot::cpu_state;
-use crate::host::StopSignal;
+use crate::host::{PauseSignal, StopSignal};
 use ftvm_core::effect::GuestEnd;
 use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow};
 use ftvm_core::memory::GuestRam;
@@ -46,6 +46,27 @@ pub enum VmEnd {
     Guest(GuestEnd),
     /// The host asked it to stop.
     Stopped(StopReason),
+}
+
+/// Where a run pauses, at a settled exit boundary.
+#[derive(Debug, Clone, Copy)]
+pub enum PausePoint<'a> {
+    /// It runs until the guest ends or the host stops it.
+    Never,
+    /// At the first boundary at or after this exit.
+    AfterExit(u64),
+    /// At the first boundary after another thread asks.
+    WhenAsked(&'a PauseSignal),
+}
+
+impl PausePoint<'_> {
+    fn due(&self, exits: u64) -> bool {
+        match self {
+            Self::Never => false,
+            Self::AfterExit(exit) => exits >= *exit,
+            Self::WhenAsked(signal) => signal.requested(),
+        }
+    }
 }
 
 /// Where a run that may pause stopped.
@@ -177,9 +198,10 @@ impl Vcpu {
     }
 
     /// Runs the guest (from boot, or on from where it paused) until it
-    /// ends, the host stops it, or KVM fails; with `pause_after`, pauses at
-    /// the first settled exit boundary at or after that exit: normally just
-    /// after it, later only when completing its access made KVM exit again.
+    /// ends, the host stops it, or KVM fails; or pauses at the first
+    /// settled exit boundary at `pause`: normally just after the exit
+    /// where it is due, later only when completing that exit's access made
+    /// KVM exit again.
     /// With a nonzero `digest_interval`, the source gets a state digest
     /// every that many exits.
     pub fn run(
@@ -189,9 +211,9 @@ impl Vcpu {
         sink: &mut dyn OutputSink,
         stop: &Arc<StopSignal>,
         digest_interval: u64,
-        pause_after: Option<u64>,
+        pause: PausePoint<'_>,
     ) -> Result<Ran, RunError> {
-        match self.run_loop(handler, source, sink, stop, digest_interval, pause_after) {
+        match self.run_loop(handler, source, sink, stop, digest_interval, pause) {
             Err(RunError::Core(CoreError::Source(SourceError::Stopped(reason)))) => {
                 Ok(Ran::Ended(VmEnd::Stopped(reason)))
             }
@@ -206,7 +228,7 @@ impl Vcpu {
         sink: &mut dyn OutputSink,
         stop: &Arc<StopSignal>,
         digest_interval: u64,
-        pause_after: Option<u64>,
+        pause: PausePoint<'_>,
     ) -> Result<Ran, RunError> {
         if !handler.started() {
             handler.boot(source).map_err(RunError::Core)?;
@@ -215,7 +237,7 @@ impl Vcpu {
             // Pausing enters KVM only to complete the last exit's access:
             // with immediate_exit set it returns EINTR without running the
             // guest (or, rarely, the exit the completion itself makes).
-            let pausing = pause_after.is_some_and(|exit| handler.exits() >= exit);
+            let pausing = pause.due(handler.exits());
             self.fd.set_kvm_immediate_exit(u8::from(pausing));
             let exit = self.fd.run();
             self.settled = exit.is_err();

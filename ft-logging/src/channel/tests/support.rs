@@ -68,6 +68,7 @@ pub(super) fn hello() -> PrimaryHello {
             net: None,
         },
         generation: 4,
+        join: false,
     }
 }
 

@@ -54,6 +54,7 @@ fn delivered_then_lost(from: &Receiver<FromPrimary>) -> (Vec<Vec<Record>>, Lost)
         FromPrimary::Heartbeat { .. } => None,
         FromPrimary::Lost(lost) => Some(lost),
         FromPrimary::Goodbye => panic!("a goodbye nobody said"),
+        other => panic!("a transfer nobody made: {other:?}"),
     });
     match from.recv_timeout(PATIENCE) {
         Err(RecvTimeoutError::Disconnected) => {}

@@ -6,10 +6,10 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::support::{key, other_key, progress, raw_frame, socket_pair};
-use crate::channel::HANDSHAKE_TIMEOUT;
 use crate::channel::frame::{FrameError, FrameReader, FrameWriter, MAC_LEN};
 use crate::channel::link::LinkState;
 use crate::channel::message::{Message, ToBackup, ToPrimary};
+use crate::channel::{DiskSample, HANDSHAKE_TIMEOUT};
 
 const HEADER: u8 = 0x01;
 const BATCH: u8 = 0x02;
@@ -35,7 +35,25 @@ fn to_backup_messages() -> Vec<ToBackup> {
         ToBackup::Header {
             generation: 9,
             header: b"a header frame".to_vec(),
+            join: false,
         },
+        ToBackup::Header {
+            generation: 10,
+            header: b"a header frame for a standby".to_vec(),
+            join: true,
+        },
+        ToBackup::Pages(vec![1, 2, 3]),
+        ToBackup::State(b"a machine".to_vec()),
+        ToBackup::DiskCheck(vec![
+            DiskSample {
+                sector: 0,
+                sha256: [1; 32],
+            },
+            DiskSample {
+                sector: u64::MAX,
+                sha256: [2; 32],
+            },
+        ]),
         ToBackup::Batch {
             through_exit: 1 << 40,
             released: progress(77),
@@ -93,6 +111,7 @@ fn backup_messages_round_trip() {
             virtual_ns: 14_000,
         },
         ToPrimary::Heartbeat,
+        ToPrimary::Holding { exit: 1 << 33 },
     ];
     for message in &sent {
         frames.send(message).unwrap();
