@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::TIMEOUT;
 use common::pair::{
-    NOT_LIVE, PairSetup, Side, assert_whole, join_outputs, moment, seed, serial, ticker,
+    NOT_LIVE, PairSetup, Side, assert_whole, flood, join_outputs, moment, noise, seed, serial,
+    ticker,
 };
 
 const PAIRING_FAILURE: i32 = 115;
@@ -163,14 +164,7 @@ fn garbage_on_the_logging_port_does_not_disturb_a_running_pair() {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     for round in 0..5 {
         let mut stream = std::net::TcpStream::connect(setup.address).unwrap();
-        let bytes: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let bytes = noise(4096, &mut state);
         // Half the rounds close in the middle of what could be a message.
         let cut = if round % 2 == 0 { bytes.len() } else { 7 };
         let _ = stream.write_all(&bytes[..cut]);
@@ -183,6 +177,54 @@ fn garbage_on_the_logging_port_does_not_disturb_a_running_pair() {
     assert_eq!(backup.code(), 0, "{backup:#?}");
     assert_whole(&primary.stdout, "with garbage on the port");
     assert_eq!(backup.stdout, "");
+}
+
+#[test]
+fn a_primary_pairs_through_a_flood_on_the_backups_port() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-flood-waiting");
+    let backup = setup.start_backup(&ticker());
+    let held = flood(setup.address, 300);
+    // Shorter than a handshake's deadline: strangers that could hold the
+    // handshake slots until theirs ran out would keep the pair from forming.
+    let mut args = setup.primary_args(&ticker(), &setup.key);
+    args.extend(["--wait-backup-ms".into(), "3000".into()]);
+    let primary = Side::start(&args).finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    drop(held);
+    let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
+    assert_eq!(primary.code(), 0, "{context}");
+    assert!(
+        primary.stderr.contains("paired with the backup"),
+        "{context}"
+    );
+    assert_whole(&primary.stdout, &context);
+    assert_eq!(backup.code(), 0, "{context}");
+    assert_eq!(backup.stdout, "", "{context}");
+    assert!(
+        setup.arbiter_status().contains("no owner"),
+        "nobody ran alone: {context}"
+    );
+}
+
+#[test]
+fn a_flood_on_the_logging_port_does_not_disturb_a_running_pair() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-flood-running");
+    let backup = setup.start_backup(&ticker());
+    let primary = setup.start_primary(&ticker());
+    assert!(primary.stderr.wait_for("paired", TIMEOUT));
+    let held = flood(setup.address, 300);
+    assert!(primary.child_running(), "the flood came after the run");
+    let primary = primary.finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    drop(held);
+    let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
+    assert_eq!(primary.code(), 0, "{context}");
+    assert_whole(&primary.stdout, &context);
+    assert_eq!(backup.code(), 0, "{context}");
+    assert_eq!(backup.stdout, "", "{context}");
+    assert!(!primary.stderr.contains("lost"), "{context}");
 }
 
 #[test]

@@ -233,6 +233,36 @@ impl PairSetup {
     }
 }
 
+/// `count` connections to `address`, held open until dropped, as a port
+/// scanner or a misconfigured client would: every third sends 64 random
+/// bytes, the others nothing.
+pub fn flood(address: SocketAddr, count: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..count)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(address)
+                .unwrap_or_else(|e| panic!("connect {i}: {e}"));
+            if i.is_multiple_of(3) {
+                let _ = stream.write_all(&noise(64, &mut state));
+            }
+            stream
+        })
+        .collect()
+}
+
+/// `len` bytes that look like nothing in particular (xorshift from `state`).
+pub fn noise(len: usize, state: &mut u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state as u8
+        })
+        .collect()
+}
+
 /// A loopback address with a port nobody uses (right now).
 pub fn free_address() -> SocketAddr {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();

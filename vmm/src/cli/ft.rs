@@ -5,13 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use ft_logging::EventSource;
 use ft_logging::channel::{
-    AuthKey, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink, connect,
+    AuthKey, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink, dial,
 };
 use shared_disk::{Arbiter, FlagState, Outcome};
 use vmm::exit_status;
@@ -27,9 +26,6 @@ use super::VmArgs;
 use super::error::{CliError, is_log_error, run_status};
 use super::live::Host;
 use super::run::DEFAULT_DIGEST_INTERVAL;
-
-/// How often a primary tries again to reach a backup that is not there yet.
-const CONNECT_RETRY: Duration = Duration::from_millis(100);
 
 /// What both sides of a pair need.
 #[derive(Debug, Args)]
@@ -218,29 +214,25 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     Ok(conclude(end))
 }
 
-/// Connects to the backup, trying again while it is not there yet, for up
-/// to `--wait-backup-ms`. None when it never came.
+/// Pairs with the backup, trying again while it does not answer, for up to
+/// `--wait-backup-ms`. None when it never came.
 fn wait_for_backup(
     args: &PrimaryArgs,
     channel: &ChannelConfig,
     hello: &PrimaryHello,
     host: &Host,
 ) -> Result<Option<PrimaryLink>, CliError> {
-    let deadline = Instant::now() + Duration::from_millis(args.wait_backup_ms);
-    loop {
-        match connect(args.backup, channel, hello) {
-            Ok(link) => return Ok(Some(link)),
-            Err(ChannelError::Connect { .. }) if Instant::now() < deadline => {
-                if let Some(reason) = host.stop.requested() {
-                    return Err(CliError::NotLive(format!(
-                        "primary: {reason} while waiting for the backup"
-                    )));
-                }
-                thread::sleep(CONNECT_RETRY);
-            }
-            Err(ChannelError::Connect { .. }) => return Ok(None),
-            Err(error) => return Err(error.into()),
-        }
+    let wait = Duration::from_millis(args.wait_backup_ms);
+    match dial(args.backup, channel, hello, wait, &|| {
+        host.stop.requested().is_some()
+    }) {
+        Err(ChannelError::GaveUp) => Err(CliError::NotLive(format!(
+            "primary: {} while waiting for the backup",
+            host.stop
+                .requested()
+                .map_or("stopped".into(), |r| r.to_string())
+        ))),
+        result => Ok(result?),
     }
 }
 
