@@ -150,3 +150,31 @@ fn a_hostile_driver_is_refused_without_harm_to_the_vmm() {
     assert!(out.stdout.ends_with("virtiobad: all cases survived\n"));
     assert!(!out.stderr.contains("panicked"));
 }
+
+#[test]
+fn a_second_vm_on_an_image_in_use_is_refused() {
+    let image = disk("disk-in-use", 64);
+    let path = image.to_str().unwrap();
+    let args: Vec<String> = [
+        "run",
+        "--kernel",
+        "ticker",
+        "--cmdline",
+        "ticks=100000 hz=20",
+        "--disk",
+        path,
+    ]
+    .map(String::from)
+    .to_vec();
+    let first = common::pair::Side::start(&args);
+    assert!(first.stdout.wait_for("tick 1 ", common::TIMEOUT));
+    for disk_arg in [path.to_string(), format!("{path},ro")] {
+        let second = run(&["run", "--kernel", "hello", "--disk", &disk_arg]);
+        second.assert_refused(INVALID_DISK, "in use");
+    }
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.finish(common::TIMEOUT).code(), 143);
+    // Free again once the first VM ended.
+    let after = run(&["run", "--kernel", "hello", "--disk", path]);
+    assert_eq!(after.code(), 0, "{after:#?}");
+}

@@ -71,9 +71,25 @@ pub struct Side {
 
 impl Side {
     pub fn start(args: &[String]) -> Self {
+        Self::start_with_stdin(args, Stdio::null())
+    }
+
+    /// Starts ftvm with `stdin` as its standard input.
+    pub fn start_with_stdin(args: &[String], stdin: Stdio) -> Self {
         let mut command = ftvm();
-        command.args(args);
+        command.args(args).stdin(stdin);
         Self::spawn(command)
+    }
+
+    /// Its resident memory now, in KiB.
+    pub fn resident_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                line.split_whitespace().nth(1)?.parse().ok()
+            })
+            .unwrap_or(0)
     }
 
     /// Starts ftvm in network namespace `namespace`.
@@ -124,19 +140,12 @@ impl Side {
 
     /// Waits for the process to end, killing it after `timeout`.
     pub fn finish(mut self, timeout: Duration) -> Finished {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                self.kill();
-                panic!(
-                    "ftvm did not finish within {timeout:?}; stderr: {}",
-                    self.stderr.text()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
+        let Some((status, peak_kib)) = super::reap(&self.child, Instant::now() + timeout) else {
+            self.kill();
+            panic!(
+                "ftvm did not finish within {timeout:?}; stderr: {}",
+                self.stderr.text()
+            );
         };
         self.stdout.wait_closed();
         self.stderr.wait_closed();
@@ -144,6 +153,7 @@ impl Side {
             status,
             stdout: self.stdout.text(),
             stderr: self.stderr.text(),
+            peak_kib,
         }
     }
 }

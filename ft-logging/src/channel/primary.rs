@@ -185,6 +185,18 @@ impl PrimaryLink {
         // and it could report a loss; so the reader may read to the end.
         self.workers.linger(self.linger);
     }
+
+    /// [`close`](Self::close) in at most `limit`: a primary that is being
+    /// stopped does not wait out the timeout of a backup that stopped
+    /// reading. Past the limit the connection is closed as it is.
+    pub fn close_within(mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        self.sender.goodbye();
+        if self.workers.join_last_by(deadline) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.workers.linger(left.min(self.linger));
+        }
+    }
 }
 
 impl Drop for PrimaryLink {

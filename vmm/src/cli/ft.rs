@@ -10,9 +10,9 @@ use std::time::Duration;
 use clap::Args;
 use ft_logging::EventSource;
 use ft_logging::channel::{
-    AuthKey, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink, dial,
+    AuthKey, BackupListener, ChannelConfig, PrimaryHello, PrimaryLink, dial,
 };
-use shared_disk::{Arbiter, FlagState, Outcome};
+use shared_disk::{Arbiter, FlagState, ImageLock, Outcome};
 use vmm::exit_status;
 use vmm::ft::{
     Backlog, BackupSink, BackupSource, FlagClaim, GatedSink, Limits, LogStatus, OutputGate,
@@ -26,6 +26,10 @@ use super::VmArgs;
 use super::error::{CliError, is_log_error, run_status};
 use super::live::Host;
 use super::run::DEFAULT_DIGEST_INTERVAL;
+
+/// How long a primary stopped by a signal gives its backup to take the
+/// end of the log.
+const STOP_LINGER: Duration = Duration::from_millis(300);
 
 /// What both sides of a pair need.
 #[derive(Debug, Args)]
@@ -124,7 +128,7 @@ fn owner(role: &str, address: SocketAddr) -> String {
 }
 
 pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.vm.open()?;
+    let (config, backends) = args.vm.open(ImageLock::Now)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
@@ -140,7 +144,10 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
             "ftvm: primary: no backup at {} after {} ms; running alone needs the go-live flag",
             args.backup, args.wait_backup_ms
         );
-        match arbiter.test_and_set(generation, &owner, &|| host.stop.requested().is_some())? {
+        let outcome = arbiter
+            .test_and_set(generation, &owner, &|| host.stop.requested().is_some())
+            .map_err(|error| host.stopped_or("waiting for the go-live flag", error))?;
+        match outcome {
             Outcome::Won => eprintln!("ftvm: primary: won the go-live flag; running alone"),
             Outcome::Lost(state) => {
                 return Err(CliError::NotLive(format!(
@@ -205,8 +212,10 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     };
     // The backup learns how the run ended, so it ends too.
     let ended = source.end(&machine.end(end_reason(&result), status));
-    if let Some(link) = link {
-        link.close();
+    match link {
+        Some(link) if host.stop.requested().is_some() => link.close_within(STOP_LINGER),
+        Some(link) => link.close(),
+        None => {}
     }
     host.finish();
     let end = result?;
@@ -223,21 +232,15 @@ fn wait_for_backup(
     host: &Host,
 ) -> Result<Option<PrimaryLink>, CliError> {
     let wait = Duration::from_millis(args.wait_backup_ms);
-    match dial(args.backup, channel, hello, wait, &|| {
+    dial(args.backup, channel, hello, wait, &|| {
         host.stop.requested().is_some()
-    }) {
-        Err(ChannelError::GaveUp) => Err(CliError::NotLive(format!(
-            "primary: {} while waiting for the backup",
-            host.stop
-                .requested()
-                .map_or("stopped".into(), |r| r.to_string())
-        ))),
-        result => Ok(result?),
-    }
+    })
+    .map_err(|error| host.stopped_or("waiting for the backup", error))
 }
 
 pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.vm.open()?;
+    // It writes nothing until it is live, when the primary's lock is gone.
+    let (config, backends) = args.vm.open(ImageLock::FirstRequest)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
@@ -255,7 +258,9 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
         }
         Ok(())
     };
-    let (link, hello) = listener.accept(&channel, &check, &|| host.stop.requested().is_some())?;
+    let (link, hello) = listener
+        .accept(&channel, &check, &|| host.stop.requested().is_some())
+        .map_err(|error| host.stopped_or("waiting for a primary", error))?;
     eprintln!("ftvm: backup: paired with a primary; replaying its log");
 
     let status = Rc::new(RefCell::new(LogStatus::default()));
