@@ -67,6 +67,8 @@ pub struct Side {
     pub child: Child,
     pub stdout: Collected,
     pub stderr: Collected,
+    /// Waited for by `finish`, past which its pid is no longer ours.
+    reaped: bool,
 }
 
 impl Side {
@@ -114,6 +116,7 @@ impl Side {
             child,
             stdout,
             stderr,
+            reaped: false,
         }
     }
 
@@ -142,11 +145,13 @@ impl Side {
     pub fn finish(mut self, timeout: Duration) -> Finished {
         let Some((status, peak_kib)) = super::reap(&self.child, Instant::now() + timeout) else {
             self.kill();
+            self.reaped = true;
             panic!(
                 "ftvm did not finish within {timeout:?}; stderr: {}",
                 self.stderr.text()
             );
         };
+        self.reaped = true;
         self.stdout.wait_closed();
         self.stderr.wait_closed();
         Finished {
@@ -154,6 +159,16 @@ impl Side {
             stdout: self.stdout.text(),
             stderr: self.stderr.text(),
             peak_kib,
+        }
+    }
+}
+
+/// A test that fails half-way leaves no ftvm running.
+impl Drop for Side {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

@@ -246,8 +246,9 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
     let mut machine = Machine::new(&config, Cpu::Model)?;
     let ours = machine.header(&config, 0);
     let listener = BackupListener::bind(args.listen)?;
-    eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
+    // Signals are ours before anyone can be told that this side waits.
     let host = Host::start(false)?;
+    eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
     let check = |hello: &PrimaryHello| {
         pairing::compare(&hello.header, &ours)?;
         if hello.generation != generation {
