@@ -2,6 +2,7 @@
 //! tampers or goes silent, and the frames and keys underneath.
 
 mod auth;
+mod flood;
 mod join;
 mod key;
 mod lease;

@@ -14,6 +14,7 @@ mod standby;
 use std::io::IsTerminal;
 
 use clap::{Args, Parser, Subcommand};
+use shared_disk::ImageLock;
 use tracing_subscriber::EnvFilter;
 use vmm::exit_status::USAGE;
 use vmm::vm_config::{DEFAULT_MEM_MIB, VmConfig};
@@ -84,9 +85,11 @@ struct DeviceArgs {
 }
 
 impl VmArgs {
-    /// Checks the VM's settings and opens its disk image and TAP device.
-    fn open(&self) -> Result<(VmConfig, devices::Backends), error::CliError> {
+    /// Checks the VM's settings and opens its disk image (locked as `lock`
+    /// says) and TAP device.
+    fn open(&self, lock: ImageLock) -> Result<(VmConfig, devices::Backends), error::CliError> {
         let backends = devices::Backends::open(
+            lock,
             self.devices.disk.as_ref(),
             self.devices.net.as_ref(),
             &self.cmdline,
@@ -138,6 +141,11 @@ pub fn main() -> u8 {
     };
     match result {
         Ok(status) => status,
+        // A stop the user asked for is no error.
+        Err(error @ error::CliError::Stopped { .. }) => {
+            eprintln!("ftvm: {error}");
+            error.status()
+        }
         Err(error) => {
             eprintln!("ftvm: error: {error}");
             error.status()

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use ft_logging::EventSource;
 use replay::{Recorder, TraceWriter};
+use shared_disk::ImageLock;
 use vmm::exit_status;
 use vmm::host::HostSink;
 use vmm::machine::{Cpu, Machine, end_reason};
@@ -33,7 +34,7 @@ pub struct RecordArgs {
 }
 
 pub fn run(args: &VmArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.open()?;
+    let (config, backends) = args.open(ImageLock::Now)?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     let host = Host::start(true)?;
     let mut outputs = HostSink::new(host.devices(backends, true)?);
@@ -43,7 +44,7 @@ pub fn run(args: &VmArgs) -> Result<u8, CliError> {
 }
 
 pub fn record(args: &RecordArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.vm.open()?;
+    let (config, backends) = args.vm.open(ImageLock::Now)?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     let header = machine.header(&config, args.digest_every);
     let writer = TraceWriter::create(&args.trace, &header)?;

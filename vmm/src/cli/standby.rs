@@ -9,7 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::RecvTimeoutError;
 use ft_logging::Header;
 use ft_logging::channel::{BackupLink, BackupListener, ChannelError, FromPrimary, PrimaryHello};
-use shared_disk::Arbiter;
+use shared_disk::{Arbiter, ImageLock};
 use vm_state::{MachineState, PageSet};
 use vmm::exit_status::{INVALID_DISK, PAIRING_FAILURE};
 use vmm::ft::Start;
@@ -28,12 +28,19 @@ const POLL: Duration = Duration::from_millis(100);
 pub fn standby(args: &BackupArgs) -> Result<u8, CliError> {
     let channel = args.pair.channel()?;
     let arbiter = args.pair.valid_arbiter()?;
-    // The MAC comes with the VM: the command line is not known yet.
-    let backends = Backends::open(args.devices.disk.as_ref(), args.devices.net.as_ref(), "")?;
+    // It writes nothing until it is live, when the live side's lock is
+    // gone. The MAC comes with the VM: the command line is not known yet.
+    let backends = Backends::open(
+        ImageLock::FirstRequest,
+        args.devices.disk.as_ref(),
+        args.devices.net.as_ref(),
+        "",
+    )?;
     // Bound now, so that a port in use is refused at start.
     let mut listener = Some(BackupListener::bind(args.listen)?);
-    eprintln!("ftvm: standby: waiting for a live side on {}", args.listen);
+    // Signals are ours before anyone can be told that this side waits.
     let host = Host::start(false)?;
+    eprintln!("ftvm: standby: waiting for a live side on {}", args.listen);
     let (link, hello, mut machine) = loop {
         let listener = match listener.take() {
             Some(listener) => listener,
@@ -67,12 +74,7 @@ pub fn standby(args: &BackupArgs) -> Result<u8, CliError> {
                 }
                 None => eprintln!("ftvm: standby: refused a peer ({reason}); waiting for another"),
             },
-            Err(ChannelError::GaveUp) => {
-                let reason = host.stop.requested().expect("gave up on a stop");
-                eprintln!("ftvm: standby: {reason}");
-                return Ok(reason.exit_status());
-            }
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(host.stopped_or("waiting for a live side", error)),
         }
     };
     eprintln!(

@@ -39,6 +39,9 @@ const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How often a waiting protector looks at whether the run ended.
 const POLL: Duration = Duration::from_millis(50);
+/// How long a side stopped by a signal gives its backup to take the end of
+/// the log.
+const STOP_LINGER: Duration = Duration::from_millis(300);
 /// How often the vCPU is kicked while a cutover waits for it.
 const KICK_EVERY: Duration = Duration::from_millis(10);
 
@@ -161,13 +164,16 @@ impl Protection {
 
     /// The run ended: says goodbye to the backup after everything queued
     /// (the side's end record among it), stops re-protecting, and waits for
-    /// the thread (which may be deciding about a lost backup).
-    pub fn finish(mut self) {
+    /// the thread (which may be deciding about a lost backup). A run that
+    /// was `stopped` by a signal gives the backup only a short while.
+    pub fn finish(mut self, stopped: bool) {
         self.shared.finished.store(true, Ordering::SeqCst);
         self.cutovers.withdraw();
         let link = self.shared.current().take();
-        if let Some(link) = link {
-            link.close();
+        match link {
+            Some(link) if stopped => link.close_within(STOP_LINGER),
+            Some(link) => link.close(),
+            None => {}
         }
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
@@ -301,6 +307,7 @@ impl<W: Write> Protector<W> {
                 "the transfer was abandoned",
                 &format!("is taken ({state})"),
             ),
+            Err(_) if self.stop.requested().is_some() => After::Ended,
             Err(error) => self.fence(
                 pair,
                 "the transfer was abandoned",
@@ -339,6 +346,8 @@ impl<W: Write> Protector<W> {
             Ok(Outcome::Lost(state)) => {
                 self.fence(pair, &lost.reason, &format!("is taken ({state})"))
             }
+            // Stopping while it waited: the vCPU stops too, fenced or not.
+            Err(_) if self.stop.requested().is_some() => After::Ended,
             Err(error) => self.fence(pair, &lost.reason, &format!("cannot be had: {error}")),
         }
     }
