@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Two "hosts" and a client on one machine: network namespaces NAME-a
-# (10.99.0.1, the primary's host), NAME-b (10.99.0.2, the backup's host) and
-# NAME-c (10.99.0.3, a client), each linked by a veth pair to one bridge in a
-# fourth namespace, NAME-sw (the switch), so the host's own network is never
-# touched. Each host also has a TAP device, ftvm0, for the guest's network
-# card (--net tap=ftvm0), bridged to the same switch: the guest LAN is
-# 10.0.0.0/24, where the client is 10.0.0.1 and the guest takes 10.0.0.2
-# (--cmdline ip=10.0.0.2/24).
+# Three "hosts" and a client on one machine: network namespaces NAME-a
+# (10.99.0.1, the primary's host), NAME-b (10.99.0.2, the backup's host),
+# NAME-d (10.99.0.4, a standby's host) and NAME-c (10.99.0.3, a client), each
+# linked by a veth pair to one bridge in another namespace, NAME-sw (the
+# switch), so the host's own network is never touched. Each host also has a
+# TAP device, ftvm0, for the guest's network card (--net tap=ftvm0), bridged
+# to the same switch: the guest LAN is 10.0.0.0/24, where the client is
+# 10.0.0.1 and the guest takes 10.0.0.2 (--cmdline ip=10.0.0.2/24).
 #
 #   two-hosts.sh up NAME      create the namespaces (replacing stale ones)
 #   two-hosts.sh down NAME    remove them (nothing left if they are absent)
@@ -15,6 +15,12 @@
 #                             primary in NAME-a with the given options
 #                             (default: --kernel ticker); waits for both and
 #                             removes everything on exit, Ctrl-C or SIGTERM
+#   two-hosts.sh trio NAME [ftvm options...]
+#                             as pair, with a standby (backup --join) in
+#                             NAME-d, and every side re-protecting itself with
+#                             the other two hosts (--reprotect): kill the
+#                             live side's host (takeover.sh kill NAME HOST)
+#                             and the guest goes on, protected again
 #
 # FTVM names the ftvm binary (default: target/release/ftvm, else target/debug/ftvm).
 # NAME is at most 8 characters: interface names have 15. Needs root.
@@ -26,7 +32,7 @@ TAP=ftvm0
 CLIENT_LAN_ADDRESS=10.0.0.1/24
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -36,7 +42,7 @@ check_name() {
 
 down() {
     local name=$1 ns
-    for ns in "$name-a" "$name-b" "$name-c" "$name-sw"; do
+    for ns in "$name-a" "$name-b" "$name-c" "$name-d" "$name-sw"; do
         # Whatever still runs in a host goes with it.
         if ip netns pids "$ns" >/dev/null 2>&1; then
             ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true
@@ -52,8 +58,8 @@ up() {
     ip -n "$name-sw" link add br0 type bridge
     ip -n "$name-sw" link set br0 up
     ip -n "$name-sw" link set lo up
-    for host in a b c; do
-        case $host in a) address=1 ;; b) address=2 ;; c) address=3 ;; esac
+    for host in a b c d; do
+        case $host in a) address=1 ;; b) address=2 ;; c) address=3 ;; d) address=4 ;; esac
         ip netns add "$name-$host"
         ip link add "$name-$host" type veth peer name eth0 netns "$name-$host"
         ip link set "$name-$host" netns "$name-sw"
@@ -63,7 +69,7 @@ up() {
         ip -n "$name-$host" link set lo up
     done
     ip -n "$name-c" addr add "$CLIENT_LAN_ADDRESS" dev eth0
-    for host in a b; do
+    for host in a b d; do
         guest_lan "$name" "$host"
     done
 }
@@ -118,6 +124,56 @@ pair() {
     [ "$primary_status" -eq 0 ] || [ "$backup_status" -eq 0 ]
 }
 
+# The options among "$@" that describe this host's side of the guest's
+# devices (--disk, --net): a standby takes those, and gets the rest (kernel,
+# memory, command line) from the live side.
+device_options() {
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --disk | --net) [ $# -ge 2 ] && printf '%s\0%s\0' "$1" "$2"; shift ;;
+            --disk=* | --net=*) printf '%s\0' "$1" ;;
+        esac
+        shift
+    done
+}
+
+trio() {
+    local name=$1
+    shift
+    [ $# -gt 0 ] || set -- --kernel ticker
+    local ftvm standby backup primary primary_status=0 backup_status=0 standby_status=0
+    ftvm=$(ftvm_binary)
+    work=$(mktemp -d)
+    trap 'down "$name"; rm -rf "$work"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    up "$name"
+    "$ftvm" arbiter init "$work/arbiter" >/dev/null
+    head -c 32 /dev/urandom >"$work/key"
+    local common=(--arbiter "$work/arbiter" --auth-key "$work/key")
+    local a=$SUBNET.1:$PORT b=$SUBNET.2:$PORT d=$SUBNET.4:$PORT devices=()
+    mapfile -d '' devices < <(device_options "$@")
+    ip netns exec "$name-d" "$ftvm" backup --join --listen "$d" --reprotect "$a,$b" "${common[@]}" \
+        "${devices[@]}" > >(sed 's/^/standby | /') 2>&1 &
+    standby=$!
+    ip netns exec "$name-b" "$ftvm" backup --listen "$b" --reprotect "$d,$a" "${common[@]}" "$@" \
+        > >(sed 's/^/backup  | /') 2>&1 &
+    backup=$!
+    ip netns exec "$name-a" "$ftvm" primary --backup "$b" --reprotect "$d,$b" "${common[@]}" "$@" \
+        > >(sed 's/^/primary | /') 2>&1 &
+    primary=$!
+    wait "$primary" || primary_status=$?
+    wait "$backup" || backup_status=$?
+    # A standby nobody ever sent the guest to (the flag never left its first
+    # generation) waits for a live side that will not come: stop it.
+    if [ "$("$ftvm" arbiter status "$work/arbiter")" = "generation 0, no owner" ]; then
+        kill -TERM "$standby" 2>/dev/null || true
+    fi
+    wait "$standby" || standby_status=$?
+    echo "two-hosts.sh: primary exited with $primary_status, backup with $backup_status, standby with $standby_status"
+    [ "$primary_status" -eq 0 ] || [ "$backup_status" -eq 0 ] || [ "$standby_status" -eq 0 ]
+}
+
 [ $# -ge 2 ] || usage
 command=$1
 name=$2
@@ -133,5 +189,6 @@ case $command in
         ;;
     down) down "$name" ;;
     pair) pair "$name" "$@" ;;
+    trio) trio "$name" "$@" ;;
     *) usage ;;
 esac

@@ -99,6 +99,11 @@ pub enum SourceError {
     /// This side lost the go-live flag (or never held it) and must stop.
     #[error("{0}")]
     Fenced(String),
+    /// A standby's live side was lost before it moved the go-live flag to
+    /// the new pair's generation: the pair never formed, and this side
+    /// must not go live.
+    #[error("{0}")]
+    Unpaired(String),
     /// The log cannot be read or written.
     #[error("{0}")]
     Log(String),

@@ -60,6 +60,7 @@ pub fn of_run_error(error: &RunError) -> u8 {
         RunError::Core(CoreError::Sink(_)) => HOST_IO_FAILURE,
         RunError::Core(CoreError::Source(SourceError::Log(_))) => INVALID_TRACE,
         RunError::Core(CoreError::Source(SourceError::Fenced(_))) => NOT_LIVE,
+        RunError::Core(CoreError::Source(SourceError::Unpaired(_))) => PAIRING_FAILURE,
         RunError::Core(
             CoreError::Source(SourceError::Divergence { .. })
             | CoreError::MissingTime { .. }

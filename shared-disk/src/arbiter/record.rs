@@ -42,7 +42,7 @@ pub struct FlagState {
 impl fmt::Display for FlagState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.owner {
-            Some(owner) => write!(f, "generation {}, owned by {owner:?}", self.generation),
+            Some(owner) => write!(f, "generation {}, owner {owner}", self.generation),
             None => write!(f, "generation {}, no owner", self.generation),
         }
     }
@@ -284,7 +284,7 @@ mod tests {
         );
         assert_eq!(
             owned(5, "backup@10.0.0.2").to_string(),
-            "generation 5, owned by \"backup@10.0.0.2\""
+            "generation 5, owner backup@10.0.0.2"
         );
     }
 }

@@ -404,6 +404,7 @@ impl Side {
         let header = machine.header(&config, args.live.digest_every);
         let tracker = machine.memory_tracker();
         let takeover = Takeover {
+            role,
             arbiter: arbiter.clone(),
             generation,
             owner: owner.clone(),

@@ -337,6 +337,8 @@ impl OutputSink for BackupSink {
 
 /// How the backup goes live.
 pub struct Takeover<'a> {
+    /// "backup" or "standby", for messages.
+    pub role: &'static str,
     pub arbiter: Arbiter,
     pub generation: u64,
     pub owner: String,
@@ -366,12 +368,20 @@ impl Takeover<'_> {
             })
             .map_err(|error| match self.stop.requested() {
                 Some(reason) => SourceError::Stopped(reason),
-                None => SourceError::Fenced(format!("backup: no go-live flag: {error}")),
+                None => SourceError::Fenced(format!("{}: no go-live flag: {error}", self.role)),
             })?;
         match outcome {
             Outcome::Won => Ok(()),
+            // A standby's live side never moved the flag on to this pair.
+            Outcome::Lost(state) if state.generation < self.generation => {
+                Err(SourceError::Unpaired(format!(
+                    "{}: the live side was lost before the new pair formed (the go-live flag shows {state}): this side never goes live",
+                    self.role
+                )))
+            }
             Outcome::Lost(state) => Err(SourceError::Fenced(format!(
-                "backup: the primary is lost but the go-live flag is taken ({state}): this backup exits"
+                "{}: the primary is lost but the go-live flag is taken ({state}): this side exits",
+                self.role
             ))),
         }
     }
@@ -462,7 +472,8 @@ impl<'a> BackupSource<'a> {
         self.live = Some(live);
         let ms = |d: Duration| d.as_millis();
         eprintln!(
-            "ftvm: backup: the primary is lost ({reason}); live from exit {exit}: detection {} ms, draining {} ms, go-live {} ms; {again}",
+            "ftvm: {}: the primary is lost ({reason}); live from exit {exit}: detection {} ms, draining {} ms, go-live {} ms; {again}",
+            self.takeover.role,
             ms(declared.saturating_duration_since(last_heard)),
             ms(exhausted.saturating_duration_since(declared)),
             ms(exhausted.elapsed()),

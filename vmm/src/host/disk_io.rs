@@ -135,3 +135,24 @@ fn perform(image: &DiskImage, request: DiskRequest) -> Event {
         data,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_cover_both_ends_and_move_with_the_seed() {
+        let sectors = 8192;
+        let one = sample_sectors(sectors, 1);
+        let other = sample_sectors(sectors, 2);
+        for chosen in [&one, &other] {
+            assert_eq!(chosen.first(), Some(&0));
+            assert_eq!(chosen.last(), Some(&(sectors - 1)));
+            assert!(chosen.windows(2).all(|pair| pair[0] < pair[1]));
+            assert!(chosen.len() >= 64, "{}", chosen.len());
+        }
+        assert_ne!(one, other);
+        // A small disk is compared whole.
+        assert_eq!(sample_sectors(3, 9), vec![0, 1, 2]);
+    }
+}
