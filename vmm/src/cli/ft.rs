@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use ft_logging::EventSource;
 use ft_logging::channel::{
-    AuthKey, BackupLink, BackupListener, ChannelConfig, PrimaryHello, PrimaryLink, dial,
+    AuthKey, BackupLink, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink,
+    dial,
 };
 use shared_disk::{Arbiter, FlagState, ImageLock, Outcome};
 use vm_state::FtState;
@@ -24,6 +25,7 @@ use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::vm_config::{DEFAULT_MEM_MIB, VmConfig};
 use vmm::vstate::{RunError, VmEnd};
 
+use super::admit::{Refusal, admit};
 use super::error::CliError;
 use super::live::Host;
 use super::run::DEFAULT_DIGEST_INTERVAL;
@@ -312,23 +314,26 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
     eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
     let check = |hello: &PrimaryHello| {
         if hello.join {
-            return Err(
-                "this backup waits for a primary to form a pair with; a running VM goes to a standby (`ftvm backup --join`)"
-                    .to_string(),
-            );
+            return Err(Refusal::waiting(
+                "this backup waits for a primary to form a pair with; a running VM goes to a standby (`ftvm backup --join`)",
+            ));
         }
-        pairing::compare(&hello.header, &ours)?;
+        let mismatch = |reason| Refusal::fatal(reason, exit_status::PAIRING_FAILURE);
+        pairing::compare(&hello.header, &ours).map_err(mismatch)?;
         if hello.generation != generation {
-            return Err(format!(
+            return Err(mismatch(format!(
                 "the primary pairs at go-live generation {}, this backup at {generation}",
                 hello.generation
-            ));
+            )));
         }
         Ok(())
     };
-    let (link, hello) = listener
-        .accept(&channel, &check, &|| host.stop.requested().is_some())
-        .map_err(|error| host.stopped_or("waiting for a primary", error))?;
+    let (link, hello, ()) = admit(listener, args.listen, &channel, &host, "backup", check)
+        .map_err(|refused| {
+            refused.into_error(&host, "waiting for a primary", |reason, _| {
+                ChannelError::Mismatch(reason).into()
+            })
+        })?;
     eprintln!("ftvm: backup: paired with a primary; replaying its log");
     let mac = backends.mac;
     let devices = host.devices(backends, false)?;

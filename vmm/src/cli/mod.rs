@@ -1,6 +1,7 @@
 //! The command line: clap types, dispatch, and the mapping from failures to
 //! the documented exit statuses.
 
+mod admit;
 mod arbiter;
 mod demo;
 mod devices;

@@ -3,12 +3,11 @@
 //! that its own disk is the live side's, and then is that side's backup,
 //! replaying its log from the exit the state was taken after.
 
-use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
 use ft_logging::Header;
-use ft_logging::channel::{BackupLink, BackupListener, ChannelError, FromPrimary, PrimaryHello};
+use ft_logging::channel::{BackupLink, BackupListener, FromPrimary, PrimaryHello};
 use shared_disk::{Arbiter, ImageLock};
 use vm_state::{MachineState, PageSet};
 use vmm::exit_status::{INVALID_DISK, PAIRING_FAILURE};
@@ -17,6 +16,7 @@ use vmm::host::HostDevices;
 use vmm::machine::{Machine, RestoreError};
 use vmm::vm_config::VmConfig;
 
+use super::admit::{Refusal, admit};
 use super::devices::Backends;
 use super::error::CliError;
 use super::ft::{BackupArgs, Side};
@@ -37,46 +37,24 @@ pub fn standby(args: &BackupArgs) -> Result<u8, CliError> {
         "",
     )?;
     // Bound now, so that a port in use is refused at start.
-    let mut listener = Some(BackupListener::bind(args.listen)?);
+    let listener = BackupListener::bind(args.listen)?;
     // Signals are ours before anyone can be told that this side waits.
     let host = Host::start(false)?;
     eprintln!("ftvm: standby: waiting for a live side on {}", args.listen);
-    let (link, hello, mut machine) = loop {
-        let listener = match listener.take() {
-            Some(listener) => listener,
-            None => BackupListener::bind(args.listen)?,
-        };
-        let prepared = RefCell::new(None);
-        let fatal = Cell::new(None);
-        let check = |hello: &PrimaryHello| {
-            offer(hello, &arbiter, args, &backends).map_err(|refusal| {
-                fatal.set(refusal.fatal);
-                refusal.reason
-            })?;
-            let machine = Machine::prepare(&hello.header).map_err(|error| {
-                fatal.set(Some(error.exit_status()));
-                error.to_string()
-            })?;
-            *prepared.borrow_mut() = Some(machine);
-            Ok(())
-        };
-        match listener.accept(&channel, &check, &|| host.stop.requested().is_some()) {
-            Ok((link, hello)) => {
-                let machine = prepared.into_inner().expect("an accepted VM was prepared");
-                break (link, hello, machine);
-            }
-            Err(ChannelError::Mismatch(reason)) => match fatal.get() {
-                Some(status) => {
-                    return Err(CliError::Standby {
-                        message: format!("refused the live side's VM: {reason}"),
-                        status,
-                    });
-                }
-                None => eprintln!("ftvm: standby: refused a peer ({reason}); waiting for another"),
-            },
-            Err(error) => return Err(host.stopped_or("waiting for a live side", error)),
-        }
+    let check = |hello: &PrimaryHello| {
+        offer(hello, &arbiter, args, &backends)?;
+        Machine::prepare(&hello.header)
+            .map_err(|error| Refusal::fatal(error.to_string(), error.exit_status()))
     };
+    let (link, hello, mut machine) =
+        admit(listener, args.listen, &channel, &host, "standby", check).map_err(|refused| {
+            refused.into_error(&host, "waiting for a live side", |reason, status| {
+                CliError::Standby {
+                    message: format!("refused the live side's VM: {reason}"),
+                    status,
+                }
+            })
+        })?;
     eprintln!(
         "ftvm: standby: a live side sends its VM ({}, {} MiB); receiving it",
         hello.header.kernel_name, hello.header.mem_mib
@@ -115,29 +93,6 @@ pub fn standby(args: &BackupArgs) -> Result<u8, CliError> {
     side.run(args, host)
 }
 
-/// Why an offer is refused; `fatal` with the status to end with, else the
-/// standby waits for another live side.
-struct Refusal {
-    reason: String,
-    fatal: Option<u8>,
-}
-
-impl Refusal {
-    fn waiting(reason: String) -> Self {
-        Self {
-            reason,
-            fatal: None,
-        }
-    }
-
-    fn fatal(reason: String, status: u8) -> Self {
-        Self {
-            reason,
-            fatal: Some(status),
-        }
-    }
-}
-
 /// Whether this standby takes the VM `hello` offers: a join, from the
 /// owner of the flag's generation, of a guest whose disk and network card
 /// this host has.
@@ -149,8 +104,7 @@ fn offer(
 ) -> Result<(), Refusal> {
     if !hello.join {
         return Err(Refusal::waiting(
-            "this is a standby: it takes a running VM from a live side (`--reprotect`), not a new pair"
-                .into(),
+            "this is a standby: it takes a running VM from a live side (`--reprotect`), not a new pair",
         ));
     }
     let flag = arbiter
@@ -226,7 +180,7 @@ fn devices(header: &Header, args: &BackupArgs, backends: &Backends) -> Result<()
             PAIRING_FAILURE,
         )),
         (None, Some(_)) => Err(Refusal::fatal(
-            "the live side's guest has no network card, but this standby was given --net".into(),
+            "the live side's guest has no network card, but this standby was given --net",
             PAIRING_FAILURE,
         )),
         (Some(theirs), Some(Some(mac))) if mac != theirs.mac => Err(Refusal::fatal(
