@@ -81,6 +81,20 @@ pub enum EndReason {
     Failed(String),
 }
 
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::GuestExit(value) => write!(f, "the guest exited with {value}"),
+            EndReason::Reset => f.write_str("the guest reset the machine"),
+            EndReason::Halted => f.write_str("the guest halted with interrupts off"),
+            EndReason::Idle => f.write_str("the guest halted with nothing left to wake it"),
+            EndReason::TripleFault => f.write_str("the guest triple-faulted"),
+            EndReason::Stopped(stop) => write!(f, "stopped: {stop}"),
+            EndReason::Failed(message) => write!(f, "ftvm failed: {message}"),
+        }
+    }
+}
+
 /// The last record of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct End {

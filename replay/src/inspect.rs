@@ -192,8 +192,7 @@ impl fmt::Display for TraceSummary {
         writeln!(
             f,
             "end              {}, exit status {}",
-            crate::describe::end_reason(&self.end.reason),
-            self.end.status
+            self.end.reason, self.end.status
         )?;
         writeln!(
             f,

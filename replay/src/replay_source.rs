@@ -365,8 +365,7 @@ fn compare_ends(replayed: &End, recorded: &End) -> Vec<String> {
     if replayed.reason != recorded.reason {
         differences.push(format!(
             "end: replayed \"{}\" vs recorded \"{}\"",
-            describe::end_reason(&replayed.reason),
-            describe::end_reason(&recorded.reason)
+            replayed.reason, recorded.reason
         ));
     }
     if replayed.status != recorded.status {

@@ -2,8 +2,10 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod disk;
+pub mod events;
 pub mod hosts;
 pub mod lan;
+pub mod metrics;
 pub mod pair;
 
 use std::io::Read;
@@ -28,6 +30,8 @@ pub struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// The event stream, when the process was given `--events`.
+    pub events: Vec<serde_json::Value>,
 }
 
 impl Finished {
@@ -49,6 +53,16 @@ impl Finished {
             "stderr should mention `{needle}`: {self:#?}"
         );
         assert!(!self.stderr.contains("panicked"), "{self:#?}");
+    }
+
+    /// The names of its events other than `progress`, in order.
+    pub fn event_names(&self) -> Vec<String> {
+        events::names(&self.events)
+    }
+
+    /// Its first `event`, if any.
+    pub fn event(&self, event: &str) -> Option<&serde_json::Value> {
+        self.events.iter().find(|e| e["event"] == event)
     }
 }
 
@@ -76,6 +90,7 @@ pub fn finish(mut child: Child, timeout: Duration) -> Finished {
         status,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
+        events: Vec::new(),
     }
 }
 

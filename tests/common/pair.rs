@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::events::EventFile;
 use super::{Finished, ftvm};
 
 /// Output of a running process, collected as it comes.
@@ -61,32 +62,38 @@ impl Collected {
     }
 }
 
-/// One ftvm process with its output.
+/// One ftvm process with its output and its event stream.
 #[derive(Debug)]
 pub struct Side {
     pub child: Child,
     pub stdout: Collected,
     pub stderr: Collected,
+    pub events: EventFile,
 }
 
 impl Side {
+    /// Starts `ftvm ARGS --events FILE`.
     pub fn start(args: &[String]) -> Self {
+        let events = EventFile::new();
         let mut command = ftvm();
-        command.args(args);
-        Self::spawn(command)
+        command.args(args).arg("--events").arg(events.path());
+        Self::spawn(command, events)
     }
 
     /// Starts ftvm in network namespace `namespace`.
     pub fn start_in(namespace: &str, args: &[String]) -> Self {
+        let events = EventFile::new();
         let mut command = std::process::Command::new("ip");
         command
             .args(["netns", "exec", namespace, env!("CARGO_BIN_EXE_ftvm")])
             .args(args)
+            .arg("--events")
+            .arg(events.path())
             .stdin(Stdio::null());
-        Self::spawn(command)
+        Self::spawn(command, events)
     }
 
-    fn spawn(mut command: std::process::Command) -> Self {
+    fn spawn(mut command: std::process::Command, events: EventFile) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -98,7 +105,13 @@ impl Side {
             child,
             stdout,
             stderr,
+            events,
         }
+    }
+
+    /// Waits until the process has put `event` on its stream.
+    pub fn wait_event(&self, event: &str) -> bool {
+        self.events.wait_for(event, super::TIMEOUT).is_some()
     }
 
     pub fn child_running(&self) -> bool {
@@ -144,6 +157,7 @@ impl Side {
             status,
             stdout: self.stdout.text(),
             stderr: self.stderr.text(),
+            events: self.events.read(),
         }
     }
 }
@@ -207,21 +221,20 @@ impl PairSetup {
         args
     }
 
-    /// Starts a backup and waits until it listens.
+    /// Starts a backup and waits until it has started (a primary tries
+    /// for `--wait-backup-ms` to reach it).
     pub fn start_backup(&self, kernel: &[&str]) -> Side {
-        Self::listening(Side::start(&self.backup_args(kernel)))
+        Self::started(Side::start(&self.backup_args(kernel)))
     }
 
-    /// Waits until `backup` listens.
-    pub fn listening(backup: Side) -> Side {
+    /// Waits until `side` says it started.
+    pub fn started(side: Side) -> Side {
         assert!(
-            backup
-                .stderr
-                .wait_for("waiting for a primary", super::TIMEOUT),
-            "the backup never listened: {}",
-            backup.stderr.text()
+            side.wait_event("started"),
+            "the backup never started: {}",
+            side.stderr.text()
         );
-        backup
+        side
     }
 
     pub fn start_primary(&self, kernel: &[&str]) -> Side {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use ft_logging::{CpuidLeaf, End, EndReason, EventSource, Header, OutputSink};
+use prometheus::IntCounter;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
@@ -38,6 +39,8 @@ pub struct Machine {
     vcpu: Vcpu,
     handler: ExitHandler,
     cpuid: Vec<CpuidLeaf>,
+    /// Counts every exit, for other threads to read.
+    exits: Option<IntCounter>,
     // Held so that the VM and its memory outlive the vCPU.
     _vm: Vm,
 }
@@ -59,8 +62,14 @@ impl Machine {
             vcpu,
             handler: ExitHandler::new(Platform::new(config.devices, vm.memory())),
             cpuid,
+            exits: None,
             _vm: vm,
         })
+    }
+
+    /// Counts every exit in `exits` from now on.
+    pub fn count_exits(&mut self, exits: IntCounter) {
+        self.exits = Some(exits);
     }
 
     /// Runs the guest from its entry point until it ends. With a nonzero
@@ -72,8 +81,14 @@ impl Machine {
         stop: &Arc<StopSignal>,
         digest_interval: u64,
     ) -> Result<VmEnd, RunError> {
-        self.vcpu
-            .run(&mut self.handler, source, sink, stop, digest_interval)
+        self.vcpu.run(
+            &mut self.handler,
+            source,
+            sink,
+            stop,
+            digest_interval,
+            self.exits.as_ref(),
+        )
     }
 
     /// The header that, with the events, determines this machine's run.

@@ -1,6 +1,8 @@
 //! The backup's side of a paired link: it receives the primary's log,
 //! acknowledges each batch and heartbeat on receipt, and reports progress.
 
+use std::net::SocketAddr;
+
 use crossbeam_channel::{Receiver, Sender};
 
 use super::frame::{FrameError, FrameReader, FrameWriter};
@@ -19,6 +21,8 @@ pub enum FromPrimary {
         records: Vec<Record>,
         through_exit: u64,
         released: Released,
+        /// The size of the records as they travelled.
+        bytes: u64,
     },
     Heartbeat {
         through_exit: u64,
@@ -35,6 +39,8 @@ pub enum FromPrimary {
 /// stops its threads and the listener's.
 #[derive(Debug)]
 pub struct BackupLink {
+    /// The primary's address, if the connection still knew it.
+    peer: Option<SocketAddr>,
     replies: Sender<Reply>,
     from_primary: Receiver<FromPrimary>,
     /// Dropped before `_door`: the link's threads stop first.
@@ -53,6 +59,7 @@ impl BackupLink {
         config: &ChannelConfig,
         door: Door,
     ) -> Result<Self, ChannelError> {
+        let peer = link.peer_addr();
         let (replies_in, queue) = crossbeam_channel::unbounded();
         let (out, from_primary) = crossbeam_channel::unbounded();
         let mut workers = Workers::new(link.clone());
@@ -72,11 +79,17 @@ impl BackupLink {
             }
         })?;
         Ok(Self {
+            peer,
             replies: replies_in,
             from_primary,
             _workers: workers,
             _door: door,
         })
+    }
+
+    /// The primary's address.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     pub fn from_primary(&self) -> Receiver<FromPrimary> {
@@ -176,10 +189,11 @@ fn read_primary(
                 sent_ns,
                 records,
             }) => match decode_batch(&mut decoder, &records) {
-                Ok(records) => {
+                Ok(decoded) => {
                     echo_ns = echo_ns.max(sent_ns);
                     FromPrimary::Batch {
-                        records,
+                        bytes: records.len() as u64,
+                        records: decoded,
                         through_exit,
                         released,
                     }

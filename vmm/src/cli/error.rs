@@ -13,6 +13,7 @@ use vmm::exit_status::{
 use vmm::host::TapError;
 use vmm::kernel::KernelError;
 use vmm::machine::MachineError;
+use vmm::monitor::MonitorError;
 use vmm::vm_config::ConfigError;
 use vmm::vstate::{RunError, VmError};
 
@@ -34,6 +35,8 @@ pub enum CliError {
     TraceConfig(#[source] ConfigError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
     #[error("cannot write to stdout: {0}")]
     Console(#[source] std::io::Error),
     #[error("{0}")]
@@ -60,7 +63,8 @@ impl CliError {
             Self::Config(ConfigError::Kernel(KernelError::NotFound { .. })) => KERNEL_NOT_FOUND,
             Self::Config(ConfigError::Kernel(KernelError::Unreadable { .. })) => UNREADABLE_KERNEL,
             Self::Config(ConfigError::InvalidKernel { .. }) => INVALID_KERNEL,
-            Self::Config(_) | Self::Usage(_) => USAGE,
+            Self::Monitor(MonitorError::Thread(_)) => HOST_IO_FAILURE,
+            Self::Config(_) | Self::Usage(_) | Self::Monitor(_) => USAGE,
             Self::Pairing(ChannelError::Key { .. } | ChannelError::Timing { .. }) => USAGE,
             Self::Pairing(_) => PAIRING_FAILURE,
             Self::Arbiter(_) => ARBITER_FAILURE,

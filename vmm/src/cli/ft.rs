@@ -9,10 +9,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ft_logging::EventSource;
 use ft_logging::channel::{
     AuthKey, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink, connect,
 };
+use ft_logging::{EventSource, SourceError};
+use ftvm_core::exit_handler::CoreError;
 use shared_disk::{Arbiter, FlagState, Outcome};
 use vmm::exit_status;
 use vmm::ft::{
@@ -21,12 +22,13 @@ use vmm::ft::{
 };
 use vmm::host::{HostSink, Tap, priority};
 use vmm::machine::{Cpu, Machine, end_reason};
+use vmm::monitor::{Event, Monitor, Role};
 use vmm::vstate::{RunError, VmEnd};
 
-use super::VmArgs;
 use super::error::{CliError, is_log_error, run_status};
 use super::live::Host;
-use super::run::DEFAULT_DIGEST_INTERVAL;
+use super::run::{DEFAULT_DIGEST_INTERVAL, conclude};
+use super::{Ended, MonitorArgs, VmArgs};
 
 /// How often a primary tries again to reach a backup that is not there yet.
 const CONNECT_RETRY: Duration = Duration::from_millis(100);
@@ -108,7 +110,9 @@ pub struct PrimaryArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     digest_every: u64,
     #[command(flatten)]
-    vm: VmArgs,
+    pub vm: VmArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -119,7 +123,16 @@ pub struct BackupArgs {
     #[command(flatten)]
     pair: PairArgs,
     #[command(flatten)]
-    vm: VmArgs,
+    pub vm: VmArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+impl BackupArgs {
+    /// What this backup starts as, in its `started` event.
+    pub fn role(&self) -> &'static str {
+        "backup"
+    }
 }
 
 /// A name for this side in the go-live flag.
@@ -127,16 +140,19 @@ fn owner(role: &str, address: SocketAddr) -> String {
     format!("{role} pid {} ({address})", std::process::id())
 }
 
-pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
+pub fn primary(args: &PrimaryArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliError> {
+    let stats = monitor.stats();
+    stats.set_role(Role::Primary);
     let (config, backends) = args.vm.open()?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
+    machine.count_exits(stats.exits.clone());
     let hello = PrimaryHello {
         header: machine.header(&config, args.digest_every),
         generation,
     };
-    let host = Host::start(true)?;
+    let host = Host::start(true, stats.clone())?;
     let owner = owner("primary", args.backup);
     let link = wait_for_backup(args, &channel, &hello, &host)?;
     if link.is_none() {
@@ -145,7 +161,10 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
             args.backup, args.wait_backup_ms
         );
         match arbiter.test_and_set(generation, &owner, &|| host.stop.requested().is_some())? {
-            Outcome::Won => eprintln!("ftvm: primary: won the go-live flag; running alone"),
+            Outcome::Won => {
+                stats.set_role(Role::Alone);
+                eprintln!("ftvm: primary: won the go-live flag; running alone");
+            }
             Outcome::Lost(state) => {
                 return Err(CliError::NotLive(format!(
                     "primary: the go-live flag is taken ({state}): not running alone"
@@ -170,6 +189,10 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     let sender = link.as_ref().map(PrimaryLink::sender);
     if let Some(link) = &link {
         eprintln!("ftvm: primary: paired with the backup at {}", args.backup);
+        stats.set_paired(true);
+        monitor.emit(Event::Paired {
+            peer: args.backup.to_string(),
+        });
         let claim = FlagClaim {
             arbiter,
             generation,
@@ -182,6 +205,7 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
             claim,
             host.stop.clone(),
             host.input_sender(),
+            monitor.clone(),
         )
         .map_err(CliError::Host)?;
     }
@@ -196,6 +220,7 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
         status,
         host.stop.clone(),
         limits,
+        stats.clone(),
     );
     let result = machine.run(
         &mut source,
@@ -213,9 +238,8 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
         link.close();
     }
     host.finish();
-    let end = result?;
     ended.map_err(|error| CliError::Run(RunError::Core(error.into())))?;
-    Ok(conclude(end))
+    conclude(result)
 }
 
 /// Connects to the backup, trying again while it is not there yet, for up
@@ -244,15 +268,18 @@ fn wait_for_backup(
     }
 }
 
-pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
+pub fn backup(args: &BackupArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliError> {
+    let stats = monitor.stats();
+    stats.set_role(Role::Backup);
     let (config, backends) = args.vm.open()?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
+    machine.count_exits(stats.exits.clone());
     let ours = machine.header(&config, 0);
     let listener = BackupListener::bind(args.listen)?;
     eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
-    let host = Host::start(false)?;
+    let host = Host::start(false, stats.clone())?;
     let check = |hello: &PrimaryHello| {
         pairing::compare(&hello.header, &ours)?;
         if hello.generation != generation {
@@ -265,6 +292,12 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
     };
     let (link, hello) = listener.accept(&channel, &check, &|| host.stop.requested().is_some())?;
     eprintln!("ftvm: backup: paired with a primary; replaying its log");
+    stats.set_paired(true);
+    monitor.emit(Event::Paired {
+        peer: link
+            .peer()
+            .map_or_else(|| "unknown".into(), |peer| peer.to_string()),
+    });
 
     let status = Rc::new(RefCell::new(LogStatus::default()));
     // The backup touches neither its disk nor its TAP before it goes live,
@@ -293,6 +326,7 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
         status.clone(),
         backlog.clone(),
         takeover,
+        monitor.clone(),
     );
     let mut sink = BackupSink { backlog, status };
     if let Err(error) = priority::set_thread_nice(priority::REPLAY_NICE) {
@@ -308,7 +342,27 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
     // The source's takeover borrows the host.
     drop(source);
     host.finish();
+    if let Err(CliError::Run(error)) = &outcome
+        && let Some(exit) = divergence_exit(error)
+    {
+        stats.divergences.inc();
+        monitor.emit(Event::Diverged {
+            exit,
+            what: error.to_string(),
+        });
+    }
     outcome
+}
+
+/// The exit where a backup found that its replay diverged, if it did.
+fn divergence_exit(error: &RunError) -> Option<u64> {
+    match error {
+        RunError::Core(CoreError::Source(SourceError::Divergence { exit, .. })) => Some(*exit),
+        RunError::Core(CoreError::MissingTime { exit } | CoreError::MissingMsr { exit, .. }) => {
+            Some(*exit)
+        }
+        _ => None,
+    }
 }
 
 /// The new primary's network: frames that queued on its TAP while it was a
@@ -317,7 +371,10 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
 fn go_live_on(host: &Host, tap: &Tap, mac: [u8; 6]) {
     match tap.discard_queued() {
         Ok(0) => {}
-        Ok(n) => tracing::info!(frames = n, "discarded frames queued before going live"),
+        Ok(n) => {
+            host.stats().net.discarded_frames.inc_by(n as u64);
+            tracing::info!(frames = n, "discarded frames queued before going live");
+        }
         Err(error) => tracing::warn!(%error, "cannot discard the TAP's queued frames"),
     }
     if let Err(error) = host.receive_from(tap) {
@@ -335,16 +392,17 @@ fn backup_end(
     source: &mut BackupSource<'_>,
     result: Result<VmEnd, RunError>,
     pair: &PairArgs,
-) -> Result<u8, CliError> {
+) -> Result<Ended, CliError> {
     let (reason, status) = match &result {
-        Ok(VmEnd::Stopped(reason)) => {
-            eprintln!("ftvm: backup: {reason}");
-            return Ok(reason.exit_status());
+        Ok(VmEnd::Stopped(stop)) => {
+            eprintln!("ftvm: backup: {stop}");
+            return Ok(Ended {
+                status: stop.exit_status(),
+                reason: end_reason(&result).to_string(),
+            });
         }
         Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
-        Err(RunError::Core(ftvm_core::exit_handler::CoreError::Source(
-            ft_logging::SourceError::LogEnded,
-        ))) => {
+        Err(RunError::Core(CoreError::Source(SourceError::LogEnded))) => {
             // The primary was stopped (or failed) there; so is the pair.
             let end = source
                 .primary_end()
@@ -357,6 +415,7 @@ fn backup_end(
         Err(_) => return Err(CliError::Run(result.expect_err("an error"))),
     };
     let live = source.is_live();
+    let described = reason.to_string();
     source
         .end(&machine.end(reason, status))
         .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
@@ -365,13 +424,8 @@ fn backup_end(
             .finish_replay(Duration::from_millis(pair.timeout_ms * 2))
             .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
     }
-    Ok(status)
-}
-
-/// The exit status of a run that ended, with a word when the host stopped it.
-fn conclude(end: VmEnd) -> u8 {
-    if let VmEnd::Stopped(reason) = end {
-        eprintln!("ftvm: {reason}");
-    }
-    exit_status::of_end(end)
+    Ok(Ended {
+        status,
+        reason: described,
+    })
 }

@@ -9,6 +9,7 @@ use vmm::host::{
     self, DiskIo, HostDevices, HostInput, LiveSource, StopSignal, Tap, TerminalGuard, VcpuKicker,
     VirtualClock,
 };
+use vmm::monitor::Stats;
 
 use super::devices::Backends;
 use super::error::CliError;
@@ -21,12 +22,15 @@ pub struct Host {
     input_tx: Sender<HostInput>,
     input: Receiver<HostInput>,
     terminal: RefCell<Option<TerminalGuard>>,
+    /// Where this host's devices count what they carry.
+    stats: Arc<Stats>,
 }
 
 impl Host {
     /// Watches SIGINT and SIGTERM and, when `stdin` is set, forwards stdin
-    /// to the guest (raw mode on a terminal). Must run on the vCPU thread.
-    pub fn start(stdin: bool) -> Result<Self, CliError> {
+    /// to the guest (raw mode on a terminal); its devices count what they
+    /// carry in `stats`. Must run on the vCPU thread.
+    pub fn start(stdin: bool, stats: Arc<Stats>) -> Result<Self, CliError> {
         let stop = Arc::new(StopSignal::default());
         let kicker = VcpuKicker::for_current_thread().map_err(|e| CliError::Host(e.into()))?;
         let (input_tx, input) = crossbeam_channel::unbounded();
@@ -38,6 +42,7 @@ impl Host {
             input_tx,
             input,
             terminal: RefCell::new(None),
+            stats,
         };
         if stdin {
             host.attach_stdin()?;
@@ -69,6 +74,7 @@ impl Host {
             self.stop.clone(),
             VirtualClock::resume(ns),
         )
+        .counting(self.stats.net.clone())
     }
 
     /// Hands the frames arriving on `tap` to the guest from now on.
@@ -92,7 +98,13 @@ impl Host {
         Ok(HostDevices {
             disk,
             tap: backends.tap,
+            stats: self.stats.clone(),
         })
+    }
+
+    /// Where this host's devices count what they carry.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// A way for other threads to wake the vCPU thread out of a wait.

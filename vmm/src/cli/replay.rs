@@ -73,7 +73,7 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
     let config = VmConfig::with_kernel(kernel, header.mem_mib, &header.cmdline, devices)
         .map_err(CliError::TraceConfig)?;
     let mut machine = Machine::new(&config, Cpu::Recorded(&header.cpuid))?;
-    let host = Host::start(false)?;
+    let host = Host::start(false, Default::default())?;
     let mut source = Progress::new(ReplaySource::new(reader, args.verify), total_exits);
     let mut sink: Box<dyn OutputSink> = if args.quiet {
         Box::new(NullSink)

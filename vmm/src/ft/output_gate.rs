@@ -57,8 +57,7 @@ struct GateState<W> {
     acked: u64,
     /// No backup: outputs go out at once.
     solo: bool,
-    /// Latency samples of released outputs (hold to release), for benchmarks.
-    waits: Vec<Duration>,
+    /// When each held output was held.
     held_since: VecDeque<Instant>,
 }
 
@@ -79,7 +78,6 @@ impl<W: Write> OutputGate<W> {
                 held: VecDeque::new(),
                 acked: 0,
                 solo,
-                waits: Vec::new(),
                 held_since: VecDeque::new(),
             }),
             released: Condvar::new(),
@@ -105,6 +103,7 @@ impl<W: Write> OutputGate<W> {
         }
         state.held.push_back((exit, output));
         state.held_since.push_back(Instant::now());
+        state.devices.stats.held_outputs.inc();
         Ok(())
     }
 
@@ -156,7 +155,11 @@ impl<W: Write> OutputGate<W> {
         while state.held.front().is_some_and(|(exit, _)| *exit <= through) {
             let (_, output) = state.held.pop_front().expect("checked non-empty");
             if let Some(since) = state.held_since.pop_front() {
-                state.waits.push(since.elapsed());
+                let stats = &state.devices.stats;
+                stats.held_outputs.dec();
+                stats
+                    .output_hold_seconds
+                    .observe(since.elapsed().as_secs_f64());
             }
             self.emit(state, output)?;
             any = true;
@@ -189,11 +192,6 @@ impl<W: Write> OutputGate<W> {
             .wait_timeout_while(state, timeout, |state| !state.held.is_empty())
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.held.is_empty()
-    }
-
-    /// How long released outputs waited for their acknowledgement.
-    pub fn take_waits(&self) -> Vec<Duration> {
-        std::mem::take(&mut self.lock().waits)
     }
 
     pub fn flush(&self) -> io::Result<()> {

@@ -5,6 +5,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use ft_logging::{End, Event, EventSource, ExitDone, ExitQuery, MSR_TSC, SourceError, StateDigest};
 
 use super::{StopSignal, VirtualClock};
+use crate::monitor::NetCounters;
 
 /// What the host's input threads send to the vCPU thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct LiveSource {
     fenced: Option<String>,
     /// Virtual time never goes back, whatever the host clock does.
     last_ns: u64,
+    /// Where frames handed to the guest are counted.
+    received: Option<NetCounters>,
 }
 
 impl LiveSource {
@@ -60,7 +63,14 @@ impl LiveSource {
             serial_open: true,
             fenced: None,
             last_ns,
+            received: None,
         }
+    }
+
+    /// Counts the frames this source hands to the guest in `counters`.
+    pub fn counting(mut self, counters: NetCounters) -> Self {
+        self.received = Some(counters);
+        self
     }
 
     fn take(&mut self, message: HostInput) {
@@ -75,6 +85,9 @@ impl LiveSource {
             }
             HostInput::Frame(_) => {
                 self.dropped_frames += 1;
+                if let Some(counters) = &self.received {
+                    counters.discarded_frames.inc();
+                }
                 if self.dropped_frames.is_power_of_two() {
                     tracing::warn!(
                         dropped = self.dropped_frames,
@@ -168,7 +181,13 @@ impl EventSource for LiveSource {
         }
         events.append(&mut self.completions);
         let n = query.net_rx_room.min(self.frames.len());
-        events.extend(self.frames.drain(..n).map(Event::NetRx));
+        for frame in self.frames.drain(..n) {
+            if let Some(received) = &self.received {
+                received.rx_frames.inc();
+                received.rx_bytes.inc_by(frame.len() as u64);
+            }
+            events.push(Event::NetRx(frame));
+        }
         Ok(())
     }
 

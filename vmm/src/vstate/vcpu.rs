@@ -6,6 +6,7 @@ use kvm_bindings::{
     kvm_msr_entry, kvm_vcpu_events,
 };
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+use prometheus::IntCounter;
 use tracing::{trace, warn};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::ioctl::ioctl_with_ref;
@@ -139,7 +140,7 @@ impl Vcpu {
 
     /// Runs the guest until it ends, the host stops it, or KVM fails. With
     /// a nonzero `digest_interval`, the source gets a state digest every
-    /// that many exits.
+    /// that many exits; `exits`, if any, counts every exit.
     pub fn run(
         &mut self,
         handler: &mut ExitHandler,
@@ -147,8 +148,9 @@ impl Vcpu {
         sink: &mut dyn OutputSink,
         stop: &Arc<StopSignal>,
         digest_interval: u64,
+        exits: Option<&IntCounter>,
     ) -> Result<VmEnd, RunError> {
-        match self.run_loop(handler, source, sink, stop, digest_interval) {
+        match self.run_loop(handler, source, sink, stop, digest_interval, exits) {
             Err(RunError::Core(CoreError::Source(SourceError::Stopped(reason)))) => {
                 Ok(VmEnd::Stopped(reason))
             }
@@ -163,6 +165,7 @@ impl Vcpu {
         sink: &mut dyn OutputSink,
         stop: &Arc<StopSignal>,
         digest_interval: u64,
+        exits: Option<&IntCounter>,
     ) -> Result<VmEnd, RunError> {
         handler.boot(source).map_err(RunError::Core)?;
         loop {
@@ -199,6 +202,9 @@ impl Vcpu {
                 Err(error) => return Err(RunError::Run(error)),
             };
             let completed = handler.access(access, source).map_err(RunError::Core)?;
+            if let Some(exits) = exits {
+                exits.inc();
+            }
             let regs = self.fd.sync_regs().regs;
             match handler
                 .finish(completed, regs.rip, regs.rflags, source, sink)
