@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::{End, Event, ExitSignature, StateDigest, StreamDigest};
+use crate::{End, Event, ExitSignature, SinkError, StateDigest, StreamDigest};
 
 /// What the deterministic core needs, and can accept, at one exit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -99,9 +99,15 @@ pub enum SourceError {
     /// This side lost the go-live flag (or never held it) and must stop.
     #[error("{0}")]
     Fenced(String),
-    /// The log cannot be read or written.
+    /// The log cannot be read, or is not a valid log.
     #[error("{0}")]
     Log(String),
+    /// The log cannot be written (a trace on a full disk, say).
+    #[error("{0}")]
+    LogWrite(String),
+    /// An output of the guest could not be emitted.
+    #[error(transparent)]
+    Output(#[from] SinkError),
 }
 
 fn through(exit: &Option<u64>) -> String {

@@ -10,7 +10,7 @@
 
 use ft_logging::{
     DiskOp, Event, EventSource, ExitDone, ExitQuery, ExitSignature, MSR_TSC, OutputSink, SinkError,
-    SourceError, StreamDigest, StreamHasher,
+    SourceError, StopReason, StreamDigest, StreamHasher,
 };
 use tracing::{trace, warn};
 
@@ -80,11 +80,32 @@ pub struct Completed {
     halt: bool,
 }
 
+/// How a run ended without failing: a value, never an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmEnd {
+    /// The guest ended it.
+    Guest(GuestEnd),
+    /// The host asked it to stop.
+    Stopped(StopReason),
+    /// A replayed log ends here: the recorded run was stopped, or failed,
+    /// at this point, and the replay ends as it did.
+    LogEnded,
+}
+
 /// What the vCPU does after an exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Continue,
-    End(GuestEnd),
+    End(VmEnd),
+}
+
+/// The first half of an exit: its access completed, or the run ended
+/// before it could be (a stop, the end of a replayed log).
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a completed access is finished by ExitHandler::finish"]
+pub enum Step {
+    Completed(Completed),
+    End(VmEnd),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,13 +164,16 @@ impl ExitHandler {
     }
 
     /// Exit 0: the inputs the guest sees before its first instruction.
-    pub fn boot(&mut self, source: &mut dyn EventSource) -> Result<(), CoreError> {
+    pub fn boot(&mut self, source: &mut dyn EventSource) -> Result<Flow, CoreError> {
         let query = ExitQuery {
             needs_time: true,
             ..self.query(false)
         };
-        self.take_events(&query, source)?;
-        self.commit(source)
+        if let Some(end) = self.take_events(&query, source)? {
+            return Ok(Flow::End(end));
+        }
+        self.commit(source)?;
+        Ok(Flow::Continue)
     }
 
     /// The first half of exit k: apply its events, complete the access. The
@@ -158,7 +182,7 @@ impl ExitHandler {
         &mut self,
         access: Access<'_>,
         source: &mut dyn EventSource,
-    ) -> Result<Completed, CoreError> {
+    ) -> Result<Step, CoreError> {
         let needs_time = match &access {
             Access::PioIn { port, .. } | Access::PioOut { port, .. } => {
                 Platform::port_needs_time(*port)
@@ -174,7 +198,9 @@ impl ExitHandler {
             exit: self.exits + 1,
             ..self.query(false)
         };
-        self.take_events(&query, source)?;
+        if let Some(end) = self.take_events(&query, source)? {
+            return Ok(Step::End(end));
+        }
         self.exits = query.exit;
         self.effects.clear();
         let kind = access.kind();
@@ -217,12 +243,12 @@ impl ExitHandler {
             }
             Access::Hlt | Access::IrqWindowOpen => (0, 0),
         };
-        Ok(Completed {
+        Ok(Step::Completed(Completed {
             kind,
             address,
             data,
             halt: kind == Access::Hlt.kind(),
-        })
+        }))
     }
 
     /// The second half of exit k, once the guest's registers are known: fold
@@ -266,7 +292,7 @@ impl ExitHandler {
                     ExitSignature::data_word(frame),
                     0,
                 ),
-                Effect::End(reason) => end = Some(*reason),
+                Effect::End(reason) => end = Some(VmEnd::Guest(*reason)),
             }
         }
         self.console_digest.update(&self.console);
@@ -285,9 +311,9 @@ impl ExitHandler {
             end = self.halt(rflags, source, sink)?;
         }
         match end {
-            Some(reason) => {
+            Some(end) => {
                 sink.flush()?;
-                Ok(Flow::End(reason))
+                Ok(Flow::End(end))
             }
             None => Ok(Flow::Continue),
         }
@@ -304,25 +330,27 @@ impl ExitHandler {
     }
 
     /// A halted guest waits for events at this same exit until an
-    /// interrupt is pending. Returns the end of the VM if it halted for good.
+    /// interrupt is pending. Returns the end of the VM if it halted for good
+    /// or the run ended meanwhile.
     fn halt(
         &mut self,
         rflags: u64,
         source: &mut dyn EventSource,
         sink: &mut dyn OutputSink,
-    ) -> Result<Option<GuestEnd>, CoreError> {
+    ) -> Result<Option<VmEnd>, CoreError> {
         if rflags & RFLAGS_IF == 0 {
-            return Ok(Some(GuestEnd::Halted));
+            return Ok(Some(VmEnd::Guest(GuestEnd::Halted)));
         }
         sink.flush()?;
         while !self.platform.interrupt_pending() {
             let query = self.query(true);
-            match self.take_events(&query, source) {
-                Err(CoreError::Source(SourceError::Deadlock)) => return Ok(Some(GuestEnd::Idle)),
-                Err(error) => return Err(error),
-                Ok(()) if self.events.is_empty() => return Ok(Some(GuestEnd::Idle)),
-                Ok(()) => self.commit(source)?,
+            if let Some(end) = self.take_events(&query, source)? {
+                return Ok(Some(end));
             }
+            if self.events.is_empty() {
+                return Ok(Some(VmEnd::Guest(GuestEnd::Idle)));
+            }
+            self.commit(source)?;
         }
         Ok(None)
     }
@@ -339,14 +367,22 @@ impl ExitHandler {
         }
     }
 
-    /// Asks the source for this exit's events and applies them in order.
+    /// Asks the source for this exit's events and applies them in order;
+    /// or the end of the run, when the source says the run ends here.
     fn take_events(
         &mut self,
         query: &ExitQuery,
         source: &mut dyn EventSource,
-    ) -> Result<(), CoreError> {
+    ) -> Result<Option<VmEnd>, CoreError> {
         self.events.clear();
-        source.events(query, &mut self.events)?;
+        match source.events(query, &mut self.events) {
+            Ok(()) => {}
+            Err(SourceError::Stopped(reason)) => return Ok(Some(VmEnd::Stopped(reason))),
+            Err(SourceError::LogEnded) => return Ok(Some(VmEnd::LogEnded)),
+            // Only a halted guest waits for events: it waits forever.
+            Err(SourceError::Deadlock) => return Ok(Some(VmEnd::Guest(GuestEnd::Idle))),
+            Err(error) => return Err(error.into()),
+        }
         for event in &self.events {
             match event {
                 Event::WallClock { unix_ns } => self.platform.rtc.set_wall_clock(*unix_ns),
@@ -365,7 +401,7 @@ impl ExitHandler {
         if query.needs_time && !has_time {
             return Err(CoreError::MissingTime { exit: query.exit });
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Hands what happened at this exit back to the source.
@@ -415,3 +451,6 @@ impl ExitHandler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -48,5 +48,8 @@ pub fn of_end(end: VmEnd) -> u8 {
         VmEnd::Guest(GuestEnd::Reset | GuestEnd::Halted | GuestEnd::Idle) => 0,
         VmEnd::Guest(GuestEnd::TripleFault) => GUEST_TRIPLE_FAULT,
         VmEnd::Stopped(reason) => reason.exit_status(),
+        // A replay ends as the recorded run did, which its caller knows;
+        // without that, a log that ends early is not a valid log.
+        VmEnd::LogEnded => INVALID_TRACE,
     }
 }

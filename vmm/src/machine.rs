@@ -149,6 +149,8 @@ pub fn end_reason(result: &Result<VmEnd, RunError>) -> EndReason {
         Ok(VmEnd::Guest(GuestEnd::Idle)) => EndReason::Idle,
         Ok(VmEnd::Guest(GuestEnd::TripleFault)) => EndReason::TripleFault,
         Ok(VmEnd::Stopped(reason)) => EndReason::Stopped(*reason),
+        // Replays end as the recorded run did; their callers use its end.
+        Ok(VmEnd::LogEnded) => EndReason::Failed("the log ends here".into()),
         Err(error) => EndReason::Failed(error.to_string()),
     }
 }

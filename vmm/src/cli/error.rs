@@ -29,8 +29,6 @@ pub enum CliError {
     Host(#[source] std::io::Error),
     #[error("{0}")]
     Trace(#[from] TraceError),
-    #[error("cannot write the trace: {0}")]
-    TraceWrite(String),
     #[error("the trace's VM configuration is invalid: {0}")]
     TraceConfig(#[source] ConfigError),
     #[error("{0}")]
@@ -77,7 +75,8 @@ impl CliError {
             Self::Machine(MachineError::Vm(_)) => KVM_FAILURE,
             Self::Machine(MachineError::Boot(_)) => INVALID_KERNEL,
             Self::Run(error) => run_status(error),
-            Self::Host(_) | Self::Console(_) | Self::TraceWrite(_) => HOST_IO_FAILURE,
+            Self::Host(_) | Self::Console(_) => HOST_IO_FAILURE,
+            Self::Trace(TraceError::Create { .. } | TraceError::Write { .. }) => HOST_IO_FAILURE,
             Self::Trace(_) | Self::TraceConfig(_) => INVALID_TRACE,
         }
     }
@@ -87,7 +86,10 @@ impl CliError {
 pub fn run_status(error: &RunError) -> u8 {
     match error {
         RunError::Unemulated(_) => UNEMULATED_INSTRUCTION,
-        RunError::Core(CoreError::Sink(_)) => HOST_IO_FAILURE,
+        RunError::Core(
+            CoreError::Sink(_)
+            | CoreError::Source(SourceError::LogWrite(_) | SourceError::Output(_)),
+        ) => HOST_IO_FAILURE,
         RunError::Core(CoreError::Source(SourceError::Log(_))) => INVALID_TRACE,
         RunError::Core(CoreError::Source(SourceError::Fenced(_))) => NOT_LIVE,
         RunError::Core(

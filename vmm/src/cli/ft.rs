@@ -401,14 +401,14 @@ fn backup_end(
                 reason: end_reason(&result).to_string(),
             });
         }
-        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
-        Err(RunError::Core(CoreError::Source(SourceError::LogEnded))) => {
+        Ok(VmEnd::LogEnded) => {
             // The primary was stopped (or failed) there; so is the pair.
             let end = source
                 .primary_end()
                 .expect("LogEnded comes with the end record");
             (end.reason.clone(), end.status)
         }
+        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
         // A failure of the guest the primary had too (KVM refusing the same
         // instruction) is checked against its end; anything else stops here.
         Err(error) if !is_log_error(error) => (end_reason(&result), run_status(error)),

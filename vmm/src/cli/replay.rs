@@ -9,7 +9,6 @@ use clap::{Args, Subcommand};
 use ft_logging::{
     End, Event, EventSource, ExitDone, ExitQuery, NullSink, OutputSink, SourceError, StateDigest,
 };
-use ftvm_core::exit_handler::CoreError;
 use ftvm_core::platform::{Devices, PLATFORM_VERSION};
 use indicatif::{ProgressBar, ProgressStyle};
 use replay::{RecordStream, ReplaySource, TraceReader};
@@ -94,14 +93,14 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
             eprintln!("ftvm: replay {reason}");
             return Ok(reason.exit_status());
         }
-        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
         // The recorded run was stopped, or failed, here: end as it did.
-        Err(RunError::Core(CoreError::Source(SourceError::LogEnded))) => {
+        Ok(VmEnd::LogEnded) => {
             let recorded = source
                 .recorded_end()
                 .expect("a replay source has read the End record when it reports LogEnded");
             (recorded.reason.clone(), recorded.status)
         }
+        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
         // A failure of the replay itself that the recording may share
         // (KVM refusing the same instruction); anything from the log is not.
         Err(error) if !is_log_error(error) => (end_reason(&result), run_status(error)),

@@ -75,7 +75,7 @@ pub fn record(args: &RecordArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliErr
     };
     recorder
         .end(&machine.end(end_reason(&result), status))
-        .map_err(|e| CliError::TraceWrite(e.to_string()))?;
+        .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
     conclude(result)
 }
 

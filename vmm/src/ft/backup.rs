@@ -470,7 +470,7 @@ impl<'a> BackupSource<'a> {
         self.backlog
             .borrow_mut()
             .go_live(released)
-            .map_err(|error| SourceError::Log(error.to_string()))
+            .map_err(SourceError::Output)
     }
 
     /// After the guest ended in replay: if the primary did not say goodbye,

@@ -8,5 +8,6 @@ mod vcpu;
 mod vm;
 
 pub use cpuid::CpuidError;
-pub use vcpu::{RunError, Vcpu, VmEnd};
+pub use ftvm_core::exit_handler::VmEnd;
+pub use vcpu::{RunError, Vcpu};
 pub use vm::{Vm, VmError};

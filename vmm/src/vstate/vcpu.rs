@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use ft_logging::{EventSource, OutputSink, SourceError, StateDigest, StopReason};
+use ft_logging::{EventSource, OutputSink, StateDigest};
 use kvm_bindings::{
     CpuId, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, Msrs, kvm_debugregs, kvm_enable_cap, kvm_interrupt,
     kvm_msr_entry, kvm_vcpu_events,
@@ -17,8 +17,7 @@ use super::emulation::{self, Unemulated};
 use super::state_digest::state_digest;
 use crate::boot::cpu_state;
 use crate::host::StopSignal;
-use ftvm_core::effect::GuestEnd;
-use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow};
+use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow, Step, VmEnd};
 
 // kvm-ioctls does not wrap KVM_INTERRUPT, the injection ioctl for a
 // user-space interrupt controller.
@@ -39,15 +38,6 @@ const INITIAL_MSRS: &[(u32, u64)] = &[
     (0xc000_0084, 0),               // SYSCALL_MASK
     (0xc000_0102, 0),               // KERNEL_GS_BASE
 ];
-
-/// How a run of the VM ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VmEnd {
-    /// The guest ended it.
-    Guest(GuestEnd),
-    /// The host asked it to stop.
-    Stopped(StopReason),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -150,24 +140,9 @@ impl Vcpu {
         digest_interval: u64,
         exits: Option<&IntCounter>,
     ) -> Result<VmEnd, RunError> {
-        match self.run_loop(handler, source, sink, stop, digest_interval, exits) {
-            Err(RunError::Core(CoreError::Source(SourceError::Stopped(reason)))) => {
-                Ok(VmEnd::Stopped(reason))
-            }
-            other => other,
+        if let Flow::End(end) = handler.boot(source).map_err(RunError::Core)? {
+            return Ok(end);
         }
-    }
-
-    fn run_loop(
-        &mut self,
-        handler: &mut ExitHandler,
-        source: &mut dyn EventSource,
-        sink: &mut dyn OutputSink,
-        stop: &Arc<StopSignal>,
-        digest_interval: u64,
-        exits: Option<&IntCounter>,
-    ) -> Result<VmEnd, RunError> {
-        handler.boot(source).map_err(RunError::Core)?;
         loop {
             let access = match self.fd.run() {
                 Ok(VcpuExit::IoIn(port, data)) => Access::PioIn { port, data },
@@ -201,7 +176,10 @@ impl Vcpu {
                 }
                 Err(error) => return Err(RunError::Run(error)),
             };
-            let completed = handler.access(access, source).map_err(RunError::Core)?;
+            let completed = match handler.access(access, source).map_err(RunError::Core)? {
+                Step::Completed(completed) => completed,
+                Step::End(end) => return Ok(end),
+            };
             if let Some(exits) = exits {
                 exits.inc();
             }
@@ -210,7 +188,7 @@ impl Vcpu {
                 .finish(completed, regs.rip, regs.rflags, source, sink)
                 .map_err(RunError::Core)?
             {
-                Flow::End(end) => return Ok(VmEnd::Guest(end)),
+                Flow::End(end) => return Ok(end),
                 Flow::Continue => {}
             }
             let exit = handler.exits();
