@@ -229,10 +229,9 @@ pub fn demo(args: &DemoArgs) -> Result<u8, CliError> {
 /// A fresh random key for the pair.
 fn write_key(path: &Path) -> Result<(), CliError> {
     let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut random| random.read_exact(&mut key))
-        .and_then(|()| std::fs::write(path, key))
-        .map_err(CliError::Host)
+    getrandom::fill(&mut key)
+        .map_err(|error| CliError::Host(std::io::Error::other(error.to_string())))?;
+    std::fs::write(path, key).map_err(CliError::Host)
 }
 
 /// Starts a side of the pair, forwarding its console, its messages and the
