@@ -2,7 +2,7 @@
 //! keeps the guest's output whole, a lost backup lets the primary go on
 //! alone, bad peers are refused, the go-live flag decides.
 //!
-//! Pairs are run one at a time (DESIGN.md §8): two cores, timing matters.
+//! Pairs are run one at a time (docs/DESIGN.md §8): two cores, timing matters.
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! acknowledged is on the disk after a takeover, and a write the backup has
 //! not acknowledged never reaches the disk.
 //!
-//! Pairs are run one at a time (DESIGN.md §8).
+//! Pairs are run one at a time (docs/DESIGN.md §8).
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! two hosts survives the primary's host being killed: no reset, every
 //! acknowledged key readable afterwards, and on the shared disk.
 //!
-//! Pairs run one at a time (DESIGN.md §8).
+//! Pairs run one at a time (docs/DESIGN.md §8).
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! The logging channel: a primary streams its log to a backup over TCP, and
-//! the backup acknowledges what it has received (DESIGN.md §4).
+//! the backup acknowledges what it has received (docs/DESIGN.md §4).
 //!
 //! The backup listens and the primary connects. First both prove that they
 //! know a pre-shared [`AuthKey`], in a handshake of fixed-size messages that

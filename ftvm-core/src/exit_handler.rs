@@ -1,6 +1,6 @@
 //! The deterministic core: what happens at each counted exit.
 //!
-//! Order at exit k (docs/NOTES.md): ask the event source for the events due
+//! Order at exit k (docs/DESIGN.md §3): ask the event source for the events due
 //! at k and apply them in log order (a time sample comes first, since a PIT
 //! or CMOS read at k needs it); complete the access; fold the exit into the
 //! signature and its output into the digests; hand all that back to the

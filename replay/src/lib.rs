@@ -1,5 +1,5 @@
 //! Trace files and the recording and replaying event sources (see
-//! DESIGN.md §2).
+//! docs/DESIGN.md §2).
 //!
 //! `ftvm record` wraps the live source in a [`Recorder`], which writes
 //! every input with the exit signature after its exit, periodic console

@@ -1,5 +1,5 @@
 //! The go-live arbiter: an atomic test-and-set of a flag in a file on storage
-//! both hosts of a primary/backup pair see (DESIGN.md §4, "Going live").
+//! both hosts of a primary/backup pair see (docs/DESIGN.md §4, "Going live").
 //!
 //! A side that loses its peer goes live only after winning the flag for the
 //! generation its pair was formed at, so at most one side of a pair is ever

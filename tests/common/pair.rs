@@ -274,7 +274,7 @@ pub fn join_outputs(primary: &str, backup: &str) -> String {
 
 static ONE_PAIR_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Pairs run one at a time (DESIGN.md §8): two cores, and timing matters.
+/// Pairs run one at a time (docs/DESIGN.md §8): two cores, and timing matters.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_PAIR_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }

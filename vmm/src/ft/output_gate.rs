@@ -1,4 +1,4 @@
-//! The output rule (DESIGN.md §4): the primary releases an output (console
+//! The output rule (docs/DESIGN.md §4): the primary releases an output (console
 //! bytes, a disk write or flush) only once the backup has acknowledged the
 //! log through the exit that produced it.
 //! The guest keeps running meanwhile; only the output waits. And it is
