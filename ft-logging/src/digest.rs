@@ -1,3 +1,6 @@
+//! The running digest of an output stream (the console): what a replay or
+//! a backup compares with the recorded run's.
+
 use std::hash::Hasher;
 
 use twox_hash::XxHash64;

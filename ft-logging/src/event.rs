@@ -1,3 +1,6 @@
+//! The nondeterministic inputs a guest observes, each applied at a
+//! numbered exit.
+
 /// Index of the time-stamp counter MSR, the one filtered MSR whose reads
 /// return a value rather than a fault.
 pub const MSR_TSC: u32 = 0x10;

@@ -1,3 +1,6 @@
+//! The `OutputSink` interface: where everything the guest does to the
+//! outside world leaves the deterministic core.
+
 use crate::DiskRequest;
 
 /// Where every output of the guest goes: the host (run, record), the host

@@ -1,3 +1,6 @@
+//! The `EventSource` interface: where every nondeterministic input enters
+//! the deterministic core, and where the record of each exit goes back.
+
 use std::fmt;
 
 use crate::{End, Event, ExitSignature, SinkError, StateDigest, StreamDigest};

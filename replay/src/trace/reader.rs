@@ -1,3 +1,6 @@
+//! Reading a trace file: its header, then its records one at a time, each
+//! checked, with the position of any damage.
+
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};

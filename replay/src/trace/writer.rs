@@ -1,3 +1,6 @@
+//! Writing a trace file: the header at creation, then records as they
+//! come, buffered, synced to disk at the end.
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

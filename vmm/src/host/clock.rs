@@ -1,3 +1,6 @@
+//! Virtual time from the host's monotonic clock, and the wall clock at
+//! boot: the live source's samples.
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The host's monotonic clock, as nanoseconds since the VM booted.

@@ -1,3 +1,6 @@
+//! Outputs straight to this host: the console on stdout, disk requests to
+//! the disk's I/O thread, frames to the TAP device.
+
 use std::sync::Arc;
 
 use ft_logging::{DiskOp, DiskRequest, OutputSink, SinkError};

@@ -1,3 +1,6 @@
+//! The live event source: this host's clock, stdin, disk completions and
+//! received frames, handed to the guest at exits.
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 

@@ -1,3 +1,6 @@
+//! The guest's console on stdout, buffered and flushed when the guest
+//! waits or ends.
+
 use std::io::{self, BufWriter, Stdout, Write};
 
 use ft_logging::SinkError;

@@ -1,3 +1,6 @@
+//! The vCPU: its initial state, the loop that runs it through the exit
+//! handler, and interrupt injection.
+
 use std::sync::Arc;
 
 use ft_logging::{EventSource, OutputSink, StateDigest};

@@ -1,3 +1,6 @@
+//! The KVM VM: guest memory, the MSR filter, the CPU model, and creating
+//! the vCPU.
+
 use kvm_bindings::{
     KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MSR_EXIT_REASON_FILTER, kvm_enable_cap,
     kvm_userspace_memory_region,
