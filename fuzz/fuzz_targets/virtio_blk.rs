@@ -11,7 +11,8 @@ use ftvm_core::layout::MMIO_START;
 use ftvm_core::platform::{Devices, Platform};
 use libfuzzer_sys::fuzz_target;
 use virtio_bindings::virtio_mmio::*;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use ftvm_core::memory::GuestRam;
+use vm_memory::{Bytes, GuestAddress};
 
 const RAM: usize = 64 << 10;
 const SECTORS: u64 = 64;
@@ -24,7 +25,7 @@ const RINGS: [(u32, u64); 3] = [
 
 struct Driver {
     platform: Platform,
-    memory: GuestMemoryMmap,
+    memory: GuestRam,
     effects: Vec<Effect>,
 }
 
@@ -85,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&first, mut rest)) = data.split_first() else {
         return;
     };
-    let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM)]).unwrap();
+    let memory = GuestRam::from_ranges(&[(GuestAddress(0), RAM)]).unwrap();
     let disk = DiskInfo {
         sectors: SECTORS,
         read_only: first & 1 == 1,

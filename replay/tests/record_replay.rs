@@ -11,10 +11,11 @@ use ft_logging::{
 };
 use ftvm_core::effect::GuestEnd;
 use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow, Step, VmEnd};
+use ftvm_core::memory::GuestRam;
 use ftvm_core::platform::{Devices, Platform};
 use replay::{Recorder, ReplaySource, TraceReader, TraceWriter};
 use sha2::{Digest, Sha256};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestAddress;
 
 /// Exits of a full run.
 const EXITS: u64 = 100;
@@ -81,17 +82,32 @@ struct Guest {
     /// Stands in for guest memory in state digests.
     memory: u64,
     eoi_due: bool,
-    _ram: GuestMemoryMmap,
+    _ram: GuestRam,
 }
 
 impl Guest {
     fn new(quirks: Quirks) -> Self {
-        let ram = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let ram = GuestRam::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         Self {
             quirks,
             handler: ExitHandler::new(Platform::new(Devices::default(), &ram)),
             memory: 0,
             eoi_due: false,
+            _ram: ram,
+        }
+    }
+
+    /// The same guest in another VM, as a restored state would be: its
+    /// core through its state, its memory copied.
+    fn copy(&self) -> Self {
+        let ram = GuestRam::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let handler = ExitHandler::from_state(Devices::default(), &ram, &self.handler.state())
+            .expect("a core's own state restores");
+        Self {
+            quirks: self.quirks.clone(),
+            handler,
+            memory: self.memory,
+            eoi_due: self.eoi_due,
             _ram: ram,
         }
     }
@@ -145,10 +161,31 @@ impl Guest {
         exits: u64,
         interval: u64,
     ) -> Result<VmEnd, CoreError> {
-        if let Flow::End(end) = self.handler.boot(source)? {
+        if let Some(end) = self.boot(source)? {
             return Ok(end);
         }
-        for exit in 1..=exits {
+        if let Some(end) = self.run_exits(source, 1..=exits, interval)? {
+            return Ok(end);
+        }
+        Ok(VmEnd::Guest(GuestEnd::Exit(self.quirks.exit_status)))
+    }
+
+    /// Exit 0; the end of the run if it ended there.
+    fn boot(&mut self, source: &mut dyn EventSource) -> Result<Option<VmEnd>, CoreError> {
+        match self.handler.boot(source)? {
+            Flow::End(end) => Ok(Some(end)),
+            Flow::Continue => Ok(None),
+        }
+    }
+
+    /// Runs the exits of `range`; the end if the run ended on the way.
+    fn run_exits(
+        &mut self,
+        source: &mut dyn EventSource,
+        range: std::ops::RangeInclusive<u64>,
+        interval: u64,
+    ) -> Result<Option<VmEnd>, CoreError> {
+        for exit in range {
             let op = self.op_at(exit);
             self.eoi_due = false;
             let (mut byte, mut value, mut fault) = ([0u8], 0u64, 0u8);
@@ -174,7 +211,7 @@ impl Guest {
             };
             let completed = match self.handler.access(access, source)? {
                 Step::Completed(completed) => completed,
-                Step::End(end) => return Ok(end),
+                Step::End(end) => return Ok(Some(end)),
             };
             if self.quirks.memory_change_at == Some(exit) {
                 self.memory ^= 1;
@@ -183,7 +220,7 @@ impl Guest {
                 self.handler
                     .finish(completed, exit * 4, IF, source, &mut NullSink)?
             {
-                return Ok(end);
+                return Ok(Some(end));
             }
             if interval != 0 && exit.is_multiple_of(interval) {
                 source.state(exit, self.state())?;
@@ -193,7 +230,7 @@ impl Guest {
                 self.eoi_due = true;
             }
         }
-        Ok(VmEnd::Guest(GuestEnd::Exit(self.quirks.exit_status)))
+        Ok(None)
     }
 
     /// The end record of a run that ended with `ended`.
@@ -405,6 +442,49 @@ fn a_recorded_run_replays_exactly_and_verifies() {
     assert_eq!(end, recorded);
     replayed.source.end(&end).unwrap();
     assert_eq!(replayed.source.recorded_end(), Some(&recorded));
+}
+
+#[test]
+fn a_replay_resumed_after_an_exit_goes_on_from_the_next_one() {
+    let (_dir, path, recorded) = recorded_trace();
+    let open = || TraceReader::open(&path).unwrap();
+    for start in [DIGEST_INTERVAL, HALT_EXIT, 61] {
+        // A guest at exit `start`, as a restored state would be.
+        let mut guest = Guest::new(Quirks::default());
+        let mut first = ReplaySource::new(open(), true);
+        assert_eq!(guest.boot(&mut first).unwrap(), None);
+        assert_eq!(
+            guest
+                .run_exits(&mut first, 1..=start, DIGEST_INTERVAL)
+                .unwrap(),
+            None
+        );
+        let mut resumed = ReplaySource::resume_after(open(), true, start);
+        let mut rest = guest.copy();
+        assert_eq!(
+            rest.run_exits(&mut resumed, start + 1..=EXITS, DIGEST_INTERVAL)
+                .unwrap(),
+            None
+        );
+        let end = rest.end(EndReason::GuestExit(0), 0);
+        assert_eq!(end, recorded, "resumed after exit {start}");
+        resumed.end(&end).unwrap();
+        // Resumed after an earlier exit, the log hands over inputs or
+        // digests the guest is past.
+        if !records(&path).iter().any(|record| record.exit() == start) {
+            continue;
+        }
+        let mut early = ReplaySource::resume_after(open(), true, start - 1);
+        let error = guest
+            .copy()
+            .run_exits(&mut early, start + 1..=EXITS, DIGEST_INTERVAL)
+            .unwrap_err();
+        assert!(
+            matches!(error, CoreError::Source(SourceError::Divergence { .. })),
+            "resumed after exit {}: {error}",
+            start - 1
+        );
+    }
 }
 
 #[test]

@@ -10,5 +10,6 @@ pub mod images;
 pub mod kernel;
 pub mod machine;
 pub mod monitor;
+pub mod replaying;
 pub mod vm_config;
 pub mod vstate;

@@ -12,11 +12,12 @@ use ft_logging::{
     DiskRequest, End, Event, EventSource, ExitDone, ExitQuery, MSR_TSC, OutputSink, SinkError,
     SourceError, StateDigest, StopReason,
 };
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestAddress;
 
 use super::{Access, CoreError, ExitHandler, Flow, Step, VmEnd};
 use crate::devices::pit::Pit;
 use crate::effect::GuestEnd;
+use crate::memory::GuestRam;
 use crate::platform::{Devices, Platform};
 
 const IF: u64 = 1 << 9;
@@ -127,7 +128,7 @@ struct Core {
 impl Core {
     /// Booted at virtual time zero.
     fn new() -> Self {
-        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let memory = GuestRam::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let log = Log::default();
         let mut core = Self {
             handler: ExitHandler::new(Platform::new(Devices::default(), &memory)),

@@ -1,14 +1,12 @@
 //! Every way a command can fail, and the documented exit status of each.
 
-use ft_logging::SourceError;
 use ft_logging::channel::ChannelError;
-use ftvm_core::exit_handler::CoreError;
 use replay::TraceError;
 use shared_disk::{ArbiterError, ImageError};
 use vmm::exit_status::{
-    ARBITER_FAILURE, DIVERGENCE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK, INVALID_KERNEL,
+    self, ARBITER_FAILURE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK, INVALID_KERNEL,
     INVALID_TRACE, KERNEL_NOT_FOUND, KVM_FAILURE, NETWORK_FAILURE, NOT_LIVE, PAIRING_FAILURE,
-    UNEMULATED_INSTRUCTION, UNREADABLE_KERNEL, USAGE,
+    UNREADABLE_KERNEL, USAGE,
 };
 use vmm::host::TapError;
 use vmm::kernel::KernelError;
@@ -74,39 +72,10 @@ impl CliError {
             }
             Self::Machine(MachineError::Vm(_)) => KVM_FAILURE,
             Self::Machine(MachineError::Boot(_)) => INVALID_KERNEL,
-            Self::Run(error) => run_status(error),
+            Self::Run(error) => exit_status::of_run_error(error),
             Self::Host(_) | Self::Console(_) => HOST_IO_FAILURE,
             Self::Trace(TraceError::Create { .. } | TraceError::Write { .. }) => HOST_IO_FAILURE,
             Self::Trace(_) | Self::TraceConfig(_) => INVALID_TRACE,
         }
     }
-}
-
-/// The status of a run that failed with `error`.
-pub fn run_status(error: &RunError) -> u8 {
-    match error {
-        RunError::Unemulated(_) => UNEMULATED_INSTRUCTION,
-        RunError::Core(
-            CoreError::Sink(_)
-            | CoreError::Source(SourceError::LogWrite(_) | SourceError::Output(_)),
-        ) => HOST_IO_FAILURE,
-        RunError::Core(CoreError::Source(SourceError::Log(_))) => INVALID_TRACE,
-        RunError::Core(CoreError::Source(SourceError::Fenced(_))) => NOT_LIVE,
-        RunError::Core(
-            CoreError::Source(SourceError::Divergence { .. })
-            | CoreError::MissingTime { .. }
-            | CoreError::MissingMsr { .. },
-        ) => DIVERGENCE,
-        _ => KVM_FAILURE,
-    }
-}
-
-/// Errors that come from the log rather than from running the guest.
-pub fn is_log_error(error: &RunError) -> bool {
-    matches!(
-        error,
-        RunError::Core(
-            CoreError::Source(_) | CoreError::MissingTime { .. } | CoreError::MissingMsr { .. }
-        )
-    )
 }

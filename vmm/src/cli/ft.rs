@@ -25,7 +25,7 @@ use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::monitor::{Event, Monitor, Role};
 use vmm::vstate::{RunError, VmEnd};
 
-use super::error::{CliError, is_log_error, run_status};
+use super::error::CliError;
 use super::live::Host;
 use super::run::{DEFAULT_DIGEST_INTERVAL, conclude};
 use super::{Ended, MonitorArgs, VmArgs};
@@ -230,7 +230,7 @@ pub fn primary(args: &PrimaryArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliE
     );
     let status = match &result {
         Ok(end) => exit_status::of_end(*end),
-        Err(error) => run_status(error),
+        Err(error) => exit_status::of_run_error(error),
     };
     // The backup learns how the run ended, so it ends too.
     let ended = source.end(&machine.end(end_reason(&result), status));
@@ -411,7 +411,9 @@ fn backup_end(
         Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
         // A failure of the guest the primary had too (KVM refusing the same
         // instruction) is checked against its end; anything else stops here.
-        Err(error) if !is_log_error(error) => (end_reason(&result), run_status(error)),
+        Err(error) if !exit_status::is_log_error(error) => {
+            (end_reason(&result), exit_status::of_run_error(error))
+        }
         Err(_) => return Err(CliError::Run(result.expect_err("an error"))),
     };
     let live = source.is_live();

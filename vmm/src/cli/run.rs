@@ -13,7 +13,7 @@ use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::monitor::Monitor;
 use vmm::vstate::{RunError, VmEnd};
 
-use super::error::{CliError, run_status};
+use super::error::CliError;
 use super::live::Host;
 use super::{Ended, MonitorArgs, VmArgs};
 
@@ -71,7 +71,7 @@ pub fn record(args: &RecordArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliErr
     // Whatever ended the run, the trace ends with a record saying so.
     let status = match &result {
         Ok(end) => exit_status::of_end(*end),
-        Err(error) => run_status(error),
+        Err(error) => exit_status::of_run_error(error),
     };
     recorder
         .end(&machine.end(end_reason(&result), status))
