@@ -79,6 +79,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How a pair talks: the key both sides know, and the pace of heartbeats.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
+    /// The key both sides must know.
     pub key: AuthKey,
     /// A writer that has sent nothing for this long sends a heartbeat.
     pub heartbeat: Duration,
@@ -112,7 +113,9 @@ impl ChannelConfig {
 /// the go-live generation the pair forms at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrimaryHello {
+    /// The header of the run the primary's log is of.
     pub header: Header,
+    /// The go-live generation.
     pub generation: u64,
 }
 
@@ -121,7 +124,9 @@ pub struct PrimaryHello {
 /// after these.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Released {
+    /// Console bytes released.
     pub console: u64,
+    /// Frames released.
     pub frames: u64,
 }
 
@@ -138,6 +143,7 @@ impl Released {
 /// The peer is gone: reported once per link, and nothing follows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lost {
+    /// Why the peer is considered gone.
     pub reason: String,
     /// When the last byte from the peer arrived; the detection time is the
     /// time from this to the report.

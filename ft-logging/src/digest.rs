@@ -25,11 +25,13 @@ impl std::fmt::Debug for StreamHasher {
 }
 
 impl StreamHasher {
+    /// Adds `bytes` to the stream.
     pub fn update(&mut self, bytes: &[u8]) {
         self.bytes += bytes.len() as u64;
         self.hasher.write(bytes);
     }
 
+    /// The digest of the stream so far.
     pub fn digest(&self) -> StreamDigest {
         StreamDigest {
             bytes: self.bytes,

@@ -25,34 +25,57 @@ const RFLAGS_IF: u64 = 1 << 9;
 /// A synchronous exit as KVM reported it, with its data buffers.
 #[derive(Debug)]
 pub enum Access<'a> {
+    /// A port read.
     PioIn {
+        /// The port.
         port: u16,
+        /// Where the bytes read go.
         data: &'a mut [u8],
     },
+    /// A port write.
     PioOut {
+        /// The port.
         port: u16,
+        /// The bytes written.
         data: &'a [u8],
     },
+    /// An MMIO read.
     MmioRead {
+        /// The guest-physical address.
         addr: u64,
+        /// Where the bytes read go.
         data: &'a mut [u8],
     },
+    /// An MMIO write.
     MmioWrite {
+        /// The guest-physical address.
         addr: u64,
+        /// The bytes written.
         data: &'a [u8],
     },
+    /// A read of a filtered MSR.
     RdMsr {
+        /// The MSR.
         index: u32,
+        /// Where its value goes.
         value: &'a mut u64,
+        /// Set to 1 to raise #GP.
         fault: &'a mut u8,
     },
+    /// A write of a filtered MSR.
     WrMsr {
+        /// The MSR.
         index: u32,
+        /// The value written.
         value: u64,
+        /// Set to 1 to raise #GP.
         fault: &'a mut u8,
     },
+    /// HLT.
     Hlt,
+    /// The interrupt window opened (never requested; counted if it comes).
     IrqWindowOpen,
+    /// A triple fault.
     Shutdown,
 }
 
@@ -98,7 +121,9 @@ pub enum VmEnd {
 /// What the vCPU does after an exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// The guest runs on.
     Continue,
+    /// The run ended.
     End(VmEnd),
 }
 
@@ -107,22 +132,38 @@ pub enum Flow {
 #[derive(Debug, Clone, Copy)]
 #[must_use = "a completed access is finished by ExitHandler::finish"]
 pub enum Step {
+    /// The access is done; `finish` ends the exit.
     Completed(Completed),
+    /// The run ended before the access.
     End(VmEnd),
 }
 
+/// Why the core cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
+    /// The event source failed (a divergence, a log that cannot be read or written, a lost flag).
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// An output could not leave.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The access reads a clock and the events have no time sample.
     #[error("exit {exit} reads a clock but its events hold no time sample")]
-    MissingTime { exit: u64 },
+    MissingTime {
+        /// The exit.
+        exit: u64,
+    },
+    /// The guest reads the TSC and the events have no value for it.
     #[error("exit {exit} reads MSR {index:#x} but its events hold no value for it")]
-    MissingMsr { exit: u64, index: u32 },
+    MissingMsr {
+        /// The exit.
+        exit: u64,
+        /// The MSR.
+        index: u32,
+    },
 }
 
+/// The deterministic core: the platform, and what happens at each counted exit.
 #[derive(Debug, Default)]
 pub struct ExitHandler {
     platform: Platform,
@@ -167,6 +208,7 @@ impl CoreState {
         self.console.digest()
     }
 
+    /// The devices' state.
     pub fn platform(&self) -> &PlatformState {
         &self.platform
     }
@@ -180,6 +222,7 @@ const DISK_REQUEST_KIND: u8 = 10;
 const FRAME_KIND: u8 = 11;
 
 impl ExitHandler {
+    /// The core of a VM with `platform`, before boot.
     pub fn new(platform: Platform) -> Self {
         Self {
             platform,
@@ -225,6 +268,7 @@ impl ExitHandler {
         self.started
     }
 
+    /// The exit signature after the last exit.
     pub fn signature(&self) -> ExitSignature {
         self.signature
     }

@@ -8,6 +8,8 @@
 //! [`ReplaySource`], which hands the core the recorded inputs at their
 //! exits and reports the first place where the replay differs.
 
+#![warn(missing_docs)]
+
 mod describe;
 mod inspect;
 mod recorder;

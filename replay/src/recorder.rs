@@ -33,6 +33,7 @@ impl<S: EventSource> Recorder<S> {
         }
     }
 
+    /// The live source it wraps.
     pub fn inner_mut(&mut self) -> &mut S {
         &mut self.inner
     }

@@ -60,6 +60,7 @@ pub struct ReplaySource<S> {
 }
 
 impl<S: RecordStream> ReplaySource<S> {
+    /// A replay of `stream` from its start; `verify` checks every digest and the end.
     pub fn new(stream: S, verify: bool) -> Self {
         Self {
             stream,

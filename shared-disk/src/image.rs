@@ -11,16 +11,37 @@ use std::path::{Path, PathBuf};
 /// whatever the device announces as its block size).
 pub const SECTOR: u64 = 512;
 
+/// Why a disk image cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// The image cannot be opened.
     #[error("cannot open disk image {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The image is not a regular file.
     #[error("disk image {path} is not a regular file")]
-    NotAFile { path: PathBuf },
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The image is empty.
     #[error("disk image {path} is empty")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The image is not a whole number of 512-byte sectors.
     #[error("disk image {path} is {len} bytes, not a whole number of 512-byte sectors")]
-    PartialSector { path: PathBuf, len: u64 },
+    PartialSector {
+        /// The file.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: u64,
+    },
 }
 
 /// An open disk image and what the guest is told of it.
@@ -82,10 +103,12 @@ impl DiskImage {
         })
     }
 
+    /// Its size in 512-byte sectors.
     pub fn sectors(&self) -> u64 {
         self.sectors
     }
 
+    /// Whether the guest may only read it.
     pub fn read_only(&self) -> bool {
         self.read_only
     }

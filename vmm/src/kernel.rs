@@ -6,15 +6,25 @@ use std::path::Path;
 
 use crate::images::{self, BUILTIN};
 
+/// Why `--kernel` names no kernel.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
+    /// No such file and no built-in image of that name.
     #[error(
         "kernel `{name}` not found: no such file, and no built-in image of that name (built-in: {builtins})"
     )]
-    NotFound { name: String, builtins: String },
+    NotFound {
+        /// The name given.
+        name: String,
+        /// The built-in images.
+        builtins: String,
+    },
+    /// The file exists but cannot be read.
     #[error("cannot read kernel `{path}`: {source}")]
     Unreadable {
+        /// The file.
         path: String,
+        /// The error underneath.
         source: std::io::Error,
     },
 }
@@ -22,10 +32,13 @@ pub enum KernelError {
 /// A kernel image and where it came from.
 #[derive(Debug, Clone)]
 pub struct Kernel {
+    /// The name it was given by.
     pub name: String,
+    /// The ELF image.
     pub image: Cow<'static, [u8]>,
 }
 
+/// The kernel `name` means: a file when one exists at that path, else the built-in image of that name.
 pub fn resolve(name: &str) -> Result<Kernel, KernelError> {
     let path = Path::new(name);
     if path.exists() {

@@ -29,10 +29,13 @@ use ftvm_core::exit_handler::ExitHandler;
 use ftvm_core::platform::{Devices, PLATFORM_VERSION, Platform};
 use ftvm_core::state::InvalidState;
 
+/// Why a VM cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
+    /// KVM refused.
     #[error(transparent)]
     Vm(#[from] VmError),
+    /// The kernel cannot be loaded.
     #[error(transparent)]
     Boot(#[from] BootError),
 }
@@ -42,14 +45,19 @@ pub enum MachineError {
 /// refused must be dropped.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// The state is damaged, of another version or platform.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The state's configuration is invalid.
     #[error("the state's VM configuration is invalid: {0}")]
     Config(#[source] ConfigError),
+    /// The VM cannot be made.
     #[error(transparent)]
     Machine(#[from] MachineError),
+    /// A device's state is refused.
     #[error(transparent)]
     Device(#[from] InvalidState),
+    /// KVM refused the vCPU's state.
     #[error(transparent)]
     Vcpu(#[from] VcpuStateError),
 }
@@ -77,6 +85,7 @@ pub enum Cpu<'a> {
     Recorded(&'a [CpuidLeaf]),
 }
 
+/// A VM: KVM's VM and vCPU, and the deterministic core that handles its exits.
 #[derive(Debug)]
 pub struct Machine {
     // The vCPU goes first: it must close before the VM and its memory.

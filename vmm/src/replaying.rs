@@ -31,7 +31,12 @@ pub enum ReplayEnd {
     Stopped(StopReason),
     /// The replay came to the logged run's end: the replay's own end record
     /// and the log's, which [`Replay::finish`] compared in verify mode.
-    Ended { end: End, recorded: End },
+    Ended {
+        /// The replay's end record.
+        end: End,
+        /// The log's.
+        recorded: End,
+    },
 }
 
 impl<S: RecordStream> Replay<S> {
@@ -61,6 +66,7 @@ impl<S: RecordStream> Replay<S> {
         Ok(Self::new(machine, source, interval))
     }
 
+    /// The machine replaying.
     pub fn machine(&self) -> &Machine {
         &self.machine
     }

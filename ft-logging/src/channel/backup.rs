@@ -18,14 +18,20 @@ pub enum FromPrimary {
     /// Records, in log order; with them the log holds all events through
     /// exit `through_exit`.
     Batch {
+        /// The records, in log order.
         records: Vec<Record>,
+        /// Every input through this exit is in the log.
         through_exit: u64,
+        /// How much output the primary has released.
         released: Released,
         /// The size of the records as they travelled.
         bytes: u64,
     },
+    /// Nothing new: the marker and the release counts again, as a sign of life.
     Heartbeat {
+        /// Every input through this exit is in the log.
         through_exit: u64,
+        /// How much output the primary has released.
         released: Released,
     },
     /// The primary has released everything and closed: it will not come
@@ -92,6 +98,7 @@ impl BackupLink {
         self.peer
     }
 
+    /// What the primary sends, as it arrives.
     pub fn from_primary(&self) -> Receiver<FromPrimary> {
         self.from_primary.clone()
     }

@@ -67,6 +67,7 @@ pub struct BackupListener {
 }
 
 impl BackupListener {
+    /// Listens on `addr` for a primary.
     pub fn bind(addr: SocketAddr) -> Result<Self, ChannelError> {
         let bound = TcpListener::bind(addr).and_then(|listener| {
             let local = listener.local_addr()?;
@@ -76,6 +77,7 @@ impl BackupListener {
         Ok(Self { listener, addr })
     }
 
+    /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

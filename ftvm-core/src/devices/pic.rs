@@ -389,6 +389,7 @@ impl DualPic {
         }
     }
 
+    /// Its state, for a snapshot.
     pub fn state(&self) -> PicState {
         PicState {
             master: self.master.clone(),

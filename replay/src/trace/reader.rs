@@ -77,6 +77,7 @@ impl<R: Read> TraceReader<R> {
         })
     }
 
+    /// The trace's header.
     pub fn header(&self) -> &Header {
         &self.header
     }
@@ -118,6 +119,7 @@ impl<R: Read> TraceReader<R> {
         }
     }
 
+    /// Where the reader is in the file.
     pub fn position(&self) -> Position {
         Position {
             record: self.record,

@@ -288,7 +288,9 @@ impl std::fmt::Display for Again {
 /// The backup's output sink: suppressed into the backlog until live.
 #[derive(Debug)]
 pub struct BackupSink {
+    /// What it keeps until it goes live.
     pub backlog: Rc<RefCell<Backlog>>,
+    /// What it knows of the primary's log.
     pub status: Rc<RefCell<LogStatus>>,
 }
 
@@ -336,9 +338,13 @@ impl OutputSink for BackupSink {
 
 /// How the backup goes live.
 pub struct Takeover<'a> {
+    /// The go-live flag.
     pub arbiter: Arbiter,
+    /// The generation the pair formed at.
     pub generation: u64,
+    /// This side's name in the flag.
     pub owner: String,
+    /// Stops the wait for the flag.
     pub stop: Arc<StopSignal>,
     /// This host's inputs, with virtual time resuming from the given sample.
     pub live_source: Box<dyn FnMut(u64) -> LiveSource + 'a>,
@@ -388,6 +394,7 @@ pub struct BackupSource<'a> {
 }
 
 impl<'a> BackupSource<'a> {
+    /// The backup's source: the log from `from_primary`, going live by `takeover`.
     pub fn new(
         from_primary: Receiver<FromPrimary>,
         link: BackupLink,

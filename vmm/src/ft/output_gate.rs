@@ -266,6 +266,7 @@ impl<W: Write> OutputGate<W> {
         state.held.is_empty() && state.emitting == 0
     }
 
+    /// Flushes the console.
     pub fn flush(&self) -> io::Result<()> {
         self.emitter().out.flush()
     }

@@ -74,8 +74,11 @@ impl PairStatus {
 /// Everything the watcher needs to decide about a lost backup.
 #[derive(Debug)]
 pub struct FlagClaim {
+    /// The go-live flag.
     pub arbiter: Arbiter,
+    /// The generation the pair formed at.
     pub generation: u64,
+    /// This side's name in the flag.
     pub owner: String,
 }
 

@@ -10,6 +10,7 @@ pub struct VirtualClock {
 }
 
 impl VirtualClock {
+    /// Virtual time zero is now.
     pub fn start() -> Self {
         Self {
             boot: Instant::now(),
@@ -25,6 +26,7 @@ impl VirtualClock {
         }
     }
 
+    /// Virtual nanoseconds now.
     pub fn now_ns(&self) -> u64 {
         u64::try_from(self.boot.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }

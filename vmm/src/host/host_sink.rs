@@ -13,12 +13,16 @@ use crate::monitor::Stats;
 /// from the log. What they carry is counted in `stats`.
 #[derive(Debug, Default)]
 pub struct HostDevices {
+    /// The disk's I/O thread, if the guest has a disk.
     pub disk: Option<DiskIo>,
+    /// The TAP device, if the guest has a network card.
     pub tap: Option<Arc<Tap>>,
+    /// Where what they carry is counted.
     pub stats: Arc<Stats>,
 }
 
 impl HostDevices {
+    /// Sends `request` to the disk.
     pub fn disk(&self, request: DiskRequest) -> Result<(), SinkError> {
         let Some(disk) = &self.disk else {
             return Ok(());
@@ -38,6 +42,7 @@ impl HostDevices {
         disk.submit(request)
     }
 
+    /// Sends `frame` on the TAP device.
     pub fn send(&self, frame: &[u8]) -> Result<(), SinkError> {
         let Some(tap) = &self.tap else {
             return Ok(());
@@ -58,6 +63,7 @@ pub struct HostSink {
 }
 
 impl HostSink {
+    /// This host's console and `devices`.
     pub fn new(devices: HostDevices) -> Self {
         Self {
             console: StdoutSink::new(),

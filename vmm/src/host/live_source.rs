@@ -53,6 +53,7 @@ pub struct LiveSource {
 }
 
 impl LiveSource {
+    /// Events from `input`, stopping at `stop`, timed by `clock`.
     pub fn new(input: Receiver<HostInput>, stop: Arc<StopSignal>, clock: VirtualClock) -> Self {
         let last_ns = clock.now_ns();
         Self {

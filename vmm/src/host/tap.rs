@@ -19,12 +19,26 @@ const ETHERTYPE_RARP: u16 = 0x8035;
 /// Announcements after a takeover, as QEMU's announce-self sends them.
 const ANNOUNCEMENTS: u32 = 5;
 
+/// Why the TAP device of `--net` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
+    /// /dev/net/tun cannot be opened.
     #[error("cannot open /dev/net/tun for TAP device {name}: {source}")]
-    OpenTun { name: String, source: io::Error },
+    OpenTun {
+        /// The TAP device.
+        name: String,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The TAP device cannot be created or attached.
     #[error("cannot create or attach TAP device {name}: {source}")]
-    Attach { name: String, source: io::Error },
+    Attach {
+        /// The TAP device.
+        name: String,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The name is not a valid interface name.
     #[error("TAP device name {0:?} must be 1 to 15 bytes of letters, digits, '-', '_' or '.'")]
     Name(String),
 }
@@ -87,6 +101,7 @@ impl Tap {
         })
     }
 
+    /// The device's name.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -35,56 +35,101 @@ pub enum Event {
     /// The process started: its command (`run`, `record`, `primary`,
     /// `backup`, `standby`), the kernel it was given and its process id.
     Started {
+        /// The command: `run`, `record`, `primary`, `backup`, `standby`.
         role: String,
+        /// The kernel, as given to `--kernel`.
         kernel: String,
+        /// The process id.
         pid: u32,
     },
     /// The pair formed with the peer at this address.
-    Paired { peer: String },
+    Paired {
+        /// The peer's address.
+        peer: String,
+    },
     /// The peer is gone (silent past the timeout, its connection closed or
     /// broken).
-    PeerLost { reason: String },
+    PeerLost {
+        /// Why.
+        reason: String,
+    },
     /// A backup went live at exit `exit`: how long detecting the loss,
     /// replaying what was received and going live took, what it emitted
     /// again, and the frames that had queued on its TAP while it was a
     /// backup, which it dropped.
     Live {
+        /// The first exit it ran live.
         exit: u64,
+        /// From the last word from the primary to its loss.
         detection_ms: u64,
+        /// Replaying what was left of the log.
         drain_ms: u64,
+        /// Taking the flag and going live.
         golive_ms: u64,
+        /// Console bytes emitted again.
         reemitted_console_bytes: u64,
+        /// Frames sent again.
         reemitted_frames: u64,
+        /// Disk requests issued again.
         reissued_requests: u64,
+        /// Frames dropped that had queued on its TAP.
         discarded_frames: u64,
     },
     /// A backup's replay took another path than the primary's guest.
-    Diverged { exit: u64, what: String },
+    Diverged {
+        /// The exit where it was found.
+        exit: u64,
+        /// The divergence.
+        what: String,
+    },
     /// A live primary began sending its running guest to a new backup
     /// (re-protection).
-    TransferStarted { peer: String },
+    TransferStarted {
+        /// The new backup's address.
+        peer: String,
+    },
     /// That transfer failed; the primary goes on unprotected.
-    TransferFailed { peer: String, reason: String },
+    TransferFailed {
+        /// The new backup's address.
+        peer: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// The new backup has the guest: the pair is protected again after a
     /// pause of the guest of `pause_ms`, `bytes` sent in `rounds` rounds,
     /// `to_protected_ms` after the transfer started.
     Protected {
+        /// The new backup's address.
         peer: String,
+        /// How long the guest was paused.
         pause_ms: u64,
+        /// Bytes sent.
         bytes: u64,
+        /// Rounds of sending what changed.
         rounds: u64,
+        /// From `transfer_started` to now.
         to_protected_ms: u64,
     },
     /// The process ends with exit status `status`.
-    Ended { status: u8, reason: String },
+    Ended {
+        /// The exit status.
+        status: u8,
+        /// Why it ends.
+        reason: String,
+    },
     /// Once a second: exits so far, how far the backup trails (a primary)
     /// or the replay trails the log received (a backup), log bytes so far,
     /// outputs held by the output rule now, time stalled by flow control.
     Progress {
+        /// Exits counted so far.
         exits: u64,
+        /// How far behind the backup, or the replay, is.
         lag_ms: u64,
+        /// Log bytes so far.
         log_bytes: u64,
+        /// Outputs the output rule holds now.
         held_outputs: u64,
+        /// Time flow control stalled the primary, in all.
         stall_ms: u64,
     },
 }

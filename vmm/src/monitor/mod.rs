@@ -22,16 +22,27 @@ pub use stats::{DiskCounters, NetCounters, Role, Stats};
 /// How often a `progress` event goes out.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// Why the events file or the metrics endpoint cannot be had.
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
+    /// The events file cannot be created or written.
     #[error("cannot write events to {}: {source}", path.display())]
     Events {
+        /// The file.
         path: PathBuf,
+        /// The error underneath.
         #[source]
         source: std::io::Error,
     },
+    /// The metrics address cannot be bound.
     #[error("cannot serve metrics on {address}: {reason}")]
-    Metrics { address: SocketAddr, reason: String },
+    Metrics {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// A thread cannot be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[source] std::io::Error),
 }
@@ -76,6 +87,7 @@ impl Monitor {
         })
     }
 
+    /// The counters and gauges.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }

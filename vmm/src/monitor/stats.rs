@@ -55,19 +55,28 @@ impl Role {
 /// The disk requests and bytes this host's disk was asked for.
 #[derive(Debug, Clone)]
 pub struct DiskCounters {
+    /// Read requests.
     pub reads: IntCounter,
+    /// Write requests.
     pub writes: IntCounter,
+    /// Flush requests.
     pub flushes: IntCounter,
+    /// Bytes read.
     pub read_bytes: IntCounter,
+    /// Bytes written.
     pub write_bytes: IntCounter,
 }
 
 /// The frames this host's TAP device carried for the guest.
 #[derive(Debug, Clone)]
 pub struct NetCounters {
+    /// Frames handed to the guest.
     pub rx_frames: IntCounter,
+    /// Their bytes.
     pub rx_bytes: IntCounter,
+    /// Frames sent for the guest.
     pub tx_frames: IntCounter,
+    /// Their bytes.
     pub tx_bytes: IntCounter,
     /// Frames that never reached the guest.
     pub discarded_frames: IntCounter,
@@ -77,18 +86,30 @@ pub struct NetCounters {
 #[derive(Debug, Clone)]
 pub struct Stats {
     registry: Registry,
+    /// `ftvm_exits_total`.
     pub exits: IntCounter,
+    /// `ftvm_log_bytes_total`.
     pub log_bytes: IntCounter,
+    /// `ftvm_takeovers_total`.
     pub takeovers: IntCounter,
+    /// `ftvm_divergences_total`.
     pub divergences: IntCounter,
+    /// `ftvm_lag_seconds`.
     pub lag_seconds: Gauge,
     roles: IntGaugeVec,
+    /// `ftvm_paired`.
     pub paired: IntGauge,
+    /// `ftvm_protected`.
     pub protected: IntGauge,
+    /// `ftvm_held_outputs`.
     pub held_outputs: IntGauge,
+    /// `ftvm_output_hold_seconds`.
     pub output_hold_seconds: Histogram,
+    /// `ftvm_stall_seconds_total`.
     pub stall_seconds: Counter,
+    /// `ftvm_disk_requests_total` and `ftvm_disk_bytes_total`.
     pub disk: DiskCounters,
+    /// `ftvm_net_frames_total`, `ftvm_net_bytes_total` and `ftvm_net_discarded_frames_total`.
     pub net: NetCounters,
 }
 
@@ -99,6 +120,7 @@ impl Default for Stats {
 }
 
 impl Stats {
+    /// Every metric at zero, the role `run`.
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help));

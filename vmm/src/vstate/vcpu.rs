@@ -45,31 +45,43 @@ const INITIAL_MSRS: &[(u32, u64)] = &[
 /// Where a run that may pause stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ran {
+    /// The run ended.
     Ended(VmEnd),
     /// At an exit boundary, settled: the state can be captured, and a run
     /// goes on from here.
     Paused,
 }
 
+/// Why running the VM failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The deterministic core failed.
     #[error(transparent)]
     Core(CoreError),
+    /// KVM_RUN failed.
     #[error("KVM_RUN failed: {0}")]
     Run(#[source] kvm_ioctls::Error),
+    /// KVM refused an interrupt.
     #[error("cannot inject interrupt vector {vector:#x}: {source}")]
     Interrupt {
+        /// The interrupt vector.
         vector: u8,
+        /// The error underneath.
         source: kvm_ioctls::Error,
     },
+    /// The guest ran an instruction KVM cannot emulate.
     #[error("{0}")]
     Unemulated(Unemulated),
+    /// A KVM internal error of this suberror.
     #[error("KVM internal error (suberror {0})")]
     Internal(u32),
+    /// KVM could not enter the guest, for this hardware reason.
     #[error("KVM could not enter the guest (hardware reason {0:#x})")]
     FailEntry(u64),
+    /// An exit ftvm does not handle.
     #[error("unexpected exit from KVM: {0}")]
     UnexpectedExit(String),
+    /// The guest's registers cannot be read for a digest.
     #[error("cannot read the guest's state for a digest: {0}")]
     StateDigest(#[source] kvm_ioctls::Error),
 }
