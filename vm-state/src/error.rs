@@ -1,3 +1,5 @@
+//! Why a VM state cannot be decoded or used.
+
 use ftvm_core::state::InvalidState;
 
 /// Why a state cannot be decoded or applied. A standby receiving a

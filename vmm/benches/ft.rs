@@ -3,16 +3,18 @@
 //! time), the same pair with `--events` and with `--metrics` on both sides,
 //! how long the output rule holds each console write and the log's
 //! bandwidth (from the primary's `/metrics`), and the time from the
-//! primary's failure to the first output of the new primary.
+//! primary's failure to the first output of the new primary, and how long
+//! a primary takes to pair with a backup whose port strangers flood.
 //!
 //! With `FTVM_BASE=/path/to/another/ftvm`, every round also runs `ticker`
 //! alone and as a pair through that binary (say, the previous commit built
 //! in another directory), and the medians are compared.
 //!
-//! Run with `cargo bench -p vmm --bench ft` (scripts/bench.sh does).
+//! Run with `cargo bench -p vmm --bench ft` (scripts/bench.sh does); with
+//! `-- pairing`, only the pairing.
 
-use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +32,12 @@ const TAKEOVER_TICKER: &str = "ticks=600 hz=200";
 /// How often the monitored pair's primary is scraped: far more often than
 /// Prometheus would, to make the cost visible.
 const SCRAPE_EVERY: Duration = Duration::from_millis(100);
+/// Pairings measured with and without a flood, alternating.
+const PAIRINGS: usize = 5;
+/// Connections held open on the backup's port during a flooded pairing.
+const FLOOD: usize = 300;
+/// A short run: only the pairing is measured.
+const PAIRING_TICKER: &str = "ticks=5 hz=50";
 
 // The tests' Prometheus client.
 #[path = "../../tests/common/metrics.rs"]
@@ -248,6 +256,75 @@ fn takeover(signal: i32) -> Duration {
     first.duration_since(failed)
 }
 
+/// From starting a primary to its `paired` event, with `strangers`
+/// connections held open on the backup's port since before it started
+/// (every third has sent 64 bytes of garbage, the others nothing).
+fn pairing(strangers: usize) -> Duration {
+    let binary = this_ftvm();
+    let files = PairFiles::new(&binary, "pairing");
+    let port = free_address().port();
+    let mut backup = start_backup(
+        &binary,
+        &files.args("backup", "--listen", port, PAIRING_TICKER),
+    );
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let held: Vec<TcpStream> = (0..strangers)
+        .map(|i| {
+            let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+            if i.is_multiple_of(3) {
+                let garbage: Vec<u8> = (0..64)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1);
+                        (state >> 56) as u8
+                    })
+                    .collect();
+                let _ = stream.write_all(&garbage);
+            }
+            stream
+        })
+        .collect();
+    let events = files.path("primary.events");
+    let start = Instant::now();
+    let mut primary = ftvm(&binary)
+        .args(files.args("primary", "--backup", port, PAIRING_TICKER))
+        .args(["--events", &events])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !std::fs::read_to_string(&events).is_ok_and(|text| text.contains("\"paired\"")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the primary did not pair"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    let took = start.elapsed();
+    wait_success(&mut primary, "the primary");
+    wait_success(&mut backup, "the backup");
+    drop(held);
+    took
+}
+
+fn report_pairing() {
+    let (mut quiet, mut flooded) = (Vec::new(), Vec::new());
+    for _ in 0..PAIRINGS {
+        quiet.push(pairing(0));
+        flooded.push(pairing(FLOOD));
+    }
+    let max = *flooded.iter().max().unwrap();
+    let (quiet, flooded) = (median(&mut quiet), median(&mut flooded));
+    println!(
+        "  pairing (primary start to paired), {PAIRINGS} rounds alternating: quiet port {:.0} ms, {FLOOD} strangers on the port {:.0} ms (max {:.0} ms): flooded / quiet {:.2}",
+        quiet.as_secs_f64() * 1e3,
+        flooded.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        flooded.as_secs_f64() / quiet.as_secs_f64()
+    );
+}
+
 fn report_takeovers(what: &str, signal: i32) {
     let mut samples: Vec<Duration> = (0..TAKEOVERS).map(|_| takeover(signal)).collect();
     let max = *samples.iter().max().unwrap();
@@ -278,6 +355,12 @@ impl Timings {
 }
 
 fn main() {
+    // `cargo bench -p vmm --bench ft -- pairing` measures the pairing alone.
+    if std::env::args().any(|arg| arg == "pairing") {
+        println!("ft: pairing on loopback");
+        report_pairing();
+        return;
+    }
     let ours = this_ftvm();
     let base = std::env::var_os("FTVM_BASE").map(PathBuf::from);
     let (mut this, mut previous) = (Timings::default(), Timings::default());
@@ -348,4 +431,5 @@ fn main() {
     }
     report_takeovers("SIGKILL (the kernel closes the connection)", libc::SIGKILL);
     report_takeovers("SIGSTOP (silence until the timeout)", libc::SIGSTOP);
+    report_pairing();
 }

@@ -64,8 +64,8 @@ pub enum ChannelError {
     /// This backup refused the primary's header; the reason is ours.
     #[error("refused the primary: {0}")]
     Mismatch(String),
-    /// The backup gave up waiting for a primary (it was asked to stop).
-    #[error("gave up waiting for a primary")]
+    /// This side gave up waiting for its peer (it was asked to stop).
+    #[error("gave up waiting for the peer")]
     GaveUp,
     /// An I/O failure of the channel.
     #[error("logging channel I/O failed: {0}")]
@@ -123,6 +123,9 @@ pub enum HandshakeError {
     /// The handshake did not end within this time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// This side gave up waiting (it was asked to stop).
+    #[error("gave up waiting")]
+    GaveUp,
     /// The peer closed the connection during the handshake.
     #[error("the peer closed the connection")]
     Closed,
@@ -135,6 +138,32 @@ pub enum HandshakeError {
     /// An I/O failure during the handshake.
     #[error("{0}")]
     Io(#[source] io::Error),
+}
+
+impl ChannelError {
+    /// Whether the backup did not answer at all: the connection was refused,
+    /// closed, reset or timed out, as when it is not there yet or a stranger
+    /// on its port took the handshake's slot. A primary tries again after
+    /// these; a real answer (a wrong key, another protocol, a refused
+    /// header) it takes at once.
+    pub fn no_answer(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::Io(_) => true,
+            Self::Handshake { problem, .. } => match problem {
+                HandshakeError::Timeout(_) | HandshakeError::Closed | HandshakeError::Io(_) => true,
+                HandshakeError::Frame(frame) => matches!(
+                    frame,
+                    FrameError::Closed
+                        | FrameError::Truncated
+                        | FrameError::Silent(_)
+                        | FrameError::Stalled(_)
+                        | FrameError::Io(_)
+                ),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 impl From<io::Error> for HandshakeError {

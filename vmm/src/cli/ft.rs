@@ -5,16 +5,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use ft_logging::channel::{
-    AuthKey, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink, connect,
+    AuthKey, BackupListener, ChannelConfig, PrimaryHello, PrimaryLink, dial,
 };
 use ft_logging::{EventSource, SourceError};
 use ftvm_core::exit_handler::CoreError;
-use shared_disk::{Arbiter, FlagState, Outcome};
+use shared_disk::{Arbiter, FlagState, ImageLock, Outcome};
 use vmm::exit_status;
 use vmm::ft::{
     Backlog, BackupSink, BackupSource, FlagClaim, GatedSink, Limits, LogStatus, OutputGate,
@@ -30,8 +29,9 @@ use super::live::Host;
 use super::run::{DEFAULT_DIGEST_INTERVAL, conclude};
 use super::{Ended, MonitorArgs, VmArgs};
 
-/// How often a primary tries again to reach a backup that is not there yet.
-const CONNECT_RETRY: Duration = Duration::from_millis(100);
+/// How long a primary stopped by a signal gives its backup to take the
+/// end of the log.
+const STOP_LINGER: Duration = Duration::from_millis(300);
 
 /// What both sides of a pair need.
 #[derive(Debug, Args)]
@@ -140,10 +140,10 @@ fn owner(role: &str, address: SocketAddr) -> String {
     format!("{role} pid {} ({address})", std::process::id())
 }
 
-pub fn primary(args: &PrimaryArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliError> {
+pub fn primary(args: &PrimaryArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
     let stats = monitor.stats();
     stats.set_role(Role::Primary);
-    let (config, backends) = args.vm.open()?;
+    let (config, backends) = args.vm.open(ImageLock::Now)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
@@ -152,15 +152,18 @@ pub fn primary(args: &PrimaryArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliE
         header: machine.header(&config, args.digest_every),
         generation,
     };
-    let host = Host::start(true, stats.clone())?;
+    host.attach_stdin()?;
     let owner = owner("primary", args.backup);
-    let link = wait_for_backup(args, &channel, &hello, &host)?;
+    let link = wait_for_backup(args, &channel, &hello, host)?;
     if link.is_none() {
         eprintln!(
             "ftvm: primary: no backup at {} after {} ms; running alone needs the go-live flag",
             args.backup, args.wait_backup_ms
         );
-        match arbiter.test_and_set(generation, &owner, &|| host.stop.requested().is_some())? {
+        let outcome = arbiter
+            .test_and_set(generation, &owner, &|| host.stop.requested().is_some())
+            .map_err(|error| host.stopped_or("waiting for the go-live flag", error))?;
+        match outcome {
             Outcome::Won => {
                 stats.set_role(Role::Alone);
                 eprintln!("ftvm: primary: won the go-live flag; running alone");
@@ -234,52 +237,45 @@ pub fn primary(args: &PrimaryArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliE
     };
     // The backup learns how the run ended, so it ends too.
     let ended = source.end(&machine.end(end_reason(&result), status));
-    if let Some(link) = link {
-        link.close();
+    match link {
+        Some(link) if host.stop.requested().is_some() => link.close_within(STOP_LINGER),
+        Some(link) => link.close(),
+        None => {}
     }
     host.finish();
     ended.map_err(|error| CliError::Run(RunError::Core(error.into())))?;
     conclude(result)
 }
 
-/// Connects to the backup, trying again while it is not there yet, for up
-/// to `--wait-backup-ms`. None when it never came.
+/// Pairs with the backup, trying again while it does not answer, for up to
+/// `--wait-backup-ms`. None when it never came.
 fn wait_for_backup(
     args: &PrimaryArgs,
     channel: &ChannelConfig,
     hello: &PrimaryHello,
     host: &Host,
 ) -> Result<Option<PrimaryLink>, CliError> {
-    let deadline = Instant::now() + Duration::from_millis(args.wait_backup_ms);
-    loop {
-        match connect(args.backup, channel, hello) {
-            Ok(link) => return Ok(Some(link)),
-            Err(ChannelError::Connect { .. }) if Instant::now() < deadline => {
-                if let Some(reason) = host.stop.requested() {
-                    return Err(CliError::NotLive(format!(
-                        "primary: {reason} while waiting for the backup"
-                    )));
-                }
-                thread::sleep(CONNECT_RETRY);
-            }
-            Err(ChannelError::Connect { .. }) => return Ok(None),
-            Err(error) => return Err(error.into()),
-        }
-    }
+    let wait = Duration::from_millis(args.wait_backup_ms);
+    dial(args.backup, channel, hello, wait, &|| {
+        host.stop.requested().is_some()
+    })
+    .map_err(|error| host.stopped_or("waiting for the backup", error))
 }
 
-pub fn backup(args: &BackupArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliError> {
+pub fn backup(args: &BackupArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
     let stats = monitor.stats();
     stats.set_role(Role::Backup);
-    let (config, backends) = args.vm.open()?;
+    // It writes nothing until it is live, when the primary's lock is gone.
+    let (config, backends) = args.vm.open(ImageLock::FirstRequest)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     machine.count_exits(stats.exits.clone());
     let ours = machine.header(&config, 0);
     let listener = BackupListener::bind(args.listen)?;
+    // Signals are ours (the monitor started the host first) before anyone
+    // can be told that this side waits.
     eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
-    let host = Host::start(false, stats.clone())?;
     let check = |hello: &PrimaryHello| {
         pairing::compare(&hello.header, &ours)?;
         if hello.generation != generation {
@@ -290,7 +286,9 @@ pub fn backup(args: &BackupArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliErr
         }
         Ok(())
     };
-    let (link, hello) = listener.accept(&channel, &check, &|| host.stop.requested().is_some())?;
+    let (link, hello) = listener
+        .accept(&channel, &check, &|| host.stop.requested().is_some())
+        .map_err(|error| host.stopped_or("waiting for a primary", error))?;
     eprintln!("ftvm: backup: paired with a primary; replaying its log");
     stats.set_paired(true);
     monitor.emit(Event::Paired {
@@ -315,7 +313,7 @@ pub fn backup(args: &BackupArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliErr
                 tracing::warn!(%error, "the live backup takes no input from stdin");
             }
             if let (Some(tap), Some(mac)) = (&tap, mac) {
-                go_live_on(&host, tap, mac);
+                go_live_on(host, tap, mac);
             }
             host.live_source_from(ns)
         }),

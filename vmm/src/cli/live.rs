@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use vmm::host::{
-    self, DiskIo, HostDevices, HostInput, LiveSource, StopSignal, Tap, TerminalGuard, VcpuKicker,
-    VirtualClock,
+    self, DiskIo, HostDevices, HostInput, LiveSource, SerialWindow, StopSignal, Tap, TerminalGuard,
+    VcpuKicker, VirtualClock,
 };
 use vmm::monitor::Stats;
 
@@ -21,6 +21,8 @@ pub struct Host {
     kicker: VcpuKicker,
     input_tx: Sender<HostInput>,
     input: Receiver<HostInput>,
+    /// Stdin's bytes on their way to the guest.
+    window: SerialWindow,
     terminal: RefCell<Option<TerminalGuard>>,
     /// Where this host's devices count what they carry.
     stats: Arc<Stats>,
@@ -41,6 +43,7 @@ impl Host {
             kicker,
             input_tx,
             input,
+            window: SerialWindow::default(),
             terminal: RefCell::new(None),
             stats,
         };
@@ -54,6 +57,7 @@ impl Host {
     pub fn attach_stdin(&self) -> Result<(), CliError> {
         let guard = host::spawn_stdin_reader(
             self.input_tx.clone(),
+            self.window.clone(),
             self.stop.clone(),
             self.kicker.clone(),
         )
@@ -71,6 +75,7 @@ impl Host {
     pub fn live_source_from(&self, ns: u64) -> LiveSource {
         LiveSource::new(
             self.input.clone(),
+            self.window.clone(),
             self.stop.clone(),
             VirtualClock::resume(ns),
         )
@@ -107,14 +112,23 @@ impl Host {
         &self.stats
     }
 
+    /// The error of a wait that ended with `error`: the stop that made it
+    /// give up, if one was requested.
+    pub fn stopped_or(&self, waiting: &'static str, error: impl Into<CliError>) -> CliError {
+        match self.stop.requested() {
+            Some(reason) => CliError::Stopped { reason, waiting },
+            None => error.into(),
+        }
+    }
+
     /// A way for other threads to wake the vCPU thread out of a wait.
     pub fn input_sender(&self) -> Sender<HostInput> {
         self.input_tx.clone()
     }
 
     /// The vCPU no longer runs: stop kicking it and give the terminal back.
-    pub fn finish(self) {
+    pub fn finish(&self) {
         self.kicker.done();
-        drop(self.terminal);
+        drop(self.terminal.borrow_mut().take());
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use ft_logging::EventSource;
 use replay::{Recorder, TraceWriter};
+use shared_disk::ImageLock;
 use vmm::exit_status;
 use vmm::host::HostSink;
 use vmm::machine::{Cpu, Machine, end_reason};
@@ -44,26 +45,26 @@ pub struct RecordArgs {
     pub monitor: MonitorArgs,
 }
 
-pub fn run(args: &VmArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliError> {
-    let (config, backends) = args.open()?;
+pub fn run(args: &VmArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+    let (config, backends) = args.open(ImageLock::Now)?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     machine.count_exits(monitor.stats().exits.clone());
-    let host = Host::start(true, monitor.stats().clone())?;
+    host.attach_stdin()?;
     let mut outputs = HostSink::new(host.devices(backends, true)?);
     let result = machine.run(&mut host.live_source(), &mut outputs, &host.stop, 0);
     host.finish();
     conclude(result)
 }
 
-pub fn record(args: &RecordArgs, monitor: &Arc<Monitor>) -> Result<Ended, CliError> {
-    let (config, backends) = args.vm.open()?;
+pub fn record(args: &RecordArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+    let (config, backends) = args.vm.open(ImageLock::Now)?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     machine.count_exits(monitor.stats().exits.clone());
     let header = machine.header(&config, args.digest_every);
     let mut writer = TraceWriter::create(&args.trace, &header)?;
     let log_bytes = monitor.stats().log_bytes.clone();
     writer.on_write(Box::new(move |bytes| log_bytes.inc_by(bytes)));
-    let host = Host::start(true, monitor.stats().clone())?;
+    host.attach_stdin()?;
     let mut outputs = HostSink::new(host.devices(backends, true)?);
     let mut recorder = Recorder::new(host.live_source(), writer, args.digest_every);
     let result = machine.run(&mut recorder, &mut outputs, &host.stop, args.digest_every);
