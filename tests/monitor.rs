@@ -49,20 +49,20 @@ fn an_address_metrics_cannot_bind_is_refused_before_the_guest_runs() {
     assert_eq!(out.code(), USAGE, "{out:#?}");
 }
 
+/// Runs `ftvm ARGS --events FILE`: what it left, and its event stream.
+fn run_with_events(args: &[&str]) -> (common::Finished, Vec<serde_json::Value>) {
+    let events = EventFile::new();
+    let mut all = args.to_vec();
+    all.extend(["--events", events.path().to_str().unwrap()]);
+    let out = common::run(&all);
+    (out, events.read())
+}
+
 #[test]
 fn a_run_says_it_started_progresses_and_ended() {
-    let events = EventFile::new();
-    let out = common::run(&[
-        "run",
-        "--kernel",
-        "ticker",
-        "--cmdline",
-        "ticks=30 hz=20",
-        "--events",
-        events.path().to_str().unwrap(),
-    ]);
+    let (out, stream) =
+        run_with_events(&["run", "--kernel", "ticker", "--cmdline", "ticks=30 hz=20"]);
     assert_eq!(out.code(), 0, "{out:#?}");
-    let stream = events.read();
     assert_eq!(names(&stream), ["started", "ended"], "{stream:#?}");
     let started = &stream[0];
     assert_eq!(started["role"], "run");
@@ -89,8 +89,7 @@ fn a_run_says_it_started_progresses_and_ended() {
 fn a_recording_counts_its_trace_as_log_and_a_failure_ends_the_stream() {
     let dir = common::scratch_dir("events-record");
     let trace = dir.join("run.trace");
-    let events = EventFile::new();
-    let out = common::run(&[
+    let (out, stream) = run_with_events(&[
         "record",
         "--trace",
         trace.to_str().unwrap(),
@@ -98,27 +97,22 @@ fn a_recording_counts_its_trace_as_log_and_a_failure_ends_the_stream() {
         "hello",
         "--cmdline",
         "exit=7",
-        "--events",
-        events.path().to_str().unwrap(),
     ]);
     assert_eq!(out.code(), 7, "{out:#?}");
-    let stream = events.read();
     assert_eq!(names(&stream), ["started", "ended"], "{stream:#?}");
     assert_eq!(stream[0]["role"], "record");
     assert_eq!(stream[1]["status"], 7);
 
     // A failure after the start still ends the stream, with its status.
-    let out = common::run(&[
+    let missing = dir.join("missing.img");
+    let (out, stream) = run_with_events(&[
         "run",
         "--kernel",
         "hello",
         "--disk",
-        dir.join("missing.img").to_str().unwrap(),
-        "--events",
-        events.path().to_str().unwrap(),
+        missing.to_str().unwrap(),
     ]);
     assert_eq!(out.code(), 113, "{out:#?}");
-    let stream = events.read();
     assert_eq!(names(&stream), ["started", "ended"], "{stream:#?}");
     assert_eq!(stream[1]["status"], 113);
     assert!(

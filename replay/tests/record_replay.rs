@@ -9,6 +9,7 @@ use ft_logging::{
     End, EndReason, Event, EventSource, ExitDone, ExitQuery, Header, NullSink, Record, SourceError,
     StateDigest, StopReason,
 };
+use ftvm_core::devices::pic::LINUX_INIT;
 use ftvm_core::effect::GuestEnd;
 use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow, Step, VmEnd};
 use ftvm_core::memory::GuestRam;
@@ -32,21 +33,16 @@ const PERIOD: u16 = 1193;
 
 /// The program's first exits: the UART's FIFO and RTS (so the line takes
 /// input), the PICs as Linux sets them, then the PIT's channel 0 in mode 2.
-const SETUP: [(u16, u8); 13] = [
-    (COM1 + 2, 0x01),
-    (COM1 + 4, 0x02),
-    (0x20, 0x11),
-    (0x21, 0x20),
-    (0x21, 0x04),
-    (0x21, 0x01),
-    (0xa0, 0x11),
-    (0xa1, 0x28),
-    (0xa1, 0x02),
-    (0xa1, 0x01),
-    (0x43, 0x34),
-    (0x40, PERIOD as u8),
-    (0x40, (PERIOD >> 8) as u8),
-];
+fn setup() -> impl Iterator<Item = (u16, u8)> {
+    [(COM1 + 2, 0x01), (COM1 + 4, 0x02)]
+        .into_iter()
+        .chain(LINUX_INIT)
+        .chain([
+            (0x43, 0x34),
+            (0x40, PERIOD as u8),
+            (0x40, (PERIOD >> 8) as u8),
+        ])
+}
 
 /// What the program does at one exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +113,7 @@ impl Guest {
             Op::Halt
         } else if self.eoi_due {
             Op::Out(0x20, 0x20)
-        } else if let Some(&(port, value)) = SETUP.get(exit as usize - 1) {
+        } else if let Some((port, value)) = setup().nth(exit as usize - 1) {
             Op::Out(port, value)
         } else if exit % 10 == 3 {
             Op::ReadClock

@@ -18,10 +18,6 @@ use replay::RecordKind;
 const ROUNDS: usize = 5;
 const TICKER: &str = "ticks=100 hz=100";
 
-fn ftvm(args: &[&str]) -> Duration {
-    ftvm_of(Path::new(env!("CARGO_BIN_EXE_ftvm")), args)
-}
-
 fn ftvm_of(binary: &Path, args: &[&str]) -> Duration {
     let start = Instant::now();
     let status = Command::new(binary)
@@ -45,36 +41,25 @@ fn main() {
     let base = std::env::var_os("FTVM_BASE").map(PathBuf::from);
     let (mut base_run, mut base_record) = (Vec::new(), Vec::new());
     let (mut run, mut record, mut replay) = (Vec::new(), Vec::new(), Vec::new());
+    let run_args = ["run", "--kernel", "ticker", "--cmdline", TICKER];
+    let record_args = [
+        "record",
+        "--trace",
+        path,
+        "--kernel",
+        "ticker",
+        "--cmdline",
+        TICKER,
+    ];
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_ftvm"));
     for _ in 0..ROUNDS {
         if let Some(base) = &base {
-            base_run.push(ftvm_of(
-                base,
-                &["run", "--kernel", "ticker", "--cmdline", TICKER],
-            ));
-            base_record.push(ftvm_of(
-                base,
-                &[
-                    "record",
-                    "--trace",
-                    path,
-                    "--kernel",
-                    "ticker",
-                    "--cmdline",
-                    TICKER,
-                ],
-            ));
+            base_run.push(ftvm_of(base, &run_args));
+            base_record.push(ftvm_of(base, &record_args));
         }
-        run.push(ftvm(&["run", "--kernel", "ticker", "--cmdline", TICKER]));
-        record.push(ftvm(&[
-            "record",
-            "--trace",
-            path,
-            "--kernel",
-            "ticker",
-            "--cmdline",
-            TICKER,
-        ]));
-        replay.push(ftvm(&["replay", "--quiet", path]));
+        run.push(ftvm_of(&this, &run_args));
+        record.push(ftvm_of(&this, &record_args));
+        replay.push(ftvm_of(&this, &["replay", "--quiet", path]));
     }
     let (run, record, replay) = (median(run), median(record), median(replay));
     let summary = replay::inspect(Path::new(&trace)).expect("read the trace back");

@@ -15,6 +15,7 @@ use ft_logging::{
 use vm_memory::GuestAddress;
 
 use super::{Access, CoreError, ExitHandler, Flow, Step, VmEnd};
+use crate::devices::pic::LINUX_INIT;
 use crate::devices::pit::Pit;
 use crate::effect::GuestEnd;
 use crate::memory::GuestRam;
@@ -213,16 +214,7 @@ impl Core {
 
     /// Initialises the PICs as Linux does: IRQ 0 at vector 0x20.
     fn init_pic(&mut self) {
-        for (port, value) in [
-            (0x20, 0x11),
-            (0x21, 0x20),
-            (0x21, 0x04),
-            (0x21, 0x01),
-            (0xa0, 0x11),
-            (0xa1, 0x28),
-            (0xa1, 0x02),
-            (0xa1, 0x01),
-        ] {
+        for (port, value) in LINUX_INIT {
             assert_eq!(self.out(port, value), Flow::Continue);
         }
     }
