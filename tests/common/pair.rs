@@ -277,14 +277,29 @@ impl PairSetup {
 
 /// `count` connections to `address`, held open until dropped, as a port
 /// scanner or a misconfigured client would: every third sends 64 random
-/// bytes, the others nothing.
+/// bytes, the others nothing. A backup that has started may not listen
+/// yet: refused connections are tried again.
 pub fn flood(address: SocketAddr, count: usize) -> Vec<std::net::TcpStream> {
     use std::io::Write;
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let connect = |i: usize| {
+        let deadline = Instant::now() + super::TIMEOUT;
+        loop {
+            match std::net::TcpStream::connect(address) {
+                Ok(stream) => return stream,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && Instant::now() < deadline =>
+                {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("connect {i}: {e}"),
+            }
+        }
+    };
     (0..count)
         .map(|i| {
-            let mut stream = std::net::TcpStream::connect(address)
-                .unwrap_or_else(|e| panic!("connect {i}: {e}"));
+            let mut stream = connect(i);
             if i.is_multiple_of(3) {
                 let _ = stream.write_all(&noise(64, &mut state));
             }
