@@ -5,6 +5,8 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::net::SocketAddr;
+
 use crossbeam_channel::{Receiver, Sender};
 
 use super::frame::{FrameError, FrameReader, FrameWriter};
@@ -20,21 +22,32 @@ pub enum FromPrimary {
     /// Records, in log order; with them the log holds all events through
     /// exit `through_exit`.
     Batch {
+        /// The records, in log order.
         records: Vec<Record>,
+        /// Every input through this exit is in the log.
         through_exit: u64,
+        /// How much output the primary has released.
         released: Released,
+        /// The size of the records as they travelled.
+        bytes: u64,
     },
+    /// Nothing new: the marker and the release counts again, as a sign of life.
     Heartbeat {
+        /// Every input through this exit is in the log.
         through_exit: u64,
+        /// How much output the primary has released.
         released: Released,
     },
     /// The primary has released everything and closed: it will not come
     /// back, and no loss is reported after this.
     Goodbye,
-    /// Part of the running VM a live side sends a standby: memory pages,
-    /// the machine's state, the disk check (see [`ToBackup`]).
+    /// Part of the running VM a live side sends a standby: a set of memory
+    /// pages (`vm-state`'s encoding).
     Pages(Vec<u8>),
+    /// The machine's state at the cutover (`vm-state`'s encoding).
     State(Vec<u8>),
+    /// The live side's disk, sampled once every write through the cutover
+    /// was done.
     DiskCheck(Vec<DiskSample>),
     /// The primary is gone; nothing follows.
     Lost(Lost),
@@ -44,6 +57,8 @@ pub enum FromPrimary {
 /// stops its threads and the listener's.
 #[derive(Debug)]
 pub struct BackupLink {
+    /// The primary's address, if the connection still knew it.
+    peer: Option<SocketAddr>,
     replies: Sender<Reply>,
     from_primary: Receiver<FromPrimary>,
     acks: Arc<Mutex<Acks>>,
@@ -65,6 +80,7 @@ impl BackupLink {
         door: Door,
         armed: bool,
     ) -> Result<Self, ChannelError> {
+        let peer = link.peer_addr();
         let (replies_in, queue) = crossbeam_channel::unbounded();
         let (out, from_primary) = crossbeam_channel::unbounded();
         let acks = Arc::new(Mutex::new(Acks {
@@ -89,6 +105,7 @@ impl BackupLink {
             }
         })?;
         Ok(Self {
+            peer,
             replies: replies_in,
             from_primary,
             acks,
@@ -97,6 +114,12 @@ impl BackupLink {
         })
     }
 
+    /// The primary's address.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// What the primary sends, as it arrives.
     pub fn from_primary(&self) -> Receiver<FromPrimary> {
         self.from_primary.clone()
     }
@@ -219,10 +242,11 @@ fn read_primary(
                 sent_ns,
                 records,
             }) => match decode_batch(&mut decoder, &records) {
-                Ok(records) => {
+                Ok(decoded) => {
                     echo_ns = echo_ns.max(sent_ns);
                     FromPrimary::Batch {
-                        records,
+                        bytes: records.len() as u64,
+                        records: decoded,
                         through_exit,
                         released,
                     }

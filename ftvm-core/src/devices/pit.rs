@@ -607,6 +607,7 @@ impl Pit {
         }
     }
 
+    /// Its state, for a snapshot.
     pub fn state(&self) -> PitState {
         PitState {
             now_ns: self.now_ns,

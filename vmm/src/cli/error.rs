@@ -12,6 +12,7 @@ use vmm::exit_status::{
 use vmm::host::TapError;
 use vmm::kernel::KernelError;
 use vmm::machine::MachineError;
+use vmm::monitor::MonitorError;
 use vmm::vm_config::ConfigError;
 use vmm::vstate::{RunError, VmError};
 
@@ -27,12 +28,12 @@ pub enum CliError {
     Host(#[source] std::io::Error),
     #[error("{0}")]
     Trace(#[from] TraceError),
-    #[error("cannot write the trace: {0}")]
-    TraceWrite(String),
     #[error("the trace's VM configuration is invalid: {0}")]
     TraceConfig(#[source] ConfigError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
     #[error("cannot write to stdout: {0}")]
     Console(#[source] std::io::Error),
     #[error("{0}")]
@@ -71,7 +72,8 @@ impl CliError {
                 KernelError::Unreadable { .. } | KernelError::NotAFile { .. },
             )) => UNREADABLE_KERNEL,
             Self::Config(ConfigError::InvalidKernel { .. }) => INVALID_KERNEL,
-            Self::Config(_) | Self::Usage(_) => USAGE,
+            Self::Monitor(MonitorError::Thread(_)) => HOST_IO_FAILURE,
+            Self::Config(_) | Self::Usage(_) | Self::Monitor(_) => USAGE,
             Self::Pairing(
                 ChannelError::Key { .. } | ChannelError::Timing { .. } | ChannelError::Bind { .. },
             ) => USAGE,
@@ -88,7 +90,8 @@ impl CliError {
             Self::Machine(MachineError::Vm(_)) => KVM_FAILURE,
             Self::Machine(MachineError::Boot(_)) => INVALID_KERNEL,
             Self::Run(error) => exit_status::of_run_error(error),
-            Self::Host(_) | Self::Console(_) | Self::TraceWrite(_) => HOST_IO_FAILURE,
+            Self::Host(_) | Self::Console(_) => HOST_IO_FAILURE,
+            Self::Trace(TraceError::Create { .. } | TraceError::Write { .. }) => HOST_IO_FAILURE,
             Self::Trace(_) | Self::TraceConfig(_) => INVALID_TRACE,
         }
     }

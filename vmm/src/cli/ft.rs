@@ -1,17 +1,20 @@
-//! `ftvm primary` and `ftvm backup`: one guest on two hosts.
+//! `ftvm primary` and `ftvm backup`: one guest on two hosts; with
+//! `--join`, a backup is a standby (`standby.rs`).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use ft_logging::EventSource;
 use ft_logging::channel::{
     AuthKey, BackupLink, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink,
     dial,
 };
+use ft_logging::{EventSource, SourceError};
+use ftvm_core::exit_handler::CoreError;
 use shared_disk::{Arbiter, FlagState, ImageLock, Outcome};
 use vm_state::FtState;
 use vmm::exit_status;
@@ -22,14 +25,15 @@ use vmm::ft::{
 };
 use vmm::host::{HostDevices, Tap, priority};
 use vmm::machine::{Cpu, Machine, end_reason};
+use vmm::monitor::{Event, Monitor, Role};
 use vmm::vm_config::{DEFAULT_MEM_MIB, VmConfig};
 use vmm::vstate::{RunError, VmEnd};
 
 use super::admit::{Refusal, admit};
 use super::error::CliError;
 use super::live::Host;
-use super::run::DEFAULT_DIGEST_INTERVAL;
-use super::{DeviceArgs, VmArgs, standby};
+use super::run::{DEFAULT_DIGEST_INTERVAL, conclude};
+use super::{DeviceArgs, Ended, MonitorArgs, VmArgs, standby};
 
 /// What both sides of a pair need.
 #[derive(Debug, Args)]
@@ -137,7 +141,9 @@ pub struct PrimaryArgs {
     #[command(flatten)]
     live: LiveArgs,
     #[command(flatten)]
-    vm: VmArgs,
+    pub vm: VmArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -170,9 +176,21 @@ pub struct BackupArgs {
     cmdline: Option<String>,
     #[command(flatten)]
     pub(super) devices: DeviceArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 impl BackupArgs {
+    /// What this side starts as, in its `started` event.
+    pub fn role(&self) -> &'static str {
+        if self.join { "standby" } else { "backup" }
+    }
+
+    /// The kernel it was given; a standby's comes with the VM.
+    pub fn kernel(&self) -> &str {
+        self.kernel.as_deref().unwrap_or("")
+    }
+
     /// The VM of a backup that is not a standby.
     fn vm(&self) -> VmArgs {
         VmArgs {
@@ -189,20 +207,23 @@ pub(super) fn owner(role: &str, address: SocketAddr) -> String {
     format!("{role} pid {} ({address})", std::process::id())
 }
 
-pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
+pub fn primary(args: &PrimaryArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+    let stats = monitor.stats();
+    stats.set_role(Role::Primary);
     let (config, backends) = args.vm.open(ImageLock::Now)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
+    machine.count_exits(stats.exits.clone());
     let header = machine.header(&config, args.live.digest_every);
     let hello = PrimaryHello {
         header: header.clone(),
         generation,
         join: false,
     };
-    let host = Host::start(true)?;
+    host.attach_stdin()?;
     let owner = owner("primary", args.backup);
-    let link = wait_for_backup(args, &channel, &hello, &host)?;
+    let link = wait_for_backup(args, &channel, &hello, host)?;
     if link.is_none() {
         eprintln!(
             "ftvm: primary: no backup at {} after {} ms; running alone needs the go-live flag",
@@ -212,7 +233,10 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
             .test_and_set(generation, &owner, &|| host.stop.requested().is_some())
             .map_err(|error| host.stopped_or("waiting for the go-live flag", error))?;
         match outcome {
-            Outcome::Won => eprintln!("ftvm: primary: won the go-live flag; running alone"),
+            Outcome::Won => {
+                stats.set_role(Role::Alone);
+                eprintln!("ftvm: primary: won the go-live flag; running alone");
+            }
             Outcome::Lost(state) => {
                 return Err(CliError::NotLive(format!(
                     "primary: the go-live flag is taken ({state}): not running alone"
@@ -229,10 +253,15 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
         cutovers.clone(),
         host.stop.clone(),
         args.live.limits(),
+        stats.clone(),
         0,
     );
     let initial = link.map(|link| {
         eprintln!("ftvm: primary: paired with the backup at {}", args.backup);
+        stats.set_paired(true);
+        monitor.emit(Event::Paired {
+            peer: args.backup.to_string(),
+        });
         let status = PairStatus::new(0, 0);
         let lease = link.lease();
         // The backup goes live after a full timeout of silence; half of it
@@ -252,7 +281,10 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
             standbys: args.live.reprotect.clone(),
             header,
             tracker: machine.memory_tracker(),
-            reporter: Reporter { role: "primary" },
+            reporter: Reporter {
+                role: "primary",
+                monitor: monitor.clone(),
+            },
         },
         gate.clone(),
         cutovers.clone(),
@@ -278,9 +310,8 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     let ended = source.end(&machine.end(end_reason(&result), status));
     protection.finish(host.stop.requested().is_some());
     host.finish();
-    let end = result?;
     ended.map_err(|error| CliError::Run(RunError::Core(error.into())))?;
-    Ok(conclude(end))
+    conclude(result)
 }
 
 /// Pairs with the backup, trying again while it does not answer, for up to
@@ -298,19 +329,22 @@ fn wait_for_backup(
     .map_err(|error| host.stopped_or("waiting for the backup", error))
 }
 
-pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
+pub fn backup(args: &BackupArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
     if args.join {
-        return standby::standby(args);
+        return standby::standby(args, monitor, host);
     }
+    let stats = monitor.stats();
+    stats.set_role(Role::Backup);
     // It writes nothing until it is live, when the primary's lock is gone.
     let (config, backends) = args.vm().open(ImageLock::FirstRequest)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
-    let machine = Machine::new(&config, Cpu::Model)?;
+    let mut machine = Machine::new(&config, Cpu::Model)?;
+    machine.count_exits(stats.exits.clone());
     let ours = machine.header(&config, 0);
     let listener = BackupListener::bind(args.listen)?;
-    // Signals are ours before anyone can be told that this side waits.
-    let host = Host::start(false)?;
+    // Signals are ours (the monitor started the host first) before anyone
+    // can be told that this side waits.
     eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
     let check = |hello: &PrimaryHello| {
         if hello.join {
@@ -328,13 +362,19 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
         }
         Ok(())
     };
-    let (link, hello, ()) = admit(listener, args.listen, &channel, &host, "backup", check)
-        .map_err(|refused| {
-            refused.into_error(&host, "waiting for a primary", |reason, _| {
+    let (link, hello, ()) =
+        admit(listener, args.listen, &channel, host, "backup", check).map_err(|refused| {
+            refused.into_error(host, "waiting for a primary", |reason, _| {
                 ChannelError::Mismatch(reason).into()
             })
         })?;
     eprintln!("ftvm: backup: paired with a primary; replaying its log");
+    stats.set_paired(true);
+    monitor.emit(Event::Paired {
+        peer: link
+            .peer()
+            .map_or_else(|| "unknown".into(), |peer| peer.to_string()),
+    });
     let mac = backends.mac;
     let devices = host.devices(backends, false)?;
     let side = Side {
@@ -351,11 +391,12 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
         arbiter,
         channel,
     };
-    side.run(args, host)
+    side.run(args, monitor, host)
 }
 
 /// A backup with its VM and its link to the live side, ready to replay.
 pub(super) struct Side {
+    /// "backup" or "standby", for messages and the flag.
     pub role: &'static str,
     pub machine: Machine,
     pub config: VmConfig,
@@ -378,7 +419,12 @@ impl Side {
     /// Replays the live side's log; once the live side is lost and this
     /// side won the flag, runs as a primary that protects itself with the
     /// standbys of `--reprotect`.
-    pub(super) fn run(self, args: &BackupArgs, host: Host) -> Result<u8, CliError> {
+    pub(super) fn run(
+        self,
+        args: &BackupArgs,
+        monitor: &Arc<Monitor>,
+        host: &Host,
+    ) -> Result<Ended, CliError> {
         let Side {
             role,
             mut machine,
@@ -393,6 +439,7 @@ impl Side {
             arbiter,
             channel,
         } = self;
+        let stats = monitor.stats();
         let status = Rc::new(RefCell::new(LogStatus::default()));
         // The backup touches neither its disk nor its TAP before it goes
         // live, but opened them before pairing, so that a missing one was
@@ -419,7 +466,7 @@ impl Side {
                     tracing::warn!(%error, "the live backup takes no input from stdin");
                 }
                 if let (Some(tap), Some(mac)) = (&tap, mac) {
-                    go_live_on(&host, tap, mac);
+                    go_live_on(host, tap, mac);
                 }
                 let config = ProtectorConfig {
                     arbiter: arbiter.clone(),
@@ -429,7 +476,10 @@ impl Side {
                     standbys: args.live.reprotect.clone(),
                     header: header.clone(),
                     tracker: tracker.clone(),
-                    reporter: Reporter { role },
+                    reporter: Reporter {
+                        role,
+                        monitor: monitor.clone(),
+                    },
                 };
                 match Protection::start(
                     config,
@@ -450,11 +500,19 @@ impl Side {
                     cutovers.clone(),
                     host.stop.clone(),
                     args.live.limits(),
+                    stats.clone(),
                     ns,
                 )
             }),
         };
-        let mut source = BackupSource::new(link, status.clone(), backlog.clone(), takeover, start);
+        let mut source = BackupSource::new(
+            link,
+            status.clone(),
+            backlog.clone(),
+            takeover,
+            start,
+            monitor.clone(),
+        );
         let mut sink = BackupSink { backlog, status };
         if let Err(error) = priority::set_thread_nice(priority::REPLAY_NICE) {
             tracing::warn!(%error, "the replay runs at normal CPU priority");
@@ -468,23 +526,47 @@ impl Side {
             replay_interval,
             args.live.digest_every,
         );
-        let outcome = backup_end(&machine, &mut source, result, &args.pair);
+        let outcome = backup_end(&machine, &mut source, result, &args.pair, role);
         // The source's takeover borrows the host.
         drop(source);
         if let Some(protection) = protection.into_inner() {
             protection.finish(host.stop.requested().is_some());
         }
         host.finish();
+        if let Err(CliError::Run(error)) = &outcome
+            && let Some(exit) = divergence_exit(error)
+        {
+            stats.divergences.inc();
+            monitor.emit(Event::Diverged {
+                exit,
+                what: error.to_string(),
+            });
+        }
         outcome
     }
 }
+
+/// The exit where a backup found that its replay diverged, if it did.
+fn divergence_exit(error: &RunError) -> Option<u64> {
+    match error {
+        RunError::Core(CoreError::Source(SourceError::Divergence { exit, .. })) => Some(*exit),
+        RunError::Core(CoreError::MissingTime { exit } | CoreError::MissingMsr { exit, .. }) => {
+            Some(*exit)
+        }
+        _ => None,
+    }
+}
+
 /// The new primary's network: frames that queued on its TAP while it was a
 /// backup belong to a past it did not run; from now on they reach the
 /// guest, and switches learn where the guest's MAC lives.
 fn go_live_on(host: &Host, tap: &Tap, mac: [u8; 6]) {
     match tap.discard_queued() {
         Ok(0) => {}
-        Ok(n) => tracing::info!(frames = n, "discarded frames queued before going live"),
+        Ok(n) => {
+            host.stats().net.discarded_frames.inc_by(n as u64);
+            tracing::info!(frames = n, "discarded frames queued before going live");
+        }
         Err(error) => tracing::warn!(%error, "cannot discard the TAP's queued frames"),
     }
     if let Err(error) = host.receive_from(tap) {
@@ -502,22 +584,24 @@ fn backup_end(
     source: &mut BackupSource<'_>,
     result: Result<VmEnd, RunError>,
     pair: &PairArgs,
-) -> Result<u8, CliError> {
+    role: &str,
+) -> Result<Ended, CliError> {
     let (reason, status) = match &result {
-        Ok(VmEnd::Stopped(reason)) => {
-            eprintln!("ftvm: backup: {reason}");
-            return Ok(reason.exit_status());
+        Ok(VmEnd::Stopped(stop)) => {
+            eprintln!("ftvm: {role}: {stop}");
+            return Ok(Ended {
+                status: stop.exit_status(),
+                reason: end_reason(&result).to_string(),
+            });
         }
-        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
-        Err(RunError::Core(ftvm_core::exit_handler::CoreError::Source(
-            ft_logging::SourceError::LogEnded,
-        ))) => {
+        Ok(VmEnd::LogEnded) => {
             // The primary was stopped (or failed) there; so is the pair.
             let end = source
                 .primary_end()
                 .expect("LogEnded comes with the end record");
             (end.reason.clone(), end.status)
         }
+        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
         // A failure of the guest the primary had too (KVM refusing the same
         // instruction) is checked against its end; anything else stops here.
         Err(error) if !exit_status::is_log_error(error) => {
@@ -526,6 +610,7 @@ fn backup_end(
         Err(_) => return Err(CliError::Run(result.expect_err("an error"))),
     };
     let live = source.is_live();
+    let described = reason.to_string();
     source
         .end(&machine.end(reason, status))
         .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
@@ -534,13 +619,8 @@ fn backup_end(
             .finish_replay(Duration::from_millis(pair.timeout_ms * 2))
             .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
     }
-    Ok(status)
-}
-
-/// The exit status of a run that ended, with a word when the host stopped it.
-fn conclude(end: VmEnd) -> u8 {
-    if let VmEnd::Stopped(reason) = end {
-        eprintln!("ftvm: {reason}");
-    }
-    exit_status::of_end(end)
+    Ok(Ended {
+        status,
+        reason: described,
+    })
 }

@@ -58,7 +58,7 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
     }
     let config = VmConfig::from_header(&header).map_err(CliError::TraceConfig)?;
     let machine = Machine::new(&config, Cpu::Recorded(&header.cpuid))?;
-    let host = Host::start(false)?;
+    let host = Host::start(false, Default::default())?;
     let source = ReplaySource::new(Progress::new(reader, total_exits), args.verify);
     let mut sink: Box<dyn OutputSink> = if args.quiet {
         Box::new(NullSink)

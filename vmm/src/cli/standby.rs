@@ -3,6 +3,7 @@
 //! that its own disk is the live side's, and then is that side's backup,
 //! replaying its log from the exit the state was taken after.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
@@ -14,8 +15,10 @@ use vmm::exit_status::{INVALID_DISK, PAIRING_FAILURE};
 use vmm::ft::Start;
 use vmm::host::HostDevices;
 use vmm::machine::{Machine, RestoreError};
+use vmm::monitor::{Event, Monitor, Role};
 use vmm::vm_config::VmConfig;
 
+use super::Ended;
 use super::admit::{Refusal, admit};
 use super::devices::Backends;
 use super::error::CliError;
@@ -25,7 +28,9 @@ use super::live::Host;
 /// How often the standby looks at the stop signal while it receives.
 const POLL: Duration = Duration::from_millis(100);
 
-pub fn standby(args: &BackupArgs) -> Result<u8, CliError> {
+pub fn standby(args: &BackupArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+    let stats = monitor.stats();
+    stats.set_role(Role::Standby);
     let channel = args.pair.channel()?;
     let arbiter = args.pair.valid_arbiter()?;
     // It writes nothing until it is live, when the live side's lock is
@@ -38,17 +43,17 @@ pub fn standby(args: &BackupArgs) -> Result<u8, CliError> {
     )?;
     // Bound now, so that a port in use is refused at start.
     let listener = BackupListener::bind(args.listen)?;
-    // Signals are ours before anyone can be told that this side waits.
-    let host = Host::start(false)?;
+    // Signals are ours (the monitor started the host first) before anyone
+    // can be told that this side waits.
     eprintln!("ftvm: standby: waiting for a live side on {}", args.listen);
     let check = |hello: &PrimaryHello| {
         offer(hello, &arbiter, args, &backends)?;
         Machine::prepare(&hello.header)
             .map_err(|error| Refusal::fatal(error.to_string(), error.exit_status()))
     };
-    let (link, hello, mut machine) =
-        admit(listener, args.listen, &channel, &host, "standby", check).map_err(|refused| {
-            refused.into_error(&host, "waiting for a live side", |reason, status| {
+    let (link, hello, mut machine) = admit(listener, args.listen, &channel, host, "standby", check)
+        .map_err(|refused| {
+            refused.into_error(host, "waiting for a live side", |reason, status| {
                 CliError::Standby {
                     message: format!("refused the live side's VM: {reason}"),
                     status,
@@ -65,12 +70,20 @@ pub fn standby(args: &BackupArgs) -> Result<u8, CliError> {
     })?;
     let mac = hello.header.net.map(|net| net.mac);
     let devices = host.devices(backends, false)?;
-    let (state, early) = receive(&mut machine, &link, &devices, &host)?;
+    let (state, early) = receive(&mut machine, &link, &devices, host)?;
     let exit = state.exit();
     link.hold(exit);
     eprintln!(
         "ftvm: standby: holds the VM at exit {exit}; replaying the live side's log as its backup"
     );
+    machine.count_exits(stats.exits.clone());
+    stats.set_role(Role::Backup);
+    stats.set_paired(true);
+    monitor.emit(Event::Paired {
+        peer: link
+            .peer()
+            .map_or_else(|| "unknown".into(), |peer| peer.to_string()),
+    });
     let side = Side {
         role: "standby",
         machine,
@@ -90,7 +103,7 @@ pub fn standby(args: &BackupArgs) -> Result<u8, CliError> {
         arbiter,
         channel,
     };
-    side.run(args, host)
+    side.run(args, monitor, host)
 }
 
 /// Whether this standby takes the VM `hello` offers: a join, from the

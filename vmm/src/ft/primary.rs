@@ -21,6 +21,7 @@ use super::OutputGate;
 use super::transfer::{Cutover, Cutovers, final_part};
 use crate::host::{LiveSource, StopSignal};
 use crate::machine::Machine;
+use crate::monitor::Stats;
 
 /// Pending log bytes that make a batch go out without waiting for a reason.
 const BATCH_BYTES: usize = 16 << 10;
@@ -45,6 +46,7 @@ pub(super) const FENCED_REASON: &str = "this side lost its backup and the go-liv
 /// Where one pair is, as its protector decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PairMode {
+    /// The backup is there.
     Paired,
     /// The backup is gone and this side won the flag: it runs alone.
     Alone,
@@ -86,6 +88,7 @@ impl PairStatus {
         self.notify();
     }
 
+    /// The protector decided where the pair is.
     pub fn set_mode(&self, mode: PairMode) {
         self.mode.store(mode as u8, Ordering::SeqCst);
         self.notify();
@@ -101,6 +104,7 @@ impl PairStatus {
         let _ = self.changed.1.wait_timeout(guard, timeout);
     }
 
+    /// Where the pair is.
     pub fn mode(&self) -> PairMode {
         match self.mode.load(Ordering::SeqCst) {
             0 => PairMode::Paired,
@@ -130,11 +134,18 @@ struct Outbox {
     /// the log must carry whatever its encoding.
     input_bytes: u64,
     console: StreamDigest,
+    /// Where the bytes sent are counted.
+    log_bytes: prometheus::IntCounter,
 }
 
 impl Outbox {
     /// The log to a backup that has every input through exit `marker`.
-    fn new(sender: LogSender, status: Arc<PairStatus>, marker: u64) -> Self {
+    fn new(
+        sender: LogSender,
+        status: Arc<PairStatus>,
+        marker: u64,
+        log_bytes: prometheus::IntCounter,
+    ) -> Self {
         Self {
             sender,
             status,
@@ -149,6 +160,7 @@ impl Outbox {
             sent_records: 0,
             input_bytes: 0,
             console: StreamDigest::default(),
+            log_bytes,
         }
     }
 
@@ -160,6 +172,7 @@ impl Outbox {
     fn send(&mut self, marker: u64, released: Released) {
         let records = std::mem::take(&mut self.pending);
         let bytes = records.len() as u64;
+        self.log_bytes.inc_by(bytes);
         self.sender.batch(records, marker, released);
         self.sender.heartbeat_state(marker, released);
         self.in_flight.push_back((marker, bytes));
@@ -199,6 +212,7 @@ pub struct PrimarySource<W> {
     cutovers: Arc<Cutovers>,
     stop: Arc<StopSignal>,
     limits: Limits,
+    stats: Arc<Stats>,
     now_ns: u64,
     last_report: Instant,
     started: Instant,
@@ -215,6 +229,7 @@ impl<W: Write> PrimarySource<W> {
         cutovers: Arc<Cutovers>,
         stop: Arc<StopSignal>,
         limits: Limits,
+        stats: Arc<Stats>,
         now_ns: u64,
     ) -> Self {
         Self {
@@ -225,6 +240,7 @@ impl<W: Write> PrimarySource<W> {
             cutovers,
             stop,
             limits,
+            stats,
             now_ns,
             last_report: Instant::now(),
             started: Instant::now(),
@@ -235,7 +251,8 @@ impl<W: Write> PrimarySource<W> {
     /// Pairs with a backup that has every input through exit `exit`: its
     /// log goes through `sender`, its protector reports through `status`.
     pub fn pair(&mut self, sender: LogSender, status: Arc<PairStatus>, exit: u64) {
-        self.outbox = Some(Outbox::new(sender, status, exit));
+        let log_bytes = self.stats.log_bytes.clone();
+        self.outbox = Some(Outbox::new(sender, status, exit, log_bytes));
     }
 
     /// The guest is paused at an exit boundary for the cutover the
@@ -261,6 +278,7 @@ impl<W: Write> PrimarySource<W> {
                 request.sender.clone(),
                 status.clone(),
                 part.exit,
+                self.stats.log_bytes.clone(),
             ));
             self.gate.pair(part.exit, part.leased);
             Cutover {
@@ -280,19 +298,14 @@ impl<W: Write> PrimarySource<W> {
         &self.gate
     }
 
-    /// Logs what the pair cost: how long outputs waited for their
-    /// acknowledgement, and the log's volume (scripts/bench.sh reads it).
+    /// Logs what the pair cost, for people: programs read the metrics.
     fn summarize(&self, outbox: &Outbox) {
-        let mut waits = self.gate.take_waits();
-        waits.sort();
-        let percentile =
-            |p: usize| waits.get((waits.len() * p / 100).min(waits.len().saturating_sub(1)));
-        let micros = |wait: Option<&Duration>| wait.map_or(0, |w| w.as_micros());
+        let held = &self.stats.output_hold_seconds;
         let seconds = self.started.elapsed().as_secs_f64();
         info!(
-            held_outputs = waits.len(),
-            output_wait_p50_us = micros(percentile(50)),
-            output_wait_p99_us = micros(percentile(99)),
+            held_outputs = held.get_sample_count(),
+            output_hold_mean_us =
+                (held.get_sample_sum() / held.get_sample_count().max(1) as f64 * 1e6) as u64,
             log_bytes = outbox.sent_bytes,
             log_records = outbox.sent_records,
             input_bytes = outbox.input_bytes,
@@ -309,7 +322,10 @@ impl<W: Write> PrimarySource<W> {
                 self.fenced = true;
                 self.outbox = None;
             }
-            Some(PairMode::Alone) => self.outbox = None,
+            Some(PairMode::Alone) => {
+                self.outbox = None;
+                self.stats.lag_seconds.set(0.0);
+            }
             Some(PairMode::Paired) | None => {}
         }
         if self.fenced {
@@ -351,9 +367,12 @@ impl<W: Write> PrimarySource<W> {
             let lag = self
                 .now_ns
                 .saturating_sub(outbox.status.backup_ns.load(Ordering::SeqCst));
+            self.stats.lag_seconds.set(lag as f64 / 1e9);
             if outbox.unacked <= self.limits.buffer_bytes && lag <= self.limits.max_lag_ns {
                 if let Some(since) = stalled_since {
-                    self.stalled += since.elapsed();
+                    let stalled = since.elapsed();
+                    self.stalled += stalled;
+                    self.stats.stall_seconds.inc_by(stalled.as_secs_f64());
                 }
                 return Ok(());
             }

@@ -48,17 +48,21 @@ const KICK_EVERY: Duration = Duration::from_millis(10);
 /// What the protector needs to know of its side.
 #[derive(Debug)]
 pub struct ProtectorConfig {
+    /// The go-live flag.
     pub arbiter: Arbiter,
     /// This side's name in the flag.
     pub owner: String,
     /// The generation this side owns (alone) or pairs at (paired).
     pub generation: u64,
+    /// How to talk to standbys and backups.
     pub channel: ChannelConfig,
     /// The standbys to bring into sync, in order; none: no re-protection.
     pub standbys: Vec<SocketAddr>,
     /// The VM's header, as a standby gets it.
     pub header: Header,
+    /// The guest's memory and its dirty pages.
     pub tracker: MemoryTracker,
+    /// Where changes of protection are told.
     pub reporter: Reporter,
 }
 
@@ -325,6 +329,8 @@ impl<W: Write> Protector<W> {
             self.config
                 .reporter
                 .transfer_failed(pair.peer, &lost.reason);
+        } else {
+            self.config.reporter.lost(&lost.reason);
         }
         let silent = lost.last_heard.elapsed();
         let started = Instant::now();
@@ -356,6 +362,7 @@ impl<W: Write> Protector<W> {
         if let Err(error) = self.gate.go_solo() {
             tracing::error!(%error, "cannot write the console");
         }
+        self.config.reporter.alone_again();
         pair.status.set_mode(PairMode::Alone);
         After::Alone
     }

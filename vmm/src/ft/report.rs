@@ -1,14 +1,18 @@
-//! What a live side says about its protection: a line for people on
-//! stderr for each change (a transfer started or failed, protected again,
-//! alone, fenced). Every change goes through here, so that programs can be
-//! told too.
+//! What a live side says about its protection: an event for programs
+//! (`--events`, `--metrics`) and a line for people on stderr for each change:
+//! a transfer started or failed, protected again, the backup lost, alone,
+//! fenced.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::monitor::{Event, Monitor, Role};
 
 /// A standby holds the whole VM and the new pair has formed.
 #[derive(Debug, Clone, Copy)]
 pub struct Protected {
+    /// The standby, now the backup.
     pub peer: SocketAddr,
     /// How long the guest was paused at the cutover.
     pub pause: Duration,
@@ -19,30 +23,44 @@ pub struct Protected {
     pub rounds: u32,
     /// From the standby's answer to the new pair at the next generation.
     pub to_protected: Duration,
+    /// The go-live flag's generation the new pair formed at.
     pub generation: u64,
 }
 
 /// Reports for one side, named by its role ("primary", "backup", "standby").
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Reporter {
+    /// The side's role when it started, for its lines on stderr.
     pub role: &'static str,
+    /// Where events and metrics go.
+    pub monitor: Arc<Monitor>,
 }
 
 impl Reporter {
+    /// A standby answered and the running VM goes to it.
     pub fn transfer_started(&self, peer: SocketAddr) {
         eprintln!(
             "ftvm: {}: a standby answered at {peer}: sending it the running VM",
             self.role
         );
+        self.monitor.emit(Event::TransferStarted {
+            peer: peer.to_string(),
+        });
     }
 
+    /// A peer answered but no backup came of it.
     pub fn transfer_failed(&self, peer: SocketAddr, reason: &str) {
         eprintln!(
             "ftvm: {}: the transfer to {peer} failed ({reason}); going on alone",
             self.role
         );
+        self.monitor.emit(Event::TransferFailed {
+            peer: peer.to_string(),
+            reason: reason.into(),
+        });
     }
 
+    /// The standby holds the VM and the new pair formed.
     pub fn protected(&self, protected: &Protected) {
         eprintln!(
             "ftvm: {}: protected again by {} at generation {}: pause {} ms, {} bytes in {} rounds, {} ms to protected",
@@ -54,6 +72,25 @@ impl Reporter {
             protected.rounds,
             protected.to_protected.as_millis()
         );
+        let stats = self.monitor.stats();
+        stats.set_role(Role::Primary);
+        stats.set_paired(true);
+        self.monitor.emit(Event::Protected {
+            peer: protected.peer.to_string(),
+            pause_ms: protected.pause.as_millis() as u64,
+            pause_us: protected.pause.as_micros() as u64,
+            bytes: protected.bytes,
+            rounds: u64::from(protected.rounds),
+            to_protected_ms: protected.to_protected.as_millis() as u64,
+        });
+    }
+
+    /// The backup (or the standby being sent the VM) is gone.
+    pub fn lost(&self, reason: &str) {
+        self.monitor.emit(Event::PeerLost {
+            reason: reason.into(),
+        });
+        self.monitor.stats().set_paired(false);
     }
 
     /// The backup is lost and this side won the flag.
@@ -64,6 +101,11 @@ impl Reporter {
             silent.as_millis(),
             claim.as_millis()
         );
+    }
+
+    /// This side runs alone again (it owns the flag).
+    pub fn alone_again(&self) {
+        self.monitor.stats().set_role(Role::Alone);
     }
 
     /// The backup is lost and the flag is someone else's.

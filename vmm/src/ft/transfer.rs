@@ -84,6 +84,7 @@ pub struct Cutovers {
 }
 
 impl Cutovers {
+    /// Cutovers that pause the vCPU with `pause`.
     pub fn new(pause: PauseSignal) -> Arc<Self> {
         Arc::new(Self {
             request: Mutex::new(None),

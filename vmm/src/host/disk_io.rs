@@ -60,6 +60,7 @@ impl DiskIo {
         Ok(Self { jobs, sectors })
     }
 
+    /// Queues `request` for the I/O thread.
     pub fn submit(&self, request: DiskRequest) -> Result<(), SinkError> {
         self.jobs
             .send(Job::Request(request))

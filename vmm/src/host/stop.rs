@@ -35,6 +35,7 @@ impl StopSignal {
             .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
     }
 
+    /// The stop requested, if any.
     pub fn requested(&self) -> Option<StopReason> {
         match self.0.load(Ordering::SeqCst) {
             0 => None,
@@ -99,6 +100,7 @@ pub struct PauseSignal {
 }
 
 impl PauseSignal {
+    /// A signal that kicks the vCPU thread of `kicker`.
     pub fn new(kicker: VcpuKicker) -> Self {
         Self {
             requested: Arc::new(AtomicBool::new(false)),
@@ -113,6 +115,7 @@ impl PauseSignal {
         self.kicker.kick();
     }
 
+    /// Whether a pause is asked for.
     pub fn requested(&self) -> bool {
         self.requested.load(Ordering::SeqCst)
     }

@@ -10,7 +10,8 @@ mod vcpu_state;
 mod vm;
 
 pub use cpuid::CpuidError;
+pub use ftvm_core::exit_handler::VmEnd;
 pub use memory_tracker::MemoryTracker;
-pub use vcpu::{PausePoint, Ran, RunError, Vcpu, VmEnd};
+pub use vcpu::{PausePoint, Ran, RunError, Vcpu};
 pub use vcpu_state::VcpuStateError;
 pub use vm::{Vm, VmError};

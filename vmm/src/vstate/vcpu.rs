@@ -1,11 +1,15 @@
+//! The vCPU: its initial state, the loop that runs it through the exit
+//! handler, and interrupt injection.
+
 use std::sync::Arc;
 
-use ft_logging::{EventSource, OutputSink, SourceError, StateDigest, StopReason};
+use ft_logging::{EventSource, OutputSink, StateDigest};
 use kvm_bindings::{
     CpuId, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, Msrs, kvm_debugregs, kvm_enable_cap, kvm_interrupt,
     kvm_msr_entry, kvm_vcpu_events,
 };
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+use prometheus::IntCounter;
 use tracing::{trace, warn};
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iow_nr;
@@ -15,8 +19,7 @@ use super::emulation::{self, Unemulated};
 use super::state_digest::state_digest;
 use crate::boot::cpu_state;
 use crate::host::{PauseSignal, StopSignal};
-use ftvm_core::effect::GuestEnd;
-use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow};
+use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow, Step, VmEnd};
 use ftvm_core::memory::GuestRam;
 
 // kvm-ioctls does not wrap KVM_INTERRUPT, the injection ioctl for a
@@ -38,15 +41,6 @@ const INITIAL_MSRS: &[(u32, u64)] = &[
     (0xc000_0084, 0),               // SYSCALL_MASK
     (0xc000_0102, 0),               // KERNEL_GS_BASE
 ];
-
-/// How a run of the VM ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VmEnd {
-    /// The guest ended it.
-    Guest(GuestEnd),
-    /// The host asked it to stop.
-    Stopped(StopReason),
-}
 
 /// Where a run pauses, at a settled exit boundary.
 #[derive(Debug, Clone, Copy)]
@@ -72,31 +66,43 @@ impl PausePoint<'_> {
 /// Where a run that may pause stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ran {
+    /// The run ended.
     Ended(VmEnd),
     /// At an exit boundary, settled: the state can be captured, and a run
     /// goes on from here.
     Paused,
 }
 
+/// Why running the VM failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The deterministic core failed.
     #[error(transparent)]
     Core(CoreError),
+    /// KVM_RUN failed.
     #[error("KVM_RUN failed: {0}")]
     Run(#[source] kvm_ioctls::Error),
+    /// KVM refused an interrupt.
     #[error("cannot inject interrupt vector {vector:#x}: {source}")]
     Interrupt {
+        /// The interrupt vector.
         vector: u8,
+        /// The error underneath.
         source: kvm_ioctls::Error,
     },
+    /// The guest ran an instruction KVM cannot emulate.
     #[error("{0}")]
     Unemulated(Unemulated),
+    /// A KVM internal error of this suberror.
     #[error("KVM internal error (suberror {0})")]
     Internal(u32),
+    /// KVM could not enter the guest, for this hardware reason.
     #[error("KVM could not enter the guest (hardware reason {0:#x})")]
     FailEntry(u64),
+    /// An exit ftvm does not handle.
     #[error("unexpected exit from KVM: {0}")]
     UnexpectedExit(String),
+    /// The guest's registers cannot be read for a digest.
     #[error("cannot read the guest's state for a digest: {0}")]
     StateDigest(#[source] kvm_ioctls::Error),
 }
@@ -114,6 +120,8 @@ pub struct Vcpu {
     /// (an immediate-exit KVM_RUN does that without running the guest),
     /// and until then its registers do not show the access done.
     pub(super) settled: bool,
+    /// Counts every exit, for other threads to read.
+    exits: Option<IntCounter>,
 }
 
 impl Vcpu {
@@ -183,6 +191,7 @@ impl Vcpu {
             memory,
             msrs: saved,
             settled: true,
+            exits: None,
         })
     }
 
@@ -190,6 +199,11 @@ impl Vcpu {
     /// bare KVM_RUN loop.
     pub fn fd_mut(&mut self) -> &mut VcpuFd {
         &mut self.fd
+    }
+
+    /// Counts every exit in `exits` from now on.
+    pub fn count_exits(&mut self, exits: IntCounter) {
+        self.exits = Some(exits);
     }
 
     /// The guest's registers and a hash of its memory, now.
@@ -213,25 +227,10 @@ impl Vcpu {
         digest_interval: u64,
         pause: PausePoint<'_>,
     ) -> Result<Ran, RunError> {
-        match self.run_loop(handler, source, sink, stop, digest_interval, pause) {
-            Err(RunError::Core(CoreError::Source(SourceError::Stopped(reason)))) => {
-                Ok(Ran::Ended(VmEnd::Stopped(reason)))
-            }
-            other => other,
-        }
-    }
-
-    fn run_loop(
-        &mut self,
-        handler: &mut ExitHandler,
-        source: &mut dyn EventSource,
-        sink: &mut dyn OutputSink,
-        stop: &Arc<StopSignal>,
-        digest_interval: u64,
-        pause: PausePoint<'_>,
-    ) -> Result<Ran, RunError> {
-        if !handler.started() {
-            handler.boot(source).map_err(RunError::Core)?;
+        if !handler.started()
+            && let Flow::End(end) = handler.boot(source).map_err(RunError::Core)?
+        {
+            return Ok(Ran::Ended(end));
         }
         loop {
             // Pausing enters KVM only to complete the last exit's access:
@@ -275,13 +274,19 @@ impl Vcpu {
                 }
                 Err(error) => return Err(RunError::Run(error)),
             };
-            let completed = handler.access(access, source).map_err(RunError::Core)?;
+            let completed = match handler.access(access, source).map_err(RunError::Core)? {
+                Step::Completed(completed) => completed,
+                Step::End(end) => return Ok(Ran::Ended(end)),
+            };
+            if let Some(exits) = &self.exits {
+                exits.inc();
+            }
             let regs = self.fd.sync_regs().regs;
             match handler
                 .finish(completed, regs.rip, regs.rflags, source, sink)
                 .map_err(RunError::Core)?
             {
-                Flow::End(end) => return Ok(Ran::Ended(VmEnd::Guest(end))),
+                Flow::End(end) => return Ok(Ran::Ended(end)),
                 Flow::Continue => {}
             }
             let exit = handler.exits();
