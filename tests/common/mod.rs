@@ -7,6 +7,7 @@ pub mod hosts;
 pub mod lan;
 pub mod metrics;
 pub mod pair;
+pub mod standby;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
