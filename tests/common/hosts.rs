@@ -1,4 +1,4 @@
-//! Two "hosts" and a client in network namespaces, made by
+//! Three "hosts" and a client in network namespaces, made by
 //! `scripts/two-hosts.sh` and removed when dropped.
 
 use std::net::SocketAddr;
@@ -28,7 +28,19 @@ fn run_script(name: &str, args: &[&str]) {
     );
 }
 
-/// The namespaces NAME-a (primary), NAME-b (backup), NAME-c (client).
+/// Where ftvm listens on host `host` (a, b or d): a backup or a standby.
+pub fn address(host: char) -> SocketAddr {
+    let last = match host {
+        'a' => 1,
+        'b' => 2,
+        'd' => 4,
+        other => panic!("no ftvm host {other}"),
+    };
+    format!("10.99.0.{last}:7000").parse().unwrap()
+}
+
+/// The namespaces NAME-a (primary), NAME-b (backup), NAME-d (a standby),
+/// NAME-c (client).
 #[derive(Debug)]
 pub struct Hosts {
     pub name: String,
@@ -47,6 +59,53 @@ impl Hosts {
     /// Fails the primary's host: `kill`, `cut` or `heal` (scripts/takeover.sh).
     pub fn takeover(&self, how: &str) {
         run_script("takeover.sh", &[how, &self.name]);
+    }
+
+    /// Fails host `host` (a, b or d) as `takeover` does the primary's.
+    pub fn fail(&self, how: &str, host: char) {
+        run_script("takeover.sh", &[how, &self.name, &host.to_string()]);
+    }
+
+    /// A standby on host `host`, protecting itself once live with the
+    /// standbys of `hosts`; `extra` are its device options. Returned once it
+    /// listens.
+    pub fn start_standby(
+        &self,
+        setup: &PairSetup,
+        host: char,
+        hosts: &[char],
+        extra: &[&str],
+    ) -> Side {
+        let standbys: Vec<SocketAddr> = hosts.iter().map(|&h| address(h)).collect();
+        let side = Side::start_in(
+            &self.namespace(host),
+            &setup.standby_args(address(host), &standbys, extra),
+        );
+        let side = PairSetup::started(side);
+        self.wait_listening(host, &side);
+        side
+    }
+
+    /// Waits until something accepts connections on host `host`'s ftvm
+    /// port, as seen from the client's host.
+    pub fn wait_listening(&self, host: char, side: &Side) {
+        let deadline = std::time::Instant::now() + super::TIMEOUT;
+        loop {
+            let probe = Command::new("ip")
+                .args(["netns", "exec", &self.namespace('c'), "nc", "-z", "-w", "1"])
+                .args(address(host).to_string().split(':'))
+                .status()
+                .expect("run nc");
+            if probe.success() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline && side.child_running(),
+                "nothing listens on host {host}: {}",
+                side.stderr.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// A pair whose backup listens in host b.

@@ -38,6 +38,33 @@ pub fn fresh_disk(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// The value of `key{i}` on a [`prefilled_disk`]: `value{i}` padded with
+/// dots to 64 bytes.
+pub fn prefilled_value(i: u64) -> String {
+    format!("{:.<64}", format!("value{i}"))
+}
+
+/// A disk image whose kvstore log already holds `keys` keys, `key{i}` set
+/// to [`prefilled_value`]`(i)`, as kvstore itself writes it.
+pub fn prefilled_disk(dir: &Path, keys: u64) -> std::path::PathBuf {
+    let path = fresh_disk(dir);
+    let mut log = kvcore::log::LogWriter::new(&[], 0);
+    let mut image = std::fs::read(&path).unwrap();
+    for i in 0..keys {
+        let key = format!("key{i}");
+        let value = prefilled_value(i);
+        // A SET entry: 'S', the key's length (under 128: one byte), key, value.
+        let mut entry = vec![b'S', key.len() as u8];
+        entry.extend_from_slice(key.as_bytes());
+        entry.extend_from_slice(value.as_bytes());
+        let (sector, bytes) = log.append(&entry);
+        let at = sector as usize * kvcore::log::SECTOR_SIZE;
+        image[at..at + bytes.len()].copy_from_slice(&bytes);
+    }
+    std::fs::write(&path, image).unwrap();
+    path
+}
+
 /// Runs a client program in network namespace `namespace`.
 pub fn client(namespace: &str, program: &str, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new("ip")
