@@ -314,3 +314,35 @@ fn a_partitioned_new_primary_lands_nothing_once_its_standby_is_live() {
     );
     assert_eq!(records_on(&image), RECORDS, "{context}");
 }
+
+#[test]
+fn the_network_demo_carries_a_connection_through_two_failures() {
+    let _one = serial();
+    let out = common::run(&[
+        "demo",
+        "--net",
+        "--failures",
+        "2",
+        "--kill-after-ms",
+        "800",
+        "--sets-after",
+        "10",
+    ]);
+    assert_eq!(out.code(), 0, "{out:#?}");
+    for needle in [
+        "client ▸ connected from 10.0.0.1",
+        "protected by",
+        "none lost",
+        "2 failures, 2 takeovers; the client's connection carried on through all of them",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?} not in {out:#?}");
+    }
+    let namespaces = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&namespaces.stdout).contains("ftvmdemo"),
+        "the demo left its namespace behind"
+    );
+}

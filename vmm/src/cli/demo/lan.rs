@@ -1,7 +1,8 @@
 //! The network of `ftvm demo --net`: a namespace of its own holding a
 //! bridge (the LAN, where this demo's client is 10.0.0.1) and a TAP device
-//! for each side of the pair; and the client, a TCP connection to the
-//! guest's Redis server issuing numbered SETs.
+//! for each side (a host of its own each, in a real deployment); and the
+//! client, a TCP connection to the guest's Redis server issuing numbered
+//! SETs.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -19,9 +20,11 @@ use crate::cli::error::CliError;
 /// The guest's address and Redis port, on the LAN.
 pub const GUEST_IP: &str = "10.0.0.2";
 const REDIS: &str = "10.0.0.2:6379";
-/// The TAP devices of the primary and of the backup.
-pub const PRIMARY_TAP: &str = "tap-a";
-pub const BACKUP_TAP: &str = "tap-b";
+/// The TAP device of side `side` (0 the primary, 1 the backup, then the
+/// standbys).
+pub fn tap(side: usize) -> String {
+    format!("tap-{side}")
+}
 /// How long one SET may take: a takeover, and TCP's retransmission.
 const PATIENCE: Duration = Duration::from_secs(30);
 /// SETs between two lines of the client's view, when nothing happens.
@@ -35,25 +38,38 @@ pub struct Lan {
 }
 
 impl Lan {
-    pub fn create() -> Result<Self, CliError> {
+    /// The namespace, its bridge and a TAP device for each of `sides`.
+    pub fn create(sides: usize) -> Result<Self, CliError> {
         let lan = Self {
             namespace: format!("ftvmdemo{}", std::process::id()),
         };
         let ns = lan.namespace.as_str();
-        let steps: [&[&str]; 9] = [
-            &["netns", "add", ns],
-            &["-n", ns, "link", "set", "lo", "up"],
-            &["-n", ns, "link", "add", "br0", "type", "bridge"],
-            &["-n", ns, "addr", "add", "10.0.0.1/24", "dev", "br0"],
-            &["-n", ns, "link", "set", "br0", "up"],
-            &["-n", ns, "tuntap", "add", "dev", PRIMARY_TAP, "mode", "tap"],
-            &["-n", ns, "tuntap", "add", "dev", BACKUP_TAP, "mode", "tap"],
-            &["-n", ns, "link", "set", PRIMARY_TAP, "master", "br0", "up"],
-            &["-n", ns, "link", "set", BACKUP_TAP, "master", "br0", "up"],
-        ];
+        let mut steps: Vec<Vec<String>> = [
+            vec!["netns", "add", ns],
+            vec!["-n", ns, "link", "set", "lo", "up"],
+            vec!["-n", ns, "link", "add", "br0", "type", "bridge"],
+            vec!["-n", ns, "addr", "add", "10.0.0.1/24", "dev", "br0"],
+            vec!["-n", ns, "link", "set", "br0", "up"],
+        ]
+        .into_iter()
+        .map(|step| step.into_iter().map(String::from).collect())
+        .collect();
+        for side in 0..sides {
+            let tap = tap(side);
+            steps.push(
+                ["-n", ns, "tuntap", "add", "dev", &tap, "mode", "tap"]
+                    .map(String::from)
+                    .to_vec(),
+            );
+            steps.push(
+                ["-n", ns, "link", "set", &tap, "master", "br0", "up"]
+                    .map(String::from)
+                    .to_vec(),
+            );
+        }
         for step in steps {
             let output = Command::new("ip")
-                .args(step)
+                .args(&step)
                 .stdin(Stdio::null())
                 .output()
                 .map_err(|error| {
@@ -79,9 +95,9 @@ impl Lan {
         command
     }
 
-    /// Starts the client: numbered SETs on one connection until `stop`
-    /// says how many more after it, then every key read back. Its view
-    /// goes to `lines`.
+    /// Starts the client: numbered SETs on one connection until
+    /// `taken_over` says the last takeover came, `after_takeover` more,
+    /// then every key read back. Its view goes to `lines`.
     pub fn start_client(
         &self,
         lines: Sender<Line>,
@@ -100,7 +116,10 @@ impl Lan {
                     return false;
                 }
                 let say = |text: String| lines.send(Line::Client(text)).is_ok();
-                let served = match run_client(&say, after_takeover, &taken_over) {
+                let connected = || {
+                    let _ = lines.send(Line::ClientConnected);
+                };
+                let served = match run_client(&say, &connected, after_takeover, &taken_over) {
                     Ok(()) => true,
                     Err(error) => {
                         say(format!("connection failed: {error}"));
@@ -127,6 +146,7 @@ impl Drop for Lan {
 /// One connection's view of the takeover.
 fn run_client(
     say: &dyn Fn(String) -> bool,
+    connected: &dyn Fn(),
     after_takeover: u64,
     taken_over: &crossbeam_channel::Receiver<()>,
 ) -> std::io::Result<()> {
@@ -138,6 +158,7 @@ fn run_client(
     say(format!(
         "connected from {local} to {REDIS}: one connection for everything below"
     ));
+    connected();
     let mut call = |command: &str| -> std::io::Result<(String, Duration)> {
         let asked = Instant::now();
         writer.write_all(format!("{command}\r\n").as_bytes())?;
