@@ -26,3 +26,9 @@ cargo bench -q -p vmm --bench ft
 # hosts (network namespaces; needs root and redis-tools), and the log's
 # volume against what the guest took in.
 cargo bench -q -p vmm --bench kv
+
+# Re-protection: the pause at the cutover, the time to protected and the
+# bytes sent, for ticker (64 MiB, and idle at 1 GiB) and for kvstore (64 MiB
+# and 1 GiB) under redis-benchmark on three hosts, with the benchmark's
+# throughput during a transfer against the protected pair's (needs root).
+cargo bench -q -p vmm --bench reprotect
