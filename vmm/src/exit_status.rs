@@ -2,9 +2,13 @@
 //! through, and ftvm's failures use a small table at the top of the range
 //! (a guest may choose the same numbers; the message on stderr tells).
 
-use crate::vstate::VmEnd;
+use crate::vstate::{RunError, VmEnd};
+use ft_logging::SourceError;
 use ftvm_core::effect::GuestEnd;
+use ftvm_core::exit_handler::CoreError;
 
+/// The gdb client of `ftvm replay --gdb` broke the remote protocol.
+pub const GDB_PROTOCOL: u8 = 110;
 /// The TAP device for `--net` cannot be opened or created.
 pub const NETWORK_FAILURE: u8 = 112;
 /// The disk image is missing, unreadable or not a raw image of whole
@@ -49,4 +53,30 @@ pub fn of_end(end: VmEnd) -> u8 {
         VmEnd::Guest(GuestEnd::TripleFault) => GUEST_TRIPLE_FAULT,
         VmEnd::Stopped(reason) => reason.exit_status(),
     }
+}
+
+/// The status of a run that failed with `error`.
+pub fn run_status(error: &RunError) -> u8 {
+    match error {
+        RunError::Unemulated(_) => UNEMULATED_INSTRUCTION,
+        RunError::Core(CoreError::Sink(_)) => HOST_IO_FAILURE,
+        RunError::Core(CoreError::Source(SourceError::Log(_))) => INVALID_TRACE,
+        RunError::Core(CoreError::Source(SourceError::Fenced(_))) => NOT_LIVE,
+        RunError::Core(
+            CoreError::Source(SourceError::Divergence { .. })
+            | CoreError::MissingTime { .. }
+            | CoreError::MissingMsr { .. },
+        ) => DIVERGENCE,
+        _ => KVM_FAILURE,
+    }
+}
+
+/// Errors that come from the log rather than from running the guest.
+pub fn is_log_error(error: &RunError) -> bool {
+    matches!(
+        error,
+        RunError::Core(
+            CoreError::Source(_) | CoreError::MissingTime { .. } | CoreError::MissingMsr { .. }
+        )
+    )
 }

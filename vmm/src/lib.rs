@@ -9,5 +9,6 @@ pub mod host;
 pub mod images;
 pub mod kernel;
 pub mod machine;
+pub mod timetravel;
 pub mod vm_config;
 pub mod vstate;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use ft_logging::{CpuidLeaf, End, EndReason, EventSource, Header, OutputSink};
 use sha2::{Digest, Sha256};
 use tracing::warn;
+use vm_memory::GuestMemoryMmap;
 
 use crate::boot::{self, BootError};
 use crate::host::StopSignal;
 use crate::vm_config::VmConfig;
-use crate::vstate::{RunError, Vcpu, Vm, VmEnd, VmError};
+use crate::vstate::{Resumed, RunError, Vcpu, Vm, VmEnd, VmError};
 use ftvm_core::effect::GuestEnd;
 use ftvm_core::exit_handler::ExitHandler;
 use ftvm_core::platform::{PLATFORM_VERSION, Platform};
@@ -38,8 +39,8 @@ pub struct Machine {
     vcpu: Vcpu,
     handler: ExitHandler,
     cpuid: Vec<CpuidLeaf>,
-    // Held so that the VM and its memory outlive the vCPU.
-    _vm: Vm,
+    // Owned so that the VM and its memory outlive the vCPU.
+    vm: Vm,
 }
 
 impl Machine {
@@ -59,7 +60,7 @@ impl Machine {
             vcpu,
             handler: ExitHandler::new(Platform::new(config.devices, vm.memory())),
             cpuid,
-            _vm: vm,
+            vm,
         })
     }
 
@@ -74,6 +75,24 @@ impl Machine {
     ) -> Result<VmEnd, RunError> {
         self.vcpu
             .run(&mut self.handler, source, sink, stop, digest_interval)
+    }
+
+    /// Exit 0: the inputs the guest sees before its first instruction.
+    pub fn boot(&mut self, source: &mut dyn EventSource) -> Result<(), RunError> {
+        self.vcpu.boot(&mut self.handler, source)
+    }
+
+    /// Runs the guest to its next counted exit, which it handles, or to a
+    /// debug exit (see [`Vcpu::resume`]).
+    pub fn resume(
+        &mut self,
+        source: &mut dyn EventSource,
+        sink: &mut dyn OutputSink,
+        stop: &Arc<StopSignal>,
+        digest_interval: u64,
+    ) -> Result<Resumed, RunError> {
+        self.vcpu
+            .resume(&mut self.handler, source, sink, stop, digest_interval)
     }
 
     /// The header that, with the events, determines this machine's run.
@@ -117,6 +136,16 @@ impl Machine {
     /// Exits completed so far.
     pub fn exits(&self) -> u64 {
         self.handler.exits()
+    }
+
+    /// The vCPU.
+    pub fn vcpu(&self) -> &Vcpu {
+        &self.vcpu
+    }
+
+    /// Guest RAM.
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        self.vm.memory()
     }
 
     /// The vCPU, for benchmarks that drive KVM_RUN themselves.

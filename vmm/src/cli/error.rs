@@ -1,20 +1,23 @@
 //! Every way a command can fail, and the documented exit status of each.
 
-use ft_logging::SourceError;
+use std::path::PathBuf;
+
 use ft_logging::channel::ChannelError;
-use ftvm_core::exit_handler::CoreError;
 use replay::TraceError;
 use shared_disk::{ArbiterError, ImageError};
 use vmm::exit_status::{
-    ARBITER_FAILURE, DIVERGENCE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK, INVALID_KERNEL,
-    INVALID_TRACE, KERNEL_NOT_FOUND, KVM_FAILURE, NETWORK_FAILURE, NOT_LIVE, PAIRING_FAILURE,
-    UNEMULATED_INSTRUCTION, UNREADABLE_KERNEL, USAGE,
+    ARBITER_FAILURE, GDB_PROTOCOL, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK,
+    INVALID_KERNEL, INVALID_TRACE, KERNEL_NOT_FOUND, KVM_FAILURE, NETWORK_FAILURE, NOT_LIVE,
+    PAIRING_FAILURE, UNREADABLE_KERNEL, USAGE,
 };
+pub use vmm::exit_status::{is_log_error, run_status};
 use vmm::host::TapError;
 use vmm::kernel::KernelError;
 use vmm::machine::MachineError;
+use vmm::timetravel::ReplayError;
+use vmm::timetravel::gdb::GdbError;
 use vmm::vm_config::ConfigError;
-use vmm::vstate::{RunError, VmError};
+use vmm::vstate::{DebugError, RunError, VmError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -52,6 +55,37 @@ pub enum CliError {
         recorded: String,
         ours: &'static str,
     },
+    #[error("cannot write {}: {source}", .path.display())]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read the guest for the debugger: {0}")]
+    Debug(#[from] DebugError),
+    #[error("{0}")]
+    Gdb(GdbError),
+}
+
+impl From<GdbError> for CliError {
+    fn from(error: GdbError) -> Self {
+        match error {
+            GdbError::Replay(error) => error.into(),
+            other => Self::Gdb(other),
+        }
+    }
+}
+
+impl From<ReplayError> for CliError {
+    fn from(error: ReplayError) -> Self {
+        match error {
+            ReplayError::Trace(error) => Self::Trace(error),
+            ReplayError::Config(error) => Self::TraceConfig(error),
+            ReplayError::Platform { recorded, ours } => Self::Platform { recorded, ours },
+            ReplayError::Machine(error) => Self::Machine(error),
+            ReplayError::Run(error) => Self::Run(error),
+            ReplayError::Debug(error) => Self::Debug(error),
+        }
+    }
 }
 
 impl CliError {
@@ -73,34 +107,13 @@ impl CliError {
             Self::Machine(MachineError::Vm(_)) => KVM_FAILURE,
             Self::Machine(MachineError::Boot(_)) => INVALID_KERNEL,
             Self::Run(error) => run_status(error),
-            Self::Host(_) | Self::Console(_) | Self::TraceWrite(_) => HOST_IO_FAILURE,
+            Self::Host(_) | Self::Console(_) | Self::TraceWrite(_) | Self::Output { .. } => {
+                HOST_IO_FAILURE
+            }
+            Self::Debug(_) => KVM_FAILURE,
+            Self::Gdb(GdbError::Protocol(_)) => GDB_PROTOCOL,
+            Self::Gdb(_) => HOST_IO_FAILURE,
             Self::Trace(_) | Self::TraceConfig(_) => INVALID_TRACE,
         }
     }
-}
-
-/// The status of a run that failed with `error`.
-pub fn run_status(error: &RunError) -> u8 {
-    match error {
-        RunError::Unemulated(_) => UNEMULATED_INSTRUCTION,
-        RunError::Core(CoreError::Sink(_)) => HOST_IO_FAILURE,
-        RunError::Core(CoreError::Source(SourceError::Log(_))) => INVALID_TRACE,
-        RunError::Core(CoreError::Source(SourceError::Fenced(_))) => NOT_LIVE,
-        RunError::Core(
-            CoreError::Source(SourceError::Divergence { .. })
-            | CoreError::MissingTime { .. }
-            | CoreError::MissingMsr { .. },
-        ) => DIVERGENCE,
-        _ => KVM_FAILURE,
-    }
-}
-
-/// Errors that come from the log rather than from running the guest.
-pub fn is_log_error(error: &RunError) -> bool {
-    matches!(
-        error,
-        RunError::Core(
-            CoreError::Source(_) | CoreError::MissingTime { .. } | CoreError::MissingMsr { .. }
-        )
-    )
 }

@@ -119,6 +119,7 @@ pub fn main() -> u8 {
         Command::Record(args) => run::record(&args),
         Command::Replay(args) => replay::replay(&args),
         Command::Trace(replay::TraceCommand::Inspect { trace }) => replay::inspect(&trace),
+        Command::Trace(replay::TraceCommand::Kernel { trace, out }) => replay::kernel(&trace, &out),
         Command::Primary(args) => ft::primary(&args),
         Command::Backup(args) => ft::backup(&args),
         Command::Arbiter(command) => arbiter::arbiter(&command),

@@ -1,32 +1,12 @@
-//! `ftvm replay` and `ftvm trace inspect`.
+//! `ftvm replay`, `ftvm trace inspect` and `ftvm trace kernel`.
 
-use std::borrow::Cow;
-use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use ft_logging::{
-    End, Event, EventSource, ExitDone, ExitQuery, NullSink, OutputSink, SourceError, StateDigest,
-};
-use ftvm_core::exit_handler::CoreError;
-use ftvm_core::platform::{Devices, PLATFORM_VERSION};
-use indicatif::{ProgressBar, ProgressStyle};
-use replay::{RecordStream, ReplaySource, TraceReader};
-use vmm::exit_status;
-use vmm::host::{HostDevices, HostSink};
-use vmm::kernel::Kernel;
-use vmm::machine::{Cpu, Machine, end_reason};
-use vmm::vm_config::VmConfig;
-use vmm::vstate::{RunError, VmEnd};
+use vmm::timetravel::{self, ConsoleWindow, Ending, ReplayOptions, Replayer, Stop};
 
-use super::error::{CliError, is_log_error, run_status};
+use super::error::CliError;
 use super::live::Host;
-
-/// Replays shorter than this show no progress bar.
-const PROGRESS_DELAY: Duration = Duration::from_secs(1);
-/// Exits between looks at the progress bar.
-const PROGRESS_EXITS: u64 = 4096;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -39,6 +19,17 @@ pub struct ReplayArgs {
     /// Do not print the guest's console.
     #[arg(long)]
     quiet: bool,
+    /// Print only the console bytes written at exit N and later; the
+    /// replay gets there silently.
+    #[arg(long, value_name = "N")]
+    from_exit: Option<u64>,
+    /// Stop just before exit N, printing the console bytes written before it.
+    #[arg(long, value_name = "N")]
+    until_exit: Option<u64>,
+    /// Wait for gdb (`target remote ADDR:PORT`) with the guest stopped
+    /// before its first instruction, and replay under its control.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["from_exit", "until_exit", "quiet"])]
+    gdb: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,156 +39,84 @@ pub enum TraceCommand {
         /// The trace to read.
         trace: PathBuf,
     },
+    /// Write the kernel a trace carries, so a debugger can load its symbols.
+    Kernel {
+        /// The trace to read.
+        trace: PathBuf,
+        /// Where to write the kernel.
+        out: PathBuf,
+    },
 }
 
 pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
-    // Read the whole trace once first: a damaged trace is refused before
-    // any of it replays, and the exits it ends at size the progress bar.
-    let total_exits = replay::inspect(&args.trace)?.end.exit;
-    let reader = TraceReader::open(&args.trace)?;
-    let header = reader.header().clone();
-    if header.platform != PLATFORM_VERSION {
-        return Err(CliError::Platform {
-            recorded: header.platform,
-            ours: PLATFORM_VERSION,
-        });
-    }
-    let kernel = Kernel {
-        name: header.kernel_name.clone(),
-        image: Cow::Owned(header.kernel.clone()),
-    };
-    let devices = Devices {
-        disk: header.disk,
-        net: header.net,
-    };
-    let config = VmConfig::with_kernel(kernel, header.mem_mib, &header.cmdline, devices)
-        .map_err(CliError::TraceConfig)?;
-    let mut machine = Machine::new(&config, Cpu::Recorded(&header.cpuid))?;
-    let host = Host::start(false)?;
-    let mut source = Progress::new(ReplaySource::new(reader, args.verify), total_exits);
-    let mut sink: Box<dyn OutputSink> = if args.quiet {
-        Box::new(NullSink)
-    } else {
-        Box::new(HostSink::new(HostDevices::default()))
-    };
-    let interval = if args.verify {
-        header.digest_interval
-    } else {
-        0
-    };
-    let result = machine.run(&mut source, sink.as_mut(), &host.stop, interval);
-    host.finish();
-    let mut source = source.finish();
-
-    let (reason, status) = match &result {
-        Ok(VmEnd::Stopped(reason)) => {
-            eprintln!("ftvm: replay {reason}");
-            return Ok(reason.exit_status());
-        }
-        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
-        // The recorded run was stopped, or failed, here: end as it did.
-        Err(RunError::Core(CoreError::Source(SourceError::LogEnded))) => {
-            let recorded = source
-                .recorded_end()
-                .expect("a replay source has read the End record when it reports LogEnded");
-            (recorded.reason.clone(), recorded.status)
-        }
-        // A failure of the replay itself that the recording may share
-        // (KVM refusing the same instruction); anything from the log is not.
-        Err(error) if !is_log_error(error) => (end_reason(&result), run_status(error)),
-        Err(_) => return Err(CliError::Run(result.expect_err("an error"))),
-    };
-    let end = machine.end(reason, status);
-    source
-        .end(&end)
-        .map_err(|e| CliError::Run(RunError::Core(e.into())))?;
-    let recorded = source
-        .recorded_end()
-        .expect("a replay source has read the End record once end() succeeds");
-    // Without --verify the ends are not compared; a failure of this replay
-    // that the recorded run did not have is still a failure.
-    if let Err(error) = result
-        && recorded.reason != end.reason
+    let from = args.from_exit.unwrap_or(0);
+    if let Some(until) = args.until_exit
+        && until < from
     {
-        return Err(CliError::Run(error));
+        return Err(CliError::Usage(format!(
+            "--until-exit {until} is before --from-exit {from}"
+        )));
     }
-    if args.verify {
-        eprintln!(
-            "ftvm: replay verified: {} exits, {} console bytes, ended as recorded ({:?}, status {})",
-            end.exit, end.console.bytes, recorded.reason, recorded.status
-        );
-    }
-    Ok(recorded.status)
+    let console = if args.quiet {
+        ConsoleWindow::quiet()
+    } else {
+        ConsoleWindow::new(from, args.until_exit)
+    };
+    let options = ReplayOptions {
+        // A debugged replay checks everything it can.
+        verify: args.verify || args.gdb.is_some(),
+        progress: args.gdb.is_none(),
+        stepping: args.gdb.is_some(),
+    };
+    let host = Host::start(false)?;
+    let result = replay_with(args, options, console, &host);
+    host.finish();
+    result
 }
 
-pub fn inspect(trace: &std::path::Path) -> Result<u8, CliError> {
+fn replay_with(
+    args: &ReplayArgs,
+    options: ReplayOptions,
+    console: ConsoleWindow,
+    host: &Host,
+) -> Result<u8, CliError> {
+    let mut replayer = Replayer::open(&args.trace, options, console, host.stop.clone())?;
+    if let Some(address) = &args.gdb {
+        return Ok(timetravel::gdb::serve(replayer, address)?);
+    }
+    // Exit 0 is boot: nothing is printed before it.
+    if let Some(until) = args.until_exit
+        && replayer.run_to_exit(until.saturating_sub(1))? == Stop::Arrived
+    {
+        return Ok(0);
+    }
+    let ending = replayer.run_to_end()?;
+    Ok(conclude(ending, args.verify))
+}
+
+/// The status a finished replay exits with, with a word on stderr.
+fn conclude(ending: &Ending, verify: bool) -> u8 {
+    match ending {
+        Ending::Stopped(reason) => eprintln!("ftvm: replay {reason}"),
+        Ending::Finished { end, recorded, .. } if verify => eprintln!(
+            "ftvm: replay verified: {} exits, {} console bytes, ended as recorded ({:?}, status {})",
+            end.exit, end.console.bytes, recorded.reason, recorded.status
+        ),
+        Ending::Finished { .. } => {}
+    }
+    ending.status()
+}
+
+pub fn inspect(trace: &Path) -> Result<u8, CliError> {
     print!("{}", replay::inspect(trace)?);
     Ok(0)
 }
 
-/// A replay source that shows a progress bar, in exits, on stderr when the
-/// replay takes longer than a second and stderr is a terminal.
-struct Progress<S: RecordStream> {
-    source: ReplaySource<S>,
-    total_exits: u64,
-    started: Instant,
-    bar: Option<ProgressBar>,
-}
-
-impl<S: RecordStream> Progress<S> {
-    fn new(source: ReplaySource<S>, total_exits: u64) -> Self {
-        Self {
-            source,
-            total_exits,
-            started: Instant::now(),
-            bar: None,
-        }
-    }
-
-    fn update(&mut self, exit: u64) {
-        if self.bar.is_none()
-            && self.started.elapsed() > PROGRESS_DELAY
-            && std::io::stderr().is_terminal()
-        {
-            let bar = ProgressBar::new(self.total_exits);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "replaying {bar:40} {percent:>3}% {human_pos}/{human_len} exits, eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            self.bar = Some(bar);
-        }
-        if let Some(bar) = &self.bar {
-            bar.set_position(exit);
-        }
-    }
-
-    fn finish(self) -> ReplaySource<S> {
-        if let Some(bar) = self.bar {
-            bar.finish_and_clear();
-        }
-        self.source
-    }
-}
-
-impl<S: RecordStream> EventSource for Progress<S> {
-    fn events(&mut self, query: &ExitQuery, events: &mut Vec<Event>) -> Result<(), SourceError> {
-        self.source.events(query, events)
-    }
-
-    fn exit_done(&mut self, done: &ExitDone<'_>) -> Result<(), SourceError> {
-        if done.exit.is_multiple_of(PROGRESS_EXITS) {
-            self.update(done.exit);
-        }
-        self.source.exit_done(done)
-    }
-
-    fn state(&mut self, exit: u64, digest: StateDigest) -> Result<(), SourceError> {
-        self.source.state(exit, digest)
-    }
-
-    fn end(&mut self, end: &End) -> Result<(), SourceError> {
-        self.source.end(end)
-    }
+pub fn kernel(trace: &Path, out: &Path) -> Result<u8, CliError> {
+    let reader = replay::TraceReader::open(trace)?;
+    std::fs::write(out, &reader.header().kernel).map_err(|source| CliError::Output {
+        path: out.to_owned(),
+        source,
+    })?;
+    Ok(0)
 }

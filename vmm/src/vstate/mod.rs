@@ -1,6 +1,7 @@
 //! The KVM side of the VM: the only code that calls kvm-ioctls.
 
 mod cpuid;
+mod debug;
 mod emulation;
 mod msr_filter;
 mod state_digest;
@@ -8,5 +9,6 @@ mod vcpu;
 mod vm;
 
 pub use cpuid::CpuidError;
-pub use vcpu::{RunError, Vcpu, VmEnd};
+pub use debug::{BREAKPOINT_SLOTS, DebugError, GuestDebug, Registers};
+pub use vcpu::{Resumed, RunError, Vcpu, VmEnd};
 pub use vm::{Vm, VmError};

@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use ft_logging::{EventSource, OutputSink, SourceError, StateDigest, StopReason};
 use kvm_bindings::{
-    CpuId, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, Msrs, kvm_debugregs, kvm_enable_cap, kvm_interrupt,
-    kvm_msr_entry, kvm_vcpu_events,
+    CpuId, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, Msrs, kvm_debug_exit_arch, kvm_debugregs,
+    kvm_enable_cap, kvm_interrupt, kvm_msr_entry, kvm_vcpu_events,
 };
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use tracing::{trace, warn};
@@ -38,6 +38,17 @@ const INITIAL_MSRS: &[(u32, u64)] = &[
     (0xc000_0084, 0),               // SYSCALL_MASK
     (0xc000_0102, 0),               // KERNEL_GS_BASE
 ];
+
+/// What one [`Vcpu::resume`] ended with.
+#[derive(Debug, Clone, Copy)]
+pub enum Resumed {
+    /// A counted exit was handled.
+    Exit,
+    /// A debug exit (a single step or a hardware breakpoint).
+    Debug(kvm_debug_exit_arch),
+    /// The VM ended.
+    End(VmEnd),
+}
 
 /// How a run of the VM ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +85,7 @@ pub enum RunError {
 /// The one vCPU, and the loop that runs it.
 #[derive(Debug)]
 pub struct Vcpu {
-    fd: VcpuFd,
+    pub(super) fd: VcpuFd,
     memory: GuestMemoryMmap,
 }
 
@@ -148,7 +159,19 @@ impl Vcpu {
         stop: &Arc<StopSignal>,
         digest_interval: u64,
     ) -> Result<VmEnd, RunError> {
-        match self.run_loop(handler, source, sink, stop, digest_interval) {
+        let result = self.boot(handler, source).and_then(|()| {
+            loop {
+                match self.resume(handler, source, sink, stop, digest_interval)? {
+                    Resumed::Exit => {}
+                    Resumed::End(end) => break Ok(end),
+                    // Nothing asked KVM for debug exits.
+                    Resumed::Debug(debug) => {
+                        break Err(RunError::UnexpectedExit(format!("{debug:?}")));
+                    }
+                }
+            }
+        });
+        match result {
             Err(RunError::Core(CoreError::Source(SourceError::Stopped(reason)))) => {
                 Ok(VmEnd::Stopped(reason))
             }
@@ -156,34 +179,50 @@ impl Vcpu {
         }
     }
 
-    fn run_loop(
+    /// Exit 0: the inputs the guest sees before its first instruction.
+    pub fn boot(
+        &mut self,
+        handler: &mut ExitHandler,
+        source: &mut dyn EventSource,
+    ) -> Result<(), RunError> {
+        handler.boot(source).map_err(RunError::Core)
+    }
+
+    /// Runs the guest to its next counted exit and handles it (events,
+    /// access, digests, injection), or to a debug exit, which is not a
+    /// platform exit: it counts nothing and changes no device.
+    pub fn resume(
         &mut self,
         handler: &mut ExitHandler,
         source: &mut dyn EventSource,
         sink: &mut dyn OutputSink,
         stop: &Arc<StopSignal>,
         digest_interval: u64,
-    ) -> Result<VmEnd, RunError> {
-        handler.boot(source).map_err(RunError::Core)?;
-        loop {
-            let access = match self.fd.run() {
-                Ok(VcpuExit::IoIn(port, data)) => Access::PioIn { port, data },
-                Ok(VcpuExit::IoOut(port, data)) => Access::PioOut { port, data },
-                Ok(VcpuExit::MmioRead(addr, data)) => Access::MmioRead { addr, data },
-                Ok(VcpuExit::MmioWrite(addr, data)) => Access::MmioWrite { addr, data },
-                Ok(VcpuExit::X86Rdmsr(msr)) => Access::RdMsr {
-                    index: msr.index,
-                    value: msr.data,
-                    fault: msr.error,
-                },
-                Ok(VcpuExit::X86Wrmsr(msr)) => Access::WrMsr {
-                    index: msr.index,
-                    value: msr.data,
-                    fault: msr.error,
-                },
-                Ok(VcpuExit::Hlt) => Access::Hlt,
-                Ok(VcpuExit::IrqWindowOpen) => Access::IrqWindowOpen,
-                Ok(VcpuExit::Shutdown) => Access::Shutdown,
+    ) -> Result<Resumed, RunError> {
+        let access = loop {
+            match self.fd.run() {
+                Ok(VcpuExit::IoIn(port, data)) => break Access::PioIn { port, data },
+                Ok(VcpuExit::IoOut(port, data)) => break Access::PioOut { port, data },
+                Ok(VcpuExit::MmioRead(addr, data)) => break Access::MmioRead { addr, data },
+                Ok(VcpuExit::MmioWrite(addr, data)) => break Access::MmioWrite { addr, data },
+                Ok(VcpuExit::X86Rdmsr(msr)) => {
+                    break Access::RdMsr {
+                        index: msr.index,
+                        value: msr.data,
+                        fault: msr.error,
+                    };
+                }
+                Ok(VcpuExit::X86Wrmsr(msr)) => {
+                    break Access::WrMsr {
+                        index: msr.index,
+                        value: msr.data,
+                        fault: msr.error,
+                    };
+                }
+                Ok(VcpuExit::Hlt) => break Access::Hlt,
+                Ok(VcpuExit::IrqWindowOpen) => break Access::IrqWindowOpen,
+                Ok(VcpuExit::Shutdown) => break Access::Shutdown,
+                Ok(VcpuExit::Debug(debug)) => return Ok(Resumed::Debug(debug)),
                 Ok(VcpuExit::Intr) => continue,
                 Ok(VcpuExit::InternalError) => return Err(self.internal_error()),
                 Ok(VcpuExit::FailEntry(reason, _)) => return Err(RunError::FailEntry(reason)),
@@ -192,33 +231,34 @@ impl Vcpu {
                     // A kick: it counts nothing and applies nothing.
                     self.fd.set_kvm_immediate_exit(0);
                     if let Some(reason) = stop.requested() {
-                        return Ok(VmEnd::Stopped(reason));
+                        return Ok(Resumed::End(VmEnd::Stopped(reason)));
                     }
                     continue;
                 }
                 Err(error) => return Err(RunError::Run(error)),
-            };
-            let completed = handler.access(access, source).map_err(RunError::Core)?;
-            let regs = self.fd.sync_regs().regs;
-            match handler
-                .finish(completed, regs.rip, regs.rflags, source, sink)
-                .map_err(RunError::Core)?
-            {
-                Flow::End(end) => return Ok(VmEnd::Guest(end)),
-                Flow::Continue => {}
             }
-            let exit = handler.exits();
-            if digest_interval != 0 && exit.is_multiple_of(digest_interval) {
-                let digest = self.state_digest()?;
-                source
-                    .state(exit, digest)
-                    .map_err(|e| RunError::Core(e.into()))?;
-            }
-            if let Some(reason) = stop.requested() {
-                return Ok(VmEnd::Stopped(reason));
-            }
-            self.inject(handler)?;
+        };
+        let completed = handler.access(access, source).map_err(RunError::Core)?;
+        let regs = self.fd.sync_regs().regs;
+        match handler
+            .finish(completed, regs.rip, regs.rflags, source, sink)
+            .map_err(RunError::Core)?
+        {
+            Flow::End(end) => return Ok(Resumed::End(VmEnd::Guest(end))),
+            Flow::Continue => {}
         }
+        let exit = handler.exits();
+        if digest_interval != 0 && exit.is_multiple_of(digest_interval) {
+            let digest = self.state_digest()?;
+            source
+                .state(exit, digest)
+                .map_err(|e| RunError::Core(e.into()))?;
+        }
+        if let Some(reason) = stop.requested() {
+            return Ok(Resumed::End(VmEnd::Stopped(reason)));
+        }
+        self.inject(handler)?;
+        Ok(Resumed::Exit)
     }
 
     /// Decides injection from PIC state at a counted exit: inject when KVM

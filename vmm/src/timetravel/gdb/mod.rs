@@ -1,0 +1,82 @@
+//! `ftvm replay TRACE --gdb ADDR:PORT`: gdb debugs the replay over the GDB
+//! remote protocol (gdbstub), as one x86-64 thread (the i386:x86-64 target
+//! description whatever mode the guest is in). Memory and registers are
+//! read-only, breakpoints are hardware ones, and execution runs backwards
+//! as well as forwards (see [`super::session`]).
+
+mod connection;
+mod monitor;
+mod target;
+
+use std::io;
+use std::net::TcpListener;
+
+use gdbstub::stub::{DisconnectReason, GdbStub};
+
+use super::session::Session;
+use super::{ReplayError, Replayer};
+use connection::{GdbConnection, is_disconnection};
+use target::{Debuggee, EventLoop};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GdbError {
+    #[error("cannot listen for gdb on {address}: {source}")]
+    Listen { address: String, source: io::Error },
+    #[error("cannot accept gdb's connection: {0}")]
+    Accept(#[source] io::Error),
+    #[error("gdb connection: {0}")]
+    Connection(#[source] io::Error),
+    #[error("the gdb client broke the remote protocol: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+}
+
+/// Waits for gdb on `address`, with the replay stopped before the guest's
+/// first instruction, and serves it until it detaches, kills the replay or
+/// goes away, or the replay ends. Returns the status ftvm exits with.
+pub fn serve(replayer: Replayer, address: &str) -> Result<u8, GdbError> {
+    let listen_error = |source| GdbError::Listen {
+        address: address.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(address).map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
+    eprintln!("ftvm: waiting for gdb: target remote {local}");
+    let (stream, _) = listener.accept().map_err(GdbError::Accept)?;
+    drop(listener);
+    let mut target = Debuggee::new(Session::new(replayer));
+    let stub = GdbStub::<Debuggee, GdbConnection>::new(GdbConnection::new(stream));
+    let outcome = stub.run_blocking::<EventLoop>(&mut target);
+    let mut replayer = target.into_session().into_replayer();
+    match outcome {
+        Ok(DisconnectReason::TargetExited(status)) => Ok(status),
+        Ok(DisconnectReason::TargetTerminated(_)) => {
+            Ok(replayer.ending().map_or(0, |ending| ending.status()))
+        }
+        Ok(DisconnectReason::Disconnect) => {
+            // Detached: the replay runs on to its end.
+            Ok(replayer.run_to_end()?.status())
+        }
+        Ok(DisconnectReason::Kill) => {
+            eprintln!("ftvm: gdb killed the replay");
+            Ok(0)
+        }
+        Err(error) if error.is_target_error() => Err(error
+            .into_target_error()
+            .expect("a target error holds one")
+            .into()),
+        Err(error) if error.is_connection_error() => {
+            let (io_error, _) = error
+                .into_connection_error()
+                .expect("a connection error holds one");
+            if is_disconnection(&io_error) {
+                eprintln!("ftvm: gdb went away; the replay stops here");
+                Ok(0)
+            } else {
+                Err(GdbError::Connection(io_error))
+            }
+        }
+        Err(error) => Err(GdbError::Protocol(error.to_string())),
+    }
+}

@@ -1,0 +1,16 @@
+//! Time-travel debugging of traces: a replay that can be positioned at
+//! any exit and instruction, moved forwards and backwards, and debugged
+//! with gdb.
+
+mod console_window;
+pub mod gdb;
+mod guest_view;
+mod page_walk;
+mod progress;
+mod replayer;
+pub mod session;
+
+pub use console_window::ConsoleWindow;
+pub use guest_view::{GuestView, ReadError};
+pub use progress::Progress;
+pub use replayer::{Ending, Position, ReplayError, ReplayOptions, Replayer, Stop};

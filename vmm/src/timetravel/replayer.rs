@@ -1,0 +1,437 @@
+//! A replay of a trace that can be moved: run to an exit, step one
+//! instruction, run to a breakpoint, start again from the beginning.
+//!
+//! A point in the run is a [`Position`]: exit k, then n debug stops (single
+//! steps) since. Only counted exits advance k, and they happen exactly as in
+//! a plain replay: the same events applied at the same exits, the same
+//! interrupts injected there, every signature and (with `verify`) digest
+//! checked. Debug exits count nothing and change no device.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ft_logging::{CpuidLeaf, End, EventSource, SourceError, StopReason};
+use ftvm_core::exit_handler::CoreError;
+use ftvm_core::platform::{Devices, PLATFORM_VERSION};
+use iced_x86::Mnemonic;
+use replay::{ReplaySource, TraceError, TraceReader};
+use vm_memory::GuestMemoryMmap;
+
+use super::console_window::ConsoleWindow;
+use super::guest_view::GuestView;
+use super::progress::Progress;
+use crate::exit_status;
+use crate::host::StopSignal;
+use crate::kernel::Kernel;
+use crate::machine::{Cpu, Machine, MachineError, end_reason};
+use crate::vm_config::{ConfigError, VmConfig};
+use crate::vstate::{
+    BREAKPOINT_SLOTS, DebugError, GuestDebug, Registers, Resumed, RunError, VmEnd,
+};
+
+/// A point in a replay: after exit `exit`, `steps` single steps later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub exit: u64,
+    pub steps: u64,
+}
+
+impl Position {
+    pub fn at_exit(exit: u64) -> Self {
+        Self { exit, steps: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayOptions {
+    /// Check every console and state digest and the end record.
+    pub verify: bool,
+    /// Show a progress bar on a terminal when the replay takes long.
+    pub progress: bool,
+    /// The replay will be stepped and stopped at breakpoints: each exit's
+    /// instruction is completed at once (one more KVM_RUN that does not
+    /// enter the guest), so every position is between two instructions.
+    pub stepping: bool,
+}
+
+/// How a replay ended.
+#[derive(Debug, Clone)]
+pub enum Ending {
+    /// It came to the recorded end: the guest's status, or the recorded
+    /// one where the recorded run was stopped or failed.
+    Finished { status: u8, end: End, recorded: End },
+    /// This host stopped it (a signal).
+    Stopped(StopReason),
+}
+
+impl Ending {
+    pub fn status(&self) -> u8 {
+        match self {
+            Ending::Finished { status, .. } => *status,
+            Ending::Stopped(reason) => reason.exit_status(),
+        }
+    }
+}
+
+/// Why a forward move stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// It got where it was going.
+    Arrived,
+    /// A hardware breakpoint stopped it, at this address.
+    Breakpoint(u64),
+    /// The caller's `interrupted` said so, at an exit.
+    Interrupted,
+    /// The replay is over; see [`Replayer::ending`].
+    Ended,
+}
+
+/// What one KVM_RUN came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Exit,
+    Debug { pc: u64 },
+    Ended,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    #[error("the trace's VM configuration is invalid: {0}")]
+    Config(#[source] ConfigError),
+    #[error("the trace was recorded on platform `{recorded}`; this ftvm provides `{ours}`")]
+    Platform {
+        recorded: String,
+        ours: &'static str,
+    },
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Debug(#[from] DebugError),
+}
+
+type TraceSource = ReplaySource<TraceReader<BufReader<File>>>;
+
+/// One execution of the trace from its start.
+#[derive(Debug)]
+struct Run {
+    machine: Machine,
+    source: Progress<TraceSource>,
+    /// Debug stops since the last counted exit; unknown after a breakpoint
+    /// stopped a free run.
+    steps: Option<u64>,
+    ending: Option<Ending>,
+}
+
+/// A replay that can be moved about.
+#[derive(Debug)]
+pub struct Replayer {
+    trace: PathBuf,
+    config: VmConfig,
+    cpuid: Vec<CpuidLeaf>,
+    options: ReplayOptions,
+    /// Exits between state digests: the trace's with `verify`, else none.
+    digest_interval: u64,
+    /// The exit the trace ends at.
+    total_exits: u64,
+    console: ConsoleWindow,
+    stop: Arc<StopSignal>,
+    run: Run,
+}
+
+impl Run {
+    /// A fresh VM for the trace, booted: at exit 0.
+    fn start(
+        trace: &Path,
+        config: &VmConfig,
+        cpuid: &[CpuidLeaf],
+        options: ReplayOptions,
+        total_exits: u64,
+    ) -> Result<Self, ReplayError> {
+        let reader = TraceReader::open(trace)?;
+        let mut machine = Machine::new(config, Cpu::Recorded(cpuid))?;
+        let shown = if options.progress { total_exits } else { 0 };
+        let mut source = Progress::new(ReplaySource::new(reader, options.verify), shown);
+        let steps = Some(0);
+        match machine.boot(&mut source) {
+            Ok(()) => Ok(Self {
+                machine,
+                source,
+                steps,
+                ending: None,
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+impl Replayer {
+    /// Reads the whole trace first (a damaged one is refused before any of
+    /// it runs), then boots its VM: the replay stands before the guest's
+    /// first instruction, at exit 0.
+    pub fn open(
+        trace: &Path,
+        options: ReplayOptions,
+        console: ConsoleWindow,
+        stop: Arc<StopSignal>,
+    ) -> Result<Self, ReplayError> {
+        let total_exits = replay::inspect(trace)?.end.exit;
+        let header = TraceReader::open(trace)?.header().clone();
+        if header.platform != PLATFORM_VERSION {
+            return Err(ReplayError::Platform {
+                recorded: header.platform,
+                ours: PLATFORM_VERSION,
+            });
+        }
+        let kernel = Kernel {
+            name: header.kernel_name.clone(),
+            image: Cow::Owned(header.kernel.clone()),
+        };
+        let devices = Devices {
+            disk: header.disk,
+            net: header.net,
+        };
+        let config = VmConfig::with_kernel(kernel, header.mem_mib, &header.cmdline, devices)
+            .map_err(ReplayError::Config)?;
+        let run = Run::start(trace, &config, &header.cpuid, options, total_exits)?;
+        Ok(Self {
+            trace: trace.to_owned(),
+            config,
+            cpuid: header.cpuid,
+            options,
+            digest_interval: if options.verify {
+                header.digest_interval
+            } else {
+                0
+            },
+            total_exits,
+            console,
+            stop,
+            run,
+        })
+    }
+
+    /// Back to exit 0, in a fresh VM. Console bytes already printed are not
+    /// printed again.
+    pub fn restart(&mut self) -> Result<(), ReplayError> {
+        self.run = Run::start(
+            &self.trace,
+            &self.config,
+            &self.cpuid,
+            self.options,
+            self.total_exits,
+        )?;
+        Ok(())
+    }
+
+    /// The exit the trace ends at.
+    pub fn total_exits(&self) -> u64 {
+        self.total_exits
+    }
+
+    /// Counted exits so far.
+    pub fn exit(&self) -> u64 {
+        self.run.machine.exits()
+    }
+
+    /// Where the replay is, when known: a breakpoint that stopped a free
+    /// run leaves the steps since the last exit uncounted.
+    pub fn position(&self) -> Option<Position> {
+        self.run.steps.map(|steps| Position {
+            exit: self.exit(),
+            steps,
+        })
+    }
+
+    /// How the replay ended, once it has.
+    pub fn ending(&self) -> Option<&Ending> {
+        self.run.ending.as_ref()
+    }
+
+    /// The virtual time of the replay, in nanoseconds since boot.
+    pub fn now_ns(&self) -> u64 {
+        self.run.source.now_ns()
+    }
+
+    pub fn registers(&self) -> Result<Registers, ReplayError> {
+        Ok(self.run.machine.vcpu().registers()?)
+    }
+
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        self.run.machine.memory()
+    }
+
+    /// Runs freely until exit `exit` is done (and its interrupt injected),
+    /// or the replay ends.
+    pub fn run_to_exit(&mut self, exit: u64) -> Result<Stop, ReplayError> {
+        while self.exit() < exit {
+            if self.resume(GuestDebug::default())? == Event::Ended {
+                return Ok(Stop::Ended);
+            }
+        }
+        Ok(Stop::Arrived)
+    }
+
+    /// Runs to the recorded end.
+    pub fn run_to_end(&mut self) -> Result<&Ending, ReplayError> {
+        while self.resume(GuestDebug::default())? != Event::Ended {}
+        Ok(self
+            .ending()
+            .expect("a replay that stopped for its end has an ending"))
+    }
+
+    /// Runs until a breakpoint at one of `breakpoints`, the end of exit
+    /// `until` (when given), `interrupted` says so at an exit, or the end.
+    /// Resuming at a breakpoint first steps once with it disarmed: on our
+    /// hosts the resumed instruction would hit it again (DESIGN.md §1).
+    pub fn continue_to(
+        &mut self,
+        breakpoints: &[Option<u64>; BREAKPOINT_SLOTS],
+        until: Option<u64>,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<Stop, ReplayError> {
+        let rip = self.registers()?.regs.rip;
+        if breakpoints.contains(&Some(rip)) && self.step()? == Stop::Ended {
+            return Ok(Stop::Ended);
+        }
+        let debug = GuestDebug {
+            single_step: false,
+            breakpoints: *breakpoints,
+        };
+        loop {
+            if until.is_some_and(|until| self.exit() >= until) {
+                return Ok(Stop::Arrived);
+            }
+            match self.resume(debug)? {
+                Event::Exit if interrupted() => return Ok(Stop::Interrupted),
+                Event::Exit => {}
+                Event::Debug { pc } => {
+                    self.run.steps = None;
+                    return Ok(Stop::Breakpoint(pc));
+                }
+                Event::Ended => return Ok(Stop::Ended),
+            }
+        }
+    }
+
+    /// One step forward: one debug stop.
+    ///
+    /// A port or MMIO access gives its platform exit, which is counted and
+    /// handled as in any replay, and that ends the step. HLT is run, not
+    /// stepped (see [`crate::vstate`]'s debug notes). An interrupt injected
+    /// at the last exit is delivered without the trap flag, stopping at its
+    /// handler's first instruction with a breakpoint there, so the guest's
+    /// memory stays as in a plain replay: a delivery is a step of its own.
+    pub fn step(&mut self) -> Result<Stop, ReplayError> {
+        let registers = self.registers()?;
+        let view = GuestView::new(self.memory(), &registers);
+        let debug = match self.queued_interrupt()? {
+            Some(vector) => match view.interrupt_handler(vector) {
+                Some(handler) => GuestDebug {
+                    single_step: false,
+                    breakpoints: [Some(handler), None, None, None],
+                },
+                // A gate we cannot read: run to the next exit instead.
+                None => GuestDebug::default(),
+            },
+            None => GuestDebug {
+                single_step: view
+                    .next_instruction()
+                    .is_none_or(|instruction| instruction.mnemonic() != Mnemonic::Hlt),
+                ..GuestDebug::default()
+            },
+        };
+        match self.resume(debug)? {
+            Event::Ended => Ok(Stop::Ended),
+            Event::Debug { .. } => {
+                self.run.steps = self.run.steps.map(|steps| steps + 1);
+                Ok(Stop::Arrived)
+            }
+            Event::Exit => Ok(Stop::Arrived),
+        }
+    }
+
+    /// The vector of an interrupt the guest takes when it next runs.
+    pub fn queued_interrupt(&self) -> Result<Option<u8>, ReplayError> {
+        Ok(self.run.machine.vcpu().queued_interrupt()?)
+    }
+
+    /// One KVM_RUN, to a debug exit or to a counted exit it handles.
+    fn resume(&mut self, debug: GuestDebug) -> Result<Event, ReplayError> {
+        if self.run.ending.is_some() {
+            return Ok(Event::Ended);
+        }
+        let run = &mut self.run;
+        run.machine.vcpu().set_guest_debug(debug)?;
+        let result = run.machine.resume(
+            &mut run.source,
+            &mut self.console,
+            &self.stop,
+            self.digest_interval,
+        );
+        match result {
+            Ok(Resumed::Exit) => {
+                if self.options.stepping {
+                    run.machine.vcpu_mut().complete_exit()?;
+                }
+                run.steps = Some(0);
+                Ok(Event::Exit)
+            }
+            Ok(Resumed::Debug(debug_exit)) => Ok(Event::Debug { pc: debug_exit.pc }),
+            Ok(Resumed::End(end)) => self.conclude(Ok(end)),
+            Err(error) => self.conclude(Err(error)),
+        }
+    }
+
+    /// Ends the replay as the recorded run ended, checking the end.
+    fn conclude(&mut self, result: Result<VmEnd, RunError>) -> Result<Event, ReplayError> {
+        let run = &mut self.run;
+        let recorded_end = |source: &Progress<TraceSource>| {
+            source
+                .source()
+                .recorded_end()
+                .cloned()
+                .expect("a replay source has read the End record when it reports LogEnded")
+        };
+        let (reason, status) = match &result {
+            Ok(VmEnd::Stopped(reason)) => {
+                run.ending = Some(Ending::Stopped(*reason));
+                return Ok(Event::Ended);
+            }
+            Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
+            // The recorded run was stopped, or failed, here: end as it did.
+            Err(RunError::Core(CoreError::Source(SourceError::LogEnded))) => {
+                let recorded = recorded_end(&run.source);
+                (recorded.reason, recorded.status)
+            }
+            // A failure of the replay itself that the recording may share
+            // (KVM refusing the same instruction); anything from the log is not.
+            Err(error) if !exit_status::is_log_error(error) => {
+                (end_reason(&result), exit_status::run_status(error))
+            }
+            Err(_) => return Err(result.expect_err("an error").into()),
+        };
+        let end = run.machine.end(reason, status);
+        run.source.end(&end).map_err(|e| RunError::Core(e.into()))?;
+        let recorded = recorded_end(&run.source);
+        // Without verify the ends are not compared; a failure of this
+        // replay that the recorded run did not have is still a failure.
+        if let Err(error) = result
+            && recorded.reason != end.reason
+        {
+            return Err(error.into());
+        }
+        run.ending = Some(Ending::Finished {
+            status: recorded.status,
+            end,
+            recorded,
+        });
+        Ok(Event::Ended)
+    }
+}
