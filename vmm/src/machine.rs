@@ -82,17 +82,25 @@ impl Machine {
         self.vcpu.boot(&mut self.handler, source)
     }
 
-    /// Runs the guest to its next counted exit, which it handles, or to a
-    /// debug exit (see [`Vcpu::resume`]).
+    /// Runs the guest to its next counted exit, which it handles unless
+    /// `hold` says otherwise, or to a debug exit (see [`Vcpu::resume`]).
     pub fn resume(
         &mut self,
         source: &mut dyn EventSource,
         sink: &mut dyn OutputSink,
         stop: &Arc<StopSignal>,
         digest_interval: u64,
+        hold: &mut dyn FnMut(&Vm) -> bool,
     ) -> Result<Resumed, RunError> {
-        self.vcpu
-            .resume(&mut self.handler, source, sink, stop, digest_interval)
+        let vm = &self.vm;
+        self.vcpu.resume(
+            &mut self.handler,
+            source,
+            sink,
+            stop,
+            digest_interval,
+            &mut || hold(vm),
+        )
     }
 
     /// The header that, with the events, determines this machine's run.
@@ -146,6 +154,10 @@ impl Machine {
     /// Guest RAM.
     pub fn memory(&self) -> &GuestMemoryMmap {
         self.vm.memory()
+    }
+
+    pub fn vm(&self) -> &Vm {
+        &self.vm
     }
 
     /// The vCPU, for benchmarks that drive KVM_RUN themselves.

@@ -84,6 +84,7 @@ impl From<ReplayError> for CliError {
             ReplayError::Machine(error) => Self::Machine(error),
             ReplayError::Run(error) => Self::Run(error),
             ReplayError::Debug(error) => Self::Debug(error),
+            ReplayError::Vm(error) => Self::Machine(MachineError::Vm(error)),
         }
     }
 }

@@ -9,6 +9,7 @@ mod page_walk;
 mod progress;
 mod replayer;
 pub mod session;
+mod watch;
 
 pub use console_window::ConsoleWindow;
 pub use guest_view::{GuestView, ReadError};

@@ -23,13 +23,14 @@ use vm_memory::GuestMemoryMmap;
 use super::console_window::ConsoleWindow;
 use super::guest_view::GuestView;
 use super::progress::Progress;
+use super::watch::{IntervalStart, Watch};
 use crate::exit_status;
 use crate::host::StopSignal;
 use crate::kernel::Kernel;
 use crate::machine::{Cpu, Machine, MachineError, end_reason};
 use crate::vm_config::{ConfigError, VmConfig};
 use crate::vstate::{
-    BREAKPOINT_SLOTS, DebugError, GuestDebug, Registers, Resumed, RunError, VmEnd,
+    BREAKPOINT_SLOTS, DebugError, GuestDebug, Registers, Resumed, RunError, Vm, VmEnd, VmError,
 };
 
 /// A point in a replay: after exit `exit`, `steps` single steps later.
@@ -83,6 +84,8 @@ pub enum Stop {
     Arrived,
     /// A hardware breakpoint stopped it, at this address.
     Breakpoint(u64),
+    /// A write changed the watch at this address.
+    Watch(u64),
     /// The caller's `interrupted` said so, at an exit.
     Interrupted,
     /// The replay is over; see [`Replayer::ending`].
@@ -93,7 +96,11 @@ pub enum Stop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Event {
     Exit,
-    Debug { pc: u64 },
+    Debug {
+        pc: u64,
+    },
+    /// A platform exit left unhandled: the interval wrote a watched page.
+    Held,
     Ended,
 }
 
@@ -114,6 +121,8 @@ pub enum ReplayError {
     Run(#[from] RunError),
     #[error(transparent)]
     Debug(#[from] DebugError),
+    #[error(transparent)]
+    Vm(#[from] VmError),
 }
 
 type TraceSource = ReplaySource<TraceReader<BufReader<File>>>;
@@ -127,6 +136,8 @@ struct Run {
     /// stopped a free run.
     steps: Option<u64>,
     ending: Option<Ending>,
+    /// Where a watched interval started.
+    interval: Option<IntervalStart>,
 }
 
 /// A replay that can be moved about.
@@ -165,6 +176,7 @@ impl Run {
                 source,
                 steps,
                 ending: None,
+                interval: None,
             }),
             Err(error) => Err(error.into()),
         }
@@ -235,6 +247,12 @@ impl Replayer {
         self.total_exits
     }
 
+    /// Whether the VM has virtio devices, which write guest memory at exits.
+    pub fn has_virtio_devices(&self) -> bool {
+        let devices = self.config.devices;
+        devices.disk.is_some() || devices.net.is_some()
+    }
+
     /// Counted exits so far.
     pub fn exit(&self) -> u64 {
         self.run.machine.exits()
@@ -271,7 +289,7 @@ impl Replayer {
     /// or the replay ends.
     pub fn run_to_exit(&mut self, exit: u64) -> Result<Stop, ReplayError> {
         while self.exit() < exit {
-            if self.resume(GuestDebug::default())? == Event::Ended {
+            if self.resume(GuestDebug::default(), None)? == Event::Ended {
                 return Ok(Stop::Ended);
             }
         }
@@ -280,25 +298,40 @@ impl Replayer {
 
     /// Runs to the recorded end.
     pub fn run_to_end(&mut self) -> Result<&Ending, ReplayError> {
-        while self.resume(GuestDebug::default())? != Event::Ended {}
+        while self.resume(GuestDebug::default(), None)? != Event::Ended {}
         Ok(self
             .ending()
             .expect("a replay that stopped for its end has an ending"))
     }
 
-    /// Runs until a breakpoint at one of `breakpoints`, the end of exit
-    /// `until` (when given), `interrupted` says so at an exit, or the end.
-    /// Resuming at a breakpoint first steps once with it disarmed: on our
-    /// hosts the resumed instruction would hit it again (DESIGN.md §1).
+    /// Runs until a breakpoint at one of `breakpoints`, a write that
+    /// changes one of `watches`, the end of exit `until` (when given),
+    /// `interrupted` says so at an exit, or the end. Resuming at a
+    /// breakpoint first steps once with it disarmed: on our hosts the
+    /// resumed instruction would hit it again (DESIGN.md §1).
+    ///
+    /// A breakpoint found by a free run leaves the position unknown; with
+    /// watches, every stop is at its exact position (see [`super::watch`]).
     pub fn continue_to(
         &mut self,
         breakpoints: &[Option<u64>; BREAKPOINT_SLOTS],
+        watches: &[Watch],
         until: Option<u64>,
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<Stop, ReplayError> {
-        let rip = self.registers()?.regs.rip;
-        if breakpoints.contains(&Some(rip)) && self.step()? == Stop::Ended {
-            return Ok(Stop::Ended);
+        let watching = !watches.is_empty();
+        if self.at_breakpoint(breakpoints)? {
+            let before = self.watched_values(watches);
+            if self.step()? == Stop::Ended {
+                return Ok(Stop::Ended);
+            }
+            if let Some(watch) = self.changed_watch(watches, &before) {
+                return Ok(Stop::Watch(watch));
+            }
+        }
+        let watched: Vec<u64> = watches.iter().flat_map(Watch::pages).collect();
+        if watching {
+            self.begin_interval()?;
         }
         let debug = GuestDebug {
             single_step: false,
@@ -308,14 +341,120 @@ impl Replayer {
             if until.is_some_and(|until| self.exit() >= until) {
                 return Ok(Stop::Arrived);
             }
-            match self.resume(debug)? {
-                Event::Exit if interrupted() => return Ok(Stop::Interrupted),
-                Event::Exit => {}
+            let hold = watching.then_some(watched.as_slice());
+            match self.resume(debug, hold)? {
+                Event::Exit => {
+                    if watching {
+                        self.begin_interval()?;
+                    }
+                    if interrupted() {
+                        return Ok(Stop::Interrupted);
+                    }
+                }
+                // The interval wrote a watched page, or hit a breakpoint
+                // somewhere: step it from its start.
+                Event::Held | Event::Debug { .. } if watching => {
+                    if let Some(stop) = self.step_interval(breakpoints, watches)? {
+                        return Ok(stop);
+                    }
+                    if interrupted() {
+                        return Ok(Stop::Interrupted);
+                    }
+                }
                 Event::Debug { pc } => {
                     self.run.steps = None;
                     return Ok(Stop::Breakpoint(pc));
                 }
+                Event::Held => unreachable!("nothing holds an exit of an unwatched run"),
                 Event::Ended => return Ok(Stop::Ended),
+            }
+        }
+    }
+
+    /// Whether a free run with `breakpoints` armed stops here: the next
+    /// instruction is at one, and no interrupt comes first.
+    pub fn at_breakpoint(
+        &self,
+        breakpoints: &[Option<u64>; BREAKPOINT_SLOTS],
+    ) -> Result<bool, ReplayError> {
+        let rip = self.registers()?.regs.rip;
+        Ok(breakpoints.contains(&Some(rip)) && self.queued_interrupt()?.is_none())
+    }
+
+    /// The bytes each of `watches` holds now.
+    pub fn watched_values(&self, watches: &[Watch]) -> Vec<Vec<u8>> {
+        watches
+            .iter()
+            .map(|watch| watch.value(self.memory()))
+            .collect()
+    }
+
+    /// The address of the first of `watches` whose bytes differ from
+    /// `before`.
+    fn changed_watch(&self, watches: &[Watch], before: &[Vec<u8>]) -> Option<u64> {
+        watches
+            .iter()
+            .zip(before)
+            .find(|(watch, value)| watch.value(self.memory()) != **value)
+            .map(|(watch, _)| watch.address)
+    }
+
+    /// A watched interval starts here: save the vCPU, bring the copy of RAM
+    /// up to date (the first time, with KVM's dirty log turned on).
+    fn begin_interval(&mut self) -> Result<(), ReplayError> {
+        let run = &mut self.run;
+        let vm = run.machine.vm();
+        let vcpu = run.machine.vcpu().snapshot()?;
+        match &mut run.interval {
+            Some(interval) => {
+                let written = vm.take_dirty_pages()?;
+                interval.advance(run.machine.memory(), &written, vcpu, run.steps);
+            }
+            None => {
+                vm.log_dirty_pages()?;
+                vm.take_dirty_pages()?;
+                run.interval = Some(IntervalStart::new(run.machine.memory(), vcpu, run.steps));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the interval back to its start and steps it, to the first
+    /// write that changes a watch or breakpoint it reaches; `None` when it
+    /// comes to its exit without either.
+    fn step_interval(
+        &mut self,
+        breakpoints: &[Option<u64>; BREAKPOINT_SLOTS],
+        watches: &[Watch],
+    ) -> Result<Option<Stop>, ReplayError> {
+        let run = &mut self.run;
+        let interval = run
+            .interval
+            .as_mut()
+            .expect("a watched run has begun its interval");
+        if let Some(error) = interval.failure.take() {
+            return Err(error.into());
+        }
+        run.machine.vcpu_mut().complete_exit()?;
+        let written = run.machine.vm().take_dirty_pages()?;
+        interval.restore_memory(run.machine.memory(), &written);
+        run.machine.vcpu().restore(&interval.vcpu)?;
+        run.steps = interval.steps;
+        let before = self.watched_values(watches);
+        loop {
+            if self.at_breakpoint(breakpoints)? {
+                return Ok(Some(Stop::Breakpoint(self.registers()?.regs.rip)));
+            }
+            let exit = self.exit();
+            if self.step()? == Stop::Ended {
+                return Ok(Some(Stop::Ended));
+            }
+            if let Some(watch) = self.changed_watch(watches, &before) {
+                return Ok(Some(Stop::Watch(watch)));
+            }
+            if self.exit() != exit {
+                self.begin_interval()?;
+                return Ok(None);
             }
         }
     }
@@ -347,13 +486,14 @@ impl Replayer {
                 ..GuestDebug::default()
             },
         };
-        match self.resume(debug)? {
+        match self.resume(debug, None)? {
             Event::Ended => Ok(Stop::Ended),
             Event::Debug { .. } => {
                 self.run.steps = self.run.steps.map(|steps| steps + 1);
                 Ok(Stop::Arrived)
             }
             Event::Exit => Ok(Stop::Arrived),
+            Event::Held => unreachable!("a step holds no exit"),
         }
     }
 
@@ -362,18 +502,32 @@ impl Replayer {
         Ok(self.run.machine.vcpu().queued_interrupt()?)
     }
 
-    /// One KVM_RUN, to a debug exit or to a counted exit it handles.
-    fn resume(&mut self, debug: GuestDebug) -> Result<Event, ReplayError> {
+    /// One KVM_RUN, to a debug exit or to a counted exit it handles; one
+    /// after which the guest had written a page of `hold` is held, not
+    /// handled.
+    fn resume(&mut self, debug: GuestDebug, hold: Option<&[u64]>) -> Result<Event, ReplayError> {
         if self.run.ending.is_some() {
             return Ok(Event::Ended);
         }
         let run = &mut self.run;
         run.machine.vcpu().set_guest_debug(debug)?;
+        let interval = &mut run.interval;
+        let mut hold = |vm: &Vm| match (hold, interval.as_mut()) {
+            (Some(watched), Some(interval)) => match vm.take_dirty_pages() {
+                Ok(written) => interval.note_written(&written, watched),
+                Err(error) => {
+                    interval.failure = Some(error);
+                    true
+                }
+            },
+            _ => false,
+        };
         let result = run.machine.resume(
             &mut run.source,
             &mut self.console,
             &self.stop,
             self.digest_interval,
+            &mut hold,
         );
         match result {
             Ok(Resumed::Exit) => {
@@ -384,6 +538,7 @@ impl Replayer {
                 Ok(Event::Exit)
             }
             Ok(Resumed::Debug(debug_exit)) => Ok(Event::Debug { pc: debug_exit.pc }),
+            Ok(Resumed::Held) => Ok(Event::Held),
             Ok(Resumed::End(end)) => self.conclude(Ok(end)),
             Err(error) => self.conclude(Err(error)),
         }

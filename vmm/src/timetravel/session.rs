@@ -1,5 +1,5 @@
-//! A debugging session over a replay: breakpoints, and moving forwards and
-//! backwards between positions.
+//! A debugging session over a replay: breakpoints, write watchpoints, and
+//! moving forwards and backwards between positions.
 //!
 //! Going back means going to an earlier [`Position`]: the replay starts
 //! again from the beginning and runs forward to it, exits freely and the
@@ -7,7 +7,9 @@
 //! that stops a free run (whose steps nobody counted) is found again by
 //! running to the start of its interval and stepping to it.
 
+use super::guest_view::{GuestView, ReadError};
 use super::replayer::{Position, ReplayError, Replayer, Stop};
+use super::watch::Watch;
 use crate::vstate::BREAKPOINT_SLOTS;
 
 /// Why the session stopped moving.
@@ -17,6 +19,9 @@ pub enum Halt {
     Done,
     /// At a breakpoint.
     Breakpoint,
+    /// Just after a write that changed the watch at `address` (going
+    /// forwards), or just before it (going backwards).
+    Watch { address: u64 },
     /// The caller interrupted a forward run.
     Interrupted,
     /// Going backwards reached the start of the replay.
@@ -29,12 +34,28 @@ pub enum Halt {
 pub enum SessionError {
     #[error("all {BREAKPOINT_SLOTS} hardware breakpoints are in use")]
     NoBreakpointSlot,
+    #[error(
+        "cannot watch a guest with virtio devices: their writes into guest memory are not tracked"
+    )]
+    WatchWithDevices,
+    #[error("cannot watch {address:#x}: {source}")]
+    WatchUnmapped { address: u64, source: ReadError },
+}
+
+/// The last hit a backward search found.
+#[derive(Debug, Clone, Copy)]
+enum Found {
+    /// At an exact position: a breakpoint's, or just after a watched write.
+    Exact { position: Position, halt: Halt },
+    /// The `hits`th breakpoint hit after exit `interval`.
+    Counted { interval: u64, hits: u64 },
 }
 
 #[derive(Debug)]
 pub struct Session {
     replayer: Replayer,
     breakpoints: [Option<u64>; BREAKPOINT_SLOTS],
+    watches: Vec<Watch>,
 }
 
 impl Session {
@@ -42,6 +63,7 @@ impl Session {
         Self {
             replayer,
             breakpoints: [None; BREAKPOINT_SLOTS],
+            watches: Vec::new(),
         }
     }
 
@@ -88,111 +110,169 @@ impl Session {
         }
     }
 
+    /// Watches writes to `len` bytes at virtual address `address`, where
+    /// the guest maps them now.
+    pub fn add_watch(&mut self, address: u64, len: u64) -> Result<(), SessionError> {
+        if self.replayer.has_virtio_devices() {
+            return Err(SessionError::WatchWithDevices);
+        }
+        let registers = self
+            .replayer
+            .registers()
+            .map_err(|_| SessionError::WatchUnmapped {
+                address,
+                source: ReadError::NotRam(address),
+            })?;
+        let view = GuestView::new(self.replayer.memory(), &registers);
+        let watch = Watch::new(address, len, &view)
+            .map_err(|source| SessionError::WatchUnmapped { address, source })?;
+        self.watches.push(watch);
+        Ok(())
+    }
+
+    /// Whether there was one.
+    pub fn remove_watch(&mut self, address: u64, len: u64) -> bool {
+        let found = self
+            .watches
+            .iter()
+            .position(|watch| watch.address == address && watch.len == len);
+        found.map(|index| self.watches.remove(index)).is_some()
+    }
+
     /// One step forward.
     pub fn step(&mut self) -> Result<Halt, ReplayError> {
-        Ok(match self.replayer.step()? {
-            Stop::Ended => Halt::Ended,
-            _ => Halt::Done,
+        let before = self.replayer.watched_values(&self.watches);
+        if self.replayer.step()? == Stop::Ended {
+            return Ok(Halt::Ended);
+        }
+        Ok(match self.changed_watch(&before) {
+            Some(address) => Halt::Watch { address },
+            None => Halt::Done,
         })
     }
 
-    /// Forward to the next breakpoint or the end; `interrupted` is asked at
-    /// every exit.
+    /// Forward to the next breakpoint, watched write or the end;
+    /// `interrupted` is asked at every exit.
     pub fn resume(&mut self, interrupted: &mut dyn FnMut() -> bool) -> Result<Halt, ReplayError> {
         let start = self.position();
-        match self
-            .replayer
-            .continue_to(&self.breakpoints, None, interrupted)?
-        {
+        let stop =
+            self.replayer
+                .continue_to(&self.breakpoints, &self.watches, None, interrupted)?;
+        Ok(match stop {
             Stop::Breakpoint(pc) => {
-                let exit = self.replayer.exit();
-                self.find_hit(start, exit, pc)?;
-                Ok(Halt::Breakpoint)
+                if self.replayer.position().is_none() {
+                    let exit = self.replayer.exit();
+                    self.find_hit(start, exit, pc)?;
+                }
+                Halt::Breakpoint
             }
-            Stop::Interrupted => Ok(Halt::Interrupted),
-            Stop::Ended => Ok(Halt::Ended),
+            Stop::Watch(address) => Halt::Watch { address },
+            Stop::Interrupted => Halt::Interrupted,
+            Stop::Ended => Halt::Ended,
             Stop::Arrived => unreachable!("a run without a last exit arrives nowhere"),
-        }
+        })
     }
 
     /// One step back: to the position a step from which comes here.
     pub fn reverse_step(&mut self) -> Result<Halt, ReplayError> {
         let here = self.position();
-        if here.steps > 0 {
-            self.goto(Position {
-                steps: here.steps - 1,
-                ..here
-            })?;
-            return Ok(Halt::Done);
-        }
-        if here.exit == 0 {
+        if here.exit == 0 && here.steps == 0 {
             return Ok(Halt::Start);
         }
-        // The step that came to this exit started in the interval before.
-        let mut previous = Position::at_exit(here.exit - 1);
+        let previous = self.previous_position(here)?;
         self.goto(previous)?;
-        loop {
-            self.replayer.step()?;
-            let reached = self.position();
-            if reached >= here {
-                break;
-            }
-            previous = reached;
-        }
+        let after = self.replayer.watched_values(&self.watches);
+        self.replayer.step()?;
+        let watch = self.changed_watch(&after);
         self.goto(previous)?;
-        Ok(Halt::Done)
+        Ok(match watch {
+            Some(address) => Halt::Watch { address },
+            None => Halt::Done,
+        })
     }
 
-    /// Back to the last breakpoint hit before here, or to the start.
+    /// Back to the last breakpoint hit before here, or to just before the
+    /// last write that changed a watch, or to the start.
     pub fn reverse_resume(&mut self) -> Result<Halt, ReplayError> {
         let here = self.position();
         self.replayer.restart()?;
-        // Free runs up to this exit, noting the last interval with hits and
-        // how many it had; the stretch of this exit before here is stepped.
-        let mut last: Option<(u64, u64)> = None;
+        // Forward to this exit, noting the last hit; the stretch of this
+        // exit's interval before here is stepped.
+        let mut last = None;
         loop {
-            match self
-                .replayer
-                .continue_to(&self.breakpoints, Some(here.exit), &mut || false)?
-            {
-                Stop::Breakpoint(_) => {
-                    let exit = self.replayer.exit();
-                    last = Some(match last {
-                        Some((interval, hits)) if interval == exit => (exit, hits + 1),
-                        _ => (exit, 1),
-                    });
-                }
+            let stop = self.replayer.continue_to(
+                &self.breakpoints,
+                &self.watches,
+                Some(here.exit),
+                &mut || false,
+            )?;
+            let halt = match stop {
+                Stop::Breakpoint(_) => Halt::Breakpoint,
+                Stop::Watch(address) => Halt::Watch { address },
                 Stop::Arrived => break,
                 Stop::Ended | Stop::Interrupted => {
                     unreachable!("the replay went through here before")
                 }
-            }
+            };
+            last = Some(match (self.replayer.position(), last) {
+                (Some(position), _) => Found::Exact { position, halt },
+                (None, Some(Found::Counted { interval, hits }))
+                    if interval == self.replayer.exit() =>
+                {
+                    Found::Counted {
+                        interval,
+                        hits: hits + 1,
+                    }
+                }
+                (None, _) => Found::Counted {
+                    interval: self.replayer.exit(),
+                    hits: 1,
+                },
+            });
         }
-        let mut hit_here = None;
         while self.position() < here {
-            if self.at_hit(None)? {
-                hit_here = Some(self.position());
+            if self.replayer.at_breakpoint(&self.breakpoints)? {
+                last = Some(Found::Exact {
+                    position: self.position(),
+                    halt: Halt::Breakpoint,
+                });
             }
+            let before = self.replayer.watched_values(&self.watches);
             self.replayer.step()?;
+            if let Some(address) = self.changed_watch(&before) {
+                last = Some(Found::Exact {
+                    position: self.position(),
+                    halt: Halt::Watch { address },
+                });
+            }
         }
-        if let Some(position) = hit_here {
-            self.goto(position)?;
-            return Ok(Halt::Breakpoint);
-        }
-        let Some((interval, hits)) = last else {
-            self.goto(Position::at_exit(0))?;
-            return Ok(Halt::Start);
-        };
-        self.goto(Position::at_exit(interval))?;
-        let mut seen = 0;
-        loop {
-            if self.at_hit(None)? {
-                seen += 1;
-                if seen == hits {
-                    return Ok(Halt::Breakpoint);
+        match last {
+            None => {
+                self.goto(Position::at_exit(0))?;
+                Ok(Halt::Start)
+            }
+            Some(Found::Exact { position, halt }) => {
+                // A watched write is shown from before it, going backwards.
+                let position = match halt {
+                    Halt::Watch { .. } => self.previous_position(position)?,
+                    _ => position,
+                };
+                self.goto(position)?;
+                Ok(halt)
+            }
+            Some(Found::Counted { interval, hits }) => {
+                self.goto(Position::at_exit(interval))?;
+                let mut seen = 0;
+                loop {
+                    if self.replayer.at_breakpoint(&self.breakpoints)? {
+                        seen += 1;
+                        if seen == hits {
+                            return Ok(Halt::Breakpoint);
+                        }
+                    }
+                    self.replayer.step()?;
                 }
             }
-            self.replayer.step()?;
         }
     }
 
@@ -213,16 +293,34 @@ impl Session {
         Ok(Halt::Done)
     }
 
-    /// Whether a free run with breakpoints armed stops here: the next
-    /// instruction is at `pc` (any breakpoint when `None`), and no interrupt
-    /// comes first.
-    fn at_hit(&self, pc: Option<u64>) -> Result<bool, ReplayError> {
-        let rip = self.replayer.registers()?.regs.rip;
-        let armed = match pc {
-            Some(pc) => rip == pc,
-            None => self.breakpoints.contains(&Some(rip)),
-        };
-        Ok(armed && self.replayer.queued_interrupt()?.is_none())
+    /// The position a step from which comes to `here` (not the start).
+    fn previous_position(&mut self, here: Position) -> Result<Position, ReplayError> {
+        if here.steps > 0 {
+            return Ok(Position {
+                steps: here.steps - 1,
+                ..here
+            });
+        }
+        // The step that came to this exit started in the interval before.
+        let mut previous = Position::at_exit(here.exit - 1);
+        self.goto(previous)?;
+        loop {
+            self.replayer.step()?;
+            let reached = self.position();
+            if reached >= here {
+                return Ok(previous);
+            }
+            previous = reached;
+        }
+    }
+
+    fn changed_watch(&self, before: &[Vec<u8>]) -> Option<u64> {
+        let after = self.replayer.watched_values(&self.watches);
+        self.watches
+            .iter()
+            .zip(before.iter().zip(&after))
+            .find(|(_, (before, after))| before != after)
+            .map(|(watch, _)| watch.address)
     }
 
     /// Finds the position of the hit at `pc` that stopped a free run from
@@ -231,13 +329,15 @@ impl Session {
     fn find_hit(&mut self, start: Position, exit: u64, pc: u64) -> Result<(), ReplayError> {
         if exit == start.exit {
             self.goto(start)?;
-            if self.at_hit(None)? {
+            if self.replayer.at_breakpoint(&self.breakpoints)? {
                 self.replayer.step()?;
             }
         } else {
             self.goto(Position::at_exit(exit))?;
         }
-        while !self.at_hit(Some(pc))? {
+        let mut only_pc = [None; BREAKPOINT_SLOTS];
+        only_pc[0] = Some(pc);
+        while !self.replayer.at_breakpoint(&only_pc)? {
             self.replayer.step()?;
         }
         Ok(())

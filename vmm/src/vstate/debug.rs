@@ -12,14 +12,16 @@
 //! interrupted flags, so the guest's memory would differ from a plain
 //! replay's and its IRETQ would turn the flag on again.
 
+use ft_logging::MSR_TSC;
 use kvm_bindings::{
-    KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, kvm_fpu, kvm_guest_debug,
-    kvm_regs, kvm_sregs,
+    KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, Msrs, kvm_fpu,
+    kvm_guest_debug, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_vcpu_events,
 };
 
 use kvm_ioctls::VcpuExit;
 
 use super::Vcpu;
+use super::vcpu::INITIAL_MSRS;
 
 /// Hardware breakpoint slots: DR0-DR3.
 pub const BREAKPOINT_SLOTS: usize = 4;
@@ -68,6 +70,19 @@ pub struct Registers {
     pub fpu: kvm_fpu,
 }
 
+/// The vCPU's state between two instructions: enough to take the guest
+/// back there within the interval between two exits, where no device
+/// changes (registers, FPU and SSE, pending events, the MSRs a guest may
+/// write; our CPU model has no XSAVE).
+#[derive(Debug, Clone)]
+pub struct VcpuSnapshot {
+    regs: kvm_regs,
+    sregs: kvm_sregs,
+    fpu: kvm_fpu,
+    events: kvm_vcpu_events,
+    msrs: Msrs,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DebugError {
     #[error("cannot set the vCPU's debug state: {0}")]
@@ -78,6 +93,10 @@ pub enum DebugError {
     Complete(String),
     #[error("cannot read the vCPU's pending events: {0}")]
     Events(#[source] kvm_ioctls::Error),
+    #[error("cannot save the vCPU's state: {0}")]
+    Save(#[source] kvm_ioctls::Error),
+    #[error("cannot restore the vCPU's state: {0}")]
+    Restore(#[source] kvm_ioctls::Error),
 }
 
 impl Vcpu {
@@ -106,6 +125,50 @@ impl Vcpu {
         };
         self.fd.set_kvm_immediate_exit(0);
         outcome
+    }
+
+    pub fn snapshot(&self) -> Result<VcpuSnapshot, DebugError> {
+        let entries: Vec<_> = INITIAL_MSRS
+            .iter()
+            // The TSC follows the host; our guests never read it directly.
+            .filter(|(index, _)| *index != MSR_TSC)
+            .map(|&(index, _)| kvm_msr_entry {
+                index,
+                ..Default::default()
+            })
+            .collect();
+        let mut msrs = Msrs::from_entries(&entries)
+            .map_err(|_| DebugError::Save(kvm_ioctls::Error::new(libc::E2BIG)))?;
+        self.fd.get_msrs(&mut msrs).map_err(DebugError::Save)?;
+        Ok(VcpuSnapshot {
+            regs: self.fd.get_regs().map_err(DebugError::Save)?,
+            sregs: self.fd.get_sregs().map_err(DebugError::Save)?,
+            fpu: self.fd.get_fpu().map_err(DebugError::Save)?,
+            events: self.fd.get_vcpu_events().map_err(DebugError::Save)?,
+            msrs,
+        })
+    }
+
+    /// Back to `snapshot`. An exit KVM_RUN left unfinished must have been
+    /// completed first ([`Vcpu::complete_exit`]), or KVM would finish it on
+    /// top of the restored state.
+    pub fn restore(&self, snapshot: &VcpuSnapshot) -> Result<(), DebugError> {
+        self.fd
+            .set_sregs(&snapshot.sregs)
+            .map_err(DebugError::Restore)?;
+        self.fd
+            .set_regs(&snapshot.regs)
+            .map_err(DebugError::Restore)?;
+        self.fd
+            .set_fpu(&snapshot.fpu)
+            .map_err(DebugError::Restore)?;
+        self.fd
+            .set_msrs(&snapshot.msrs)
+            .map_err(DebugError::Restore)?;
+        // Last: the sregs' interrupt bitmap also queues an interrupt.
+        self.fd
+            .set_vcpu_events(&snapshot.events)
+            .map_err(DebugError::Restore)
     }
 
     /// The vector of an interrupt injected at a counted exit that the guest

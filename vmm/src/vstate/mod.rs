@@ -9,6 +9,6 @@ mod vcpu;
 mod vm;
 
 pub use cpuid::CpuidError;
-pub use debug::{BREAKPOINT_SLOTS, DebugError, GuestDebug, Registers};
+pub use debug::{BREAKPOINT_SLOTS, DebugError, GuestDebug, Registers, VcpuSnapshot};
 pub use vcpu::{Resumed, RunError, Vcpu, VmEnd};
 pub use vm::{Vm, VmError};

@@ -25,7 +25,7 @@ ioctl_iow_nr!(KVM_INTERRUPT, kvm_bindings::KVMIO, 0x86, kvm_interrupt);
 
 /// MSRs given explicit initial values so that nothing of the host's or of
 /// KVM's defaults reaches the guest.
-const INITIAL_MSRS: &[(u32, u64)] = &[
+pub(super) const INITIAL_MSRS: &[(u32, u64)] = &[
     (0x10, 0),                      // TSC
     (0x174, 0),                     // SYSENTER_CS
     (0x175, 0),                     // SYSENTER_ESP
@@ -46,6 +46,8 @@ pub enum Resumed {
     Exit,
     /// A debug exit (a single step or a hardware breakpoint).
     Debug(kvm_debug_exit_arch),
+    /// A platform exit left unhandled, as asked.
+    Held,
     /// The VM ended.
     End(VmEnd),
 }
@@ -161,12 +163,12 @@ impl Vcpu {
     ) -> Result<VmEnd, RunError> {
         let result = self.boot(handler, source).and_then(|()| {
             loop {
-                match self.resume(handler, source, sink, stop, digest_interval)? {
+                match self.resume(handler, source, sink, stop, digest_interval, &mut || false)? {
                     Resumed::Exit => {}
                     Resumed::End(end) => break Ok(end),
-                    // Nothing asked KVM for debug exits.
-                    Resumed::Debug(debug) => {
-                        break Err(RunError::UnexpectedExit(format!("{debug:?}")));
+                    // Nothing asked KVM for debug exits, or held an exit.
+                    other @ (Resumed::Debug(_) | Resumed::Held) => {
+                        break Err(RunError::UnexpectedExit(format!("{other:?}")));
                     }
                 }
             }
@@ -190,7 +192,9 @@ impl Vcpu {
 
     /// Runs the guest to its next counted exit and handles it (events,
     /// access, digests, injection), or to a debug exit, which is not a
-    /// platform exit: it counts nothing and changes no device.
+    /// platform exit: it counts nothing and changes no device. When `hold`
+    /// says so at a platform exit, the exit is left unhandled (`Held`), for
+    /// a debugger to take the guest back to before it.
     pub fn resume(
         &mut self,
         handler: &mut ExitHandler,
@@ -198,6 +202,7 @@ impl Vcpu {
         sink: &mut dyn OutputSink,
         stop: &Arc<StopSignal>,
         digest_interval: u64,
+        hold: &mut dyn FnMut() -> bool,
     ) -> Result<Resumed, RunError> {
         let access = loop {
             match self.fd.run() {
@@ -238,6 +243,9 @@ impl Vcpu {
                 Err(error) => return Err(RunError::Run(error)),
             }
         };
+        if hold() {
+            return Ok(Resumed::Held);
+        }
         let completed = handler.access(access, source).map_err(RunError::Core)?;
         let regs = self.fd.sync_regs().regs;
         match handler

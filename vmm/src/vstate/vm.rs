@@ -1,6 +1,6 @@
 use kvm_bindings::{
-    KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MSR_EXIT_REASON_FILTER, kvm_enable_cap,
-    kvm_userspace_memory_region,
+    KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES,
+    KVM_MSR_EXIT_REASON_FILTER, kvm_enable_cap, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -33,6 +33,8 @@ pub enum VmError {
     },
     #[error("cannot register guest memory with KVM: {0}")]
     SetMemoryRegion(#[source] kvm_ioctls::Error),
+    #[error("cannot log the pages the guest writes: {0}")]
+    DirtyLog(#[source] kvm_ioctls::Error),
     #[error("cannot enable user-space MSR exits: {0}")]
     UserSpaceMsr(#[source] kvm_ioctls::Error),
     #[error("cannot install the MSR filter: {0}")]
@@ -89,18 +91,7 @@ impl Vm {
                 source,
             },
         )?;
-        for (slot, region) in memory.iter().enumerate() {
-            let region_desc = kvm_userspace_memory_region {
-                slot: slot as u32,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: region.as_ptr() as u64,
-                flags: 0,
-            };
-            // SAFETY: the region's host mapping lives as long as `memory`,
-            // which the Vm owns and drops after the VM fd.
-            unsafe { fd.set_user_memory_region(region_desc) }.map_err(VmError::SetMemoryRegion)?;
-        }
+        register_memory(&fd, &memory, 0).map_err(VmError::SetMemoryRegion)?;
 
         let cap = kvm_enable_cap {
             cap: KVM_CAP_X86_USER_SPACE_MSR,
@@ -114,6 +105,26 @@ impl Vm {
 
     pub fn memory(&self) -> &GuestMemoryMmap {
         &self.memory
+    }
+
+    /// Starts KVM's log of the pages the guest writes (never those this
+    /// process writes).
+    pub fn log_dirty_pages(&self) -> Result<(), VmError> {
+        register_memory(&self.fd, &self.memory, KVM_MEM_LOG_DIRTY_PAGES).map_err(VmError::DirtyLog)
+    }
+
+    /// The pages the guest wrote since the last call (or since logging
+    /// started), one bit per 4 KiB page from address 0; the log is cleared.
+    pub fn take_dirty_pages(&self) -> Result<Vec<u64>, VmError> {
+        let mut bitmap = Vec::new();
+        for (slot, region) in self.memory.iter().enumerate() {
+            bitmap.extend(
+                self.fd
+                    .get_dirty_log(slot as u32, region.len() as usize)
+                    .map_err(VmError::DirtyLog)?,
+            );
+        }
+        Ok(bitmap)
     }
 
     /// Bytes of RAM.
@@ -146,4 +157,25 @@ impl Vm {
         let fd = self.fd.create_vcpu(0).map_err(VmError::CreateVcpu)?;
         Vcpu::new(fd, &table, entry, self.memory.clone())
     }
+}
+
+/// Registers guest RAM with KVM, one slot per region, with `flags`.
+fn register_memory(
+    fd: &VmFd,
+    memory: &GuestMemoryMmap,
+    flags: u32,
+) -> Result<(), kvm_ioctls::Error> {
+    for (slot, region) in memory.iter().enumerate() {
+        let region_desc = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+            flags,
+        };
+        // SAFETY: the region's host mapping lives as long as `memory`,
+        // which the Vm owns and drops after the VM fd.
+        unsafe { fd.set_user_memory_region(region_desc) }?;
+    }
+    Ok(())
 }

@@ -16,7 +16,8 @@ use gdbstub::target::ext::base::singlethread::{
     SingleThreadSingleStepOps,
 };
 use gdbstub::target::ext::breakpoints::{
-    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, SwBreakpoint, SwBreakpointOps,
+    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps,
+    SwBreakpoint, SwBreakpointOps, WatchKind,
 };
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps, outputln};
 use gdbstub::target::{Target, TargetError, TargetResult};
@@ -81,6 +82,11 @@ impl Debuggee {
         Ok(match halt {
             Halt::Done => SingleThreadStopReason::DoneStep,
             Halt::Breakpoint => SingleThreadStopReason::HwBreak(()),
+            Halt::Watch { address } => SingleThreadStopReason::Watch {
+                tid: (),
+                kind: WatchKind::Write,
+                addr: address,
+            },
             Halt::Interrupted => SingleThreadStopReason::Signal(Signal::SIGINT),
             Halt::Start => SingleThreadStopReason::ReplayLog {
                 tid: None,
@@ -250,6 +256,10 @@ impl Breakpoints for Debuggee {
     fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
         Some(self)
     }
+
+    fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
+        Some(self)
+    }
 }
 
 impl Debuggee {
@@ -282,6 +292,42 @@ impl HwBreakpoint for Debuggee {
 
     fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         Ok(self.session.remove_breakpoint(addr))
+    }
+}
+
+/// Write watchpoints only: this host's KVM fires no data breakpoints, so
+/// writes are found through the dirty-page log (see
+/// [`crate::timetravel::watch`]), and reads cannot be found at all.
+impl HwWatchpoint for Debuggee {
+    fn add_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: WatchKind,
+    ) -> TargetResult<bool, Self> {
+        if kind != WatchKind::Write {
+            warn!(
+                "read watchpoints (rwatch, awatch) are not supported: this host's KVM never \
+                 fires data breakpoints, and reads leave no trace; use watch"
+            );
+            return Ok(false);
+        }
+        match self.session.add_watch(addr, len) {
+            Ok(()) => Ok(true),
+            Err(error) => {
+                warn!("{error}");
+                Err(TargetError::Errno(EIO))
+            }
+        }
+    }
+
+    fn remove_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        _kind: WatchKind,
+    ) -> TargetResult<bool, Self> {
+        Ok(self.session.remove_watch(addr, len))
     }
 }
 
