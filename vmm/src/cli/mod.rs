@@ -53,7 +53,7 @@ enum Command {
 /// What describes a VM, shared by every command that starts one.
 #[derive(Debug, Args)]
 struct VmArgs {
-    /// Kernel: a PVH ELF64 file, or the name of a built-in image (hello, ticker, exitloop, diskcheck, virtiobad, kvstore).
+    /// Kernel: a PVH ELF64 file, or the name of a built-in image (hello, ticker, exitloop, diskcheck, virtiobad, kvstore, stopwatch).
     #[arg(long, value_name = "IMG")]
     kernel: String,
     /// Guest RAM in MiB.

@@ -6,8 +6,9 @@
 use iced_x86::{Decoder, DecoderOptions, Instruction};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use kvm_bindings::kvm_sregs;
+
 use super::page_walk::{Paging, PhysicalMemory, WalkError};
-use crate::vstate::Registers;
 
 const MAX_INSTRUCTION_BYTES: usize = 15;
 const PAGE_SIZE: u64 = 4096;
@@ -29,20 +30,20 @@ impl PhysicalMemory for GuestMemoryMmap {
     }
 }
 
-/// Guest memory seen through the vCPU's registers at one moment.
+/// Guest memory seen through the vCPU's system registers at one moment.
 #[derive(Debug)]
 pub struct GuestView<'a> {
     memory: &'a GuestMemoryMmap,
-    registers: &'a Registers,
+    sregs: &'a kvm_sregs,
 }
 
 impl<'a> GuestView<'a> {
-    pub fn new(memory: &'a GuestMemoryMmap, registers: &'a Registers) -> Self {
-        Self { memory, registers }
+    pub fn new(memory: &'a GuestMemoryMmap, sregs: &'a kvm_sregs) -> Self {
+        Self { memory, sregs }
     }
 
     fn paging(&self) -> Paging {
-        let sregs = &self.registers.sregs;
+        let sregs = self.sregs;
         Paging {
             cr0: sregs.cr0,
             cr3: sregs.cr3,
@@ -81,7 +82,7 @@ impl<'a> GuestView<'a> {
     /// Where the guest's interrupt descriptor table sends `vector`, as a
     /// linear address; `None` for a gate that is absent or unreadable.
     pub fn interrupt_handler(&self, vector: u8) -> Option<u64> {
-        let sregs = &self.registers.sregs;
+        let sregs = self.sregs;
         let vector = u64::from(vector);
         if sregs.cr0 & CR0_PE == 0 {
             // Real mode: segment:offset pairs.
@@ -111,10 +112,10 @@ impl<'a> GuestView<'a> {
         (self.read(address, buf).ok()? == buf.len()).then_some(())
     }
 
-    /// The instruction the vCPU executes next, if its bytes can be read
-    /// and decoded.
-    pub fn next_instruction(&self) -> Option<Instruction> {
-        let (regs, sregs) = (&self.registers.regs, &self.registers.sregs);
+    /// The instruction at `rip` in the code segment, if its bytes can be
+    /// read and decoded.
+    pub fn instruction_at(&self, rip: u64) -> Option<Instruction> {
+        let sregs = self.sregs;
         let bitness = if sregs.cs.l != 0 {
             64
         } else if sregs.cs.db != 0 {
@@ -123,14 +124,14 @@ impl<'a> GuestView<'a> {
             16
         };
         let linear = if bitness == 64 {
-            regs.rip
+            rip
         } else {
-            sregs.cs.base.wrapping_add(regs.rip)
+            sregs.cs.base.wrapping_add(rip)
         };
         let mut bytes = [0; MAX_INSTRUCTION_BYTES];
         let len = self.read(linear, &mut bytes).ok()?;
         let instruction =
-            Decoder::with_ip(bitness, &bytes[..len], regs.rip, DecoderOptions::NONE).decode();
+            Decoder::with_ip(bitness, &bytes[..len], rip, DecoderOptions::NONE).decode();
         (!instruction.is_invalid()).then_some(instruction)
     }
 }

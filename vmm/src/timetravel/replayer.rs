@@ -17,6 +17,7 @@ use ft_logging::{CpuidLeaf, End, EventSource, SourceError, StopReason};
 use ftvm_core::exit_handler::CoreError;
 use ftvm_core::platform::{Devices, PLATFORM_VERSION};
 use iced_x86::Mnemonic;
+use kvm_bindings::kvm_sync_regs;
 use replay::{ReplaySource, TraceError, TraceReader};
 use vm_memory::GuestMemoryMmap;
 
@@ -138,6 +139,8 @@ struct Run {
     ending: Option<Ending>,
     /// Where a watched interval started.
     interval: Option<IntervalStart>,
+    /// What KVM was last told to stop for.
+    debug: GuestDebug,
 }
 
 /// A replay that can be moved about.
@@ -167,6 +170,12 @@ impl Run {
     ) -> Result<Self, ReplayError> {
         let reader = TraceReader::open(trace)?;
         let mut machine = Machine::new(config, Cpu::Recorded(cpuid))?;
+        if options.stepping {
+            let vcpu = machine.vcpu_mut();
+            vcpu.sync_debug_state();
+            // Fills the run structure's copy of the state.
+            vcpu.complete_exit()?;
+        }
         let shown = if options.progress { total_exits } else { 0 };
         let mut source = Progress::new(ReplaySource::new(reader, options.verify), shown);
         let steps = Some(0);
@@ -177,6 +186,7 @@ impl Run {
                 steps,
                 ending: None,
                 interval: None,
+                debug: GuestDebug::default(),
             }),
             Err(error) => Err(error.into()),
         }
@@ -277,8 +287,15 @@ impl Replayer {
         self.run.source.now_ns()
     }
 
+    /// The registers, read from KVM.
     pub fn registers(&self) -> Result<Registers, ReplayError> {
         Ok(self.run.machine.vcpu().registers()?)
+    }
+
+    /// The registers, system registers and pending events, as the last
+    /// KVM_RUN left them: a stepping replay makes sure that is now.
+    pub fn synced(&self) -> kvm_sync_regs {
+        self.run.machine.vcpu().synced()
     }
 
     pub fn memory(&self) -> &GuestMemoryMmap {
@@ -320,7 +337,7 @@ impl Replayer {
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<Stop, ReplayError> {
         let watching = !watches.is_empty();
-        if self.at_breakpoint(breakpoints)? {
+        if self.at_breakpoint(breakpoints) {
             let before = self.watched_values(watches);
             if self.step()? == Stop::Ended {
                 return Ok(Stop::Ended);
@@ -373,12 +390,9 @@ impl Replayer {
 
     /// Whether a free run with `breakpoints` armed stops here: the next
     /// instruction is at one, and no interrupt comes first.
-    pub fn at_breakpoint(
-        &self,
-        breakpoints: &[Option<u64>; BREAKPOINT_SLOTS],
-    ) -> Result<bool, ReplayError> {
-        let rip = self.registers()?.regs.rip;
-        Ok(breakpoints.contains(&Some(rip)) && self.queued_interrupt()?.is_none())
+    pub fn at_breakpoint(&self, breakpoints: &[Option<u64>; BREAKPOINT_SLOTS]) -> bool {
+        let state = self.synced();
+        breakpoints.contains(&Some(state.regs.rip)) && state.events.interrupt.injected == 0
     }
 
     /// The bytes each of `watches` holds now.
@@ -435,15 +449,18 @@ impl Replayer {
         if let Some(error) = interval.failure.take() {
             return Err(error.into());
         }
+        // Finish what KVM has pending, then put the state back; the last
+        // KVM_RUN refreshes the run structure's copy of it.
         run.machine.vcpu_mut().complete_exit()?;
         let written = run.machine.vm().take_dirty_pages()?;
         interval.restore_memory(run.machine.memory(), &written);
         run.machine.vcpu().restore(&interval.vcpu)?;
+        run.machine.vcpu_mut().complete_exit()?;
         run.steps = interval.steps;
         let before = self.watched_values(watches);
         loop {
-            if self.at_breakpoint(breakpoints)? {
-                return Ok(Some(Stop::Breakpoint(self.registers()?.regs.rip)));
+            if self.at_breakpoint(breakpoints) {
+                return Ok(Some(Stop::Breakpoint(self.synced().regs.rip)));
             }
             let exit = self.exit();
             if self.step()? == Stop::Ended {
@@ -468,9 +485,10 @@ impl Replayer {
     /// handler's first instruction with a breakpoint there, so the guest's
     /// memory stays as in a plain replay: a delivery is a step of its own.
     pub fn step(&mut self) -> Result<Stop, ReplayError> {
-        let registers = self.registers()?;
-        let view = GuestView::new(self.memory(), &registers);
-        let debug = match self.queued_interrupt()? {
+        let state = self.synced();
+        let view = GuestView::new(self.memory(), &state.sregs);
+        let queued = (state.events.interrupt.injected != 0).then_some(state.events.interrupt.nr);
+        let debug = match queued {
             Some(vector) => match view.interrupt_handler(vector) {
                 Some(handler) => GuestDebug {
                     single_step: false,
@@ -481,7 +499,7 @@ impl Replayer {
             },
             None => GuestDebug {
                 single_step: view
-                    .next_instruction()
+                    .instruction_at(state.regs.rip)
                     .is_none_or(|instruction| instruction.mnemonic() != Mnemonic::Hlt),
                 ..GuestDebug::default()
             },
@@ -497,11 +515,6 @@ impl Replayer {
         }
     }
 
-    /// The vector of an interrupt the guest takes when it next runs.
-    pub fn queued_interrupt(&self) -> Result<Option<u8>, ReplayError> {
-        Ok(self.run.machine.vcpu().queued_interrupt()?)
-    }
-
     /// One KVM_RUN, to a debug exit or to a counted exit it handles; one
     /// after which the guest had written a page of `hold` is held, not
     /// handled.
@@ -510,7 +523,10 @@ impl Replayer {
             return Ok(Event::Ended);
         }
         let run = &mut self.run;
-        run.machine.vcpu().set_guest_debug(debug)?;
+        if run.debug != debug {
+            run.machine.vcpu().set_guest_debug(debug)?;
+            run.debug = debug;
+        }
         let interval = &mut run.interval;
         let mut hold = |vm: &Vm| match (hold, interval.as_mut()) {
             (Some(watched), Some(interval)) => match vm.take_dirty_pages() {
@@ -547,6 +563,8 @@ impl Replayer {
     /// Ends the replay as the recorded run ended, checking the end.
     fn conclude(&mut self, result: Result<VmEnd, RunError>) -> Result<Event, ReplayError> {
         let run = &mut self.run;
+        // The end is at the last exit (or between exits, for a stop).
+        run.steps = Some(0);
         let recorded_end = |source: &Progress<TraceSource>| {
             source
                 .source()

@@ -116,14 +116,8 @@ impl Session {
         if self.replayer.has_virtio_devices() {
             return Err(SessionError::WatchWithDevices);
         }
-        let registers = self
-            .replayer
-            .registers()
-            .map_err(|_| SessionError::WatchUnmapped {
-                address,
-                source: ReadError::NotRam(address),
-            })?;
-        let view = GuestView::new(self.replayer.memory(), &registers);
+        let state = self.replayer.synced();
+        let view = GuestView::new(self.replayer.memory(), &state.sregs);
         let watch = Watch::new(address, len, &view)
             .map_err(|source| SessionError::WatchUnmapped { address, source })?;
         self.watches.push(watch);
@@ -209,10 +203,9 @@ impl Session {
             let halt = match stop {
                 Stop::Breakpoint(_) => Halt::Breakpoint,
                 Stop::Watch(address) => Halt::Watch { address },
-                Stop::Arrived => break,
-                Stop::Ended | Stop::Interrupted => {
-                    unreachable!("the replay went through here before")
-                }
+                // Here is where the replay ended, or nearly: it was here
+                // before, so it ends at here.
+                Stop::Arrived | Stop::Ended | Stop::Interrupted => break,
             };
             last = Some(match (self.replayer.position(), last) {
                 (Some(position), _) => Found::Exact { position, halt },
@@ -230,15 +223,17 @@ impl Session {
                 },
             });
         }
-        while self.position() < here {
-            if self.replayer.at_breakpoint(&self.breakpoints)? {
+        while self.position() < here && self.replayer.ending().is_none() {
+            if self.replayer.at_breakpoint(&self.breakpoints) {
                 last = Some(Found::Exact {
                     position: self.position(),
                     halt: Halt::Breakpoint,
                 });
             }
             let before = self.replayer.watched_values(&self.watches);
-            self.replayer.step()?;
+            if self.replayer.step()? == Stop::Ended {
+                break;
+            }
             if let Some(address) = self.changed_watch(&before) {
                 last = Some(Found::Exact {
                     position: self.position(),
@@ -264,13 +259,15 @@ impl Session {
                 self.goto(Position::at_exit(interval))?;
                 let mut seen = 0;
                 loop {
-                    if self.replayer.at_breakpoint(&self.breakpoints)? {
+                    if self.replayer.at_breakpoint(&self.breakpoints) {
                         seen += 1;
                         if seen == hits {
                             return Ok(Halt::Breakpoint);
                         }
                     }
-                    self.replayer.step()?;
+                    if self.replayer.step()? == Stop::Ended {
+                        return Ok(Halt::Ended);
+                    }
                 }
             }
         }
@@ -305,9 +302,9 @@ impl Session {
         let mut previous = Position::at_exit(here.exit - 1);
         self.goto(previous)?;
         loop {
-            self.replayer.step()?;
+            let ended = self.replayer.step()? == Stop::Ended;
             let reached = self.position();
-            if reached >= here {
+            if reached >= here || ended {
                 return Ok(previous);
             }
             previous = reached;
@@ -329,7 +326,7 @@ impl Session {
     fn find_hit(&mut self, start: Position, exit: u64, pc: u64) -> Result<(), ReplayError> {
         if exit == start.exit {
             self.goto(start)?;
-            if self.replayer.at_breakpoint(&self.breakpoints)? {
+            if self.replayer.at_breakpoint(&self.breakpoints) {
                 self.replayer.step()?;
             }
         } else {
@@ -337,8 +334,10 @@ impl Session {
         }
         let mut only_pc = [None; BREAKPOINT_SLOTS];
         only_pc[0] = Some(pc);
-        while !self.replayer.at_breakpoint(&only_pc)? {
-            self.replayer.step()?;
+        while !self.replayer.at_breakpoint(&only_pc) {
+            if self.replayer.step()? == Stop::Ended {
+                break;
+            }
         }
         Ok(())
     }

@@ -15,10 +15,10 @@
 use ft_logging::MSR_TSC;
 use kvm_bindings::{
     KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, Msrs, kvm_fpu,
-    kvm_guest_debug, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_vcpu_events,
+    kvm_guest_debug, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_sync_regs, kvm_vcpu_events,
 };
 
-use kvm_ioctls::VcpuExit;
+use kvm_ioctls::{SyncReg, VcpuExit};
 
 use super::Vcpu;
 use super::vcpu::INITIAL_MSRS;
@@ -176,6 +176,22 @@ impl Vcpu {
     pub fn queued_interrupt(&self) -> Result<Option<u8>, DebugError> {
         let events = self.fd.get_vcpu_events().map_err(DebugError::Events)?;
         Ok((events.interrupt.injected != 0).then_some(events.interrupt.nr))
+    }
+
+    /// Has every KVM_RUN leave the system registers and pending events, as
+    /// well as the registers, in the run structure ([`Vcpu::synced`]): a
+    /// debugger reads them at every step, and each ioctl costs about as
+    /// much as a KVM_RUN on our hosts.
+    pub fn sync_debug_state(&mut self) {
+        self.fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        self.fd.set_sync_valid_reg(SyncReg::VcpuEvents);
+    }
+
+    /// The registers, system registers and pending events as the last
+    /// KVM_RUN left them (see [`Vcpu::sync_debug_state`]); anything set
+    /// since is not in them until the next KVM_RUN.
+    pub fn synced(&self) -> kvm_sync_regs {
+        self.fd.sync_regs()
     }
 
     /// The registers now (KVM hides the trap flag it sets to step).

@@ -180,7 +180,7 @@ impl SingleThreadBase for Debuggee {
     fn read_addrs(&mut self, start_addr: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
         let registers = self.registers()?;
         let replayer = self.session.replayer();
-        GuestView::new(replayer.memory(), &registers)
+        GuestView::new(replayer.memory(), &registers.sregs)
             .read(start_addr, data)
             .map_err(|_| TargetError::Errno(EIO))
     }
