@@ -18,3 +18,7 @@ cargo bench -q -p vmm --bench ft
 # hosts (network namespaces; needs root and redis-tools), and the log's
 # volume against what the guest took in.
 cargo bench -q -p vmm --bench kv
+
+# Time-travel debugging: gdb's goto, reverse-stepi and reverse-continue on a
+# minute of ticker, and --from-exit near the end against a whole replay.
+cargo bench -q -p vmm --bench timetravel

@@ -86,7 +86,7 @@ fn replay_with(
     }
     // Exit 0 is boot: nothing is printed before it.
     if let Some(until) = args.until_exit
-        && replayer.run_to_exit(until.saturating_sub(1))? == Stop::Arrived
+        && replayer.run_to_exit(until.saturating_sub(1), &mut |_| {})? == Stop::Arrived
     {
         return Ok(0);
     }

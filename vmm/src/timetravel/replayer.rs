@@ -53,9 +53,10 @@ pub struct ReplayOptions {
     pub verify: bool,
     /// Show a progress bar on a terminal when the replay takes long.
     pub progress: bool,
-    /// The replay will be stepped and stopped at breakpoints: each exit's
-    /// instruction is completed at once (one more KVM_RUN that does not
-    /// enter the guest), so every position is between two instructions.
+    /// The replay will be stepped and stopped at breakpoints: where it
+    /// stops, the last exit's instruction is completed (one more KVM_RUN
+    /// that does not enter the guest), so every position is between two
+    /// instructions.
     pub stepping: bool,
 }
 
@@ -141,6 +142,8 @@ struct Run {
     interval: Option<IntervalStart>,
     /// What KVM was last told to stop for.
     debug: GuestDebug,
+    /// No access of the last exit waits for KVM_RUN to complete it.
+    settled: bool,
 }
 
 /// A replay that can be moved about.
@@ -187,6 +190,7 @@ impl Run {
                 ending: None,
                 interval: None,
                 debug: GuestDebug::default(),
+                settled: true,
             }),
             Err(error) => Err(error.into()),
         }
@@ -303,13 +307,19 @@ impl Replayer {
     }
 
     /// Runs freely until exit `exit` is done (and its interrupt injected),
-    /// or the replay ends.
-    pub fn run_to_exit(&mut self, exit: u64) -> Result<Stop, ReplayError> {
+    /// or the replay ends; `progress` hears every exit.
+    pub fn run_to_exit(
+        &mut self,
+        exit: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Stop, ReplayError> {
         while self.exit() < exit {
             if self.resume(GuestDebug::default(), None)? == Event::Ended {
                 return Ok(Stop::Ended);
             }
+            progress(self.exit());
         }
+        self.settle()?;
         Ok(Stop::Arrived)
     }
 
@@ -330,6 +340,18 @@ impl Replayer {
     /// A breakpoint found by a free run leaves the position unknown; with
     /// watches, every stop is at its exact position (see [`super::watch`]).
     pub fn continue_to(
+        &mut self,
+        breakpoints: &[Option<u64>; BREAKPOINT_SLOTS],
+        watches: &[Watch],
+        until: Option<u64>,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<Stop, ReplayError> {
+        let stop = self.run_free(breakpoints, watches, until, interrupted)?;
+        self.settle()?;
+        Ok(stop)
+    }
+
+    fn run_free(
         &mut self,
         breakpoints: &[Option<u64>; BREAKPOINT_SLOTS],
         watches: &[Watch],
@@ -416,6 +438,7 @@ impl Replayer {
     /// A watched interval starts here: save the vCPU, bring the copy of RAM
     /// up to date (the first time, with KVM's dirty log turned on).
     fn begin_interval(&mut self) -> Result<(), ReplayError> {
+        self.settle()?;
         let run = &mut self.run;
         let vm = run.machine.vm();
         let vcpu = run.machine.vcpu().snapshot()?;
@@ -456,6 +479,7 @@ impl Replayer {
         interval.restore_memory(run.machine.memory(), &written);
         run.machine.vcpu().restore(&interval.vcpu)?;
         run.machine.vcpu_mut().complete_exit()?;
+        run.settled = true;
         run.steps = interval.steps;
         let before = self.watched_values(watches);
         loop {
@@ -505,14 +529,22 @@ impl Replayer {
             },
         };
         match self.resume(debug, None)? {
-            Event::Ended => Ok(Stop::Ended),
-            Event::Debug { .. } => {
-                self.run.steps = self.run.steps.map(|steps| steps + 1);
-                Ok(Stop::Arrived)
-            }
-            Event::Exit => Ok(Stop::Arrived),
+            Event::Ended => return Ok(Stop::Ended),
+            Event::Debug { .. } => self.run.steps = self.run.steps.map(|steps| steps + 1),
+            Event::Exit => self.settle()?,
             Event::Held => unreachable!("a step holds no exit"),
         }
+        Ok(Stop::Arrived)
+    }
+
+    /// Completes the last exit's access, if that is still to do: a free
+    /// run leaves it to the next KVM_RUN, which costs nothing then.
+    fn settle(&mut self) -> Result<(), ReplayError> {
+        if !self.run.settled {
+            self.run.machine.vcpu_mut().complete_exit()?;
+            self.run.settled = true;
+        }
+        Ok(())
     }
 
     /// One KVM_RUN, to a debug exit or to a counted exit it handles; one
@@ -547,9 +579,7 @@ impl Replayer {
         );
         match result {
             Ok(Resumed::Exit) => {
-                if self.options.stepping {
-                    run.machine.vcpu_mut().complete_exit()?;
-                }
+                run.settled = !self.options.stepping;
                 run.steps = Some(0);
                 Ok(Event::Exit)
             }

@@ -276,10 +276,19 @@ impl Session {
     /// To `target`, forwards from here when it lies ahead, else from the
     /// start.
     pub fn goto(&mut self, target: Position) -> Result<Halt, ReplayError> {
+        self.goto_reporting(target, &mut |_| {})
+    }
+
+    /// [`goto`](Self::goto), telling `progress` every exit it passes.
+    pub fn goto_reporting(
+        &mut self,
+        target: Position,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Halt, ReplayError> {
         if self.replayer.position().is_none_or(|here| target < here) {
             self.replayer.restart()?;
         }
-        if self.replayer.run_to_exit(target.exit)? == Stop::Ended {
+        if self.replayer.run_to_exit(target.exit, progress)? == Stop::Ended {
             return Ok(Halt::Ended);
         }
         while self.position() < target {

@@ -28,11 +28,13 @@ use tracing::warn;
 use super::connection::GdbConnection;
 use super::monitor::{self, Command};
 use crate::timetravel::session::{Halt, Session};
-use crate::timetravel::{Ending, GuestView, ReplayError};
+use crate::timetravel::{Ending, GuestView, Position, ReplayError};
 use crate::vstate::Registers;
 
 /// How often a running replay looks for gdb's Ctrl-C.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often a long `monitor goto` says where it is.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// errno values gdb shows for refused requests.
 const EPERM: u8 = 1;
@@ -353,8 +355,18 @@ impl MonitorCmd for Debuggee {
                 if exit > total {
                     outputln!(out, "goto: the trace ends at exit {total}");
                 } else {
+                    // gdb gives up on a monitor command silent for its
+                    // remote timeout (2 s): say where the replay is.
+                    let mut last = Instant::now();
+                    let mut progress = |at: u64| {
+                        if last.elapsed() >= PROGRESS_INTERVAL {
+                            last = Instant::now();
+                            outputln!(out, "goto: at exit {at} of {exit}");
+                            out.flush();
+                        }
+                    };
                     self.session
-                        .goto(crate::timetravel::Position::at_exit(exit))?;
+                        .goto_reporting(Position::at_exit(exit), &mut progress)?;
                     let position = self.session.position();
                     outputln!(
                         out,
