@@ -185,16 +185,37 @@ fn until_and_from_an_exit_split_the_output_exactly() {
     bad.assert_refused(125, "--until-exit 5 is before --from-exit 10");
 }
 
+/// A trace of ticker, where its timer handler and tick counter are, and
+/// gdb commands printing the counter (`ticks N`) and the PC (`pc N`).
+struct Ticker {
+    trace: PathBuf,
+    handler: u64,
+    ticks: u64,
+    read: String,
+}
+
+fn ticker(test: &str, cmdline: &str) -> Ticker {
+    let trace = record_ticker(&scratch_dir(test), cmdline);
+    let kernel = trace_kernel(&trace);
+    let ticks = symbol(&kernel, "6ticker5TICKS");
+    Ticker {
+        handler: symbol(&kernel, "8on_timer"),
+        ticks,
+        read: format!(
+            "printf \"ticks %lu\\n\", *(unsigned long *){ticks:#x}\nprintf \"pc %#lx\\n\", $pc"
+        ),
+        trace,
+    }
+}
+
 #[test]
 fn breakpoints_continue_and_reverse_continue_and_step_back() {
-    let dir = scratch_dir("tt-break");
-    let trace = record_ticker(&dir, "ticks=6 hz=40");
-    let kernel = trace_kernel(&trace);
-    let handler = symbol(&kernel, "8on_timer");
-    let ticks = symbol(&kernel, "6ticker5TICKS");
-    let read = format!(
-        "printf \"ticks %lu\\n\", *(unsigned long *){ticks:#x}\nprintf \"pc %#lx\\n\", $pc"
-    );
+    let Ticker {
+        trace,
+        handler,
+        read,
+        ..
+    } = ticker("tt-break", "ticks=6 hz=40");
     let session = debug(
         &trace,
         &format!(
@@ -225,14 +246,12 @@ fn breakpoints_continue_and_reverse_continue_and_step_back() {
 
 #[test]
 fn a_watchpoint_stops_where_the_counter_is_written_and_rwatch_is_refused() {
-    let dir = scratch_dir("tt-watch");
-    let trace = record_ticker(&dir, "ticks=4 hz=40");
-    let kernel = trace_kernel(&trace);
-    let handler = symbol(&kernel, "8on_timer");
-    let ticks = symbol(&kernel, "6ticker5TICKS");
-    let read = format!(
-        "printf \"ticks %lu\\n\", *(unsigned long *){ticks:#x}\nprintf \"pc %#lx\\n\", $pc"
-    );
+    let Ticker {
+        trace,
+        handler,
+        ticks,
+        read,
+    } = ticker("tt-watch", "ticks=4 hz=40");
     let session = debug(
         &trace,
         &format!(
@@ -492,4 +511,26 @@ fn ctrl_c_from_gdb_stops_a_running_replay() {
         "the replay ran to its end: {out:#?}"
     );
     assert!(when.contains('O'), "{when}");
+}
+
+#[test]
+fn a_signal_stops_a_replay_waiting_for_gdb_or_for_its_commands() {
+    let dir = scratch_dir("tt-signal");
+    let trace = record_ticker(&dir, "ticks=2 hz=40");
+    let (waiting, _) = start_debuggee(&trace);
+    let (serving, port) = start_debuggee(&trace);
+    let _client = connect(port);
+    thread::sleep(Duration::from_millis(500));
+    for child in [&waiting, &serving] {
+        // SAFETY: kill has no memory effects; the pid is our child's.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    }
+    for child in [waiting, serving] {
+        let out = finish(child, TIMEOUT);
+        assert_eq!(out.code(), 130, "{out:#?}");
+        assert!(
+            out.stderr.contains("replay interrupted (SIGINT)"),
+            "{out:#?}"
+        );
+    }
 }

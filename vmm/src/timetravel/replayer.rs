@@ -24,7 +24,7 @@ use vm_memory::GuestMemoryMmap;
 use super::console_window::ConsoleWindow;
 use super::guest_view::GuestView;
 use super::progress::Progress;
-use super::watch::{IntervalStart, Watch};
+use super::watch::{IntervalStart, ShadowRam, Watch};
 use crate::exit_status;
 use crate::host::StopSignal;
 use crate::kernel::Kernel;
@@ -256,6 +256,11 @@ impl Replayer {
         Ok(())
     }
 
+    /// The signal that asks the replay to stop.
+    pub fn stop_signal(&self) -> Arc<StopSignal> {
+        self.stop.clone()
+    }
+
     /// The exit the trace ends at.
     pub fn total_exits(&self) -> u64 {
         self.total_exits
@@ -445,12 +450,19 @@ impl Replayer {
         match &mut run.interval {
             Some(interval) => {
                 let written = vm.take_dirty_pages()?;
-                interval.advance(run.machine.memory(), &written, vcpu, run.steps);
+                interval.ram.advance(run.machine.memory(), &written);
+                interval.vcpu = vcpu;
+                interval.steps = run.steps;
             }
             None => {
                 vm.log_dirty_pages()?;
                 vm.take_dirty_pages()?;
-                run.interval = Some(IntervalStart::new(run.machine.memory(), vcpu, run.steps));
+                run.interval = Some(IntervalStart {
+                    ram: ShadowRam::new(run.machine.memory()),
+                    vcpu,
+                    steps: run.steps,
+                    failure: None,
+                });
             }
         }
         Ok(())
@@ -476,7 +488,7 @@ impl Replayer {
         // KVM_RUN refreshes the run structure's copy of it.
         run.machine.vcpu_mut().complete_exit()?;
         let written = run.machine.vm().take_dirty_pages()?;
-        interval.restore_memory(run.machine.memory(), &written);
+        interval.ram.restore(run.machine.memory(), &written);
         run.machine.vcpu().restore(&interval.vcpu)?;
         run.machine.vcpu_mut().complete_exit()?;
         run.settled = true;
@@ -562,7 +574,7 @@ impl Replayer {
         let interval = &mut run.interval;
         let mut hold = |vm: &Vm| match (hold, interval.as_mut()) {
             (Some(watched), Some(interval)) => match vm.take_dirty_pages() {
-                Ok(written) => interval.note_written(&written, watched),
+                Ok(written) => interval.ram.note_written(&written, watched),
                 Err(error) => {
                     interval.failure = Some(error);
                     true

@@ -85,39 +85,29 @@ fn dirty_pages(bitmap: &[u64]) -> impl Iterator<Item = u64> + '_ {
     })
 }
 
-/// Where an interval started, to take it back.
+/// A copy of RAM as it was when an interval started, and the pages the
+/// guest wrote since.
 #[derive(Debug)]
-pub struct IntervalStart {
-    /// RAM as it was when the interval started.
-    shadow: Vec<u8>,
-    /// Pages the guest wrote in this interval so far.
+pub struct ShadowRam {
+    copy: Vec<u8>,
     written: Vec<u64>,
-    pub vcpu: VcpuSnapshot,
-    /// The steps since the last exit at the interval's start (a run resumed
-    /// mid-interval starts there).
-    pub steps: Option<u64>,
-    /// A failure of the dirty log met where it could not be returned.
-    pub failure: Option<VmError>,
 }
 
-impl IntervalStart {
-    /// A copy of all of RAM.
-    pub fn new(memory: &GuestMemoryMmap, vcpu: VcpuSnapshot, steps: Option<u64>) -> Self {
+impl ShadowRam {
+    /// A copy of all of `memory`.
+    pub fn new(memory: &GuestMemoryMmap) -> Self {
         let bytes = memory.iter().map(|region| region.len() as usize).sum();
-        let mut shadow = vec![0; bytes];
+        let mut copy = vec![0; bytes];
         memory
-            .read_slice(&mut shadow, GuestAddress(0))
+            .read_slice(&mut copy, GuestAddress(0))
             .expect("RAM is one range from address 0");
         Self {
-            shadow,
+            copy,
             written: Vec::new(),
-            vcpu,
-            steps,
-            failure: None,
         }
     }
 
-    /// Notes pages the guest wrote; whether any holds one of `watched`.
+    /// Notes pages the guest wrote; whether any is one of `watched`.
     pub fn note_written(&mut self, bitmap: &[u64], watched: &[u64]) -> bool {
         if self.written.len() < bitmap.len() {
             self.written.resize(bitmap.len(), 0);
@@ -128,42 +118,85 @@ impl IntervalStart {
         watched.iter().any(|page| is_dirty(bitmap, *page))
     }
 
-    /// A new interval starts: the copy takes the pages written since.
-    pub fn advance(
-        &mut self,
-        memory: &GuestMemoryMmap,
-        bitmap: &[u64],
-        vcpu: VcpuSnapshot,
-        steps: Option<u64>,
-    ) {
-        self.note_written(bitmap, &[]);
-        for page in dirty_pages(&self.written) {
-            let start = (page * PAGE_SIZE) as usize;
-            if let Some(copy) = self.shadow.get_mut(start..start + PAGE_SIZE as usize) {
-                let _ = memory.read_slice(copy, GuestAddress(page * PAGE_SIZE));
-            }
-        }
-        self.written.clear();
-        self.vcpu = vcpu;
-        self.steps = steps;
+    /// A new interval starts: the copy takes the pages written since (and
+    /// those in `bitmap`).
+    pub fn advance(&mut self, memory: &GuestMemoryMmap, bitmap: &[u64]) {
+        self.take_written(bitmap, |address, copy| {
+            let _ = memory.read_slice(copy, address);
+        });
     }
 
     /// Puts back the pages written in this interval (and in `bitmap`).
-    pub fn restore_memory(&mut self, memory: &GuestMemoryMmap, bitmap: &[u64]) {
+    pub fn restore(&mut self, memory: &GuestMemoryMmap, bitmap: &[u64]) {
+        self.take_written(bitmap, |address, copy| {
+            let _ = memory.write_slice(copy, address);
+        });
+    }
+
+    /// Hands each page written in this interval (and in `bitmap`) to
+    /// `transfer` with its copy, and forgets them. Pages outside RAM are
+    /// never logged; a failed transfer leaves the page as it was.
+    fn take_written(&mut self, bitmap: &[u64], mut transfer: impl FnMut(GuestAddress, &mut [u8])) {
         self.note_written(bitmap, &[]);
         for page in dirty_pages(&self.written) {
             let start = (page * PAGE_SIZE) as usize;
-            if let Some(copy) = self.shadow.get(start..start + PAGE_SIZE as usize) {
-                let _ = memory.write_slice(copy, GuestAddress(page * PAGE_SIZE));
+            if let Some(copy) = self.copy.get_mut(start..start + PAGE_SIZE as usize) {
+                transfer(GuestAddress(page * PAGE_SIZE), copy);
             }
         }
         self.written.clear();
     }
 }
 
+/// Where a watched interval started, to take it back.
+#[derive(Debug)]
+pub struct IntervalStart {
+    pub ram: ShadowRam,
+    pub vcpu: VcpuSnapshot,
+    /// The steps since the last exit at the interval's start (a run resumed
+    /// mid-interval starts there).
+    pub steps: Option<u64>,
+    /// A failure of the dirty log met where it could not be returned.
+    pub failure: Option<VmError>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ram() -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 4 * PAGE_SIZE as usize)]).unwrap()
+    }
+
+    #[test]
+    fn restoring_puts_back_only_the_pages_written_in_the_interval() {
+        let memory = ram();
+        memory.write_obj(1u64, GuestAddress(0x1000)).unwrap();
+        let mut start = ShadowRam::new(&memory);
+        // The guest writes pages 1 and 2; the log names page 1 first (a
+        // watched page), then page 2 when the interval is taken back.
+        memory.write_obj(7u64, GuestAddress(0x1000)).unwrap();
+        memory.write_obj(8u64, GuestAddress(0x2000)).unwrap();
+        memory.write_obj(9u64, GuestAddress(0x3000)).unwrap();
+        assert!(start.note_written(&[0b0010], &[1]));
+        assert!(!start.note_written(&[0b0010], &[3]));
+        start.restore(&memory, &[0b0100]);
+        let word = |address| memory.read_obj::<u64>(GuestAddress(address)).unwrap();
+        assert_eq!((word(0x1000), word(0x2000)), (1, 0));
+        // Page 3 was not in the log: it keeps the write.
+        assert_eq!(word(0x3000), 9);
+    }
+
+    #[test]
+    fn a_new_interval_copies_the_pages_written_in_the_last() {
+        let memory = ram();
+        let mut start = ShadowRam::new(&memory);
+        memory.write_obj(5u64, GuestAddress(0x2000)).unwrap();
+        start.advance(&memory, &[0b0100]);
+        memory.write_obj(6u64, GuestAddress(0x2000)).unwrap();
+        start.restore(&memory, &[0b0100]);
+        assert_eq!(memory.read_obj::<u64>(GuestAddress(0x2000)).unwrap(), 5);
+    }
 
     #[test]
     fn bitmaps_name_their_pages() {

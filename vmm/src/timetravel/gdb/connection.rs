@@ -4,8 +4,11 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 
 use gdbstub::conn::{Connection, ConnectionExt};
+
+use crate::host::StopSignal;
 
 #[derive(Debug)]
 pub struct GdbConnection {
@@ -13,14 +16,17 @@ pub struct GdbConnection {
     nonblocking: bool,
     /// A reply being written, sent whole at `flush`.
     pending: Vec<u8>,
+    /// A signal interrupts a read only once it asked ftvm to stop.
+    stop: Arc<StopSignal>,
 }
 
 impl GdbConnection {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: TcpStream, stop: Arc<StopSignal>) -> Self {
         Self {
             stream,
             nonblocking: false,
             pending: Vec::new(),
+            stop,
         }
     }
 
@@ -77,9 +83,17 @@ impl ConnectionExt for GdbConnection {
     fn read(&mut self) -> io::Result<u8> {
         self.flush()?;
         let mut byte = [0];
-        match Read::read(&mut self.stream, &mut byte)? {
-            0 => Err(closed()),
-            _ => Ok(byte[0]),
+        loop {
+            match Read::read(&mut self.stream, &mut byte) {
+                Ok(0) => return Err(closed()),
+                Ok(_) => return Ok(byte[0]),
+                Err(error) if error.kind() == ErrorKind::Interrupted => {
+                    if self.stop.requested().is_some() {
+                        return Err(error);
+                    }
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
 

@@ -9,14 +9,20 @@ mod monitor;
 mod target;
 
 use std::io;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
 
 use gdbstub::stub::{DisconnectReason, GdbStub};
 
 use super::session::Session;
 use super::{ReplayError, Replayer};
+use crate::host::StopSignal;
 use connection::{GdbConnection, is_disconnection};
 use target::{Debuggee, EventLoop};
+
+/// How often waiting for gdb looks for a signal to stop.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GdbError {
@@ -43,10 +49,14 @@ pub fn serve(replayer: Replayer, address: &str) -> Result<u8, GdbError> {
     let listener = TcpListener::bind(address).map_err(listen_error)?;
     let local = listener.local_addr().map_err(listen_error)?;
     eprintln!("ftvm: waiting for gdb: target remote {local}");
-    let (stream, _) = listener.accept().map_err(GdbError::Accept)?;
+    let stop = replayer.stop_signal();
+    let Some(stream) = accept(&listener, &stop)? else {
+        return Ok(stopped(&stop));
+    };
     drop(listener);
     let mut target = Debuggee::new(Session::new(replayer));
-    let stub = GdbStub::<Debuggee, GdbConnection>::new(GdbConnection::new(stream));
+    let connection = GdbConnection::new(stream, stop.clone());
+    let stub = GdbStub::<Debuggee, GdbConnection>::new(connection);
     let outcome = stub.run_blocking::<EventLoop>(&mut target);
     let mut replayer = target.into_session().into_replayer();
     match outcome {
@@ -73,10 +83,48 @@ pub fn serve(replayer: Replayer, address: &str) -> Result<u8, GdbError> {
             if is_disconnection(&io_error) {
                 eprintln!("ftvm: gdb went away; the replay stops here");
                 Ok(0)
+            } else if stop.requested().is_some() {
+                Ok(stopped(&stop))
             } else {
                 Err(GdbError::Connection(io_error))
             }
         }
         Err(error) => Err(GdbError::Protocol(error.to_string())),
+    }
+}
+
+/// Waits for gdb's connection, or for a signal to stop (`None`).
+fn accept(listener: &TcpListener, stop: &StopSignal) -> Result<Option<TcpStream>, GdbError> {
+    listener.set_nonblocking(true).map_err(GdbError::Accept)?;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).map_err(GdbError::Accept)?;
+                return Ok(Some(stream));
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if stop.requested().is_some() {
+                    return Ok(None);
+                }
+                thread::sleep(ACCEPT_POLL);
+            }
+            Err(error) => return Err(GdbError::Accept(error)),
+        }
+    }
+}
+
+/// The status of a replay a signal stopped, with a word on stderr.
+fn stopped(stop: &StopSignal) -> u8 {
+    match stop.requested() {
+        Some(reason) => {
+            eprintln!("ftvm: replay {reason}");
+            reason.exit_status()
+        }
+        None => 0,
     }
 }
