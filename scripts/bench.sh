@@ -11,6 +11,9 @@ cargo bench -q -p vmm --bench exit_cost
 # Record vs run, replay vs record, and trace density on ticker.
 cargo bench -q -p vmm --bench record_replay
 
+# The VM state of an idle ticker: encoded size, capture and restore times.
+cargo bench -q -p vmm --bench state
+
 # Fault tolerance: pair vs alone, the output rule's latency, log bandwidth, takeover time.
 cargo bench -q -p vmm --bench ft
 

@@ -1,13 +1,15 @@
 //! The records of ftvm's log: what a trace file holds after its header, and
 //! what the logging channel carries.
 
+use serde::{Deserialize, Serialize};
+
 use crate::{DiskInfo, Event, NetInfo, StopReason};
 
 /// Version of the record and header encoding; a change bumps it.
 pub const FORMAT_VERSION: u32 = 2;
 
 /// One CPUID leaf as presented to the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CpuidLeaf {
     pub function: u32,
     pub index: u32,
@@ -20,7 +22,7 @@ pub struct CpuidLeaf {
 
 /// Everything a guest can observe of its platform before the first event:
 /// with the events, it determines the whole run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
     /// The version of ftvm's platform (devices and their behaviour).
     pub platform: String,
@@ -46,7 +48,7 @@ pub enum Stream {
 }
 
 /// The running digest of one output stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StreamDigest {
     /// Bytes emitted so far.
     pub bytes: u64,

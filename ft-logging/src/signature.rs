@@ -1,8 +1,10 @@
+use serde::{Deserialize, Serialize};
 use twox_hash::XxHash64;
 
 /// A running hash over every counted exit: a replay that takes another path
 /// shows a different signature at the first record after it diverged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ExitSignature(u64);
 
 impl ExitSignature {

@@ -12,10 +12,13 @@ use ft_logging::{
     DiskOp, Event, EventSource, ExitDone, ExitQuery, ExitSignature, MSR_TSC, OutputSink, SinkError,
     SourceError, StreamDigest, StreamHasher,
 };
+use serde::{Deserialize, Serialize};
 use tracing::{trace, warn};
 
 use crate::effect::{Effect, GuestEnd};
-use crate::platform::Platform;
+use crate::memory::GuestRam;
+use crate::platform::{Devices, Platform, PlatformState};
+use crate::state::InvalidState;
 
 const RFLAGS_IF: u64 = 1 << 9;
 
@@ -102,6 +105,8 @@ pub enum CoreError {
 #[derive(Debug, Default)]
 pub struct ExitHandler {
     platform: Platform,
+    /// Exit 0, boot, is done.
+    started: bool,
     /// Exits completed.
     exits: u64,
     signature: ExitSignature,
@@ -111,6 +116,39 @@ pub struct ExitHandler {
     effects: Vec<Effect>,
     console: Vec<u8>,
     warned_msrs: Vec<u32>,
+}
+
+/// The state of the deterministic core between two exits: where the run
+/// is (booted, exits completed), the exit signature and console digest so
+/// far, and every device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoreState {
+    started: bool,
+    exits: u64,
+    signature: ExitSignature,
+    console: StreamHasher,
+    platform: PlatformState,
+}
+
+impl CoreState {
+    /// Exits completed (the state is taken after exit `exits()`).
+    pub fn exits(&self) -> u64 {
+        self.exits
+    }
+
+    /// The exit signature after the last exit.
+    pub fn signature(&self) -> ExitSignature {
+        self.signature
+    }
+
+    /// The digest of the console output so far.
+    pub fn console(&self) -> StreamDigest {
+        self.console.digest()
+    }
+
+    pub fn platform(&self) -> &PlatformState {
+        &self.platform
+    }
 }
 
 /// The signature's kind for a disk request: outputs other than the
@@ -128,9 +166,48 @@ impl ExitHandler {
         }
     }
 
+    /// The core in `state`, for a VM with `devices` and `memory`; refused
+    /// when a device's state is one it cannot reach.
+    pub fn from_state(
+        devices: Devices,
+        memory: &GuestRam,
+        state: &CoreState,
+    ) -> Result<Self, InvalidState> {
+        Ok(Self {
+            platform: Platform::from_state(devices, memory, &state.platform)?,
+            started: state.started,
+            exits: state.exits,
+            signature: state.signature,
+            console_digest: state.console.clone(),
+            ..Self::default()
+        })
+    }
+
+    /// The core's state; taken between exits.
+    pub fn state(&self) -> CoreState {
+        CoreState {
+            started: self.started,
+            exits: self.exits,
+            signature: self.signature,
+            console: self.console_digest.clone(),
+            platform: self.platform.state(),
+        }
+    }
+
     /// Exits completed so far.
     pub fn exits(&self) -> u64 {
         self.exits
+    }
+
+    /// The virtual time of the last time sample applied, in nanoseconds
+    /// since boot.
+    pub fn virtual_time_ns(&self) -> u64 {
+        self.platform.pit.now_ns()
+    }
+
+    /// Whether exit 0 (boot) is done.
+    pub fn started(&self) -> bool {
+        self.started
     }
 
     pub fn signature(&self) -> ExitSignature {
@@ -149,6 +226,7 @@ impl ExitHandler {
             ..self.query(false)
         };
         self.take_events(&query, source)?;
+        self.started = true;
         self.commit(source)
     }
 

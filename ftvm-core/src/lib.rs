@@ -9,4 +9,6 @@ pub mod devices;
 pub mod effect;
 pub mod exit_handler;
 pub mod layout;
+pub mod memory;
 pub mod platform;
+pub mod state;

@@ -4,16 +4,18 @@
 use std::collections::BTreeSet;
 
 use ft_logging::{DiskInfo, NetInfo};
+use serde::{Deserialize, Serialize};
 use tracing::warn;
-use vm_memory::GuestMemoryMmap;
 
-use crate::devices::i8042::I8042;
-use crate::devices::pic::DualPic;
-use crate::devices::pit::Pit;
-use crate::devices::rtc::Rtc;
-use crate::devices::uart::Uart;
-use crate::devices::virtio::{self, VirtioBus};
+use crate::devices::i8042::{I8042, I8042State};
+use crate::devices::pic::{DualPic, PicState};
+use crate::devices::pit::{Pit, PitState};
+use crate::devices::rtc::{Rtc, RtcState};
+use crate::devices::uart::{Uart, UartState};
+use crate::devices::virtio::{self, VirtioBus, VirtioBusState};
 use crate::effect::{Effect, GuestEnd};
+use crate::memory::GuestRam;
+use crate::state::{InvalidState, check};
 
 /// The version of the platform a guest sees: devices, their ports and
 /// behaviour, the CPU model. A change a guest could observe bumps it, since
@@ -59,13 +61,79 @@ pub struct Platform {
     warned: BTreeSet<(&'static str, u64)>,
 }
 
+/// The state of every device of the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformState {
+    pic: PicState,
+    pit: PitState,
+    rtc: RtcState,
+    uart: UartState,
+    i8042: I8042State,
+    virtio: VirtioBusState,
+}
+
+impl PlatformState {
+    /// The virtual time of the last time sample applied, in nanoseconds
+    /// since boot: a new primary's clock goes on from here.
+    pub fn virtual_time_ns(&self) -> u64 {
+        self.pit.now_ns()
+    }
+
+    /// The numbers of the disk requests in flight.
+    pub fn disk_requests_in_flight(&self) -> Vec<u64> {
+        self.virtio.disk_requests_in_flight()
+    }
+}
+
 impl Platform {
     /// The PC platform with `devices`, whose queues live in `memory`.
-    pub fn new(devices: Devices, memory: &GuestMemoryMmap) -> Self {
+    pub fn new(devices: Devices, memory: &GuestRam) -> Self {
         Self {
             virtio: VirtioBus::new(devices.disk, devices.net, memory),
             ..Self::default()
         }
+    }
+
+    pub fn state(&self) -> PlatformState {
+        PlatformState {
+            pic: self.pic.state(),
+            pit: self.pit.state(),
+            rtc: self.rtc.state(),
+            uart: self.uart.state(),
+            i8042: self.i8042.state(),
+            virtio: self.virtio.state(),
+        }
+    }
+
+    /// The platform with `devices`, whose queues live in `memory`, in
+    /// `state`; refused when a device's state is one it cannot reach, or
+    /// the virtio devices are not those of `devices`.
+    pub fn from_state(
+        devices: Devices,
+        memory: &GuestRam,
+        state: &PlatformState,
+    ) -> Result<Self, InvalidState> {
+        let platform = Self {
+            pic: DualPic::from_state(&state.pic)?,
+            pit: Pit::from_state(&state.pit)?,
+            rtc: Rtc::from_state(&state.rtc)?,
+            uart: Uart::from_state(&state.uart)?,
+            i8042: I8042::from_state(&state.i8042)?,
+            virtio: VirtioBus::from_state(devices.disk, devices.net, memory, &state.virtio)?,
+            warned: BTreeSet::new(),
+        };
+        // (The PIT's line follows its output from the first time sample on,
+        // at boot: not before.)
+        let wired = [(COM1_IRQ, platform.uart.irq())]
+            .into_iter()
+            .chain(platform.virtio.irq_levels())
+            .all(|(irq, level)| platform.pic.line(irq) == level);
+        check(
+            wired,
+            "platform",
+            "an interrupt line that is not its device's output",
+        )?;
+        Ok(platform)
     }
 
     /// Whether an access to `port` reads or sets a clock, and so needs a
@@ -229,5 +297,54 @@ impl Platform {
                 "guest {what} of an unknown address: ignored"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vm_memory::GuestAddress;
+
+    use super::*;
+    use crate::state::through_bytes;
+
+    fn ram() -> GuestRam {
+        GuestRam::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap()
+    }
+
+    fn disk() -> Devices {
+        Devices {
+            disk: Some(DiskInfo {
+                sectors: 8,
+                read_only: false,
+            }),
+            net: None,
+        }
+    }
+
+    #[test]
+    fn a_platform_state_for_other_devices_is_refused() {
+        let memory = ram();
+        let state = through_bytes(&Platform::new(disk(), &memory).state());
+        Platform::from_state(disk(), &memory, &state).unwrap();
+        let error = Platform::from_state(Devices::default(), &memory, &state).unwrap_err();
+        assert!(error.to_string().contains("other devices"), "{error}");
+    }
+
+    #[test]
+    fn a_device_whose_interrupt_line_is_not_its_output_is_refused() {
+        let memory = ram();
+        let mut platform = Platform::new(Devices::default(), &memory);
+        let quiet = platform.state();
+        // The UART raises its line: enable its data interrupt, receive.
+        let mut effects = Vec::new();
+        platform.port_out(0x3f9, &[0x01], &mut effects);
+        platform.port_out(0x3fc, &[0x02], &mut effects);
+        platform.receive_serial(b"x");
+        assert!(platform.pic.line(COM1_IRQ));
+        let mut unwired = platform.state();
+        unwired.pic = quiet.pic;
+        let error = Platform::from_state(Devices::default(), &memory, &unwired).unwrap_err();
+        assert!(error.to_string().contains("interrupt line"), "{error}");
+        Platform::from_state(Devices::default(), &memory, &platform.state()).unwrap();
     }
 }

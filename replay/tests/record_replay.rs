@@ -43,7 +43,7 @@ struct Quirks {
 
 /// A fake guest and core: it asks the source for events as ftvm's core
 /// does, and its signature, console and state depend on them.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Guest {
     quirks: Quirks,
     exits: u64,
@@ -161,11 +161,30 @@ impl Guest {
         exits: u64,
         interval: u64,
     ) -> Result<End, SourceError> {
+        self.boot(source)?;
+        if let Some(end) = self.run_exits(source, 1..=exits, interval)? {
+            return Ok(end);
+        }
+        let status = self.quirks.exit_status;
+        Ok(self.end(EndReason::GuestExit(status), status))
+    }
+
+    fn boot(&mut self, source: &mut dyn EventSource) -> Result<(), SourceError> {
         let mut events = Vec::new();
         source.events(&self.query(0, Access::Plain, false), &mut events)?;
         self.apply(&events);
-        self.done(source, &events)?;
-        for exit in 1..=exits {
+        self.done(source, &events)
+    }
+
+    /// Runs the exits of `range`; the end if the guest ended on the way.
+    fn run_exits(
+        &mut self,
+        source: &mut dyn EventSource,
+        range: std::ops::RangeInclusive<u64>,
+        interval: u64,
+    ) -> Result<Option<End>, SourceError> {
+        let mut events = Vec::new();
+        for exit in range {
             let access = self.access_at(exit);
             events.clear();
             source.events(&self.query(exit, access, false), &mut events)?;
@@ -197,7 +216,7 @@ impl Guest {
                     events.clear();
                     source.events(&self.query(exit, access, true), &mut events)?;
                     if events.is_empty() {
-                        return Ok(self.end(EndReason::Idle, 0));
+                        return Ok(Some(self.end(EndReason::Idle, 0)));
                     }
                     self.apply(&events);
                     self.done(source, &events)?;
@@ -210,8 +229,7 @@ impl Guest {
                 source.state(exit, self.state())?;
             }
         }
-        let status = self.quirks.exit_status;
-        Ok(self.end(EndReason::GuestExit(status), status))
+        Ok(None)
     }
 }
 
@@ -389,6 +407,49 @@ fn a_recorded_run_replays_exactly_and_verifies() {
     assert_eq!(end, recorded);
     replayed.source.end(&end).unwrap();
     assert_eq!(replayed.source.recorded_end(), Some(&recorded));
+}
+
+#[test]
+fn a_replay_resumed_after_an_exit_goes_on_from_the_next_one() {
+    let (_dir, path, recorded) = recorded_trace();
+    let open = || TraceReader::open(&path).unwrap();
+    for start in [DIGEST_INTERVAL, HALT_EXIT, 61] {
+        // A guest at exit `start`, as a restored state would be.
+        let mut guest = Guest::new(Quirks::default());
+        let mut first = ReplaySource::new(open(), true);
+        guest.boot(&mut first).unwrap();
+        assert_eq!(
+            guest
+                .run_exits(&mut first, 1..=start, DIGEST_INTERVAL)
+                .unwrap(),
+            None
+        );
+        let mut resumed = ReplaySource::resume_after(open(), true, start);
+        let mut rest = guest.clone();
+        assert_eq!(
+            rest.run_exits(&mut resumed, start + 1..=EXITS, DIGEST_INTERVAL)
+                .unwrap(),
+            None
+        );
+        let end = rest.end(EndReason::GuestExit(0), 0);
+        assert_eq!(end, recorded, "resumed after exit {start}");
+        resumed.end(&end).unwrap();
+        // Resumed after an earlier exit, the log hands over inputs or
+        // digests the guest is past.
+        if !records(&path).iter().any(|record| record.exit() == start) {
+            continue;
+        }
+        let mut early = ReplaySource::resume_after(open(), true, start - 1);
+        let error = guest
+            .clone()
+            .run_exits(&mut early, start + 1..=EXITS, DIGEST_INTERVAL)
+            .unwrap_err();
+        assert!(
+            matches!(error, SourceError::Divergence { .. }),
+            "resumed after exit {}: {error}",
+            start - 1
+        );
+    }
 }
 
 #[test]

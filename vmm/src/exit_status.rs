@@ -56,7 +56,7 @@ pub fn of_end(end: VmEnd) -> u8 {
 }
 
 /// The status of a run that failed with `error`.
-pub fn run_status(error: &RunError) -> u8 {
+pub fn of_run_error(error: &RunError) -> u8 {
     match error {
         RunError::Unemulated(_) => UNEMULATED_INSTRUCTION,
         RunError::Core(CoreError::Sink(_)) => HOST_IO_FAILURE,

@@ -9,6 +9,7 @@ pub mod host;
 pub mod images;
 pub mod kernel;
 pub mod machine;
+pub mod replaying;
 pub mod timetravel;
 pub mod vm_config;
 pub mod vstate;

@@ -1,6 +1,10 @@
 //! The validated configuration of a VM: everything the guest can observe
 //! of its platform before the first event.
 
+use std::borrow::Cow;
+
+use ft_logging::Header;
+
 use crate::boot::elf::{self, ElfError, PvhKernel};
 use crate::kernel::{self, Kernel, KernelError};
 use ftvm_core::layout::{CMDLINE_MAX, MAX_MEM_MIB};
@@ -82,6 +86,19 @@ impl VmConfig {
             return Err(ConfigError::CmdlineLength(length));
         }
         Ok(config)
+    }
+
+    /// The configuration a trace's header (or a VM state's) describes.
+    pub fn from_header(header: &Header) -> Result<Self, ConfigError> {
+        let kernel = Kernel {
+            name: header.kernel_name.clone(),
+            image: Cow::Owned(header.kernel.clone()),
+        };
+        let devices = Devices {
+            disk: header.disk,
+            net: header.net,
+        };
+        Self::with_kernel(kernel, header.mem_mib, &header.cmdline, devices)
     }
 
     /// The command line the guest gets: `--cmdline`, then the words that

@@ -7,7 +7,10 @@
 //! never full, and the output buffer is full only while a response byte
 //! waits to be read.
 
+use serde::{Deserialize, Serialize};
 use tracing::warn;
+
+use crate::state::{InvalidState, check};
 
 const PORT_DATA: u16 = 0x60;
 const PORT_COMMAND: u16 = 0x64;
@@ -55,6 +58,16 @@ pub struct I8042 {
     warned: u8,
 }
 
+/// The state of the 8042: the response byte waiting to be read, the
+/// command byte, the output port, and a command waiting for its data byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct I8042State {
+    output: Option<u8>,
+    command_byte: u8,
+    output_port: u8,
+    awaiting_data: Option<u8>,
+}
+
 impl Default for I8042 {
     fn default() -> Self {
         Self::new()
@@ -71,6 +84,35 @@ impl I8042 {
             awaiting_data: None,
             warned: 0,
         }
+    }
+
+    pub fn state(&self) -> I8042State {
+        I8042State {
+            output: self.output,
+            command_byte: self.command_byte,
+            output_port: self.output_port,
+            awaiting_data: self.awaiting_data,
+        }
+    }
+
+    /// The controller in `state`, refused when no guest could have reached
+    /// it.
+    pub fn from_state(state: &I8042State) -> Result<Self, InvalidState> {
+        check(
+            matches!(
+                state.awaiting_data,
+                None | Some(CMD_WRITE_COMMAND_BYTE | CMD_WRITE_OUTPUT_PORT)
+            ),
+            "i8042",
+            "a data byte awaited by a command that takes none",
+        )?;
+        Ok(I8042 {
+            output: state.output,
+            command_byte: state.command_byte,
+            output_port: state.output_port,
+            awaiting_data: state.awaiting_data,
+            warned: 0,
+        })
     }
 
     fn warn_once(&mut self, bit: u8) -> bool {
@@ -220,5 +262,34 @@ mod tests {
         kbc.write(0x64, 0xab);
         assert_eq!(kbc.read(0x60), 0x00);
         assert_eq!(kbc.read(0x64) & 0x01, 0);
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::state::through_bytes;
+
+    #[test]
+    fn a_restored_i8042_goes_on_as_the_original() {
+        let mut original = I8042::new();
+        original.write(0x64, 0xaa); // a response waits
+        original.write(0x64, 0xd1); // a command waits for its data byte
+        let state = through_bytes(&original.state());
+        let mut restored = I8042::from_state(&state).unwrap();
+        assert_eq!(restored, original);
+        for kbc in [&mut original, &mut restored] {
+            assert_eq!(kbc.read(0x64), 0x05);
+            assert_eq!(kbc.read(0x60), 0x55);
+            assert!(kbc.write(0x60, 0x02), "the awaited byte resets");
+        }
+    }
+
+    #[test]
+    fn an_i8042_awaiting_data_for_a_command_without_any_is_refused() {
+        let mut state = I8042::new().state();
+        state.awaiting_data = Some(CMD_SELF_TEST);
+        let error = I8042::from_state(&state).unwrap_err();
+        assert!(error.to_string().contains("awaited"), "{error}");
     }
 }

@@ -13,7 +13,10 @@
 //! 2's gate pauses a mode 0 or 4 count, the clock phase restarts when the
 //! gate rises again (less than one tick of difference).
 
+use serde::{Deserialize, Serialize};
 use tracing::warn;
+
+use crate::state::{InvalidState, check};
 
 /// Input clock of every channel.
 pub const PIT_HZ: u64 = 1_193_182;
@@ -55,7 +58,7 @@ enum Access {
 
 /// A counter's time base in ticks:
 /// `offset + (t - since_ns) * PIT_HZ / 1e9`, frozen at `offset` while paused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Clock {
     since_ns: u64,
     offset: u64,
@@ -83,7 +86,7 @@ impl Clock {
 
 /// A count that enters the counting element (CE) at `load_tick`; before
 /// that the counter shows `ce_before` and `out_before`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Segment {
     load_tick: u64,
     /// 1..=65536 (a written 0 means 65536).
@@ -177,7 +180,7 @@ impl Segment {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Counter {
     /// Not counting: no count yet, a mode 1/5 count waiting for its
     /// trigger, mode 2/3 with the gate low, or mode 0 between the two bytes
@@ -197,7 +200,7 @@ enum Counter {
 }
 
 /// One 8254 counter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Channel {
     /// Bits 5:0 of the last control word (RW, mode, BCD), as the status
     /// byte reports them.
@@ -516,6 +519,75 @@ pub struct Pit {
     warned: u8,
 }
 
+/// The state of the 8254 and port 0x61: the PIT's virtual time, and each
+/// channel's control word, gate, count register, byte order flip-flops,
+/// latched count and status, and where its counting element is (stopped,
+/// or counting a segment loaded at a tick, with a reload pending).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PitState {
+    now_ns: u64,
+    channels: [Channel; 3],
+    speaker_data: bool,
+    refresh: bool,
+}
+
+impl PitState {
+    /// The PIT's virtual time, in nanoseconds since boot.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+}
+
+/// No real run comes near this many PIT ticks (122 000 years); bounding a
+/// state's tick counts keeps every computation on them within `u64`.
+const MAX_TICKS: u64 = 1 << 62;
+
+impl Segment {
+    fn check(&self) -> Result<(), InvalidState> {
+        check(
+            (1..=0x1_0000).contains(&self.count) && self.load_tick <= MAX_TICKS,
+            "8254",
+            "a count or load tick out of range",
+        )
+    }
+}
+
+impl Channel {
+    /// Refuses a channel state that no guest could have programmed.
+    fn check(&self, index: usize, now_ns: u64) -> Result<(), InvalidState> {
+        check(self.control <= 0x3f, "8254", "a control word out of range")?;
+        check(
+            self.gate || index == 2,
+            "8254",
+            "a low gate on channel 0 or 1",
+        )?;
+        check(
+            self.count_reg
+                .is_none_or(|count| (1..=0x1_0000).contains(&count)),
+            "8254",
+            "a count register out of range",
+        )?;
+        let Counter::Running { clock, seg, next } = &self.counter else {
+            return Ok(());
+        };
+        check(
+            clock.since_ns <= now_ns && clock.offset <= MAX_TICKS,
+            "8254",
+            "a counter clock ahead of the PIT's time",
+        )?;
+        seg.check()?;
+        if let Some(next) = next {
+            next.check()?;
+            check(
+                next.load_tick > clock.ticks(now_ns),
+                "8254",
+                "a pending reload that is already due",
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for Pit {
     fn default() -> Self {
         Self::new()
@@ -533,6 +605,34 @@ impl Pit {
             refresh: false,
             warned: 0,
         }
+    }
+
+    /// The virtual time of the last time sample, in nanoseconds since boot.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    pub fn state(&self) -> PitState {
+        PitState {
+            now_ns: self.now_ns,
+            channels: self.channels.clone(),
+            speaker_data: self.speaker_data,
+            refresh: self.refresh,
+        }
+    }
+
+    /// The PIT in `state`, refused when no guest could have reached it.
+    pub fn from_state(state: &PitState) -> Result<Self, InvalidState> {
+        for (index, channel) in state.channels.iter().enumerate() {
+            channel.check(index, state.now_ns)?;
+        }
+        Ok(Pit {
+            now_ns: state.now_ns,
+            channels: state.channels.clone(),
+            speaker_data: state.speaker_data,
+            refresh: state.refresh,
+            warned: 0,
+        })
     }
 
     fn warn_once(&mut self, bit: u8) -> bool {
@@ -1017,5 +1117,102 @@ mod tests {
         assert_eq!(pit.advance(SEC), 0);
         let later = pit.advance(2 * SEC);
         assert!(edges.abs_diff(later) <= 1);
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::state::through_bytes;
+
+    const MS: u64 = 1_000_000;
+
+    /// Mid-operation: channel 0 in mode 2 with a count latched but unread
+    /// and a new count waiting for the end of its period; channel 2 in
+    /// mode 0 with half of its count written and the gate low.
+    fn busy() -> Pit {
+        let mut pit = Pit::new();
+        pit.write(0x43, 0x34);
+        pit.write(0x40, 0x9c);
+        pit.write(0x40, 0x2e); // 11932: 100 Hz
+        pit.advance(3 * MS + 123);
+        pit.write(0x43, 0x00); // latch channel 0
+        let _ = pit.read(0x40); // low byte read, high byte still latched
+        pit.write(0x40, 0x00);
+        pit.write(0x40, 0x10); // 4096, pending until the period ends
+        pit.write(0x43, 0xb0);
+        pit.write(0x42, 0x34); // low byte only
+        pit.advance(4 * MS);
+        assert!(matches!(
+            pit.channels[0].counter,
+            Counter::Running { next: Some(_), .. }
+        ));
+        assert!(pit.channels[0].latched_count.is_some());
+        assert!(pit.channels[2].write_msb_next);
+        pit
+    }
+
+    /// Both PITs see the same guest and time from here on, and agree.
+    fn run_alike(a: &mut Pit, b: &mut Pit) {
+        let mut now = a.now_ns;
+        for step in 0..60u64 {
+            now += 437_123 * (step % 7 + 1);
+            assert_eq!(a.advance(now), b.advance(now));
+            assert_eq!(a.next_irq0_ns(), b.next_irq0_ns());
+            for port in [0x40, 0x42, 0x61] {
+                assert_eq!(a.read(port), b.read(port));
+            }
+            if step == 20 {
+                for pit in [&mut *a, &mut *b] {
+                    pit.write(0x42, 0x12);
+                    pit.write(0x61, 0x01); // channel 2's gate up
+                    pit.write(0x43, 0xc2); // read-back of channel 0
+                }
+            }
+            assert_eq!(a.state(), b.state());
+        }
+    }
+
+    #[test]
+    fn a_restored_pit_goes_on_as_the_original() {
+        let mut original = busy();
+        let state = through_bytes(&original.state());
+        let mut restored = Pit::from_state(&state).unwrap();
+        assert_eq!(restored, original);
+        run_alike(&mut original, &mut restored);
+    }
+
+    #[test]
+    fn a_pit_state_no_guest_reaches_is_refused() {
+        let good = busy().state();
+        fn running(state: &mut PitState) -> (&mut Clock, &mut Segment, &mut Segment) {
+            match &mut state.channels[0].counter {
+                Counter::Running { clock, seg, next } => (clock, seg, next.as_mut().unwrap()),
+                Counter::Stopped { .. } => unreachable!("busy() counts on channel 0"),
+            }
+        }
+        let mut zero_count = good.clone();
+        running(&mut zero_count).1.count = 0;
+        let mut ahead = good.clone();
+        running(&mut ahead).0.since_ns = good.now_ns + 1;
+        let mut due = good.clone();
+        running(&mut due).2.load_tick = 1;
+        let mut huge = good.clone();
+        running(&mut huge).2.load_tick = u64::MAX;
+        let mut gate = good.clone();
+        gate.channels[1].gate = false;
+        let mut register = good.clone();
+        register.channels[2].count_reg = Some(0x1_0001);
+        for (state, what) in [
+            (zero_count, "count or load tick"),
+            (ahead, "ahead of"),
+            (due, "already due"),
+            (huge, "count or load tick"),
+            (gate, "low gate"),
+            (register, "count register"),
+        ] {
+            let error = Pit::from_state(&state).unwrap_err();
+            assert!(error.to_string().contains(what), "{error}");
+        }
     }
 }

@@ -15,7 +15,10 @@
 
 use std::ops::RangeInclusive;
 
+use serde::{Deserialize, Serialize};
 use tracing::warn;
+
+use crate::state::{InvalidState, check};
 
 const PORT_INDEX: u16 = 0x70;
 const PORT_DATA: u16 = 0x71;
@@ -95,7 +98,7 @@ fn weekday_of(days: i64) -> u8 {
 }
 
 /// The clock as the time registers hold it, in binary and 24-hour form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct DateTime {
     year: i64,
     month: u8,
@@ -161,6 +164,41 @@ pub struct Rtc {
     warned: u8,
 }
 
+/// The state of the MC146818: its time base (virtual time, the wall clock
+/// at virtual time zero, the guest's adjustment), the time held while SET
+/// is on, the index register, registers A and B, and its RAM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RtcState {
+    now_ns: u64,
+    wall_at_zero_ns: u64,
+    offset_secs: i64,
+    weekday_offset: u8,
+    held: Option<DateTime>,
+    index: u8,
+    reg_a: u8,
+    reg_b: u8,
+    #[serde(with = "serde_bytes")]
+    cmos: [u8; 128],
+}
+
+/// Adjustments beyond 35 000 years are no guest's; bounding them keeps the
+/// date arithmetic within `i64`.
+const MAX_OFFSET_SECS: i64 = 1 << 40;
+const MAX_YEAR: i64 = 1_000_000;
+
+impl DateTime {
+    /// Whether every field is one the registers can hold.
+    fn valid(&self) -> bool {
+        self.year.abs() <= MAX_YEAR
+            && (1..=12).contains(&self.month)
+            && (1..=31).contains(&self.day)
+            && (1..=7).contains(&self.weekday)
+            && self.hour < 24
+            && self.minute < 60
+            && self.second < 60
+    }
+}
+
 impl Default for Rtc {
     fn default() -> Self {
         Self::new()
@@ -183,6 +221,51 @@ impl Rtc {
             cmos: [0; 128],
             warned: 0,
         }
+    }
+
+    pub fn state(&self) -> RtcState {
+        RtcState {
+            now_ns: self.now_ns,
+            wall_at_zero_ns: self.wall_at_zero_ns,
+            offset_secs: self.offset_secs,
+            weekday_offset: self.weekday_offset,
+            held: self.held,
+            index: self.index,
+            reg_a: self.reg_a,
+            reg_b: self.reg_b,
+            cmos: self.cmos,
+        }
+    }
+
+    /// The RTC in `state`, refused when no guest could have reached it.
+    pub fn from_state(state: &RtcState) -> Result<Self, InvalidState> {
+        check(
+            state.offset_secs.abs() <= MAX_OFFSET_SECS && state.weekday_offset < 7,
+            "MC146818",
+            "a clock adjustment out of range",
+        )?;
+        check(
+            state.held.is_none_or(|held| held.valid()),
+            "MC146818",
+            "a held time that is no date",
+        )?;
+        check(
+            state.index < 0x80 && state.reg_a & A_UIP == 0,
+            "MC146818",
+            "an index or register A out of range",
+        )?;
+        Ok(Rtc {
+            now_ns: state.now_ns,
+            wall_at_zero_ns: state.wall_at_zero_ns,
+            offset_secs: state.offset_secs,
+            weekday_offset: state.weekday_offset,
+            held: state.held,
+            index: state.index,
+            reg_a: state.reg_a,
+            reg_b: state.reg_b,
+            cmos: state.cmos,
+            warned: 0,
+        })
     }
 
     fn warn_once(&mut self, bit: u8) -> bool {
@@ -624,5 +707,86 @@ mod tests {
         assert_eq!(get(&mut rtc, 0x0c), 0);
         assert_eq!(get(&mut rtc, 0x0d), 0x80);
         assert_eq!(get(&mut rtc, 0x00), 0x00);
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::state::through_bytes;
+
+    const SEC: u64 = 1_000_000_000;
+
+    /// Mid-operation: the clock adjusted by the guest, then held with SET
+    /// while the guest writes it, binary mode, RAM written, an index set.
+    fn busy() -> Rtc {
+        let mut rtc = Rtc::new();
+        rtc.set_wall_clock(1_700_000_000 * SEC);
+        rtc.advance(5 * SEC + 123);
+        for (index, value) in [
+            (0x0b, 0x06),
+            (0x04, 17),
+            (0x0b, 0x86),
+            (0x00, 42),
+            (0x20, 0x5a),
+        ] {
+            rtc.write(0x70, index);
+            rtc.write(0x71, value);
+        }
+        rtc.write(0x70, 0x02);
+        assert!(rtc.held.is_some() && rtc.offset_secs != 0);
+        rtc
+    }
+
+    #[test]
+    fn a_restored_rtc_goes_on_as_the_original() {
+        let mut original = busy();
+        let state = through_bytes(&original.state());
+        let mut restored = Rtc::from_state(&state).unwrap();
+        assert_eq!(restored, original);
+        for step in 0..30u64 {
+            let now = (5 + step) * SEC + step * 77_777_777;
+            for rtc in [&mut original, &mut restored] {
+                rtc.advance(now);
+                if step == 10 {
+                    rtc.write(0x70, 0x0b);
+                    rtc.write(0x71, 0x06); // SET off: the clock runs on
+                }
+            }
+            for index in [0x00, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x20, 0x32] {
+                original.write(0x70, index);
+                restored.write(0x70, index);
+                assert_eq!(
+                    original.read(0x71),
+                    restored.read(0x71),
+                    "register {index:#x}"
+                );
+            }
+        }
+        assert_eq!(original.state(), restored.state());
+    }
+
+    #[test]
+    fn an_rtc_state_no_guest_reaches_is_refused() {
+        let good = busy().state();
+        let mut weekday = good.clone();
+        weekday.weekday_offset = 7;
+        let mut offset = good.clone();
+        offset.offset_secs = i64::MAX;
+        let mut held = good.clone();
+        if let Some(time) = &mut held.held {
+            time.month = 13;
+        }
+        let mut index = good.clone();
+        index.index = 0x80;
+        for (state, what) in [
+            (weekday, "adjustment"),
+            (offset, "adjustment"),
+            (held, "no date"),
+            (index, "index"),
+        ] {
+            let error = Rtc::from_state(&state).unwrap_err();
+            assert!(error.to_string().contains(what), "{error}");
+        }
     }
 }

@@ -17,7 +17,10 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
 use tracing::warn;
+
+use crate::state::{InvalidState, check};
 
 const RBR_THR_DLL: u8 = 0;
 const IER_DLM: u8 = 1;
@@ -88,6 +91,26 @@ pub struct Uart {
     warned: u8,
 }
 
+/// The state of the 16550A: its receive FIFO (or holding register), FIFO
+/// mode and trigger level, every register, and the interrupt conditions
+/// waiting to be read (overrun, THR empty, modem status deltas).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UartState {
+    #[serde(with = "serde_bytes")]
+    rx: Vec<u8>,
+    fifo_enabled: bool,
+    rx_trigger: u8,
+    dll: u8,
+    dlm: u8,
+    ier: u8,
+    lcr: u8,
+    mcr: u8,
+    scr: u8,
+    overrun: bool,
+    thr_empty_pending: bool,
+    modem_deltas: u8,
+}
+
 impl Default for Uart {
     fn default() -> Self {
         Self::new()
@@ -115,6 +138,58 @@ impl Uart {
             modem_deltas: 0,
             warned: 0,
         }
+    }
+
+    pub fn state(&self) -> UartState {
+        UartState {
+            rx: self.rx.iter().copied().collect(),
+            fifo_enabled: self.fifo_enabled,
+            rx_trigger: self.rx_trigger as u8,
+            dll: self.dll,
+            dlm: self.dlm,
+            ier: self.ier,
+            lcr: self.lcr,
+            mcr: self.mcr,
+            scr: self.scr,
+            overrun: self.overrun,
+            thr_empty_pending: self.thr_empty_pending,
+            modem_deltas: self.modem_deltas,
+        }
+    }
+
+    /// The UART in `state`, refused when no guest could have reached it.
+    pub fn from_state(state: &UartState) -> Result<Self, InvalidState> {
+        let uart = Uart {
+            rx: state.rx.iter().copied().collect(),
+            fifo_enabled: state.fifo_enabled,
+            rx_trigger: usize::from(state.rx_trigger),
+            dll: state.dll,
+            dlm: state.dlm,
+            ier: state.ier,
+            lcr: state.lcr,
+            mcr: state.mcr,
+            scr: state.scr,
+            overrun: state.overrun,
+            thr_empty_pending: state.thr_empty_pending,
+            modem_deltas: state.modem_deltas,
+            warned: 0,
+        };
+        check(
+            uart.rx.len() <= uart.rx_capacity(),
+            "16550A",
+            "more received bytes than its FIFO holds",
+        )?;
+        check(
+            matches!(uart.rx_trigger, 1 | 4 | 8 | 14),
+            "16550A",
+            "a trigger level no FCR sets",
+        )?;
+        check(
+            uart.ier & !IER_MASK == 0 && uart.mcr & !MCR_MASK == 0 && uart.modem_deltas <= 0x0f,
+            "16550A",
+            "register bits the chip does not have",
+        )?;
+        Ok(uart)
     }
 
     fn warn_once(&mut self, bit: u8) -> bool {
@@ -559,5 +634,75 @@ mod tests {
         assert_eq!(uart.read(7), 0xa5);
         uart.write(1, 0xff);
         assert_eq!(uart.read(1), 0x0f);
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::state::through_bytes;
+
+    /// Mid-operation: FIFOs on with a trigger of 8, half full with 5
+    /// bytes (a character-timeout interrupt pending), an overrun waiting
+    /// in LSR, THRE pending, modem deltas, DLAB-set divisor.
+    fn busy() -> Uart {
+        let mut uart = Uart::new();
+        uart.write(3, 0x80);
+        uart.write(0, 0x01);
+        uart.write(3, 0x03);
+        uart.write(2, 0x81); // FIFOs on, trigger 8
+        uart.write(4, 0x0b); // DTR, RTS, OUT2
+        uart.write(1, 0x0f);
+        uart.receive(b"hello");
+        uart.write(0, b'!');
+        uart.overrun = true;
+        assert_eq!(uart.rx.len(), 5);
+        assert!(uart.irq());
+        uart
+    }
+
+    #[test]
+    fn a_restored_uart_goes_on_as_the_original() {
+        let mut original = busy();
+        let state = through_bytes(&original.state());
+        let mut restored = Uart::from_state(&state).unwrap();
+        assert_eq!(restored, original);
+        for step in 0..24u8 {
+            let offset = [2, 5, 0, 6, 2, 0][usize::from(step) % 6];
+            assert_eq!(
+                original.read(offset),
+                restored.read(offset),
+                "offset {offset}"
+            );
+            assert_eq!(original.irq(), restored.irq());
+            assert_eq!(original.rx_room(), restored.rx_room());
+            if step == 9 {
+                original.receive(b"abcdefgh");
+                restored.receive(b"abcdefgh");
+            }
+        }
+        assert_eq!(original.state(), restored.state());
+    }
+
+    #[test]
+    fn a_uart_state_no_guest_reaches_is_refused() {
+        let good = busy().state();
+        let mut overfull = good.clone();
+        overfull.rx = vec![0; 17];
+        let mut holding = good.clone();
+        holding.fifo_enabled = false;
+        let mut trigger = good.clone();
+        trigger.rx_trigger = 5;
+        let mut ier = good.clone();
+        ier.ier = 0x10;
+        for (state, what) in [
+            (overfull, "more received bytes"),
+            (holding, "more received bytes"),
+            (trigger, "trigger"),
+            (ier, "register bits"),
+        ] {
+            let error = Uart::from_state(&state).unwrap_err();
+            assert!(error.to_string().contains(what), "{error}");
+        }
     }
 }

@@ -9,12 +9,13 @@ use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::elf::Elf;
 use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
 use linux_loader::loader::{KernelLoader, load_cmdline};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use ftvm_core::layout::{
     CMDLINE_ADDR, CMDLINE_MAX, GDT_ADDR, LEGACY_HOLE_END, LEGACY_HOLE_START, MEMMAP_ADDR,
     START_INFO_ADDR,
 };
+use ftvm_core::memory::GuestRam;
 
 const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
 const E820_RAM: u32 = 1;
@@ -36,7 +37,7 @@ pub enum BootError {
 
 /// Loads `image`, which [`elf::validate`] accepted for this RAM size, then
 /// writes the GDT, command line, memory map and `hvm_start_info`.
-pub fn load(mem: &GuestMemoryMmap, image: &[u8], cmdline: &str) -> Result<(), BootError> {
+pub fn load(mem: &GuestRam, image: &[u8], cmdline: &str) -> Result<(), BootError> {
     let ram_end = mem.last_addr().0 + 1;
     let mut reader = std::io::Cursor::new(image);
     Elf::load(mem, None, &mut reader, None).map_err(BootError::Load)?;
@@ -56,7 +57,7 @@ pub fn load(mem: &GuestMemoryMmap, image: &[u8], cmdline: &str) -> Result<(), Bo
     };
     let mut params = BootParams::new(&start_info, GuestAddress(START_INFO_ADDR));
     params.set_sections(&memmap, GuestAddress(MEMMAP_ADDR));
-    PvhBootConfigurator::write_bootparams::<GuestMemoryMmap>(&params, mem)
+    PvhBootConfigurator::write_bootparams::<GuestRam>(&params, mem)
         .map_err(BootError::WriteStartInfo)?;
 
     for (i, descriptor) in cpu_state::gdt().iter().enumerate() {

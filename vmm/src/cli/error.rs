@@ -6,14 +6,13 @@ use ft_logging::channel::ChannelError;
 use replay::TraceError;
 use shared_disk::{ArbiterError, ImageError};
 use vmm::exit_status::{
-    ARBITER_FAILURE, GDB_PROTOCOL, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK,
+    self, ARBITER_FAILURE, GDB_PROTOCOL, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK,
     INVALID_KERNEL, INVALID_TRACE, KERNEL_NOT_FOUND, KVM_FAILURE, NETWORK_FAILURE, NOT_LIVE,
     PAIRING_FAILURE, UNREADABLE_KERNEL, USAGE,
 };
-pub use vmm::exit_status::{is_log_error, run_status};
 use vmm::host::TapError;
 use vmm::kernel::KernelError;
-use vmm::machine::MachineError;
+use vmm::machine::{MachineError, RestoreError};
 use vmm::timetravel::ReplayError;
 use vmm::timetravel::gdb::GdbError;
 use vmm::vm_config::ConfigError;
@@ -64,6 +63,9 @@ pub enum CliError {
     Debug(#[from] DebugError),
     #[error("{0}")]
     Gdb(GdbError),
+    /// A checkpoint of a replay could not be taken or restored.
+    #[error(transparent)]
+    Checkpoint(ReplayError),
 }
 
 impl From<GdbError> for CliError {
@@ -85,6 +87,10 @@ impl From<ReplayError> for CliError {
             ReplayError::Run(error) => Self::Run(error),
             ReplayError::Debug(error) => Self::Debug(error),
             ReplayError::Vm(error) => Self::Machine(MachineError::Vm(error)),
+            ReplayError::Restore(RestoreError::Machine(error)) => Self::Machine(error),
+            other @ (ReplayError::Restore(_) | ReplayError::Capture(_) | ReplayError::Pages(_)) => {
+                Self::Checkpoint(other)
+            }
         }
     }
 }
@@ -107,12 +113,14 @@ impl CliError {
             }
             Self::Machine(MachineError::Vm(_)) => KVM_FAILURE,
             Self::Machine(MachineError::Boot(_)) => INVALID_KERNEL,
-            Self::Run(error) => run_status(error),
+            Self::Run(error) => exit_status::of_run_error(error),
             Self::Host(_) | Self::Console(_) | Self::TraceWrite(_) | Self::Output { .. } => {
                 HOST_IO_FAILURE
             }
             Self::Debug(_) => KVM_FAILURE,
             Self::Gdb(GdbError::Protocol(_)) => GDB_PROTOCOL,
+            Self::Checkpoint(ReplayError::Restore(_)) => INVALID_TRACE,
+            Self::Checkpoint(_) => KVM_FAILURE,
             Self::Gdb(_) => HOST_IO_FAILURE,
             Self::Trace(_) | Self::TraceConfig(_) => INVALID_TRACE,
         }

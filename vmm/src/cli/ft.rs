@@ -24,7 +24,7 @@ use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::vstate::{RunError, VmEnd};
 
 use super::VmArgs;
-use super::error::{CliError, is_log_error, run_status};
+use super::error::CliError;
 use super::live::Host;
 use super::run::DEFAULT_DIGEST_INTERVAL;
 
@@ -205,7 +205,7 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     );
     let status = match &result {
         Ok(end) => exit_status::of_end(*end),
-        Err(error) => run_status(error),
+        Err(error) => exit_status::of_run_error(error),
     };
     // The backup learns how the run ended, so it ends too.
     let ended = source.end(&machine.end(end_reason(&result), status));
@@ -353,7 +353,9 @@ fn backup_end(
         }
         // A failure of the guest the primary had too (KVM refusing the same
         // instruction) is checked against its end; anything else stops here.
-        Err(error) if !is_log_error(error) => (end_reason(&result), run_status(error)),
+        Err(error) if !exit_status::is_log_error(error) => {
+            (end_reason(&result), exit_status::of_run_error(error))
+        }
         Err(_) => return Err(CliError::Run(result.expect_err("an error"))),
     };
     let live = source.is_live();

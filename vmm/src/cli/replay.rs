@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use vmm::timetravel::{self, ConsoleWindow, Ending, ReplayOptions, Replayer, Stop};
+use vmm::timetravel::{
+    self, ConsoleWindow, ReplayEnd, ReplayOptions, Replayer, Stop, ending_status,
+};
 
 use super::error::CliError;
 use super::live::Host;
@@ -95,16 +97,16 @@ fn replay_with(
 }
 
 /// The status a finished replay exits with, with a word on stderr.
-fn conclude(ending: &Ending, verify: bool) -> u8 {
+fn conclude(ending: &ReplayEnd, verify: bool) -> u8 {
     match ending {
-        Ending::Stopped(reason) => eprintln!("ftvm: replay {reason}"),
-        Ending::Finished { end, recorded, .. } if verify => eprintln!(
+        ReplayEnd::Stopped(reason) => eprintln!("ftvm: replay {reason}"),
+        ReplayEnd::Ended { end, recorded } if verify => eprintln!(
             "ftvm: replay verified: {} exits, {} console bytes, ended as recorded ({:?}, status {})",
             end.exit, end.console.bytes, recorded.reason, recorded.status
         ),
-        Ending::Finished { .. } => {}
+        ReplayEnd::Ended { .. } => {}
     }
-    ending.status()
+    ending_status(ending)
 }
 
 pub fn inspect(trace: &Path) -> Result<u8, CliError> {

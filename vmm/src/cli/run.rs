@@ -12,7 +12,7 @@ use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::vstate::{RunError, VmEnd};
 
 use super::VmArgs;
-use super::error::{CliError, run_status};
+use super::error::CliError;
 use super::live::Host;
 
 /// Exits between state digests unless `--digest-every` says otherwise:
@@ -55,7 +55,7 @@ pub fn record(args: &RecordArgs) -> Result<u8, CliError> {
     // Whatever ended the run, the trace ends with a record saying so.
     let status = match &result {
         Ok(end) => exit_status::of_end(*end),
-        Err(error) => run_status(error),
+        Err(error) => exit_status::of_run_error(error),
     };
     recorder
         .end(&machine.end(end_reason(&result), status))

@@ -3,15 +3,15 @@
 //! Reads never leave RAM, so an MMIO address is an error and no device
 //! ever sees a debugger's read.
 
+use ftvm_core::memory::{GuestRam, PAGE_SIZE};
 use iced_x86::{Decoder, DecoderOptions, Instruction};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use kvm_bindings::kvm_sregs;
 
 use super::page_walk::{Paging, PhysicalMemory, WalkError};
 
 const MAX_INSTRUCTION_BYTES: usize = 15;
-const PAGE_SIZE: u64 = 4096;
 const CR0_PE: u64 = 1;
 const EFER_LMA: u64 = 1 << 10;
 const GATE_PRESENT: u8 = 0x80;
@@ -24,7 +24,7 @@ pub enum ReadError {
     NotRam(u64),
 }
 
-impl PhysicalMemory for GuestMemoryMmap {
+impl PhysicalMemory for GuestRam {
     fn read_u64(&self, address: u64) -> Option<u64> {
         self.read_obj::<u64>(GuestAddress(address)).ok()
     }
@@ -33,12 +33,12 @@ impl PhysicalMemory for GuestMemoryMmap {
 /// Guest memory seen through the vCPU's system registers at one moment.
 #[derive(Debug)]
 pub struct GuestView<'a> {
-    memory: &'a GuestMemoryMmap,
+    memory: &'a GuestRam,
     sregs: &'a kvm_sregs,
 }
 
 impl<'a> GuestView<'a> {
-    pub fn new(memory: &'a GuestMemoryMmap, sregs: &'a kvm_sregs) -> Self {
+    pub fn new(memory: &'a GuestRam, sregs: &'a kvm_sregs) -> Self {
         Self { memory, sregs }
     }
 

@@ -11,7 +11,10 @@ mod replayer;
 pub mod session;
 mod watch;
 
+pub use crate::replaying::ReplayEnd;
 pub use console_window::ConsoleWindow;
 pub use guest_view::{GuestView, ReadError};
 pub use progress::Progress;
-pub use replayer::{Ending, Position, ReplayError, ReplayOptions, Replayer, Stop};
+pub use replayer::{
+    MEMORY_CHECKPOINT_NS, Position, ReplayError, ReplayOptions, Replayer, Stop, ending_status,
+};

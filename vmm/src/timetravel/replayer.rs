@@ -1,38 +1,47 @@
 //! A replay of a trace that can be moved: run to an exit, step one
-//! instruction, run to a breakpoint, start again from the beginning.
+//! instruction, run to a breakpoint, and start again from a checkpoint.
 //!
 //! A point in the run is a [`Position`]: exit k, then n debug stops (single
 //! steps) since. Only counted exits advance k, and they happen exactly as in
 //! a plain replay: the same events applied at the same exits, the same
 //! interrupts injected there, every signature and (with `verify`) digest
 //! checked. Debug exits count nothing and change no device.
+//!
+//! Going back means starting again from a [`Checkpoint`] at or before the
+//! target (or from boot) in a fresh VM, and running forward. A stepping
+//! replay takes checkpoints of its own in memory as it runs forward, every
+//! [`MEMORY_CHECKPOINT_NS`] of virtual time, each holding the pages that
+//! changed since the one it follows.
 
-use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ft_logging::{CpuidLeaf, End, EventSource, SourceError, StopReason};
-use ftvm_core::exit_handler::CoreError;
-use ftvm_core::platform::{Devices, PLATFORM_VERSION};
+use ft_logging::{Header, StopReason};
+use ftvm_core::memory::GuestRam;
+use ftvm_core::platform::PLATFORM_VERSION;
 use iced_x86::Mnemonic;
 use kvm_bindings::kvm_sync_regs;
 use replay::{ReplaySource, TraceError, TraceReader};
-use vm_memory::GuestMemoryMmap;
+use vm_state::{DirtyPages, MachineState, PageSet, StateError};
 
 use super::console_window::ConsoleWindow;
 use super::guest_view::GuestView;
 use super::progress::Progress;
 use super::watch::{IntervalStart, ShadowRam, Watch};
-use crate::exit_status;
 use crate::host::StopSignal;
-use crate::kernel::Kernel;
-use crate::machine::{Cpu, Machine, MachineError, end_reason};
+use crate::machine::{Cpu, Machine, MachineError, RestoreError};
+use crate::replaying::{Replay, ReplayEnd};
 use crate::vm_config::{ConfigError, VmConfig};
 use crate::vstate::{
-    BREAKPOINT_SLOTS, DebugError, GuestDebug, Registers, Resumed, RunError, Vm, VmEnd, VmError,
+    BREAKPOINT_SLOTS, DebugError, GuestDebug, MemoryTracker, Registers, Resumed, RunError,
+    VcpuStateError, VmEnd, VmError,
 };
+
+/// Virtual time between the checkpoints a stepping replay takes in memory.
+pub const MEMORY_CHECKPOINT_NS: u64 = 250_000_000;
 
 /// A point in a replay: after exit `exit`, `steps` single steps later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,30 +62,11 @@ pub struct ReplayOptions {
     pub verify: bool,
     /// Show a progress bar on a terminal when the replay takes long.
     pub progress: bool,
-    /// The replay will be stepped and stopped at breakpoints: where it
-    /// stops, the last exit's instruction is completed (one more KVM_RUN
-    /// that does not enter the guest), so every position is between two
-    /// instructions.
+    /// The replay will be stepped, stopped at breakpoints and moved back:
+    /// where it stops the last exit's access is completed, so every
+    /// position is between two instructions, and it takes checkpoints in
+    /// memory as it goes.
     pub stepping: bool,
-}
-
-/// How a replay ended.
-#[derive(Debug, Clone)]
-pub enum Ending {
-    /// It came to the recorded end: the guest's status, or the recorded
-    /// one where the recorded run was stopped or failed.
-    Finished { status: u8, end: End, recorded: End },
-    /// This host stopped it (a signal).
-    Stopped(StopReason),
-}
-
-impl Ending {
-    pub fn status(&self) -> u8 {
-        match self {
-            Ending::Finished { status, .. } => *status,
-            Ending::Stopped(reason) => reason.exit_status(),
-        }
-    }
 }
 
 /// Why a forward move stopped.
@@ -94,18 +84,6 @@ pub enum Stop {
     Ended,
 }
 
-/// What one KVM_RUN came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Event {
-    Exit,
-    Debug {
-        pc: u64,
-    },
-    /// A platform exit left unhandled: the interval wrote a watched page.
-    Held,
-    Ended,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error(transparent)]
@@ -119,39 +97,70 @@ pub enum ReplayError {
     },
     #[error(transparent)]
     Machine(#[from] MachineError),
+    #[error("cannot restore a checkpoint: {0}")]
+    Restore(#[from] RestoreError),
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
     Debug(#[from] DebugError),
     #[error(transparent)]
     Vm(#[from] VmError),
+    #[error("cannot take a checkpoint: {0}")]
+    Capture(#[from] VcpuStateError),
+    #[error("cannot take a checkpoint: {0}")]
+    Pages(#[from] StateError),
 }
 
-type TraceSource = ReplaySource<TraceReader<BufReader<File>>>;
+/// What a checkpoint's pages apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Base {
+    /// The VM as booted: the kernel loaded, nothing run.
+    Boot,
+    /// Another checkpoint.
+    On(usize),
+}
 
-/// One execution of the trace from its start.
+/// A state of the replay after some exit, to start again from.
+#[derive(Debug)]
+struct Checkpoint {
+    exit: u64,
+    virtual_time_ns: u64,
+    machine: MachineState,
+    /// The pages that differ from `base`'s.
+    pages: PageSet,
+    base: Base,
+}
+
+type TraceStream = Progress<TraceReader<BufReader<File>>>;
+
+/// One execution of the trace, from boot or from a checkpoint.
 #[derive(Debug)]
 struct Run {
-    machine: Machine,
-    source: Progress<TraceSource>,
+    replay: Replay<TraceStream>,
     /// Debug stops since the last counted exit; unknown after a breakpoint
     /// stopped a free run.
     steps: Option<u64>,
-    ending: Option<Ending>,
-    /// Where a watched interval started.
-    interval: Option<IntervalStart>,
+    ending: Option<ReplayEnd>,
     /// What KVM was last told to stop for.
     debug: GuestDebug,
-    /// No access of the last exit waits for KVM_RUN to complete it.
-    settled: bool,
+    /// The run structure's copy of the registers is the vCPU's now.
+    synced: bool,
+    /// Pages written, for a stepping replay.
+    tracker: Option<MemoryTracker>,
+    /// Pages written since `base` was the run's state.
+    written: DirtyPages,
+    /// What the next checkpoint taken in this run is relative to.
+    base: Base,
+    /// Where a watched interval started.
+    interval: Option<IntervalStart>,
 }
 
 /// A replay that can be moved about.
 #[derive(Debug)]
 pub struct Replayer {
     trace: PathBuf,
+    header: Header,
     config: VmConfig,
-    cpuid: Vec<CpuidLeaf>,
     options: ReplayOptions,
     /// Exits between state digests: the trace's with `verify`, else none.
     digest_interval: u64,
@@ -160,41 +169,21 @@ pub struct Replayer {
     console: ConsoleWindow,
     stop: Arc<StopSignal>,
     run: Run,
+    checkpoints: Vec<Checkpoint>,
+    /// Checkpoints by exit.
+    by_exit: BTreeMap<u64, usize>,
 }
 
-impl Run {
-    /// A fresh VM for the trace, booted: at exit 0.
-    fn start(
-        trace: &Path,
-        config: &VmConfig,
-        cpuid: &[CpuidLeaf],
-        options: ReplayOptions,
-        total_exits: u64,
-    ) -> Result<Self, ReplayError> {
-        let reader = TraceReader::open(trace)?;
-        let mut machine = Machine::new(config, Cpu::Recorded(cpuid))?;
-        if options.stepping {
-            let vcpu = machine.vcpu_mut();
-            vcpu.sync_debug_state();
-            // Fills the run structure's copy of the state.
-            vcpu.complete_exit()?;
-        }
-        let shown = if options.progress { total_exits } else { 0 };
-        let mut source = Progress::new(ReplaySource::new(reader, options.verify), shown);
-        let steps = Some(0);
-        match machine.boot(&mut source) {
-            Ok(()) => Ok(Self {
-                machine,
-                source,
-                steps,
-                ending: None,
-                interval: None,
-                debug: GuestDebug::default(),
-                settled: true,
-            }),
-            Err(error) => Err(error.into()),
-        }
-    }
+/// What one KVM_RUN came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Exit,
+    Debug {
+        pc: u64,
+    },
+    /// A platform exit left unhandled: the interval wrote a watched page.
+    Held,
+    Ended,
 }
 
 impl Replayer {
@@ -215,45 +204,33 @@ impl Replayer {
                 ours: PLATFORM_VERSION,
             });
         }
-        let kernel = Kernel {
-            name: header.kernel_name.clone(),
-            image: Cow::Owned(header.kernel.clone()),
+        let config = VmConfig::from_header(&header).map_err(ReplayError::Config)?;
+        let machine = Machine::new(&config, Cpu::Recorded(&header.cpuid))?;
+        let digest_interval = if options.verify {
+            header.digest_interval
+        } else {
+            0
         };
-        let devices = Devices {
-            disk: header.disk,
-            net: header.net,
-        };
-        let config = VmConfig::with_kernel(kernel, header.mem_mib, &header.cmdline, devices)
-            .map_err(ReplayError::Config)?;
-        let run = Run::start(trace, &config, &header.cpuid, options, total_exits)?;
-        Ok(Self {
+        let stream = Progress::new(
+            TraceReader::open(trace)?,
+            if options.progress { total_exits } else { 0 },
+        );
+        let source = ReplaySource::new(stream, options.verify);
+        let mut replayer = Self {
             trace: trace.to_owned(),
+            header,
             config,
-            cpuid: header.cpuid,
             options,
-            digest_interval: if options.verify {
-                header.digest_interval
-            } else {
-                0
-            },
+            digest_interval,
             total_exits,
             console,
             stop,
-            run,
-        })
-    }
-
-    /// Back to exit 0, in a fresh VM. Console bytes already printed are not
-    /// printed again.
-    pub fn restart(&mut self) -> Result<(), ReplayError> {
-        self.run = Run::start(
-            &self.trace,
-            &self.config,
-            &self.cpuid,
-            self.options,
-            self.total_exits,
-        )?;
-        Ok(())
+            run: Run::new(Replay::new(machine, source, digest_interval), Base::Boot),
+            checkpoints: Vec::new(),
+            by_exit: BTreeMap::new(),
+        };
+        replayer.begin_run()?;
+        Ok(replayer)
     }
 
     /// The signal that asks the replay to stop.
@@ -266,15 +243,9 @@ impl Replayer {
         self.total_exits
     }
 
-    /// Whether the VM has virtio devices, which write guest memory at exits.
-    pub fn has_virtio_devices(&self) -> bool {
-        let devices = self.config.devices;
-        devices.disk.is_some() || devices.net.is_some()
-    }
-
     /// Counted exits so far.
     pub fn exit(&self) -> u64 {
-        self.run.machine.exits()
+        self.machine().exits()
     }
 
     /// Where the replay is, when known: a breakpoint that stopped a free
@@ -287,28 +258,92 @@ impl Replayer {
     }
 
     /// How the replay ended, once it has.
-    pub fn ending(&self) -> Option<&Ending> {
+    pub fn ending(&self) -> Option<&ReplayEnd> {
         self.run.ending.as_ref()
     }
 
     /// The virtual time of the replay, in nanoseconds since boot.
     pub fn now_ns(&self) -> u64 {
-        self.run.source.now_ns()
+        self.machine().virtual_time_ns()
     }
 
     /// The registers, read from KVM.
     pub fn registers(&self) -> Result<Registers, ReplayError> {
-        Ok(self.run.machine.vcpu().registers()?)
+        Ok(self.machine().vcpu().registers()?)
     }
 
     /// The registers, system registers and pending events, as the last
     /// KVM_RUN left them: a stepping replay makes sure that is now.
     pub fn synced(&self) -> kvm_sync_regs {
-        self.run.machine.vcpu().synced()
+        self.machine().vcpu().synced()
     }
 
-    pub fn memory(&self) -> &GuestMemoryMmap {
-        self.run.machine.memory()
+    pub fn memory(&self) -> &GuestRam {
+        self.machine().memory()
+    }
+
+    fn machine(&self) -> &Machine {
+        self.run.replay.machine()
+    }
+
+    /// Starts again from the last checkpoint at or before exit `exit`, or
+    /// from boot. Console bytes already printed are not printed again.
+    pub fn restart_before(&mut self, exit: u64) -> Result<(), ReplayError> {
+        let checkpoint = self
+            .by_exit
+            .range(..=exit)
+            .next_back()
+            .map(|(_, index)| *index);
+        let (machine, after, base) = match checkpoint {
+            Some(index) => (
+                self.restore(index)?,
+                self.checkpoints[index].exit,
+                Base::On(index),
+            ),
+            None => (
+                Machine::new(&self.config, Cpu::Recorded(&self.header.cpuid))?,
+                0,
+                Base::Boot,
+            ),
+        };
+        let stream = Progress::new(TraceReader::open(&self.trace)?, 0);
+        let source = match checkpoint {
+            Some(_) => ReplaySource::resume_after(stream, self.options.verify, after),
+            None => ReplaySource::new(stream, self.options.verify),
+        };
+        self.run = Run::new(Replay::new(machine, source, self.digest_interval), base);
+        self.begin_run()
+    }
+
+    /// A fresh VM in the state of checkpoint `index`: its chain of pages
+    /// from boot, then its machine state.
+    fn restore(&self, index: usize) -> Result<Machine, ReplayError> {
+        let mut chain = vec![index];
+        while let Base::On(base) = self.checkpoints[*chain.last().expect("a chain")].base {
+            chain.push(base);
+        }
+        let mut machine = Machine::new(&self.config, Cpu::Recorded(&self.header.cpuid))?;
+        for &link in chain.iter().rev() {
+            machine.apply_pages(&self.checkpoints[link].pages)?;
+        }
+        machine.apply_state(&self.checkpoints[index].machine)?;
+        Ok(machine)
+    }
+
+    /// Readies a new run: for stepping, its debug state, its memory
+    /// tracker, and a settled vCPU whose copy in the run structure is
+    /// fresh; exit 0 (boot) is done if it was not.
+    fn begin_run(&mut self) -> Result<(), ReplayError> {
+        if !self.options.stepping {
+            return Ok(());
+        }
+        let machine = self.run.replay.machine_mut();
+        machine.vcpu_mut().sync_debug_state();
+        let tracker = machine.memory_tracker();
+        tracker.start()?;
+        self.run.tracker = Some(tracker);
+        self.run.synced = false;
+        self.settle()
     }
 
     /// Runs freely until exit `exit` is done (and its interrupt injected),
@@ -322,6 +357,7 @@ impl Replayer {
             if self.resume(GuestDebug::default(), None)? == Event::Ended {
                 return Ok(Stop::Ended);
             }
+            self.checkpoint_if_due()?;
             progress(self.exit());
         }
         self.settle()?;
@@ -329,7 +365,7 @@ impl Replayer {
     }
 
     /// Runs to the recorded end.
-    pub fn run_to_end(&mut self) -> Result<&Ending, ReplayError> {
+    pub fn run_to_end(&mut self) -> Result<&ReplayEnd, ReplayError> {
         while self.resume(GuestDebug::default(), None)? != Event::Ended {}
         Ok(self
             .ending()
@@ -352,7 +388,9 @@ impl Replayer {
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<Stop, ReplayError> {
         let stop = self.run_free(breakpoints, watches, until, interrupted)?;
-        self.settle()?;
+        if stop != Stop::Ended {
+            self.settle()?;
+        }
         Ok(stop)
     }
 
@@ -388,6 +426,7 @@ impl Replayer {
             let hold = watching.then_some(watched.as_slice());
             match self.resume(debug, hold)? {
                 Event::Exit => {
+                    self.checkpoint_if_due()?;
                     if watching {
                         self.begin_interval()?;
                     }
@@ -440,25 +479,36 @@ impl Replayer {
             .map(|(watch, _)| watch.address)
     }
 
+    /// The pages written since the last look, noted for the next
+    /// checkpoint too.
+    fn take_written(&mut self) -> Result<DirtyPages, ReplayError> {
+        let Some(tracker) = &self.run.tracker else {
+            return Ok(DirtyPages::default());
+        };
+        let written = tracker.dirty_pages()?;
+        written
+            .iter()
+            .for_each(|page| self.run.written.insert(page));
+        Ok(written)
+    }
+
     /// A watched interval starts here: save the vCPU, bring the copy of RAM
-    /// up to date (the first time, with KVM's dirty log turned on).
+    /// up to date.
     fn begin_interval(&mut self) -> Result<(), ReplayError> {
         self.settle()?;
+        let written = self.take_written()?;
+        let vcpu = self.machine().vcpu().capture()?;
         let run = &mut self.run;
-        let vm = run.machine.vm();
-        let vcpu = run.machine.vcpu().snapshot()?;
+        let memory = run.replay.machine().memory();
         match &mut run.interval {
             Some(interval) => {
-                let written = vm.take_dirty_pages()?;
-                interval.ram.advance(run.machine.memory(), &written);
+                interval.ram.advance(memory, &written);
                 interval.vcpu = vcpu;
                 interval.steps = run.steps;
             }
             None => {
-                vm.log_dirty_pages()?;
-                vm.take_dirty_pages()?;
                 run.interval = Some(IntervalStart {
-                    ram: ShadowRam::new(run.machine.memory()),
+                    ram: ShadowRam::new(memory),
                     vcpu,
                     steps: run.steps,
                     failure: None,
@@ -476,23 +526,28 @@ impl Replayer {
         breakpoints: &[Option<u64>; BREAKPOINT_SLOTS],
         watches: &[Watch],
     ) -> Result<Option<Stop>, ReplayError> {
+        if let Some(error) = self
+            .run
+            .interval
+            .as_mut()
+            .and_then(|interval| interval.failure.take())
+        {
+            return Err(error.into());
+        }
+        // Finish what KVM has pending, then put the state back.
+        self.run.replay.machine_mut().vcpu_mut().discard_exit()?;
+        let written = self.take_written()?;
         let run = &mut self.run;
         let interval = run
             .interval
             .as_mut()
             .expect("a watched run has begun its interval");
-        if let Some(error) = interval.failure.take() {
-            return Err(error.into());
-        }
-        // Finish what KVM has pending, then put the state back; the last
-        // KVM_RUN refreshes the run structure's copy of it.
-        run.machine.vcpu_mut().complete_exit()?;
-        let written = run.machine.vm().take_dirty_pages()?;
-        interval.ram.restore(run.machine.memory(), &written);
-        run.machine.vcpu().restore(&interval.vcpu)?;
-        run.machine.vcpu_mut().complete_exit()?;
-        run.settled = true;
+        let machine = run.replay.machine_mut();
+        interval.ram.restore(machine.memory(), &written);
+        machine.vcpu_mut().restore(&interval.vcpu)?;
         run.steps = interval.steps;
+        run.synced = false;
+        self.settle()?;
         let before = self.watched_values(watches);
         loop {
             if self.at_breakpoint(breakpoints) {
@@ -549,13 +604,58 @@ impl Replayer {
         Ok(Stop::Arrived)
     }
 
-    /// Completes the last exit's access, if that is still to do: a free
-    /// run leaves it to the next KVM_RUN, which costs nothing then.
+    /// Completes the last exit's access where that is still to do (a free
+    /// run leaves it to the next KVM_RUN), and refreshes the run
+    /// structure's copy of the registers.
     fn settle(&mut self) -> Result<(), ReplayError> {
-        if !self.run.settled {
-            self.run.machine.vcpu_mut().complete_exit()?;
-            self.run.settled = true;
+        while self.run.ending.is_none() && !(self.run.synced && self.machine().vcpu().settled()) {
+            match self.resume_paused(GuestDebug::default(), None, true)? {
+                Event::Held => unreachable!("a pause holds no exit"),
+                // Rarely, completing the access makes another exit.
+                Event::Exit | Event::Debug { .. } | Event::Ended => {}
+            }
         }
+        Ok(())
+    }
+
+    /// Takes a checkpoint in memory here when the last one at or before
+    /// this exit is [`MEMORY_CHECKPOINT_NS`] of virtual time or more back.
+    fn checkpoint_if_due(&mut self) -> Result<(), ReplayError> {
+        if !self.options.stepping {
+            return Ok(());
+        }
+        let exit = self.exit();
+        let last_ns = self
+            .by_exit
+            .range(..=exit)
+            .next_back()
+            .map_or(0, |(_, index)| self.checkpoints[*index].virtual_time_ns);
+        if self.now_ns() < last_ns + MEMORY_CHECKPOINT_NS {
+            return Ok(());
+        }
+        self.settle()?;
+        if self.run.ending.is_some() || self.by_exit.contains_key(&self.exit()) {
+            return Ok(());
+        }
+        self.take_written()?;
+        let machine = self.machine().capture()?;
+        let tracker = self
+            .run
+            .tracker
+            .as_ref()
+            .expect("a stepping run tracks pages");
+        let pages = tracker.capture(&self.run.written)?;
+        let index = self.checkpoints.len();
+        self.checkpoints.push(Checkpoint {
+            exit: self.exit(),
+            virtual_time_ns: self.now_ns(),
+            machine,
+            pages,
+            base: self.run.base,
+        });
+        self.by_exit.insert(self.exit(), index);
+        self.run.base = Base::On(index);
+        self.run.written = DirtyPages::default();
         Ok(())
     }
 
@@ -563,18 +663,30 @@ impl Replayer {
     /// after which the guest had written a page of `hold` is held, not
     /// handled.
     fn resume(&mut self, debug: GuestDebug, hold: Option<&[u64]>) -> Result<Event, ReplayError> {
+        self.resume_paused(debug, hold, false)
+    }
+
+    fn resume_paused(
+        &mut self,
+        debug: GuestDebug,
+        hold: Option<&[u64]>,
+        pause: bool,
+    ) -> Result<Event, ReplayError> {
         if self.run.ending.is_some() {
             return Ok(Event::Ended);
         }
         let run = &mut self.run;
         if run.debug != debug {
-            run.machine.vcpu().set_guest_debug(debug)?;
+            run.replay.machine().vcpu().set_guest_debug(debug)?;
             run.debug = debug;
         }
-        let interval = &mut run.interval;
-        let mut hold = |vm: &Vm| match (hold, interval.as_mut()) {
-            (Some(watched), Some(interval)) => match vm.take_dirty_pages() {
-                Ok(written) => interval.ram.note_written(&written, watched),
+        let (tracker, interval, written) = (&run.tracker, &mut run.interval, &mut run.written);
+        let mut hold = || match (hold, tracker, interval.as_mut()) {
+            (Some(watched), Some(tracker), Some(interval)) => match tracker.dirty_pages() {
+                Ok(pages) => {
+                    pages.iter().for_each(|page| written.insert(page));
+                    interval.ram.note_written(&pages, watched)
+                }
                 Err(error) => {
                     interval.failure = Some(error);
                     true
@@ -582,19 +694,16 @@ impl Replayer {
             },
             _ => false,
         };
-        let result = run.machine.resume(
-            &mut run.source,
-            &mut self.console,
-            &self.stop,
-            self.digest_interval,
-            &mut hold,
-        );
+        let result = run
+            .replay
+            .resume(&mut self.console, &self.stop, pause, &mut hold);
+        run.synced = true;
         match result {
             Ok(Resumed::Exit) => {
-                run.settled = !self.options.stepping;
                 run.steps = Some(0);
                 Ok(Event::Exit)
             }
+            Ok(Resumed::Paused) => Ok(Event::Exit),
             Ok(Resumed::Debug(debug_exit)) => Ok(Event::Debug { pc: debug_exit.pc }),
             Ok(Resumed::Held) => Ok(Event::Held),
             Ok(Resumed::End(end)) => self.conclude(Ok(end)),
@@ -604,49 +713,33 @@ impl Replayer {
 
     /// Ends the replay as the recorded run ended, checking the end.
     fn conclude(&mut self, result: Result<VmEnd, RunError>) -> Result<Event, ReplayError> {
-        let run = &mut self.run;
         // The end is at the last exit (or between exits, for a stop).
-        run.steps = Some(0);
-        let recorded_end = |source: &Progress<TraceSource>| {
-            source
-                .source()
-                .recorded_end()
-                .cloned()
-                .expect("a replay source has read the End record when it reports LogEnded")
-        };
-        let (reason, status) = match &result {
-            Ok(VmEnd::Stopped(reason)) => {
-                run.ending = Some(Ending::Stopped(*reason));
-                return Ok(Event::Ended);
-            }
-            Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
-            // The recorded run was stopped, or failed, here: end as it did.
-            Err(RunError::Core(CoreError::Source(SourceError::LogEnded))) => {
-                let recorded = recorded_end(&run.source);
-                (recorded.reason, recorded.status)
-            }
-            // A failure of the replay itself that the recording may share
-            // (KVM refusing the same instruction); anything from the log is not.
-            Err(error) if !exit_status::is_log_error(error) => {
-                (end_reason(&result), exit_status::run_status(error))
-            }
-            Err(_) => return Err(result.expect_err("an error").into()),
-        };
-        let end = run.machine.end(reason, status);
-        run.source.end(&end).map_err(|e| RunError::Core(e.into()))?;
-        let recorded = recorded_end(&run.source);
-        // Without verify the ends are not compared; a failure of this
-        // replay that the recorded run did not have is still a failure.
-        if let Err(error) = result
-            && recorded.reason != end.reason
-        {
-            return Err(error.into());
-        }
-        run.ending = Some(Ending::Finished {
-            status: recorded.status,
-            end,
-            recorded,
-        });
+        self.run.steps = Some(0);
+        self.run.ending = Some(self.run.replay.finish(result)?);
         Ok(Event::Ended)
+    }
+}
+
+impl Run {
+    fn new(replay: Replay<TraceStream>, base: Base) -> Self {
+        Self {
+            replay,
+            steps: Some(0),
+            ending: None,
+            debug: GuestDebug::default(),
+            synced: false,
+            tracker: None,
+            written: DirtyPages::default(),
+            base,
+            interval: None,
+        }
+    }
+}
+
+/// The exit status of a replay that ended so.
+pub fn ending_status(ending: &ReplayEnd) -> u8 {
+    match ending {
+        ReplayEnd::Stopped(reason) => StopReason::exit_status(*reason),
+        ReplayEnd::Ended { recorded, .. } => recorded.status,
     }
 }

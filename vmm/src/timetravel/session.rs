@@ -34,10 +34,6 @@ pub enum Halt {
 pub enum SessionError {
     #[error("all {BREAKPOINT_SLOTS} hardware breakpoints are in use")]
     NoBreakpointSlot,
-    #[error(
-        "cannot watch a guest with virtio devices: their writes into guest memory are not tracked"
-    )]
-    WatchWithDevices,
     #[error("cannot watch {address:#x}: {source}")]
     WatchUnmapped { address: u64, source: ReadError },
 }
@@ -113,9 +109,6 @@ impl Session {
     /// Watches writes to `len` bytes at virtual address `address`, where
     /// the guest maps them now.
     pub fn add_watch(&mut self, address: u64, len: u64) -> Result<(), SessionError> {
-        if self.replayer.has_virtio_devices() {
-            return Err(SessionError::WatchWithDevices);
-        }
         let state = self.replayer.synced();
         let view = GuestView::new(self.replayer.memory(), &state.sregs);
         let watch = Watch::new(address, len, &view)
@@ -189,7 +182,7 @@ impl Session {
     /// last write that changed a watch, or to the start.
     pub fn reverse_resume(&mut self) -> Result<Halt, ReplayError> {
         let here = self.position();
-        self.replayer.restart()?;
+        self.replayer.restart_before(0)?;
         // Forward to this exit, noting the last hit; the stretch of this
         // exit's interval before here is stepped.
         let mut last = None;
@@ -286,7 +279,7 @@ impl Session {
         progress: &mut dyn FnMut(u64),
     ) -> Result<Halt, ReplayError> {
         if self.replayer.position().is_none_or(|here| target < here) {
-            self.replayer.restart()?;
+            self.replayer.restart_before(target.exit)?;
         }
         if self.replayer.run_to_exit(target.exit, progress)? == Stop::Ended {
             return Ok(Halt::Ended);

@@ -9,16 +9,16 @@
 //! those copies; no device changes inside an interval) and stepped,
 //! comparing the watched bytes after every instruction.
 //!
-//! Pages this process writes into the guest (virtio buffers and rings, at
-//! exits) are not in KVM's log, so the copy misses them: a watched run of a
-//! guest with virtio devices is refused.
+//! The pages written come from the VM's memory tracker: KVM's log of what
+//! the guest writes, and guest RAM's own bitmap of what this process writes
+//! at exits (virtio buffers and rings).
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use ftvm_core::memory::{GuestRam, PAGE_SIZE};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use vm_state::{DirtyPages, VcpuState};
 
 use super::guest_view::{GuestView, ReadError};
-use crate::vstate::{VcpuSnapshot, VmError};
-
-pub const PAGE_SIZE: u64 = 4096;
+use crate::vstate::VmError;
 
 /// The longest range a watchpoint covers.
 pub const MAX_WATCH_LEN: u64 = 4096;
@@ -57,7 +57,7 @@ impl Watch {
     }
 
     /// The watched bytes now.
-    pub fn value(&self, memory: &GuestMemoryMmap) -> Vec<u8> {
+    pub fn value(&self, memory: &GuestRam) -> Vec<u8> {
         let mut bytes = Vec::new();
         for &(physical, len) in &self.pieces {
             let start = bytes.len();
@@ -69,33 +69,17 @@ impl Watch {
     }
 }
 
-/// Whether page `page` is set in a dirty-page bitmap.
-pub fn is_dirty(bitmap: &[u64], page: u64) -> bool {
-    bitmap
-        .get((page / 64) as usize)
-        .is_some_and(|word| word & (1 << (page % 64)) != 0)
-}
-
-/// The pages set in a dirty-page bitmap.
-fn dirty_pages(bitmap: &[u64]) -> impl Iterator<Item = u64> + '_ {
-    bitmap.iter().enumerate().flat_map(|(index, &word)| {
-        (0..64)
-            .filter(move |bit| word & (1 << bit) != 0)
-            .map(move |bit| index as u64 * 64 + bit)
-    })
-}
-
-/// A copy of RAM as it was when an interval started, and the pages the
-/// guest wrote since.
+/// A copy of RAM as it was when an interval started, and the pages
+/// written since.
 #[derive(Debug)]
 pub struct ShadowRam {
     copy: Vec<u8>,
-    written: Vec<u64>,
+    written: DirtyPages,
 }
 
 impl ShadowRam {
     /// A copy of all of `memory`.
-    pub fn new(memory: &GuestMemoryMmap) -> Self {
+    pub fn new(memory: &GuestRam) -> Self {
         let bytes = memory.iter().map(|region| region.len() as usize).sum();
         let mut copy = vec![0; bytes];
         memory
@@ -103,48 +87,47 @@ impl ShadowRam {
             .expect("RAM is one range from address 0");
         Self {
             copy,
-            written: Vec::new(),
+            written: DirtyPages::default(),
         }
     }
 
-    /// Notes pages the guest wrote; whether any is one of `watched`.
-    pub fn note_written(&mut self, bitmap: &[u64], watched: &[u64]) -> bool {
-        if self.written.len() < bitmap.len() {
-            self.written.resize(bitmap.len(), 0);
-        }
-        for (noted, word) in self.written.iter_mut().zip(bitmap) {
-            *noted |= word;
-        }
-        watched.iter().any(|page| is_dirty(bitmap, *page))
+    /// Notes pages written; whether any is one of `watched`.
+    pub fn note_written(&mut self, written: &DirtyPages, watched: &[u64]) -> bool {
+        written.iter().for_each(|page| self.written.insert(page));
+        watched.iter().any(|page| written.contains(*page))
     }
 
     /// A new interval starts: the copy takes the pages written since (and
-    /// those in `bitmap`).
-    pub fn advance(&mut self, memory: &GuestMemoryMmap, bitmap: &[u64]) {
-        self.take_written(bitmap, |address, copy| {
+    /// those in `written`).
+    pub fn advance(&mut self, memory: &GuestRam, written: &DirtyPages) {
+        self.take_written(written, |address, copy| {
             let _ = memory.read_slice(copy, address);
         });
     }
 
-    /// Puts back the pages written in this interval (and in `bitmap`).
-    pub fn restore(&mut self, memory: &GuestMemoryMmap, bitmap: &[u64]) {
-        self.take_written(bitmap, |address, copy| {
+    /// Puts back the pages written in this interval (and in `written`).
+    pub fn restore(&mut self, memory: &GuestRam, written: &DirtyPages) {
+        self.take_written(written, |address, copy| {
             let _ = memory.write_slice(copy, address);
         });
     }
 
-    /// Hands each page written in this interval (and in `bitmap`) to
-    /// `transfer` with its copy, and forgets them. Pages outside RAM are
-    /// never logged; a failed transfer leaves the page as it was.
-    fn take_written(&mut self, bitmap: &[u64], mut transfer: impl FnMut(GuestAddress, &mut [u8])) {
-        self.note_written(bitmap, &[]);
-        for page in dirty_pages(&self.written) {
+    /// Hands each page written in this interval (and in `written`) to
+    /// `transfer` with its copy, and forgets them. A failed transfer leaves
+    /// the page as it was (only RAM pages are ever logged).
+    fn take_written(
+        &mut self,
+        written: &DirtyPages,
+        mut transfer: impl FnMut(GuestAddress, &mut [u8]),
+    ) {
+        self.note_written(written, &[]);
+        for page in self.written.iter() {
             let start = (page * PAGE_SIZE) as usize;
             if let Some(copy) = self.copy.get_mut(start..start + PAGE_SIZE as usize) {
                 transfer(GuestAddress(page * PAGE_SIZE), copy);
             }
         }
-        self.written.clear();
+        self.written = DirtyPages::default();
     }
 }
 
@@ -152,7 +135,7 @@ impl ShadowRam {
 #[derive(Debug)]
 pub struct IntervalStart {
     pub ram: ShadowRam,
-    pub vcpu: VcpuSnapshot,
+    pub vcpu: VcpuState,
     /// The steps since the last exit at the interval's start (a run resumed
     /// mid-interval starts there).
     pub steps: Option<u64>,
@@ -164,8 +147,14 @@ pub struct IntervalStart {
 mod tests {
     use super::*;
 
-    fn ram() -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 4 * PAGE_SIZE as usize)]).unwrap()
+    fn ram() -> GuestRam {
+        GuestRam::from_ranges(&[(GuestAddress(0), 4 * PAGE_SIZE as usize)]).unwrap()
+    }
+
+    fn pages(numbers: &[u64]) -> DirtyPages {
+        let mut pages = DirtyPages::default();
+        numbers.iter().for_each(|page| pages.insert(*page));
+        pages
     }
 
     #[test]
@@ -173,14 +162,14 @@ mod tests {
         let memory = ram();
         memory.write_obj(1u64, GuestAddress(0x1000)).unwrap();
         let mut start = ShadowRam::new(&memory);
-        // The guest writes pages 1 and 2; the log names page 1 first (a
+        // The guest writes pages 1, 2 and 3; the log names page 1 first (a
         // watched page), then page 2 when the interval is taken back.
         memory.write_obj(7u64, GuestAddress(0x1000)).unwrap();
         memory.write_obj(8u64, GuestAddress(0x2000)).unwrap();
         memory.write_obj(9u64, GuestAddress(0x3000)).unwrap();
-        assert!(start.note_written(&[0b0010], &[1]));
-        assert!(!start.note_written(&[0b0010], &[3]));
-        start.restore(&memory, &[0b0100]);
+        assert!(start.note_written(&pages(&[1]), &[1]));
+        assert!(!start.note_written(&pages(&[1]), &[3]));
+        start.restore(&memory, &pages(&[2]));
         let word = |address| memory.read_obj::<u64>(GuestAddress(address)).unwrap();
         assert_eq!((word(0x1000), word(0x2000)), (1, 0));
         // Page 3 was not in the log: it keeps the write.
@@ -192,17 +181,9 @@ mod tests {
         let memory = ram();
         let mut start = ShadowRam::new(&memory);
         memory.write_obj(5u64, GuestAddress(0x2000)).unwrap();
-        start.advance(&memory, &[0b0100]);
+        start.advance(&memory, &pages(&[2]));
         memory.write_obj(6u64, GuestAddress(0x2000)).unwrap();
-        start.restore(&memory, &[0b0100]);
+        start.restore(&memory, &pages(&[2]));
         assert_eq!(memory.read_obj::<u64>(GuestAddress(0x2000)).unwrap(), 5);
-    }
-
-    #[test]
-    fn bitmaps_name_their_pages() {
-        let bitmap = [0b101, 1 << 63];
-        assert!(is_dirty(&bitmap, 0) && is_dirty(&bitmap, 2) && is_dirty(&bitmap, 127));
-        assert!(!is_dirty(&bitmap, 1) && !is_dirty(&bitmap, 500));
-        assert_eq!(dirty_pages(&bitmap).collect::<Vec<_>>(), vec![0, 2, 127]);
     }
 }

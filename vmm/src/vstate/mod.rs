@@ -3,12 +3,16 @@
 mod cpuid;
 mod debug;
 mod emulation;
+mod memory_tracker;
 mod msr_filter;
 mod state_digest;
 mod vcpu;
+mod vcpu_state;
 mod vm;
 
 pub use cpuid::CpuidError;
-pub use debug::{BREAKPOINT_SLOTS, DebugError, GuestDebug, Registers, VcpuSnapshot};
-pub use vcpu::{Resumed, RunError, Vcpu, VmEnd};
+pub use debug::{BREAKPOINT_SLOTS, DebugError, GuestDebug, Registers};
+pub use memory_tracker::MemoryTracker;
+pub use vcpu::{Ran, Resumed, RunError, RunIo, Vcpu, VmEnd};
+pub use vcpu_state::VcpuStateError;
 pub use vm::{Vm, VmError};

@@ -7,7 +7,6 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use tracing::{trace, warn};
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iow_nr;
 
@@ -18,6 +17,7 @@ use crate::boot::cpu_state;
 use crate::host::StopSignal;
 use ftvm_core::effect::GuestEnd;
 use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow};
+use ftvm_core::memory::GuestRam;
 
 // kvm-ioctls does not wrap KVM_INTERRUPT, the injection ioctl for a
 // user-space interrupt controller.
@@ -25,7 +25,7 @@ ioctl_iow_nr!(KVM_INTERRUPT, kvm_bindings::KVMIO, 0x86, kvm_interrupt);
 
 /// MSRs given explicit initial values so that nothing of the host's or of
 /// KVM's defaults reaches the guest.
-pub(super) const INITIAL_MSRS: &[(u32, u64)] = &[
+const INITIAL_MSRS: &[(u32, u64)] = &[
     (0x10, 0),                      // TSC
     (0x174, 0),                     // SYSENTER_CS
     (0x175, 0),                     // SYSENTER_ESP
@@ -39,6 +39,33 @@ pub(super) const INITIAL_MSRS: &[(u32, u64)] = &[
     (0xc000_0102, 0),               // KERNEL_GS_BASE
 ];
 
+/// How a run of the VM ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmEnd {
+    /// The guest ended it.
+    Guest(GuestEnd),
+    /// The host asked it to stop.
+    Stopped(StopReason),
+}
+
+/// Where a run's inputs come from and its outputs go, for one
+/// [`Vcpu::resume`]; every `digest_interval` exits (when nonzero) the
+/// source gets a state digest.
+pub struct RunIo<'a> {
+    pub source: &'a mut dyn EventSource,
+    pub sink: &'a mut dyn OutputSink,
+    pub stop: &'a Arc<StopSignal>,
+    pub digest_interval: u64,
+}
+
+impl std::fmt::Debug for RunIo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunIo")
+            .field("digest_interval", &self.digest_interval)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What one [`Vcpu::resume`] ended with.
 #[derive(Debug, Clone, Copy)]
 pub enum Resumed {
@@ -48,17 +75,19 @@ pub enum Resumed {
     Debug(kvm_debug_exit_arch),
     /// A platform exit left unhandled, as asked.
     Held,
+    /// At a settled exit boundary, as asked.
+    Paused,
     /// The VM ended.
     End(VmEnd),
 }
 
-/// How a run of the VM ended.
+/// Where a run that may pause stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VmEnd {
-    /// The guest ended it.
-    Guest(GuestEnd),
-    /// The host asked it to stop.
-    Stopped(StopReason),
+pub enum Ran {
+    Ended(VmEnd),
+    /// At an exit boundary, settled: the state can be captured, and a run
+    /// goes on from here.
+    Paused,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +117,15 @@ pub enum RunError {
 #[derive(Debug)]
 pub struct Vcpu {
     pub(super) fd: VcpuFd,
-    memory: GuestMemoryMmap,
+    memory: GuestRam,
+    /// The MSRs KVM saves for the guest and lets this vCPU read: what a
+    /// captured state holds.
+    pub(super) msrs: Vec<u32>,
+    /// No operation of the last exit waits for KVM_RUN to complete it: KVM
+    /// finishes an I/O, MMIO or MSR access only when it is entered again
+    /// (an immediate-exit KVM_RUN does that without running the guest),
+    /// and until then its registers do not show the access done.
+    pub(super) settled: bool,
 }
 
 impl Vcpu {
@@ -96,7 +133,8 @@ impl Vcpu {
         mut fd: VcpuFd,
         cpuid: &CpuId,
         entry: u32,
-        memory: GuestMemoryMmap,
+        memory: GuestRam,
+        saved_msrs: &[u32],
     ) -> Result<Self, VmError> {
         let set = |what| move |source| VmError::SetVcpuState { what, source };
         fd.set_cpuid2(cpuid).map_err(set("CPUID"))?;
@@ -108,6 +146,22 @@ impl Vcpu {
         if let Err(error) = fd.enable_cap(&enforce) {
             warn!(%error, "KVM cannot enforce the paravirtual CPUID; PV MSRs stay hidden by the CPUID model alone");
         }
+        // Of the MSRs KVM saves and those ftvm sets, those KVM reads for
+        // this CPU model: what a captured state holds.
+        let mut saved: Vec<u32> = saved_msrs
+            .iter()
+            .copied()
+            .chain(INITIAL_MSRS.iter().map(|&(index, _)| index))
+            .collect();
+        saved.sort_unstable();
+        saved.dedup();
+        saved.retain(|&index| {
+            Msrs::from_entries(&[kvm_msr_entry {
+                index,
+                ..Default::default()
+            }])
+            .is_ok_and(|mut one| fd.get_msrs(&mut one) == Ok(1))
+        });
         fd.set_regs(&cpu_state::regs(entry))
             .map_err(set("registers"))?;
         fd.set_sregs(&cpu_state::sregs())
@@ -136,7 +190,12 @@ impl Vcpu {
         fd.set_vcpu_events(&kvm_vcpu_events::default())
             .map_err(set("pending events"))?;
         fd.set_sync_valid_reg(SyncReg::Register);
-        Ok(Self { fd, memory })
+        Ok(Self {
+            fd,
+            memory,
+            msrs: saved,
+            settled: true,
+        })
     }
 
     /// The raw vCPU, for benchmarks that compare ftvm's exit path with a
@@ -150,9 +209,12 @@ impl Vcpu {
         state_digest(&self.fd, &self.memory).map_err(RunError::StateDigest)
     }
 
-    /// Runs the guest until it ends, the host stops it, or KVM fails. With
-    /// a nonzero `digest_interval`, the source gets a state digest every
-    /// that many exits.
+    /// Runs the guest (from boot, or on from where it paused) until it
+    /// ends, the host stops it, or KVM fails; with `pause_after`, pauses at
+    /// the first settled exit boundary at or after that exit: normally just
+    /// after it, later only when completing its access made KVM exit again.
+    /// With a nonzero `digest_interval`, the source gets a state digest
+    /// every that many exits.
     pub fn run(
         &mut self,
         handler: &mut ExitHandler,
@@ -160,12 +222,21 @@ impl Vcpu {
         sink: &mut dyn OutputSink,
         stop: &Arc<StopSignal>,
         digest_interval: u64,
-    ) -> Result<VmEnd, RunError> {
+        pause_after: Option<u64>,
+    ) -> Result<Ran, RunError> {
         let result = self.boot(handler, source).and_then(|()| {
             loop {
-                match self.resume(handler, source, sink, stop, digest_interval, &mut || false)? {
+                let pause = pause_after.is_some_and(|exit| handler.exits() >= exit);
+                let io = RunIo {
+                    source: &mut *source,
+                    sink: &mut *sink,
+                    stop,
+                    digest_interval,
+                };
+                match self.resume(handler, io, pause, &mut || false)? {
                     Resumed::Exit => {}
-                    Resumed::End(end) => break Ok(end),
+                    Resumed::Paused => break Ok(Ran::Paused),
+                    Resumed::End(end) => break Ok(Ran::Ended(end)),
                     // Nothing asked KVM for debug exits, or held an exit.
                     other @ (Resumed::Debug(_) | Resumed::Held) => {
                         break Err(RunError::UnexpectedExit(format!("{other:?}")));
@@ -175,37 +246,53 @@ impl Vcpu {
         });
         match result {
             Err(RunError::Core(CoreError::Source(SourceError::Stopped(reason)))) => {
-                Ok(VmEnd::Stopped(reason))
+                Ok(Ran::Ended(VmEnd::Stopped(reason)))
             }
             other => other,
         }
     }
 
-    /// Exit 0: the inputs the guest sees before its first instruction.
+    /// Exit 0, the inputs the guest sees before its first instruction,
+    /// unless the run has started (or was restored) already.
     pub fn boot(
         &mut self,
         handler: &mut ExitHandler,
         source: &mut dyn EventSource,
     ) -> Result<(), RunError> {
+        if handler.started() {
+            return Ok(());
+        }
         handler.boot(source).map_err(RunError::Core)
     }
 
-    /// Runs the guest to its next counted exit and handles it (events,
+    /// One KVM_RUN: to the next counted exit, which it handles (events,
     /// access, digests, injection), or to a debug exit, which is not a
-    /// platform exit: it counts nothing and changes no device. When `hold`
-    /// says so at a platform exit, the exit is left unhandled (`Held`), for
-    /// a debugger to take the guest back to before it.
+    /// platform exit (it counts nothing and changes no device). With
+    /// `pause`, it only completes the last exit's access and pauses at the
+    /// settled boundary (or, rarely, handles the exit the completion made).
+    /// When `hold` says so at a platform exit, the exit is left unhandled
+    /// (`Held`), for a debugger to take the guest back to before it.
     pub fn resume(
         &mut self,
         handler: &mut ExitHandler,
-        source: &mut dyn EventSource,
-        sink: &mut dyn OutputSink,
-        stop: &Arc<StopSignal>,
-        digest_interval: u64,
+        io: RunIo<'_>,
+        pause: bool,
         hold: &mut dyn FnMut() -> bool,
     ) -> Result<Resumed, RunError> {
+        let RunIo {
+            source,
+            sink,
+            stop,
+            digest_interval,
+        } = io;
         let access = loop {
-            match self.fd.run() {
+            // Pausing enters KVM only to complete the last exit's access:
+            // with immediate_exit set it returns EINTR without running the
+            // guest (or, rarely, the exit the completion itself makes).
+            self.fd.set_kvm_immediate_exit(u8::from(pause));
+            let exit = self.fd.run();
+            self.settled = exit.is_err();
+            match exit {
                 Ok(VcpuExit::IoIn(port, data)) => break Access::PioIn { port, data },
                 Ok(VcpuExit::IoOut(port, data)) => break Access::PioOut { port, data },
                 Ok(VcpuExit::MmioRead(addr, data)) => break Access::MmioRead { addr, data },
@@ -233,8 +320,10 @@ impl Vcpu {
                 Ok(VcpuExit::FailEntry(reason, _)) => return Err(RunError::FailEntry(reason)),
                 Ok(other) => return Err(RunError::UnexpectedExit(format!("{other:?}"))),
                 Err(error) if error.errno() == libc::EINTR => {
-                    // A kick: it counts nothing and applies nothing.
-                    self.fd.set_kvm_immediate_exit(0);
+                    // A kick or a pause: it counts nothing and applies nothing.
+                    if pause {
+                        return Ok(Resumed::Paused);
+                    }
                     if let Some(reason) = stop.requested() {
                         return Ok(Resumed::End(VmEnd::Stopped(reason)));
                     }
@@ -267,6 +356,11 @@ impl Vcpu {
         }
         self.inject(handler)?;
         Ok(Resumed::Exit)
+    }
+
+    /// Whether no access of the last exit waits for KVM_RUN to complete it.
+    pub fn settled(&self) -> bool {
+        self.settled
     }
 
     /// Decides injection from PIC state at a counted exit: inject when KVM

@@ -1,14 +1,17 @@
+use std::sync::Arc;
+
 use kvm_bindings::{
     KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES,
     KVM_MSR_EXIT_REASON_FILTER, kvm_enable_cap, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Cap, Kvm, VmFd};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 use ft_logging::CpuidLeaf;
+use ftvm_core::memory::GuestRam;
 
 use super::cpuid::{self, CpuidError};
-use super::{Vcpu, msr_filter};
+use super::{MemoryTracker, Vcpu, msr_filter};
 
 /// Where KVM may keep the TSS it needs on Intel; just below 4 GiB, clear of
 /// RAM and of the MMIO area.
@@ -33,8 +36,10 @@ pub enum VmError {
     },
     #[error("cannot register guest memory with KVM: {0}")]
     SetMemoryRegion(#[source] kvm_ioctls::Error),
-    #[error("cannot log the pages the guest writes: {0}")]
+    #[error("cannot read KVM's dirty page log: {0}")]
     DirtyLog(#[source] kvm_ioctls::Error),
+    #[error("cannot list the MSRs KVM saves: {0}")]
+    MsrList(#[source] kvm_ioctls::Error),
     #[error("cannot enable user-space MSR exits: {0}")]
     UserSpaceMsr(#[source] kvm_ioctls::Error),
     #[error("cannot install the MSR filter: {0}")]
@@ -58,8 +63,8 @@ pub enum VmError {
 #[derive(Debug)]
 pub struct Vm {
     kvm: Kvm,
-    fd: VmFd,
-    memory: GuestMemoryMmap,
+    fd: Arc<VmFd>,
+    memory: GuestRam,
 }
 
 impl Vm {
@@ -85,13 +90,14 @@ impl Vm {
         fd.set_tss_address(TSS_ADDRESS).map_err(VmError::SetTss)?;
 
         let bytes = u64::from(mem_mib) << 20;
-        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), bytes as usize)]).map_err(
-            |source| VmError::AllocateMemory {
-                mib: mem_mib,
-                source,
-            },
-        )?;
-        register_memory(&fd, &memory, 0).map_err(VmError::SetMemoryRegion)?;
+        let memory =
+            GuestRam::from_ranges(&[(GuestAddress(0), bytes as usize)]).map_err(|source| {
+                VmError::AllocateMemory {
+                    mib: mem_mib,
+                    source,
+                }
+            })?;
+        register_memory(&fd, &memory, false)?;
 
         let cap = kvm_enable_cap {
             cap: KVM_CAP_X86_USER_SPACE_MSR,
@@ -100,31 +106,20 @@ impl Vm {
         };
         fd.enable_cap(&cap).map_err(VmError::UserSpaceMsr)?;
         msr_filter::install(&fd).map_err(VmError::MsrFilter)?;
-        Ok(Self { kvm, fd, memory })
+        Ok(Self {
+            kvm,
+            fd: Arc::new(fd),
+            memory,
+        })
     }
 
-    pub fn memory(&self) -> &GuestMemoryMmap {
+    pub fn memory(&self) -> &GuestRam {
         &self.memory
     }
 
-    /// Starts KVM's log of the pages the guest writes (never those this
-    /// process writes).
-    pub fn log_dirty_pages(&self) -> Result<(), VmError> {
-        register_memory(&self.fd, &self.memory, KVM_MEM_LOG_DIRTY_PAGES).map_err(VmError::DirtyLog)
-    }
-
-    /// The pages the guest wrote since the last call (or since logging
-    /// started), one bit per 4 KiB page from address 0; the log is cleared.
-    pub fn take_dirty_pages(&self) -> Result<Vec<u64>, VmError> {
-        let mut bitmap = Vec::new();
-        for (slot, region) in self.memory.iter().enumerate() {
-            bitmap.extend(
-                self.fd
-                    .get_dirty_log(slot as u32, region.len() as usize)
-                    .map_err(VmError::DirtyLog)?,
-            );
-        }
-        Ok(bitmap)
+    /// A handle on guest memory and its dirty pages, for any thread.
+    pub fn memory_tracker(&self) -> MemoryTracker {
+        MemoryTracker::new(Arc::clone(&self.fd), self.memory.clone())
     }
 
     /// Bytes of RAM.
@@ -155,27 +150,34 @@ impl Vm {
     pub fn create_vcpu(&self, entry: u32, cpuid: &[CpuidLeaf]) -> Result<Vcpu, VmError> {
         let table = cpuid::from_leaves(cpuid)?;
         let fd = self.fd.create_vcpu(0).map_err(VmError::CreateVcpu)?;
-        Vcpu::new(fd, &table, entry, self.memory.clone())
+        let msrs = self.kvm.get_msr_index_list().map_err(VmError::MsrList)?;
+        Vcpu::new(fd, &table, entry, self.memory.clone(), msrs.as_slice())
     }
 }
 
-/// Registers guest RAM with KVM, one slot per region, with `flags`.
-fn register_memory(
+/// Registers each region of `memory` with KVM, logging dirty pages or not.
+pub(super) fn register_memory(
     fd: &VmFd,
-    memory: &GuestMemoryMmap,
-    flags: u32,
-) -> Result<(), kvm_ioctls::Error> {
+    memory: &GuestRam,
+    log_dirty: bool,
+) -> Result<(), VmError> {
     for (slot, region) in memory.iter().enumerate() {
         let region_desc = kvm_userspace_memory_region {
             slot: slot as u32,
             guest_phys_addr: region.start_addr().0,
             memory_size: region.len(),
             userspace_addr: region.as_ptr() as u64,
-            flags,
+            flags: if log_dirty {
+                KVM_MEM_LOG_DIRTY_PAGES
+            } else {
+                0
+            },
         };
-        // SAFETY: the region's host mapping lives as long as `memory`,
-        // which the Vm owns and drops after the VM fd.
-        unsafe { fd.set_user_memory_region(region_desc) }?;
+        // SAFETY: the region's host mapping lives as long as any clone of
+        // `memory`, and whatever holds the VM fd (the Vm, a MemoryTracker)
+        // holds such a clone and drops it after the fd; changing only the
+        // flags of a slot keeps its mapping.
+        unsafe { fd.set_user_memory_region(region_desc) }.map_err(VmError::SetMemoryRegion)?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use ft_logging::{DiskInfo, DiskOp, DiskRequest, STATUS_IOERR, STATUS_OK, STATUS_UNSUPP};
+use serde::{Deserialize, Serialize};
 use shared_disk::image::SECTOR;
 use tracing::{debug, warn};
 use virtio_bindings::virtio_blk::{
@@ -16,10 +17,12 @@ use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
 
 use super::VirtioDevice;
 use crate::effect::Effect;
+use crate::memory::GuestRam;
+use crate::state::{InvalidState, check};
 
 /// The request queue's size.
 const QUEUE_SIZE: u16 = 256;
@@ -47,6 +50,32 @@ pub struct Block {
     /// arrives after a device reset cannot be taken for a newer request.
     next_id: u64,
     pending: BTreeMap<u64, Pending>,
+}
+
+/// A request in flight, by number: where its completion goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PendingState {
+    id: u64,
+    head: u16,
+    /// (guest address, length) of each data buffer of a read.
+    buffers: Vec<(u64, u32)>,
+    status: u64,
+}
+
+/// The state of virtio-blk beyond its configuration: the next request's
+/// number and every request in flight (the host has it, its completion
+/// has not come back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockState {
+    next_id: u64,
+    pending: Vec<PendingState>,
+}
+
+impl BlockState {
+    /// The numbers of the requests in flight, in order.
+    pub fn requests_in_flight(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pending.iter().map(|pending| pending.id)
+    }
 }
 
 /// What a request chain asks for, once checked.
@@ -81,7 +110,7 @@ impl Block {
     pub fn complete(
         &mut self,
         queue: &mut Queue,
-        memory: &GuestMemoryMmap,
+        memory: &GuestRam,
         request: u64,
         mut status: u8,
         data: &[u8],
@@ -104,12 +133,7 @@ impl Block {
     }
 
     /// Parses one chain; None when it cannot be answered at all.
-    fn parse(
-        &self,
-        descriptors: &[Descriptor],
-        head: u16,
-        memory: &GuestMemoryMmap,
-    ) -> Option<Parsed> {
+    fn parse(&self, descriptors: &[Descriptor], head: u16, memory: &GuestRam) -> Option<Parsed> {
         // The status byte is the last descriptor, device-writable. A last
         // descriptor that still names a next one is where virtio-queue cut
         // a chain that loops or runs past 4 GiB: no status byte there.
@@ -261,7 +285,7 @@ impl VirtioDevice for Block {
         &mut self,
         _index: usize,
         queue: &mut Queue,
-        memory: &GuestMemoryMmap,
+        memory: &GuestRam,
         effects: &mut Vec<Effect>,
     ) -> bool {
         let chains: Vec<_> = match queue.iter(memory) {
@@ -306,20 +330,71 @@ impl VirtioDevice for Block {
     fn reset(&mut self) {
         self.pending.clear();
     }
+
+    type State = BlockState;
+
+    fn state(&self) -> BlockState {
+        BlockState {
+            next_id: self.next_id,
+            pending: self
+                .pending
+                .iter()
+                .map(|(&id, pending)| PendingState {
+                    id,
+                    head: pending.head,
+                    buffers: pending.buffers.iter().map(|(a, len)| (a.0, *len)).collect(),
+                    status: pending.status.0,
+                })
+                .collect(),
+        }
+    }
+
+    fn restore(&mut self, state: &BlockState, queues: &[Queue]) -> Result<(), InvalidState> {
+        check(
+            state.pending.len() <= usize::from(queues[0].max_size()),
+            "virtio-blk",
+            "more requests in flight than the queue holds",
+        )?;
+        self.next_id = state.next_id;
+        self.pending.clear();
+        for pending in &state.pending {
+            let total: u64 = pending.buffers.iter().map(|(_, len)| u64::from(*len)).sum();
+            check(
+                pending.id < state.next_id && total <= u64::from(MAX_TRANSFER),
+                "virtio-blk",
+                "a request numbered ahead, or larger than any read",
+            )?;
+            let restored = Pending {
+                head: pending.head,
+                buffers: pending
+                    .buffers
+                    .iter()
+                    .map(|&(addr, len)| (GuestAddress(addr), len))
+                    .collect(),
+                status: GuestAddress(pending.status),
+            };
+            check(
+                self.pending.insert(pending.id, restored).is_none(),
+                "virtio-blk",
+                "two requests with one number",
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether `len` bytes from `addr` are guest RAM.
-fn in_ram(memory: &GuestMemoryMmap, addr: GuestAddress, len: u32) -> bool {
+fn in_ram(memory: &GuestRam, addr: GuestAddress, len: u32) -> bool {
     memory.check_range(addr, len as usize, Permissions::ReadWrite)
 }
 
 /// Writes `data` across `buffers` in order; they hold exactly its length.
-fn write_buffers(memory: &GuestMemoryMmap, buffers: &[(GuestAddress, u32)], data: &[u8]) -> bool {
+fn write_buffers(memory: &GuestRam, buffers: &[(GuestAddress, u32)], data: &[u8]) -> bool {
     write_prefix(memory, buffers, data) as usize == data.len()
 }
 
 /// Writes as much of `data` as `buffers` hold; returns how much that was.
-fn write_prefix(memory: &GuestMemoryMmap, buffers: &[(GuestAddress, u32)], data: &[u8]) -> u32 {
+fn write_prefix(memory: &GuestRam, buffers: &[(GuestAddress, u32)], data: &[u8]) -> u32 {
     let mut at = 0;
     for &(addr, len) in buffers {
         let end = (at + len as usize).min(data.len());
@@ -334,7 +409,7 @@ fn write_prefix(memory: &GuestMemoryMmap, buffers: &[(GuestAddress, u32)], data:
 /// Writes the status byte and returns the chain to the driver.
 fn finish(
     queue: &mut Queue,
-    memory: &GuestMemoryMmap,
+    memory: &GuestRam,
     pending: &Pending,
     status: u8,
     written: u32,

@@ -2,12 +2,14 @@
 //! operations the core applies to them.
 
 use ft_logging::{DiskInfo, NetInfo};
-use vm_memory::GuestMemoryMmap;
+use serde::{Deserialize, Serialize};
 
-use super::block::Block;
+use super::block::{Block, BlockState};
 use super::net::{Net, RX_QUEUE};
-use super::{IRQS, MMIO_SIZE, VirtioMmio, mmio_base};
+use super::{IRQS, MMIO_SIZE, VirtioMmio, VirtioMmioState, mmio_base};
 use crate::effect::Effect;
+use crate::memory::GuestRam;
+use crate::state::{InvalidState, check};
 
 #[derive(Debug)]
 enum Slot {
@@ -24,6 +26,32 @@ impl Slot {
     }
 }
 
+/// The state of one virtio slot: its transport and device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum SlotState {
+    Block(VirtioMmioState<BlockState>),
+    Net(VirtioMmioState<()>),
+}
+
+/// The state of every virtio device, in slot order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtioBusState {
+    slots: Vec<SlotState>,
+}
+
+impl VirtioBusState {
+    /// The numbers of the disk requests in flight.
+    pub fn disk_requests_in_flight(&self) -> Vec<u64> {
+        self.slots
+            .iter()
+            .flat_map(|slot| match slot {
+                SlotState::Block(block) => block.device().requests_in_flight().collect(),
+                SlotState::Net(_) => Vec::new(),
+            })
+            .collect()
+    }
+}
+
 /// The virtio devices, in slot order: the disk first, then the network
 /// card, each only when the VM has one.
 #[derive(Debug, Default)]
@@ -32,12 +60,59 @@ pub struct VirtioBus {
 }
 
 impl VirtioBus {
-    pub fn new(disk: Option<DiskInfo>, net: Option<NetInfo>, memory: &GuestMemoryMmap) -> Self {
+    pub fn new(disk: Option<DiskInfo>, net: Option<NetInfo>, memory: &GuestRam) -> Self {
         let block = disk.map(|info| Slot::Block(VirtioMmio::new(Block::new(info), memory.clone())));
         let net = net.map(|info| Slot::Net(VirtioMmio::new(Net::new(info), memory.clone())));
         Self {
             slots: block.into_iter().chain(net).collect(),
         }
+    }
+
+    pub fn state(&self) -> VirtioBusState {
+        VirtioBusState {
+            slots: self
+                .slots
+                .iter()
+                .map(|slot| match slot {
+                    Slot::Block(device) => SlotState::Block(device.state()),
+                    Slot::Net(device) => SlotState::Net(device.state()),
+                })
+                .collect(),
+        }
+    }
+
+    /// The devices of this configuration, in `state`.
+    pub fn from_state(
+        disk: Option<DiskInfo>,
+        net: Option<NetInfo>,
+        memory: &GuestRam,
+        state: &VirtioBusState,
+    ) -> Result<Self, InvalidState> {
+        let fresh = Self::new(disk, net, memory);
+        check(
+            fresh.slots.len() == state.slots.len(),
+            "virtio",
+            "other devices than the VM's configuration",
+        )?;
+        let slots =
+            fresh
+                .slots
+                .into_iter()
+                .zip(&state.slots)
+                .map(|(slot, saved)| match (slot, saved) {
+                    (Slot::Block(fresh), SlotState::Block(saved)) => Ok(Slot::Block(
+                        VirtioMmio::from_state(fresh.into_device(), memory.clone(), saved)?,
+                    )),
+                    (Slot::Net(fresh), SlotState::Net(saved)) => Ok(Slot::Net(
+                        VirtioMmio::from_state(fresh.into_device(), memory.clone(), saved)?,
+                    )),
+                    _ => Err(InvalidState::new(
+                        "virtio",
+                        "other devices than the VM's configuration",
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
+        Ok(Self { slots })
     }
 
     /// How many slots a VM with these devices uses.

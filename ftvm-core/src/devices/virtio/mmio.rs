@@ -3,15 +3,18 @@
 
 use std::collections::BTreeSet;
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_VERSION_1,
 };
 use virtio_bindings::virtio_mmio::*;
-use virtio_queue::{Queue, QueueT};
-use vm_memory::GuestMemoryMmap;
+use virtio_queue::{Queue, QueueState, QueueT};
 
 use crate::effect::Effect;
+use crate::memory::GuestRam;
+use crate::state::{InvalidState, QueueStateDef, check};
 
 const MAGIC: u32 = 0x7472_6976; // "virt"
 const VERSION: u32 = 2;
@@ -35,18 +38,51 @@ pub trait VirtioDevice {
         &mut self,
         index: usize,
         queue: &mut Queue,
-        memory: &GuestMemoryMmap,
+        memory: &GuestRam,
         effects: &mut Vec<Effect>,
     ) -> bool;
     /// The driver reset the device.
     fn reset(&mut self);
+
+    /// What the device keeps beyond its configuration (requests in flight).
+    type State: Serialize + DeserializeOwned;
+    fn state(&self) -> Self::State;
+    /// Puts a device fresh from its configuration in `state`; its queues
+    /// are already restored.
+    fn restore(&mut self, state: &Self::State, queues: &[Queue]) -> Result<(), InvalidState>;
+}
+
+/// One queue's state, in virtio-queue's own type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct SavedQueue(#[serde(with = "QueueStateDef")] QueueState);
+
+/// The state of a virtio-mmio transport and its device: each queue's
+/// setup and ring positions, the feature negotiation, the status and
+/// interrupt registers, the register selectors, and the device's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtioMmioState<S> {
+    queues: Vec<SavedQueue>,
+    queue_select: u32,
+    device_features_select: u32,
+    driver_features_select: u32,
+    driver_features: u64,
+    status: u32,
+    interrupt_status: u32,
+    device: S,
+}
+
+impl<S> VirtioMmioState<S> {
+    /// The device's own part.
+    pub fn device(&self) -> &S {
+        &self.device
+    }
 }
 
 /// The transport's state with its device.
 #[derive(Debug)]
 pub struct VirtioMmio<D> {
     device: D,
-    memory: GuestMemoryMmap,
+    memory: GuestRam,
     queues: Vec<Queue>,
     queue_select: u32,
     device_features_select: u32,
@@ -60,7 +96,7 @@ pub struct VirtioMmio<D> {
 }
 
 impl<D: VirtioDevice> VirtioMmio<D> {
-    pub fn new(device: D, memory: GuestMemoryMmap) -> Self {
+    pub fn new(device: D, memory: GuestRam) -> Self {
         let queues = device
             .queue_sizes()
             .iter()
@@ -84,8 +120,70 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         &self.device
     }
 
+    /// The device, without its transport.
+    pub fn into_device(self) -> D {
+        self.device
+    }
+
+    pub fn state(&self) -> VirtioMmioState<D::State> {
+        VirtioMmioState {
+            queues: self.queues.iter().map(|q| SavedQueue(q.state())).collect(),
+            queue_select: self.queue_select,
+            device_features_select: self.device_features_select,
+            driver_features_select: self.driver_features_select,
+            driver_features: self.driver_features,
+            status: self.status,
+            interrupt_status: self.interrupt_status,
+            device: self.device.state(),
+        }
+    }
+
+    /// `device`, fresh from its configuration, behind a transport in
+    /// `state`; refused when no driver could have reached it.
+    pub fn from_state(
+        mut device: D,
+        memory: GuestRam,
+        state: &VirtioMmioState<D::State>,
+    ) -> Result<Self, InvalidState> {
+        let sizes = device.queue_sizes();
+        check(
+            state.queues.len() == sizes.len(),
+            "virtio-mmio",
+            "another number of queues than the device has",
+        )?;
+        let mut queues = Vec::with_capacity(sizes.len());
+        for (saved, &size) in state.queues.iter().zip(sizes) {
+            check(
+                saved.0.max_size == size,
+                "virtio-mmio",
+                "a queue of another size than the device's",
+            )?;
+            let queue = Queue::try_from(saved.0)
+                .map_err(|error| InvalidState::new("virtio-mmio", format!("a queue: {error}")))?;
+            check(
+                !queue.ready() || queue.is_valid(&memory),
+                "virtio-mmio",
+                "a ready queue whose rings are outside RAM",
+            )?;
+            queues.push(queue);
+        }
+        device.restore(&state.device, &queues)?;
+        Ok(Self {
+            device,
+            memory,
+            queues,
+            queue_select: state.queue_select,
+            device_features_select: state.device_features_select,
+            driver_features_select: state.driver_features_select,
+            driver_features: state.driver_features,
+            status: state.status,
+            interrupt_status: state.interrupt_status,
+            warned: BTreeSet::new(),
+        })
+    }
+
     /// Looks at the device's queues without changing them.
-    pub fn inspect<T>(&self, look: impl FnOnce(&D, &[Queue], &GuestMemoryMmap) -> T) -> T {
+    pub fn inspect<T>(&self, look: impl FnOnce(&D, &[Queue], &GuestRam) -> T) -> T {
         look(&self.device, &self.queues, &self.memory)
     }
 
@@ -98,10 +196,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
     /// Lets the device complete work outside a register access (a disk
     /// completion): `complete` returns whether buffers went to the used
     /// ring, which then raises the interrupt.
-    pub fn complete(
-        &mut self,
-        complete: impl FnOnce(&mut D, &mut [Queue], &GuestMemoryMmap) -> bool,
-    ) {
+    pub fn complete(&mut self, complete: impl FnOnce(&mut D, &mut [Queue], &GuestRam) -> bool) {
         if complete(&mut self.device, &mut self.queues, &self.memory) {
             self.interrupt_status |= VIRTIO_MMIO_INT_VRING;
         }
@@ -287,6 +382,55 @@ impl<D: VirtioDevice> VirtioMmio<D> {
                 offset = format_args!("{offset:#x}"),
                 "guest {what} a virtio-mmio register: ignored"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ft_logging::NetInfo;
+
+    use super::super::net::Net;
+    use super::super::test_driver::{Driver, RAM};
+    use super::*;
+    use crate::state::through_bytes;
+
+    fn state() -> VirtioMmioState<()> {
+        let driver = Driver::new(
+            Net::new(NetInfo { mac: [2; 6] }),
+            &[(0x1000, 0x2000, 0x3000), (0x4000, 0x5000, 0x6000)],
+        );
+        through_bytes(&driver.device.state())
+    }
+
+    fn restore(state: &VirtioMmioState<()>) -> Result<VirtioMmio<Net>, InvalidState> {
+        let memory = GuestRam::from_ranges(&[(vm_memory::GuestAddress(0), RAM)]).unwrap();
+        VirtioMmio::from_state(Net::new(NetInfo { mac: [2; 6] }), memory, state)
+    }
+
+    #[test]
+    fn a_transport_state_no_driver_reaches_is_refused() {
+        let good = state();
+        restore(&good).unwrap();
+        let mut missing = good.clone();
+        missing.queues.pop();
+        let mut max_size = good.clone();
+        max_size.queues[0].0.max_size = 512;
+        let mut size = good.clone();
+        size.queues[1].0.size = 3;
+        let mut outside = good.clone();
+        outside.queues[0].0.used_ring = RAM as u64;
+        let mut unaligned = good.clone();
+        unaligned.queues[0].0.desc_table = 0x1008;
+        for (state, what) in [
+            (missing, "number of queues"),
+            (max_size, "another size"),
+            (size, "a queue"),
+            (outside, "outside RAM"),
+            (unaligned, "a queue"),
+        ] {
+            let error = restore(&state).unwrap_err();
+            assert!(error.to_string().contains(what), "{error}");
         }
     }
 }

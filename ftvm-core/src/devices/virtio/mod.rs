@@ -10,8 +10,8 @@ pub mod net;
 #[cfg(test)]
 mod test_driver;
 
-pub use bus::VirtioBus;
-pub use mmio::{VirtioDevice, VirtioMmio};
+pub use bus::{VirtioBus, VirtioBusState};
+pub use mmio::{VirtioDevice, VirtioMmio, VirtioMmioState};
 
 use crate::layout::MMIO_START;
 

@@ -11,10 +11,12 @@ use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
 use virtio_bindings::virtio_net::VIRTIO_NET_F_MAC;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestMemory, GuestMemoryMmap, Permissions};
+use vm_memory::{Bytes, GuestMemory, Permissions};
 
 use super::VirtioDevice;
 use crate::effect::Effect;
+use crate::memory::GuestRam;
+use crate::state::InvalidState;
 
 pub const RX_QUEUE: usize = 0;
 const TX_QUEUE: usize = 1;
@@ -36,7 +38,7 @@ impl Net {
     }
 
     /// Receive buffers the driver has made available.
-    pub fn rx_room(queue: &Queue, memory: &GuestMemoryMmap) -> usize {
+    pub fn rx_room(queue: &Queue, memory: &GuestRam) -> usize {
         if !queue.ready() {
             return 0;
         }
@@ -50,7 +52,7 @@ impl Net {
 
     /// Puts `frame` into the next receive buffer; returns whether one went
     /// to the used ring. A frame with no room is dropped, as on a wire.
-    pub fn receive(queue: &mut Queue, memory: &GuestMemoryMmap, frame: &[u8]) -> bool {
+    pub fn receive(queue: &mut Queue, memory: &GuestRam, frame: &[u8]) -> bool {
         let Some((head, descriptors)) = next_chain(queue, memory) else {
             warn!("virtio-net: a frame arrived with no receive buffer; dropped");
             return false;
@@ -84,7 +86,7 @@ impl Net {
     }
 
     /// Takes every frame the driver offered for transmission.
-    fn transmit(queue: &mut Queue, memory: &GuestMemoryMmap, effects: &mut Vec<Effect>) -> bool {
+    fn transmit(queue: &mut Queue, memory: &GuestRam, effects: &mut Vec<Effect>) -> bool {
         let mut used = false;
         while let Some((head, descriptors)) = next_chain(queue, memory) {
             let mut packet = Vec::new();
@@ -148,7 +150,7 @@ impl VirtioDevice for Net {
         &mut self,
         index: usize,
         queue: &mut Queue,
-        memory: &GuestMemoryMmap,
+        memory: &GuestRam,
         effects: &mut Vec<Effect>,
     ) -> bool {
         // New receive buffers wait for frames; they are the source's to fill.
@@ -156,11 +158,21 @@ impl VirtioDevice for Net {
     }
 
     fn reset(&mut self) {}
+
+    /// Received frames are events and transmitted ones outputs, both
+    /// handled within their exit: the card keeps nothing of its own.
+    type State = ();
+
+    fn state(&self) {}
+
+    fn restore(&mut self, _: &(), _: &[Queue]) -> Result<(), InvalidState> {
+        Ok(())
+    }
 }
 
 /// The next available chain and its descriptors; a head outside the queue
 /// is skipped.
-fn next_chain(queue: &mut Queue, memory: &GuestMemoryMmap) -> Option<(u16, Vec<Descriptor>)> {
+fn next_chain(queue: &mut Queue, memory: &GuestRam) -> Option<(u16, Vec<Descriptor>)> {
     loop {
         let chain = match queue.iter(memory) {
             Ok(mut chains) => chains.next()?,
@@ -177,7 +189,7 @@ fn next_chain(queue: &mut Queue, memory: &GuestMemoryMmap) -> Option<(u16, Vec<D
     }
 }
 
-fn in_ram(memory: &GuestMemoryMmap, descriptor: &Descriptor) -> bool {
+fn in_ram(memory: &GuestRam, descriptor: &Descriptor) -> bool {
     memory.check_range(
         descriptor.addr(),
         descriptor.len() as usize,
@@ -191,9 +203,12 @@ mod tests {
     use virtio_bindings::virtio_mmio::*;
     use vm_memory::{Bytes, GuestAddress};
 
+    use super::super::VirtioMmio;
     use super::super::test_driver::{Driver, RAM, WRITE};
     use super::{HEADER_LEN, MAX_FRAME, Net, RX_QUEUE};
     use crate::effect::Effect;
+    use crate::memory::{PAGE_SIZE, take_vmm_dirty};
+    use crate::state::through_bytes;
 
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0xaa, 0xbb, 0xcc];
     const RX_RINGS: (u64, u64, u64) = (0x1000, 0x2000, 0x3000);
@@ -306,5 +321,48 @@ mod tests {
         driver.offer(RX_QUEUE, &[(BUFFER, 8, WRITE)], None);
         receive(&mut driver, b"too long for eight bytes");
         assert_eq!(driver.used(RX_QUEUE), vec![(0, 0)]);
+    }
+
+    #[test]
+    fn a_restored_card_receives_into_the_buffers_posted_before() {
+        let mut driver = driver();
+        let size = (HEADER_LEN + MAX_FRAME) as u32;
+        for i in 0..3 {
+            driver.offer(RX_QUEUE, &[(BUFFER + i * 0x1000, size, WRITE)], None);
+        }
+        receive(&mut driver, b"first");
+        let state = through_bytes(&driver.device.state());
+        driver.device = VirtioMmio::from_state(
+            Net::new(NetInfo { mac: MAC }),
+            driver.memory.clone(),
+            &state,
+        )
+        .unwrap();
+        assert_eq!(driver.device.state(), state);
+        assert_eq!(rx_room(&driver), 2);
+        take_vmm_dirty(&driver.memory);
+        receive(&mut driver, b"second");
+        assert_eq!(driver.used(RX_QUEUE)[1], (1, (HEADER_LEN + 6) as u32));
+        // The frame's buffer and the used ring were the VMM's writes.
+        let page = |addr: u64| 1u64 << (addr / PAGE_SIZE);
+        assert_eq!(
+            take_vmm_dirty(&driver.memory),
+            vec![page(BUFFER + 0x1000) | page(RX_RINGS.2)]
+        );
+    }
+
+    #[test]
+    fn a_transmitted_buffer_returns_through_a_used_ring_the_vmm_reports() {
+        let mut driver = driver();
+        take_vmm_dirty(&driver.memory);
+        let effects = driver.offer(TX, &[(BUFFER, 20, 0)], None);
+        assert_eq!(frames(&effects).len(), 1);
+        let dirty = take_vmm_dirty(&driver.memory);
+        assert_ne!(dirty[0] & (1 << (TX_RINGS.2 / PAGE_SIZE)), 0, "used ring");
+        assert_eq!(
+            dirty[0] & (1 << (BUFFER / PAGE_SIZE)),
+            0,
+            "read, not written"
+        );
     }
 }

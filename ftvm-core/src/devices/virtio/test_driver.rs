@@ -3,10 +3,11 @@
 //! well-formed and malformed buffers alike.
 
 use virtio_bindings::virtio_mmio::*;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use super::{VirtioDevice, VirtioMmio};
 use crate::effect::Effect;
+use crate::memory::GuestRam;
 
 pub const RAM: usize = 1 << 20;
 /// Queue size the driver sets.
@@ -24,7 +25,7 @@ struct Rings {
 }
 
 pub struct Driver<D> {
-    pub memory: GuestMemoryMmap,
+    pub memory: GuestRam,
     pub device: VirtioMmio<D>,
     rings: Vec<Rings>,
 }
@@ -33,7 +34,7 @@ impl<D: VirtioDevice> Driver<D> {
     /// A driver that has set `device` up with one queue per (descriptor
     /// table, available ring, used ring) address triple.
     pub fn new(device: D, rings: &[(u64, u64, u64)]) -> Self {
-        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM)]).unwrap();
+        let memory = GuestRam::from_ranges(&[(GuestAddress(0), RAM)]).unwrap();
         let mut driver = Self {
             device: VirtioMmio::new(device, memory.clone()),
             memory,

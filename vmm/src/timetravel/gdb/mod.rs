@@ -16,7 +16,7 @@ use std::time::Duration;
 use gdbstub::stub::{DisconnectReason, GdbStub};
 
 use super::session::Session;
-use super::{ReplayError, Replayer};
+use super::{ReplayError, Replayer, ending_status};
 use crate::host::StopSignal;
 use connection::{GdbConnection, is_disconnection};
 use target::{Debuggee, EventLoop};
@@ -61,12 +61,10 @@ pub fn serve(replayer: Replayer, address: &str) -> Result<u8, GdbError> {
     let mut replayer = target.into_session().into_replayer();
     match outcome {
         Ok(DisconnectReason::TargetExited(status)) => Ok(status),
-        Ok(DisconnectReason::TargetTerminated(_)) => {
-            Ok(replayer.ending().map_or(0, |ending| ending.status()))
-        }
+        Ok(DisconnectReason::TargetTerminated(_)) => Ok(replayer.ending().map_or(0, ending_status)),
         Ok(DisconnectReason::Disconnect) => {
             // Detached: the replay runs on to its end.
-            Ok(replayer.run_to_end()?.status())
+            Ok(ending_status(replayer.run_to_end()?))
         }
         Ok(DisconnectReason::Kill) => {
             eprintln!("ftvm: gdb killed the replay");

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::super::{Position, Replayer};
+use super::super::{Position, Replayer, ending_status};
 
 /// A parsed `monitor` command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub fn describe_position(position: Position, replayer: &Replayer) -> String {
         ns % 1_000_000_000
     );
     if let Some(ending) = replayer.ending() {
-        let _ = write!(text, " (ended, status {})", ending.status());
+        let _ = write!(text, " (ended, status {})", ending_status(ending));
     }
     text
 }

@@ -28,7 +28,7 @@ use tracing::warn;
 use super::connection::GdbConnection;
 use super::monitor::{self, Command};
 use crate::timetravel::session::{Halt, Session};
-use crate::timetravel::{Ending, GuestView, Position, ReplayError};
+use crate::timetravel::{GuestView, Position, ReplayEnd, ReplayError, ending_status};
 use crate::vstate::Registers;
 
 /// How often a running replay looks for gdb's Ctrl-C.
@@ -95,8 +95,8 @@ impl Debuggee {
                 pos: ReplayLogPosition::Begin,
             },
             Halt::Ended => match self.session.replayer().ending() {
-                Some(Ending::Stopped(_)) => SingleThreadStopReason::Terminated(Signal::SIGTERM),
-                Some(ending) => SingleThreadStopReason::Exited(ending.status()),
+                Some(ReplayEnd::Stopped(_)) => SingleThreadStopReason::Terminated(Signal::SIGTERM),
+                Some(ending) => SingleThreadStopReason::Exited(ending_status(ending)),
                 None => unreachable!("an ended replay has an ending"),
             },
         })

@@ -9,9 +9,14 @@ use virtio_bindings::virtio_blk::{
 use virtio_bindings::virtio_mmio::*;
 use vm_memory::{Bytes, GuestAddress};
 
+use virtio_queue::{Queue, QueueT};
+
 use super::super::test_driver::{Driver, NEXT, QUEUE, RAM, WRITE};
-use super::Block;
+use super::super::{VirtioDevice, VirtioMmio};
+use super::{Block, BlockState};
 use crate::effect::Effect;
+use crate::memory::{PAGE_SIZE, take_vmm_dirty};
+use crate::state::through_bytes;
 
 const DESC: u64 = 0x1000;
 const AVAIL: u64 = 0x2000;
@@ -323,4 +328,91 @@ fn a_completion_after_a_reset_is_dropped() {
     // New requests get new numbers.
     let effects = driver.request(VIRTIO_BLK_T_IN, 0, &[(DATA, 512, WRITE)]);
     assert_eq!(disk(&effects)[0].id, 1);
+}
+
+/// The pages of `addresses`, as the VMM's dirty bitmap reports them.
+fn pages(addresses: &[u64]) -> Vec<u64> {
+    let mut words = vec![0u64; 1];
+    for &addr in addresses {
+        let page = addr / PAGE_SIZE;
+        words[page as usize / 64] |= 1 << (page % 64);
+    }
+    words
+}
+
+#[test]
+fn a_restored_block_device_completes_the_request_in_flight() {
+    let mut driver = block_driver(false);
+    let effects = driver.request(VIRTIO_BLK_T_IN, 3, &[(DATA, 1024, WRITE)]);
+    assert_eq!(disk(&effects)[0].id, 0);
+    let state = through_bytes(&driver.device.state());
+    assert_eq!(state.device().requests_in_flight().collect::<Vec<_>>(), [0]);
+    let info = DiskInfo {
+        sectors: 64,
+        read_only: false,
+    };
+    driver.device =
+        VirtioMmio::from_state(Block::new(info), driver.memory.clone(), &state).unwrap();
+    assert_eq!(driver.device.state(), state);
+    assert!(driver.device.device().has_pending());
+    take_vmm_dirty(&driver.memory);
+    driver.complete(0, STATUS_OK, &[0x5a; 1024]);
+    assert_eq!(driver.used(0), vec![(0, 1025)]);
+    assert_eq!(driver.status(), STATUS_OK);
+    let mut data = [0; 1024];
+    driver
+        .memory
+        .read_slice(&mut data, GuestAddress(DATA))
+        .unwrap();
+    assert_eq!(data, [0x5a; 1024]);
+    assert!(driver.device.irq());
+    // The data, the status byte and the used ring were the VMM's writes.
+    assert_eq!(take_vmm_dirty(&driver.memory), pages(&[DATA, STATUS, USED]));
+    // Numbering goes on where it was.
+    let effects = driver.request(VIRTIO_BLK_T_IN, 0, &[(DATA, 512, WRITE)]);
+    assert_eq!(disk(&effects)[0].id, 1);
+}
+
+#[test]
+fn the_vmm_reports_the_pages_it_answers_in() {
+    let mut driver = block_driver(false);
+    take_vmm_dirty(&driver.memory);
+    driver.request(VIRTIO_BLK_T_GET_ID, 0, &[(DATA + 0x2000, 20, WRITE)]);
+    // The driver wrote the header, descriptor and ring pages; the device the
+    // answer, the status byte and the used ring.
+    let dirty = take_vmm_dirty(&driver.memory);
+    for page in [DATA + 0x2000, STATUS, USED] {
+        assert_ne!(dirty[0] & pages(&[page])[0], 0, "page of {page:#x}");
+    }
+}
+
+#[test]
+fn a_block_state_no_driver_reaches_is_refused() {
+    let mut driver = block_driver(false);
+    driver.request(VIRTIO_BLK_T_IN, 3, &[(DATA, 1024, WRITE)]);
+    let good = through_bytes(&driver.device.state());
+    let restore = |state: &BlockState| {
+        let mut block = Block::new(DiskInfo {
+            sectors: 64,
+            read_only: false,
+        });
+        let queue = Queue::new(256).unwrap();
+        block.restore(state, &[queue])
+    };
+    restore(good.device()).unwrap();
+    let mut twice = good.device().clone();
+    twice.pending.push(twice.pending[0].clone());
+    twice.next_id = 5;
+    let mut ahead = good.device().clone();
+    ahead.next_id = 0;
+    let mut huge = good.device().clone();
+    huge.pending[0].buffers = vec![(DATA, u32::MAX); 2];
+    for (state, what) in [
+        (twice, "two requests"),
+        (ahead, "numbered ahead"),
+        (huge, "larger than any read"),
+    ] {
+        let error = restore(&state).unwrap_err();
+        assert!(error.to_string().contains(what), "{error}");
+    }
 }
