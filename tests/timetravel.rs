@@ -13,24 +13,38 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Finished, TIMEOUT, finish, ftvm, run, scratch_dir};
+use ft_logging::Record;
 use object::{Object, ObjectSymbol};
+use replay::{TraceReader, TraceWriter};
 
 const GDB_PROTOCOL: i32 = 110;
 
 /// Records `ticker` with no input.
 fn record_ticker(dir: &Path, cmdline: &str) -> PathBuf {
-    let trace = dir.join("ticker.trace");
-    let out = run(&[
-        "record",
-        "--trace",
-        trace.to_str().unwrap(),
-        "--kernel",
-        "ticker",
-        "--cmdline",
-        cmdline,
-    ]);
+    record_ticker_with(dir, "ticker.trace", cmdline, &[])
+}
+
+/// Records `ticker` into `dir/name` with more `record` options.
+fn record_ticker_with(dir: &Path, name: &str, cmdline: &str, options: &[&str]) -> PathBuf {
+    let trace = dir.join(name);
+    let mut args = vec!["record", "--trace", trace.to_str().unwrap()];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["--kernel", "ticker", "--cmdline", cmdline]);
+    let out = run(&args);
     assert_eq!(out.code(), 0, "{out:#?}");
     trace
+}
+
+/// The exits a trace holds, as `trace inspect` says.
+fn trace_exits(trace: &Path) -> u64 {
+    run(&["trace", "inspect", trace.to_str().unwrap()])
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("exits"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// The kernel a trace carries, written next to it for gdb.
@@ -148,41 +162,109 @@ fn debug(trace: &Path, commands: &str) -> Session {
 #[test]
 fn until_and_from_an_exit_split_the_output_exactly() {
     let dir = scratch_dir("tt-split");
-    let trace = record_ticker(&dir, "ticks=8 hz=40");
-    let full = run(&["replay", trace.to_str().unwrap()]);
-    assert_eq!(full.code(), 0, "{full:#?}");
-    let exits: u64 = run(&["trace", "inspect", trace.to_str().unwrap()])
-        .stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("exits"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    for n in [0, 1, 2, exits / 3, exits / 2, exits - 1, exits, exits + 5] {
-        let n = n.to_string();
-        let until = run(&["replay", trace.to_str().unwrap(), "--until-exit", &n]);
-        let from = run(&["replay", trace.to_str().unwrap(), "--from-exit", &n]);
-        assert_eq!(until.code(), 0, "{until:#?}");
-        assert_eq!(from.code(), 0, "{from:#?}");
-        assert_eq!(
-            format!("{}{}", until.stdout, from.stdout),
-            full.stdout,
-            "--until-exit {n} then --from-exit {n}"
-        );
-        if n == (exits / 2).to_string() {
-            assert!(!until.stdout.is_empty() && !from.stdout.is_empty());
+    let plain = record_ticker(&dir, "ticks=8 hz=40");
+    let checkpointed = record_ticker_with(
+        &dir,
+        "checkpointed.trace",
+        "ticks=8 hz=40",
+        &["--checkpoint-every", "0.05"],
+    );
+    for trace in [&plain, &checkpointed] {
+        let full = run(&["replay", trace.to_str().unwrap()]);
+        assert_eq!(full.code(), 0, "{full:#?}");
+        let exits = trace_exits(trace);
+        for n in [0, 1, 2, exits / 3, exits / 2, exits - 1, exits, exits + 5] {
+            let n = n.to_string();
+            let until = run(&["replay", trace.to_str().unwrap(), "--until-exit", &n]);
+            let from = run(&[
+                "replay",
+                trace.to_str().unwrap(),
+                "--from-exit",
+                &n,
+                "--verify",
+            ]);
+            assert_eq!(until.code(), 0, "{until:#?}");
+            assert_eq!(from.code(), 0, "{from:#?}");
+            assert_eq!(
+                format!("{}{}", until.stdout, from.stdout),
+                full.stdout,
+                "--until-exit {n} then --from-exit {n} of {}",
+                trace.display()
+            );
+            if n == (exits / 2).to_string() {
+                assert!(!until.stdout.is_empty() && !from.stdout.is_empty());
+            }
         }
     }
     let bad = run(&[
         "replay",
-        trace.to_str().unwrap(),
+        plain.to_str().unwrap(),
         "--from-exit",
         "10",
         "--until-exit",
         "5",
     ]);
     bad.assert_refused(125, "--until-exit 5 is before --from-exit 10");
+}
+
+#[test]
+fn checkpoints_are_listed_and_a_damaged_one_is_refused_before_anything_runs() {
+    let dir = scratch_dir("tt-checkpoints");
+    let trace = record_ticker_with(
+        &dir,
+        "ticker.trace",
+        "ticks=6 hz=40",
+        &["--checkpoint-every", "0.05"],
+    );
+    let inspected = run(&["trace", "inspect", trace.to_str().unwrap()]);
+    assert_eq!(inspected.code(), 0, "{inspected:#?}");
+    let listed: Vec<&str> = inspected
+        .stdout
+        .lines()
+        .filter(|line| line.trim_start().starts_with("after exit"))
+        .collect();
+    assert!(listed.len() >= 2, "{inspected:#?}");
+    assert!(listed[0].contains("whole"), "{inspected:#?}");
+    assert!(
+        listed[1].contains("changed since the last"),
+        "{inspected:#?}"
+    );
+
+    // A byte flipped inside the second checkpoint: its record's checksum.
+    let summary = replay::inspect(&trace).unwrap();
+    let second = summary.checkpoints[1];
+    let mut bytes = std::fs::read(&trace).unwrap();
+    bytes[second.start.offset as usize + 40] ^= 0x10;
+    let flipped = dir.join("flipped.trace");
+    std::fs::write(&flipped, &bytes).unwrap();
+    let out = run(&["replay", flipped.to_str().unwrap()]);
+    out.assert_refused(119, "checksum");
+    assert!(out.stdout.is_empty(), "{out:#?}");
+
+    // A checkpoint whose machine state is damaged inside a valid record.
+    let damaged = dir.join("damaged.trace");
+    let mut reader = TraceReader::open(&trace).unwrap();
+    let mut writer = TraceWriter::create(&damaged, reader.header()).unwrap();
+    while let Some(mut record) = reader.next_record().unwrap() {
+        if let Record::Checkpoint { machine, exit, .. } = &mut record
+            && *exit == second.exit
+        {
+            let middle = machine.len() / 2;
+            machine[middle] ^= 0x01;
+        }
+        writer.write(&record).unwrap();
+    }
+    writer.finish().unwrap();
+    for args in [vec!["replay"], vec!["replay", "--from-exit", "100"]] {
+        let mut args = args.clone();
+        args.push(damaged.to_str().unwrap());
+        let out = run(&args);
+        out.assert_refused(
+            119,
+            &format!("the trace's checkpoint after exit {}", second.exit),
+        );
+        assert!(out.stdout.is_empty(), "{out:#?}");
+    }
 }
 
 /// A trace of ticker, where its timer handler and tick counter are, and
@@ -533,4 +615,37 @@ fn a_signal_stops_a_replay_waiting_for_gdb_or_for_its_commands() {
             "{out:#?}"
         );
     }
+}
+
+#[test]
+fn going_back_and_forth_ten_times_ends_as_a_plain_replay() {
+    let dir = scratch_dir("tt-back-and-forth");
+    let trace = record_ticker_with(
+        &dir,
+        "ticker.trace",
+        "ticks=12 hz=40",
+        &["--checkpoint-every", "0.05"],
+    );
+    let kernel = trace_kernel(&trace);
+    let handler = symbol(&kernel, "8on_timer");
+    let exits = trace_exits(&trace);
+    let mut commands = format!("hbreak *{handler:#x}\n");
+    for round in 0..10 {
+        let early = exits / 10 * (round % 3 + 1);
+        commands.push_str(&format!(
+            "continue\ncontinue\nreverse-continue\nstepi\nreverse-stepi\nreverse-stepi\n\
+             goto {}\ngoto {early}\nstepi\nwhen\n",
+            exits - 20
+        ));
+    }
+    commands.push_str("delete\ncontinue");
+    let session = debug(&trace, &commands);
+    // A replay under gdb verifies every digest, the end's state included.
+    assert!(session.gdb.contains("exited normally"), "{session:#?}");
+    assert_eq!(session.ftvm.code(), 0, "{session:#?}");
+    assert_eq!(session.exits().len(), 30, "{session:#?}");
+    let plain = run(&["replay", trace.to_str().unwrap(), "--verify"]);
+    assert_eq!(plain.code(), 0, "{plain:#?}");
+    // Each console byte printed once, however often the replay went by.
+    assert_eq!(session.ftvm.stdout, plain.stdout);
 }

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::{DiskInfo, Event, NetInfo, StopReason};
 
 /// Version of the record and header encoding; a change bumps it.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// Earlier versions a reader still accepts: version 2 is version 3 without
+/// checkpoint records.
+pub const READABLE_VERSIONS: [u32; 2] = [2, FORMAT_VERSION];
 
 /// One CPUID leaf as presented to the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -119,6 +122,23 @@ pub enum Record {
         exit: u64,
         digest: StateDigest,
     },
+    /// Pages of the checkpoint after exit `exit` (an encoded
+    /// `vm_state::PageSet`); a checkpoint's pages may take several of these
+    /// records, all before its [`Record::Checkpoint`]. Trace files only.
+    CheckpointPages {
+        exit: u64,
+        pages: Vec<u8>,
+    },
+    /// The checkpoint after exit `exit`, closing its pages: the machine
+    /// state (an encoded `vm_state::MachineState`); `whole` when its pages
+    /// are all of memory, else those changed since the previous checkpoint.
+    /// Its encoding holds the decoder's state, so a reader may start at it.
+    /// Trace files only.
+    Checkpoint {
+        exit: u64,
+        whole: bool,
+        machine: Vec<u8>,
+    },
     End(End),
 }
 
@@ -128,8 +148,18 @@ impl Record {
         match self {
             Record::Event { exit, .. }
             | Record::Output { exit, .. }
-            | Record::State { exit, .. } => *exit,
+            | Record::State { exit, .. }
+            | Record::CheckpointPages { exit, .. }
+            | Record::Checkpoint { exit, .. } => *exit,
             Record::End(end) => end.exit,
         }
+    }
+
+    /// A part of a checkpoint, which only a seeking reader looks at.
+    pub fn is_checkpoint(&self) -> bool {
+        matches!(
+            self,
+            Record::CheckpointPages { .. } | Record::Checkpoint { .. }
+        )
     }
 }

@@ -88,9 +88,10 @@ impl From<ReplayError> for CliError {
             ReplayError::Debug(error) => Self::Debug(error),
             ReplayError::Vm(error) => Self::Machine(MachineError::Vm(error)),
             ReplayError::Restore(RestoreError::Machine(error)) => Self::Machine(error),
-            other @ (ReplayError::Restore(_) | ReplayError::Capture(_) | ReplayError::Pages(_)) => {
-                Self::Checkpoint(other)
-            }
+            other @ (ReplayError::Restore(_)
+            | ReplayError::Capture(_)
+            | ReplayError::Pages(_)
+            | ReplayError::InvalidCheckpoint { .. }) => Self::Checkpoint(other),
         }
     }
 }
@@ -119,7 +120,9 @@ impl CliError {
             }
             Self::Debug(_) => KVM_FAILURE,
             Self::Gdb(GdbError::Protocol(_)) => GDB_PROTOCOL,
-            Self::Checkpoint(ReplayError::Restore(_)) => INVALID_TRACE,
+            Self::Checkpoint(ReplayError::Restore(_) | ReplayError::InvalidCheckpoint { .. }) => {
+                INVALID_TRACE
+            }
             Self::Checkpoint(_) => KVM_FAILURE,
             Self::Gdb(_) => HOST_IO_FAILURE,
             Self::Trace(_) | Self::TraceConfig(_) => INVALID_TRACE,

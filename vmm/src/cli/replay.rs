@@ -86,6 +86,10 @@ fn replay_with(
     if let Some(address) = &args.gdb {
         return Ok(timetravel::gdb::serve(replayer, address)?);
     }
+    // From the last checkpoint before the first exit printed.
+    if let Some(from) = args.from_exit.filter(|&from| from > 0) {
+        replayer.skip_toward(from - 1)?;
+    }
     // Exit 0 is boot: nothing is printed before it.
     if let Some(until) = args.until_exit
         && replayer.run_to_exit(until.saturating_sub(1), &mut |_| {})? == Stop::Arrived

@@ -39,6 +39,15 @@ impl ConsoleWindow {
     }
 }
 
+impl ConsoleWindow {
+    /// Whether a replay that has been through exit `reached` may skip the
+    /// exits up to `through` without losing output: nothing of them would
+    /// be printed, or they were printed already.
+    pub fn loses_nothing_through(&self, through: u64, reached: u64) -> bool {
+        self.out.is_none() || through < self.from || through <= reached
+    }
+}
+
 impl OutputSink for ConsoleWindow {
     fn console(&mut self, exit: u64, bytes: &[u8]) -> Result<(), SinkError> {
         let Some(out) = &mut self.out else {

@@ -2,6 +2,7 @@
 //! any exit and instruction, moved forwards and backwards, and debugged
 //! with gdb.
 
+mod checkpoints;
 mod console_window;
 pub mod gdb;
 mod guest_view;
@@ -12,6 +13,7 @@ pub mod session;
 mod watch;
 
 pub use crate::replaying::ReplayEnd;
+pub use checkpoints::run_with_checkpoints;
 pub use console_window::ConsoleWindow;
 pub use guest_view::{GuestView, ReadError};
 pub use progress::Progress;

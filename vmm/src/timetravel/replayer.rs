@@ -19,7 +19,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ft_logging::{Header, StopReason};
+use ft_logging::{Header, Record, StopReason};
 use ftvm_core::memory::GuestRam;
 use ftvm_core::platform::PLATFORM_VERSION;
 use iced_x86::Mnemonic;
@@ -109,6 +109,8 @@ pub enum ReplayError {
     Capture(#[from] VcpuStateError),
     #[error("cannot take a checkpoint: {0}")]
     Pages(#[from] StateError),
+    #[error("the trace's checkpoint after exit {exit} is invalid: {problem}")]
+    InvalidCheckpoint { exit: u64, problem: String },
 }
 
 /// What a checkpoint's pages apply to.
@@ -116,19 +118,24 @@ pub enum ReplayError {
 enum Base {
     /// The VM as booted: the kernel loaded, nothing run.
     Boot,
+    /// Zeroed memory: the pages are all of memory.
+    Zero,
     /// Another checkpoint.
     On(usize),
 }
 
-/// A state of the replay after some exit, to start again from.
+/// A state of the replay after some exit, to start again from: one of the
+/// trace's, or one taken in memory.
 #[derive(Debug)]
 struct Checkpoint {
     exit: u64,
     virtual_time_ns: u64,
     machine: MachineState,
     /// The pages that differ from `base`'s.
-    pages: PageSet,
+    pages: Vec<PageSet>,
     base: Base,
+    /// For a checkpoint of the trace: where a reader goes on from it.
+    start: Option<replay::Position>,
 }
 
 type TraceStream = Progress<TraceReader<BufReader<File>>>;
@@ -168,6 +175,8 @@ pub struct Replayer {
     total_exits: u64,
     console: ConsoleWindow,
     stop: Arc<StopSignal>,
+    /// The furthest exit any run has been through.
+    reached: u64,
     run: Run,
     checkpoints: Vec<Checkpoint>,
     /// Checkpoints by exit.
@@ -176,7 +185,7 @@ pub struct Replayer {
 
 /// What one KVM_RUN came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Event {
+enum Outcome {
     Exit,
     Debug {
         pc: u64,
@@ -198,6 +207,7 @@ impl Replayer {
     ) -> Result<Self, ReplayError> {
         let total_exits = replay::inspect(trace)?.end.exit;
         let header = TraceReader::open(trace)?.header().clone();
+        let checkpoints = load_checkpoints(trace)?;
         if header.platform != PLATFORM_VERSION {
             return Err(ReplayError::Platform {
                 recorded: header.platform,
@@ -225,9 +235,14 @@ impl Replayer {
             total_exits,
             console,
             stop,
+            reached: 0,
             run: Run::new(Replay::new(machine, source, digest_interval), Base::Boot),
-            checkpoints: Vec::new(),
-            by_exit: BTreeMap::new(),
+            by_exit: checkpoints
+                .iter()
+                .enumerate()
+                .map(|(index, checkpoint)| (checkpoint.exit, index))
+                .collect(),
+            checkpoints,
         };
         replayer.begin_run()?;
         Ok(replayer)
@@ -286,6 +301,25 @@ impl Replayer {
         self.run.replay.machine()
     }
 
+    /// Moves on to the last checkpoint at or before exit `exit` when that
+    /// lies ahead, skipping the replay up to it, unless that would skip
+    /// console output never printed.
+    pub fn skip_toward(&mut self, exit: u64) -> Result<(), ReplayError> {
+        let ahead = self
+            .by_exit
+            .range(..=exit)
+            .next_back()
+            .is_some_and(|(&at, _)| {
+                at > self.exit()
+                    && self.run.ending.is_none()
+                    && self.console.loses_nothing_through(at, self.reached)
+            });
+        if ahead {
+            self.restart_before(exit)?;
+        }
+        Ok(())
+    }
+
     /// Starts again from the last checkpoint at or before exit `exit`, or
     /// from boot. Console bytes already printed are not printed again.
     pub fn restart_before(&mut self, exit: u64) -> Result<(), ReplayError> {
@@ -306,7 +340,17 @@ impl Replayer {
                 Base::Boot,
             ),
         };
-        let stream = Progress::new(TraceReader::open(&self.trace)?, 0);
+        // The log goes on from the trace's last checkpoint at or before.
+        let start = self
+            .by_exit
+            .range(..=after)
+            .rev()
+            .find_map(|(_, index)| self.checkpoints[*index].start);
+        let reader = match start {
+            Some(start) => TraceReader::open_at(&self.trace, start)?,
+            None => TraceReader::open(&self.trace)?,
+        };
+        let stream = Progress::new(reader, 0);
         let source = match checkpoint {
             Some(_) => ReplaySource::resume_after(stream, self.options.verify, after),
             None => ReplaySource::new(stream, self.options.verify),
@@ -319,12 +363,20 @@ impl Replayer {
     /// from boot, then its machine state.
     fn restore(&self, index: usize) -> Result<Machine, ReplayError> {
         let mut chain = vec![index];
-        while let Base::On(base) = self.checkpoints[*chain.last().expect("a chain")].base {
-            chain.push(base);
-        }
-        let mut machine = Machine::new(&self.config, Cpu::Recorded(&self.header.cpuid))?;
+        let root = loop {
+            match self.checkpoints[*chain.last().expect("a chain")].base {
+                Base::On(base) => chain.push(base),
+                root => break root,
+            }
+        };
+        let mut machine = match root {
+            Base::Zero => Machine::prepare(&self.header)?,
+            _ => Machine::new(&self.config, Cpu::Recorded(&self.header.cpuid))?,
+        };
         for &link in chain.iter().rev() {
-            machine.apply_pages(&self.checkpoints[link].pages)?;
+            for pages in &self.checkpoints[link].pages {
+                machine.apply_pages(pages)?;
+            }
         }
         machine.apply_state(&self.checkpoints[index].machine)?;
         Ok(machine)
@@ -354,7 +406,7 @@ impl Replayer {
         progress: &mut dyn FnMut(u64),
     ) -> Result<Stop, ReplayError> {
         while self.exit() < exit {
-            if self.resume(GuestDebug::default(), None)? == Event::Ended {
+            if self.resume(GuestDebug::default(), None)? == Outcome::Ended {
                 return Ok(Stop::Ended);
             }
             self.checkpoint_if_due()?;
@@ -366,7 +418,7 @@ impl Replayer {
 
     /// Runs to the recorded end.
     pub fn run_to_end(&mut self) -> Result<&ReplayEnd, ReplayError> {
-        while self.resume(GuestDebug::default(), None)? != Event::Ended {}
+        while self.resume(GuestDebug::default(), None)? != Outcome::Ended {}
         Ok(self
             .ending()
             .expect("a replay that stopped for its end has an ending"))
@@ -425,7 +477,7 @@ impl Replayer {
             }
             let hold = watching.then_some(watched.as_slice());
             match self.resume(debug, hold)? {
-                Event::Exit => {
+                Outcome::Exit => {
                     self.checkpoint_if_due()?;
                     if watching {
                         self.begin_interval()?;
@@ -436,7 +488,7 @@ impl Replayer {
                 }
                 // The interval wrote a watched page, or hit a breakpoint
                 // somewhere: step it from its start.
-                Event::Held | Event::Debug { .. } if watching => {
+                Outcome::Held | Outcome::Debug { .. } if watching => {
                     if let Some(stop) = self.step_interval(breakpoints, watches)? {
                         return Ok(stop);
                     }
@@ -444,12 +496,12 @@ impl Replayer {
                         return Ok(Stop::Interrupted);
                     }
                 }
-                Event::Debug { pc } => {
+                Outcome::Debug { pc } => {
                     self.run.steps = None;
                     return Ok(Stop::Breakpoint(pc));
                 }
-                Event::Held => unreachable!("nothing holds an exit of an unwatched run"),
-                Event::Ended => return Ok(Stop::Ended),
+                Outcome::Held => unreachable!("nothing holds an exit of an unwatched run"),
+                Outcome::Ended => return Ok(Stop::Ended),
             }
         }
     }
@@ -596,10 +648,10 @@ impl Replayer {
             },
         };
         match self.resume(debug, None)? {
-            Event::Ended => return Ok(Stop::Ended),
-            Event::Debug { .. } => self.run.steps = self.run.steps.map(|steps| steps + 1),
-            Event::Exit => self.settle()?,
-            Event::Held => unreachable!("a step holds no exit"),
+            Outcome::Ended => return Ok(Stop::Ended),
+            Outcome::Debug { .. } => self.run.steps = self.run.steps.map(|steps| steps + 1),
+            Outcome::Exit => self.settle()?,
+            Outcome::Held => unreachable!("a step holds no exit"),
         }
         Ok(Stop::Arrived)
     }
@@ -610,9 +662,9 @@ impl Replayer {
     fn settle(&mut self) -> Result<(), ReplayError> {
         while self.run.ending.is_none() && !(self.run.synced && self.machine().vcpu().settled()) {
             match self.resume_paused(GuestDebug::default(), None, true)? {
-                Event::Held => unreachable!("a pause holds no exit"),
+                Outcome::Held => unreachable!("a pause holds no exit"),
                 // Rarely, completing the access makes another exit.
-                Event::Exit | Event::Debug { .. } | Event::Ended => {}
+                Outcome::Exit | Outcome::Debug { .. } | Outcome::Ended => {}
             }
         }
         Ok(())
@@ -650,8 +702,9 @@ impl Replayer {
             exit: self.exit(),
             virtual_time_ns: self.now_ns(),
             machine,
-            pages,
+            pages: vec![pages],
             base: self.run.base,
+            start: None,
         });
         self.by_exit.insert(self.exit(), index);
         self.run.base = Base::On(index);
@@ -662,7 +715,7 @@ impl Replayer {
     /// One KVM_RUN, to a debug exit or to a counted exit it handles; one
     /// after which the guest had written a page of `hold` is held, not
     /// handled.
-    fn resume(&mut self, debug: GuestDebug, hold: Option<&[u64]>) -> Result<Event, ReplayError> {
+    fn resume(&mut self, debug: GuestDebug, hold: Option<&[u64]>) -> Result<Outcome, ReplayError> {
         self.resume_paused(debug, hold, false)
     }
 
@@ -671,9 +724,9 @@ impl Replayer {
         debug: GuestDebug,
         hold: Option<&[u64]>,
         pause: bool,
-    ) -> Result<Event, ReplayError> {
+    ) -> Result<Outcome, ReplayError> {
         if self.run.ending.is_some() {
-            return Ok(Event::Ended);
+            return Ok(Outcome::Ended);
         }
         let run = &mut self.run;
         if run.debug != debug {
@@ -698,25 +751,85 @@ impl Replayer {
             .replay
             .resume(&mut self.console, &self.stop, pause, &mut hold);
         run.synced = true;
+        self.reached = self.reached.max(run.replay.machine().exits());
         match result {
             Ok(Resumed::Exit) => {
                 run.steps = Some(0);
-                Ok(Event::Exit)
+                Ok(Outcome::Exit)
             }
-            Ok(Resumed::Paused) => Ok(Event::Exit),
-            Ok(Resumed::Debug(debug_exit)) => Ok(Event::Debug { pc: debug_exit.pc }),
-            Ok(Resumed::Held) => Ok(Event::Held),
+            Ok(Resumed::Paused) => Ok(Outcome::Exit),
+            Ok(Resumed::Debug(debug_exit)) => Ok(Outcome::Debug { pc: debug_exit.pc }),
+            Ok(Resumed::Held) => Ok(Outcome::Held),
             Ok(Resumed::End(end)) => self.conclude(Ok(end)),
             Err(error) => self.conclude(Err(error)),
         }
     }
 
     /// Ends the replay as the recorded run ended, checking the end.
-    fn conclude(&mut self, result: Result<VmEnd, RunError>) -> Result<Event, ReplayError> {
+    fn conclude(&mut self, result: Result<VmEnd, RunError>) -> Result<Outcome, ReplayError> {
         // The end is at the last exit (or between exits, for a stop).
         self.run.steps = Some(0);
         self.run.ending = Some(self.run.replay.finish(result)?);
-        Ok(Event::Ended)
+        Ok(Outcome::Ended)
+    }
+}
+
+/// The trace's checkpoints, decoded: any damage, another version or
+/// platform, or a chain that does not start whole refuses the trace before
+/// anything of it runs.
+fn load_checkpoints(trace: &Path) -> Result<Vec<Checkpoint>, ReplayError> {
+    let mut reader = TraceReader::open(trace)?;
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    let mut pages = Vec::new();
+    let mut time_ns = 0;
+    loop {
+        let start = reader.position();
+        let Some(record) = reader.next_record()? else {
+            return Ok(checkpoints);
+        };
+        let invalid = |exit, problem: String| ReplayError::InvalidCheckpoint { exit, problem };
+        match record {
+            Record::Event {
+                event: ft_logging::Event::Time { ns },
+                ..
+            } => time_ns = ns,
+            Record::CheckpointPages { exit, pages: bytes } => {
+                pages.push(PageSet::decode(&bytes).map_err(|e| invalid(exit, e.to_string()))?);
+            }
+            Record::Checkpoint {
+                exit,
+                whole,
+                machine,
+            } => {
+                let machine =
+                    MachineState::decode(&machine).map_err(|e| invalid(exit, e.to_string()))?;
+                if machine.exit() != exit {
+                    return Err(invalid(
+                        exit,
+                        format!("its machine state is after exit {}", machine.exit()),
+                    ));
+                }
+                if checkpoints.last().is_some_and(|last| last.exit >= exit) {
+                    return Err(invalid(exit, "it is not after the one before".into()));
+                }
+                let base = match (whole, checkpoints.len()) {
+                    (true, _) => Base::Zero,
+                    (false, 0) => {
+                        return Err(invalid(exit, "the first checkpoint is not whole".into()));
+                    }
+                    (false, previous) => Base::On(previous - 1),
+                };
+                checkpoints.push(Checkpoint {
+                    exit,
+                    virtual_time_ns: time_ns,
+                    machine,
+                    pages: std::mem::take(&mut pages),
+                    base,
+                    start: Some(start),
+                });
+            }
+            _ => {}
+        }
     }
 }
 

@@ -179,25 +179,45 @@ impl Session {
     }
 
     /// Back to the last breakpoint hit before here, or to just before the
-    /// last write that changed a watch, or to the start.
+    /// last write that changed a watch, or to the start. Searches forward
+    /// from the last checkpoint before here, then from the one before that,
+    /// and so on.
     pub fn reverse_resume(&mut self) -> Result<Halt, ReplayError> {
-        let here = self.position();
-        self.replayer.restart_before(0)?;
-        // Forward to this exit, noting the last hit; the stretch of this
-        // exit's interval before here is stepped.
+        let mut end = self.position();
+        while end > Position::at_exit(0) {
+            // A checkpoint strictly before `end`.
+            let before = if end.steps > 0 {
+                end.exit
+            } else {
+                end.exit - 1
+            };
+            self.replayer.restart_before(before)?;
+            let start = self.position();
+            if let Some(found) = self.last_hit_before(end)? {
+                return self.go_to_hit(found);
+            }
+            end = start;
+        }
+        self.goto(Position::at_exit(0))?;
+        Ok(Halt::Start)
+    }
+
+    /// Runs forward from here to `end` (before which the replay went
+    /// before), noting the last breakpoint hit or watched write: free runs
+    /// to `end`'s exit, then steps.
+    fn last_hit_before(&mut self, end: Position) -> Result<Option<Found>, ReplayError> {
         let mut last = None;
         loop {
             let stop = self.replayer.continue_to(
                 &self.breakpoints,
                 &self.watches,
-                Some(here.exit),
+                Some(end.exit),
                 &mut || false,
             )?;
             let halt = match stop {
                 Stop::Breakpoint(_) => Halt::Breakpoint,
                 Stop::Watch(address) => Halt::Watch { address },
-                // Here is where the replay ended, or nearly: it was here
-                // before, so it ends at here.
+                // The replay was at `end` before, so it cannot end before.
                 Stop::Arrived | Stop::Ended | Stop::Interrupted => break,
             };
             last = Some(match (self.replayer.position(), last) {
@@ -216,7 +236,7 @@ impl Session {
                 },
             });
         }
-        while self.position() < here && self.replayer.ending().is_none() {
+        while self.position() < end && self.replayer.ending().is_none() {
             if self.replayer.at_breakpoint(&self.breakpoints) {
                 last = Some(Found::Exact {
                     position: self.position(),
@@ -234,12 +254,13 @@ impl Session {
                 });
             }
         }
-        match last {
-            None => {
-                self.goto(Position::at_exit(0))?;
-                Ok(Halt::Start)
-            }
-            Some(Found::Exact { position, halt }) => {
+        Ok(last)
+    }
+
+    /// Goes to a hit a backward search found.
+    fn go_to_hit(&mut self, found: Found) -> Result<Halt, ReplayError> {
+        match found {
+            Found::Exact { position, halt } => {
                 // A watched write is shown from before it, going backwards.
                 let position = match halt {
                     Halt::Watch { .. } => self.previous_position(position)?,
@@ -248,7 +269,7 @@ impl Session {
                 self.goto(position)?;
                 Ok(halt)
             }
-            Some(Found::Counted { interval, hits }) => {
+            Found::Counted { interval, hits } => {
                 self.goto(Position::at_exit(interval))?;
                 let mut seen = 0;
                 loop {
@@ -280,6 +301,8 @@ impl Session {
     ) -> Result<Halt, ReplayError> {
         if self.replayer.position().is_none_or(|here| target < here) {
             self.replayer.restart_before(target.exit)?;
+        } else {
+            self.replayer.skip_toward(target.exit)?;
         }
         if self.replayer.run_to_exit(target.exit, progress)? == Stop::Ended {
             return Ok(Halt::Ended);

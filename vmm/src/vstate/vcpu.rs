@@ -111,6 +111,8 @@ pub enum RunError {
     UnexpectedExit(String),
     #[error("cannot read the guest's state for a digest: {0}")]
     StateDigest(#[source] kvm_ioctls::Error),
+    #[error("cannot take a checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 /// The one vCPU, and the loop that runs it.
