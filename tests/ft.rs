@@ -11,11 +11,31 @@ use std::time::Duration;
 
 use common::TIMEOUT;
 use common::pair::{
-    NOT_LIVE, PairSetup, Side, assert_whole, join_outputs, moment, seed, serial, ticker,
+    NOT_LIVE, PairSetup, Side, assert_whole, flood, join_outputs, moment, noise, seed, serial,
+    ticker,
 };
 
+const ARBITER_FAILURE: i32 = 114;
 const PAIRING_FAILURE: i32 = 115;
 const DIVERGENCE: i32 = 118;
+const USAGE: i32 = 125;
+const INTERRUPTED: i32 = 130;
+const TERMINATED: i32 = 143;
+
+/// A ticker that runs until it is stopped.
+const ENDLESS: [&str; 4] = ["--kernel", "ticker", "--cmdline", "ticks=100000 hz=50"];
+
+/// Sends `signal` to `side` and checks that it ends within a second with
+/// `status`.
+fn stops_at_once(side: Side, signal: i32, status: i32) -> common::Finished {
+    side.signal(signal);
+    let signalled = std::time::Instant::now();
+    let out = side.finish(TIMEOUT);
+    let took = signalled.elapsed();
+    assert_eq!(out.code(), status, "{out:#?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}: {out:#?}");
+    out
+}
 
 #[test]
 fn a_pair_ends_together_when_the_guest_ends() {
@@ -163,14 +183,7 @@ fn garbage_on_the_logging_port_does_not_disturb_a_running_pair() {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     for round in 0..5 {
         let mut stream = std::net::TcpStream::connect(setup.address).unwrap();
-        let bytes: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let bytes = noise(4096, &mut state);
         // Half the rounds close in the middle of what could be a message.
         let cut = if round % 2 == 0 { bytes.len() } else { 7 };
         let _ = stream.write_all(&bytes[..cut]);
@@ -183,6 +196,54 @@ fn garbage_on_the_logging_port_does_not_disturb_a_running_pair() {
     assert_eq!(backup.code(), 0, "{backup:#?}");
     assert_whole(&primary.stdout, "with garbage on the port");
     assert_eq!(backup.stdout, "");
+}
+
+#[test]
+fn a_primary_pairs_through_a_flood_on_the_backups_port() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-flood-waiting");
+    let backup = setup.start_backup(&ticker());
+    let held = flood(setup.address, 300);
+    // Shorter than a handshake's deadline: strangers that could hold the
+    // handshake slots until theirs ran out would keep the pair from forming.
+    let mut args = setup.primary_args(&ticker(), &setup.key);
+    args.extend(["--wait-backup-ms".into(), "3000".into()]);
+    let primary = Side::start(&args).finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    drop(held);
+    let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
+    assert_eq!(primary.code(), 0, "{context}");
+    assert!(
+        primary.stderr.contains("paired with the backup"),
+        "{context}"
+    );
+    assert_whole(&primary.stdout, &context);
+    assert_eq!(backup.code(), 0, "{context}");
+    assert_eq!(backup.stdout, "", "{context}");
+    assert!(
+        setup.arbiter_status().contains("no owner"),
+        "nobody ran alone: {context}"
+    );
+}
+
+#[test]
+fn a_flood_on_the_logging_port_does_not_disturb_a_running_pair() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-flood-running");
+    let backup = setup.start_backup(&ticker());
+    let primary = setup.start_primary(&ticker());
+    assert!(primary.stderr.wait_for("paired", TIMEOUT));
+    let held = flood(setup.address, 300);
+    assert!(primary.child_running(), "the flood came after the run");
+    let primary = primary.finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    drop(held);
+    let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
+    assert_eq!(primary.code(), 0, "{context}");
+    assert_whole(&primary.stdout, &context);
+    assert_eq!(backup.code(), 0, "{context}");
+    assert_eq!(backup.stdout, "", "{context}");
+    assert!(!primary.stderr.contains("lost"), "{context}");
 }
 
 #[test]
@@ -272,4 +333,116 @@ fn a_backup_that_diverges_stops_and_never_goes_live() {
     assert_eq!(primary.code(), 0, "{context}");
     assert_eq!(primary.stdout, "done\n", "{context}");
     assert!(setup.arbiter_status().contains("primary"), "{context}");
+}
+
+#[test]
+fn a_damaged_flag_is_refused_at_start_and_waited_for_after_pairing() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-damaged-flag");
+    let valid = std::fs::read(&setup.arbiter).unwrap();
+    let garbage = noise(92, &mut 0x1234_5678_9abc_def0);
+    std::fs::write(&setup.arbiter, &garbage).unwrap();
+    for args in [
+        setup.backup_args(&ticker()),
+        setup.primary_args(&ticker(), &setup.key),
+    ] {
+        let out = Side::start(&args).finish(TIMEOUT);
+        out.assert_refused(ARBITER_FAILURE, "not a valid go-live flag");
+    }
+    std::fs::write(&setup.arbiter, &valid).unwrap();
+    let backup = setup.start_backup(&ticker());
+    let mut primary = setup.start_primary(&ticker());
+    assert!(primary.stderr.wait_for("paired", TIMEOUT));
+    thread::sleep(Duration::from_millis(200));
+    std::fs::write(&setup.arbiter, &garbage).unwrap();
+    primary.kill();
+    let released = primary.stdout.text();
+    // Like an unreachable flag: it waits, says why, and never goes live.
+    assert!(
+        backup.stderr.wait_for("not a valid go-live flag", TIMEOUT),
+        "{}",
+        backup.stderr.text()
+    );
+    thread::sleep(Duration::from_millis(1000));
+    assert_eq!(backup.stdout.text(), "", "went live without a valid flag");
+    assert!(
+        backup.child_running(),
+        "the backup gave up instead of waiting"
+    );
+    std::fs::write(&setup.arbiter, &valid).unwrap();
+    let backup = backup.finish(TIMEOUT);
+    assert_eq!(backup.code(), 0, "{backup:#?}");
+    assert_whole(
+        &join_outputs(&released, &backup.stdout),
+        "after the flag was repaired",
+    );
+}
+
+#[test]
+fn a_listen_address_in_use_is_a_usage_error() {
+    let _one = serial();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let setup = PairSetup::at("ft-listen-in-use", taken.local_addr().unwrap());
+    let out = Side::start(&setup.backup_args(&ticker())).finish(TIMEOUT);
+    out.assert_refused(USAGE, "cannot listen on");
+}
+
+#[test]
+fn sides_waiting_for_their_peer_stop_at_once_on_a_signal() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-waiting-signal");
+    let backup = setup.start_backup(&ticker());
+    let out = stops_at_once(backup, libc::SIGINT, INTERRUPTED);
+    assert!(out.stderr.contains("interrupted"), "{out:#?}");
+    // Nobody listens now: the primary waits for its backup.
+    let mut args = setup.primary_args(&ticker(), &setup.key);
+    args.extend(["--wait-backup-ms".into(), "60000".into()]);
+    let primary = Side::start(&args);
+    thread::sleep(Duration::from_millis(500));
+    let out = stops_at_once(primary, libc::SIGTERM, TERMINATED);
+    assert!(out.stderr.contains("terminated"), "{out:#?}");
+    assert!(setup.arbiter_status().contains("no owner"));
+}
+
+#[test]
+fn a_primary_stalled_by_flow_control_stops_at_once_on_sigterm() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-stalled-signal");
+    // A timeout long enough that a frozen backup is not taken for lost.
+    let patient = ["--timeout-ms", "30000"].map(String::from);
+    let mut backup_args = setup.backup_args(&ENDLESS);
+    backup_args.extend(patient.clone());
+    let mut backup = PairSetup::listening(Side::start(&backup_args));
+    let mut primary_args = setup.primary_args(&ENDLESS, &setup.key);
+    primary_args.extend(patient);
+    let primary = Side::start(&primary_args);
+    assert!(primary.stdout.wait_for("tick 3 ", TIMEOUT));
+    backup.signal(libc::SIGSTOP);
+    // The backup's replay stops: past --max-lag-ms the primary stalls.
+    thread::sleep(Duration::from_millis(1000));
+    let stalled_at = primary.stdout.text().len();
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(primary.stdout.text().len(), stalled_at, "it did not stall");
+    stops_at_once(primary, libc::SIGTERM, TERMINATED);
+    backup.signal(libc::SIGCONT);
+    backup.kill();
+}
+
+#[test]
+fn a_replaying_backup_stops_at_once_on_sigterm() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-backup-signal");
+    let backup = setup.start_backup(&ENDLESS);
+    let primary = setup.start_primary(&ENDLESS);
+    assert!(primary.stdout.wait_for("tick 3 ", TIMEOUT));
+    stops_at_once(backup, libc::SIGTERM, TERMINATED);
+    // Its primary goes on alone after winning the flag.
+    assert!(primary.stderr.wait_for("won the go-live flag", TIMEOUT));
+    let tick = primary.stdout.text().matches("tick ").count();
+    assert!(
+        primary
+            .stdout
+            .wait_for(&format!("tick {} ", tick + 5), TIMEOUT)
+    );
+    stops_at_once(primary, libc::SIGTERM, TERMINATED);
 }

@@ -3,7 +3,8 @@
 //!
 //! The backup listens and the primary connects. First both prove that they
 //! know a pre-shared [`AuthKey`], in a handshake of fixed-size messages that
-//! must end within [`HANDSHAKE_TIMEOUT`]:
+//! must end within [`HANDSHAKE_TIMEOUT`] (and the primary's hello must reach
+//! the backup within [`HELLO_TIMEOUT`]):
 //!
 //! ```text
 //! both sides   Hello: "FTVMLOG1", version u16 LE, role u8 (1 primary, 2 backup), nonce [32]
@@ -44,7 +45,9 @@
 //! of life and reports the peer [`Lost`] after [`ChannelConfig::timeout`] of
 //! silence, at the end of the connection, or on any protocol violation.
 
+mod admission;
 mod backup;
+mod dial;
 mod error;
 mod frame;
 mod handshake;
@@ -60,6 +63,7 @@ use std::time::{Duration, Instant};
 use crate::Header;
 
 pub use backup::{BackupLink, FromPrimary};
+pub use dial::dial;
 pub use error::{ChannelError, HandshakeError, KeyProblem};
 pub use frame::FrameError;
 pub use key::{AuthKey, MAX_KEY_FILE, MIN_KEY_LEN};
@@ -75,6 +79,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(300);
 /// The longest the handshake may take, and the longest either side may wait
 /// for a byte while the header and the backup's answer to it travel.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a listener waits for a new connection's first handshake message
+/// (the peer's hello, which an honest primary sends as soon as it connects).
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a pair talks: the key both sides know, and the pace of heartbeats.
 #[derive(Debug, Clone)]

@@ -6,11 +6,10 @@
 //! live, and a side of an older pair can never win once a newer pair formed.
 //!
 //! Every change is a read-modify-write under an exclusive OFD lock on the
-//! whole file ([`lock`]), made durable with `fsync` before the lock is
+//! whole file ([`crate::lock`]), made durable with `fsync` before the lock is
 //! released; a new file is published with `link(2)` so no one ever sees it
 //! half-written, and its directory is synced.
 
-mod lock;
 mod record;
 
 #[cfg(test)]
@@ -25,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lock::LockKind;
+use crate::lock::{self, LockKind};
 use record::RECORD_LEN;
 pub use record::{FlagState, MAX_OWNER_LEN, RecordError};
 
@@ -92,14 +91,20 @@ pub enum ArbiterError {
 
 impl ArbiterError {
     /// Whether a waiting test-and-set should try again: the arbiter could
-    /// not be reached or was busy, as opposed to having answered something
-    /// wrong. A failed write or sync is not retried: after a failed fsync the
-    /// page cache may show a record the disk does not have, so a retry could
-    /// "win" on data no other host sees.
+    /// not be reached, was busy, or holds no valid flag (damaged: it says
+    /// nothing about who is live, so nobody may go live until it is
+    /// repaired), as opposed to having answered. A failed write or sync is
+    /// not retried: after a failed fsync the page cache may show a record
+    /// the disk does not have, so a retry could "win" on data no other host
+    /// sees.
     fn should_wait(&self) -> bool {
         matches!(
             self,
-            Self::Open { .. } | Self::Lock { .. } | Self::Busy { .. } | Self::Read { .. }
+            Self::Open { .. }
+                | Self::Lock { .. }
+                | Self::Busy { .. }
+                | Self::Read { .. }
+                | Self::Invalid { .. }
         )
     }
 }
@@ -191,12 +196,12 @@ impl Arbiter {
     }
 
     /// [`try_test_and_set`](Self::try_test_and_set) until the arbiter gives a
-    /// definite answer: while the file cannot be opened, locked or read, or is
-    /// locked by someone else, it tries again every 50 ms, because neither
-    /// side may go live until the arbiter can be reached. `give_up` is asked
-    /// after every failed attempt; once it returns true, this fails with
-    /// [`ArbiterError::GaveUp`]. Otherwise it fails only for an invalid owner
-    /// name, a file that is not a valid flag, or a failed write or sync.
+    /// definite answer: while the file cannot be opened, locked or read, is
+    /// locked by someone else, or is not a valid flag, it tries again every
+    /// 50 ms, because neither side may go live until the arbiter can be
+    /// reached. `give_up` is asked after every failed attempt; once it
+    /// returns true, this fails with [`ArbiterError::GaveUp`]. Otherwise it
+    /// fails only for an invalid owner name, or a failed write or sync.
     pub fn test_and_set(
         &self,
         generation: u64,

@@ -2,6 +2,7 @@
 
 pub mod arbiter;
 pub mod image;
+mod lock;
 
 pub use arbiter::{Arbiter, ArbiterError, FlagState, Outcome};
-pub use image::{DiskImage, ImageError};
+pub use image::{DiskImage, ImageError, ImageLock};

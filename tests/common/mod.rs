@@ -28,6 +28,28 @@ pub struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// Its peak resident memory, in KiB.
+    pub peak_kib: u64,
+}
+
+/// Waits for `child` until `deadline`: its status and peak resident memory
+/// in KiB, or None if it still runs then.
+pub fn reap(child: &Child, deadline: Instant) -> Option<(ExitStatus, u64)> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = child.id() as i32;
+    loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain data, filled by wait4.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: a child of ours, valid pointers.
+        if unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) } == pid {
+            return Some((ExitStatus::from_raw(status), usage.ru_maxrss as u64));
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 impl Finished {
@@ -57,25 +79,19 @@ impl Finished {
 pub fn finish(mut child: Child, timeout: Duration) -> Finished {
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for ftvm") {
-            break status;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "ftvm did not finish within {timeout:?}; stderr so far: {}",
-                stderr.join().unwrap()
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
+    let Some((status, peak_kib)) = reap(&child, Instant::now() + timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "ftvm did not finish within {timeout:?}; stderr so far: {}",
+            stderr.join().unwrap()
+        );
     };
     Finished {
         status,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
+        peak_kib,
     }
 }
 

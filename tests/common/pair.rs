@@ -67,13 +67,31 @@ pub struct Side {
     pub child: Child,
     pub stdout: Collected,
     pub stderr: Collected,
+    /// Waited for by `finish`, past which its pid is no longer ours.
+    reaped: bool,
 }
 
 impl Side {
     pub fn start(args: &[String]) -> Self {
+        Self::start_with_stdin(args, Stdio::null())
+    }
+
+    /// Starts ftvm with `stdin` as its standard input.
+    pub fn start_with_stdin(args: &[String], stdin: Stdio) -> Self {
         let mut command = ftvm();
-        command.args(args);
+        command.args(args).stdin(stdin);
         Self::spawn(command)
+    }
+
+    /// Its resident memory now, in KiB.
+    pub fn resident_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                line.split_whitespace().nth(1)?.parse().ok()
+            })
+            .unwrap_or(0)
     }
 
     /// Starts ftvm in network namespace `namespace`.
@@ -98,6 +116,7 @@ impl Side {
             child,
             stdout,
             stderr,
+            reaped: false,
         }
     }
 
@@ -124,26 +143,32 @@ impl Side {
 
     /// Waits for the process to end, killing it after `timeout`.
     pub fn finish(mut self, timeout: Duration) -> Finished {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                self.kill();
-                panic!(
-                    "ftvm did not finish within {timeout:?}; stderr: {}",
-                    self.stderr.text()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
+        let Some((status, peak_kib)) = super::reap(&self.child, Instant::now() + timeout) else {
+            self.kill();
+            self.reaped = true;
+            panic!(
+                "ftvm did not finish within {timeout:?}; stderr: {}",
+                self.stderr.text()
+            );
         };
+        self.reaped = true;
         self.stdout.wait_closed();
         self.stderr.wait_closed();
         Finished {
             status,
             stdout: self.stdout.text(),
             stderr: self.stderr.text(),
+            peak_kib,
+        }
+    }
+}
+
+/// A test that fails half-way leaves no ftvm running.
+impl Drop for Side {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -231,6 +256,36 @@ impl PairSetup {
     pub fn arbiter_status(&self) -> String {
         super::run(&["arbiter", "status", self.arbiter.to_str().unwrap()]).stdout
     }
+}
+
+/// `count` connections to `address`, held open until dropped, as a port
+/// scanner or a misconfigured client would: every third sends 64 random
+/// bytes, the others nothing.
+pub fn flood(address: SocketAddr, count: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..count)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(address)
+                .unwrap_or_else(|e| panic!("connect {i}: {e}"));
+            if i.is_multiple_of(3) {
+                let _ = stream.write_all(&noise(64, &mut state));
+            }
+            stream
+        })
+        .collect()
+}
+
+/// `len` bytes that look like nothing in particular (xorshift from `state`).
+pub fn noise(len: usize, state: &mut u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state as u8
+        })
+        .collect()
 }
 
 /// A loopback address with a port nobody uses (right now).

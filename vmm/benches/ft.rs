@@ -1,13 +1,15 @@
 //! What fault tolerance costs, measured side by side in one run through the
 //! real binary on loopback: `ticker` alone against `ticker` as a pair (wall
 //! time), how long the output rule holds each console write, the log's
-//! bandwidth, and the time from the primary's failure to the first output
-//! of the new primary.
+//! bandwidth, the time from the primary's failure to the first output
+//! of the new primary, and how long a primary takes to pair with a backup
+//! whose port strangers flood.
 //!
-//! Run with `cargo bench -p vmm --bench ft` (scripts/bench.sh does).
+//! Run with `cargo bench -p vmm --bench ft` (scripts/bench.sh does); with
+//! `-- pairing`, only the pairing.
 
-use std::io::Read;
-use std::net::{Ipv4Addr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -21,6 +23,12 @@ const TICKER: &str = "ticks=200 hz=100";
 /// A console line every 5 ms, so the first output after a takeover comes
 /// soon after the backup is live.
 const TAKEOVER_TICKER: &str = "ticks=600 hz=200";
+/// Pairings measured with and without a flood, alternating.
+const PAIRINGS: usize = 5;
+/// Connections held open on the backup's port during a flooded pairing.
+const FLOOD: usize = 300;
+/// A short run: only the pairing is measured.
+const PAIRING_TICKER: &str = "ticks=5 hz=50";
 
 fn ftvm() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ftvm"));
@@ -224,6 +232,71 @@ fn takeover(signal: i32) -> Duration {
     first.duration_since(failed)
 }
 
+/// From starting a primary to its word that it paired, with `strangers`
+/// connections held open on the backup's port since before it started
+/// (every third has sent 64 bytes of garbage, the others nothing).
+fn pairing(strangers: usize) -> Duration {
+    let files = PairFiles::new("pairing");
+    let port = free_port();
+    let (mut backup, _stdout) = start_backup(&files, port, PAIRING_TICKER);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let held: Vec<TcpStream> = (0..strangers)
+        .map(|i| {
+            let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+            if i.is_multiple_of(3) {
+                let garbage: Vec<u8> = (0..64)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1);
+                        (state >> 56) as u8
+                    })
+                    .collect();
+                let _ = stream.write_all(&garbage);
+            }
+            stream
+        })
+        .collect();
+    let start = Instant::now();
+    let mut primary = ftvm()
+        .args(files.args("primary", "--backup", port, PAIRING_TICKER))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = watch(primary.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("paired with the backup") {
+        let (_, text) = stderr
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the primary did not pair: {seen}"));
+        seen.push_str(&text);
+    }
+    let took = start.elapsed();
+    thread::spawn(move || for _ in stderr {});
+    wait_success(&mut primary, "the primary");
+    wait_success(&mut backup, "the backup");
+    drop(held);
+    took
+}
+
+fn report_pairing() {
+    let (mut quiet, mut flooded) = (Vec::new(), Vec::new());
+    for _ in 0..PAIRINGS {
+        quiet.push(pairing(0));
+        flooded.push(pairing(FLOOD));
+    }
+    let max = *flooded.iter().max().unwrap();
+    let (quiet, flooded) = (median(&mut quiet), median(&mut flooded));
+    println!(
+        "  pairing (primary start to paired), {PAIRINGS} rounds alternating: quiet port {:.0} ms, {FLOOD} strangers on the port {:.0} ms (max {:.0} ms): flooded / quiet {:.2}",
+        quiet.as_secs_f64() * 1e3,
+        flooded.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        flooded.as_secs_f64() / quiet.as_secs_f64()
+    );
+}
+
 fn report_takeovers(what: &str, signal: i32) {
     let mut samples: Vec<Duration> = (0..TAKEOVERS).map(|_| takeover(signal)).collect();
     let max = *samples.iter().max().unwrap();
@@ -235,6 +308,12 @@ fn report_takeovers(what: &str, signal: i32) {
 }
 
 fn main() {
+    // `cargo bench -p vmm --bench ft -- pairing` measures the pairing alone.
+    if std::env::args().any(|arg| arg == "pairing") {
+        println!("ft: pairing on loopback");
+        report_pairing();
+        return;
+    }
     let (mut alone_times, mut pair_times, mut summaries) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         alone_times.push(alone());
@@ -261,4 +340,5 @@ fn main() {
     println!("  log bandwidth: {} bytes/s", summary.bytes_per_s);
     report_takeovers("SIGKILL (the kernel closes the connection)", libc::SIGKILL);
     report_takeovers("SIGSTOP (silence until the timeout)", libc::SIGSTOP);
+    report_pairing();
 }

@@ -48,7 +48,8 @@ impl VmConfig {
         cmdline: &str,
         devices: Devices,
     ) -> Result<Self, ConfigError> {
-        Self::with_kernel(kernel::resolve(kernel_name)?, mem_mib, cmdline, devices)
+        let kernel = kernel::resolve(kernel_name, u64::from(mem_mib) << 20)?;
+        Self::with_kernel(kernel, mem_mib, cmdline, devices)
     }
 
     /// The same checks, for a kernel already in hand (from a trace).

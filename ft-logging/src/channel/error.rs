@@ -38,7 +38,7 @@ pub enum ChannelError {
     /// This backup refused the primary's header; the reason is ours.
     #[error("refused the primary: {0}")]
     Mismatch(String),
-    #[error("gave up waiting for a primary")]
+    #[error("gave up waiting for the peer")]
     GaveUp,
     #[error("logging channel I/O failed: {0}")]
     Io(#[from] io::Error),
@@ -77,6 +77,8 @@ pub enum HandshakeError {
     UnexpectedReply(u8),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    #[error("gave up waiting")]
+    GaveUp,
     #[error("the peer closed the connection")]
     Closed,
     #[error("cannot draw a random nonce: {0}")]
@@ -86,6 +88,32 @@ pub enum HandshakeError {
     Frame(#[source] FrameError),
     #[error("{0}")]
     Io(#[source] io::Error),
+}
+
+impl ChannelError {
+    /// Whether the backup did not answer at all: the connection was refused,
+    /// closed, reset or timed out, as when it is not there yet or a stranger
+    /// on its port took the handshake's slot. A primary tries again after
+    /// these; a real answer (a wrong key, another protocol, a refused
+    /// header) it takes at once.
+    pub fn no_answer(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::Io(_) => true,
+            Self::Handshake { problem, .. } => match problem {
+                HandshakeError::Timeout(_) | HandshakeError::Closed | HandshakeError::Io(_) => true,
+                HandshakeError::Frame(frame) => matches!(
+                    frame,
+                    FrameError::Closed
+                        | FrameError::Truncated
+                        | FrameError::Silent(_)
+                        | FrameError::Stalled(_)
+                        | FrameError::Io(_)
+                ),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 impl From<io::Error> for HandshakeError {

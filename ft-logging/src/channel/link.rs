@@ -119,17 +119,23 @@ impl Workers {
     /// up to `limit` to end on its own.
     pub(super) fn linger(&mut self, limit: Duration) {
         self.link.end();
-        let deadline = Instant::now() + limit;
+        self.join_last_by(Instant::now() + limit);
+    }
+
+    /// Waits until `deadline` for the thread spawned last to end on its
+    /// own; true if it did (or there was none).
+    pub(super) fn join_last_by(&mut self, deadline: Instant) -> bool {
         while let Some(thread) = self.threads.last() {
             if thread.is_finished() {
                 self.join_last();
-                return;
+                return true;
             }
             if Instant::now() >= deadline {
-                return;
+                return false;
             }
             thread::sleep(Duration::from_millis(1));
         }
+        true
     }
 }
 

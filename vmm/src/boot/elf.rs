@@ -167,11 +167,6 @@ fn check_load(
             memsz,
         });
     }
-    let offset = phdr.p_offset(endian);
-    let data_end = offset.checked_add(filesz);
-    if data_end.is_none_or(|end| end > image.len() as u64) {
-        return Err(ElfError::SegmentData { index });
-    }
     let start = phdr.p_paddr(endian);
     let outside = ElfError::SegmentOutsideRam {
         index,
@@ -182,11 +177,48 @@ fn check_load(
     let end = start.checked_add(memsz).ok_or(outside.clone())?;
     let in_low_ram = start >= BOOT_AREA_END && end <= LEGACY_HOLE_START.min(ram_end);
     let in_high_ram = start >= LEGACY_HOLE_END && end <= ram_end;
-    if in_low_ram || in_high_ram {
-        Ok(Some(start..end))
-    } else {
-        Err(outside)
+    if !in_low_ram && !in_high_ram {
+        // Before the data: a kernel file is read only as far as RAM goes.
+        return Err(outside);
     }
+    let offset = phdr.p_offset(endian);
+    let data_end = offset.checked_add(filesz);
+    if data_end.is_none_or(|end| end > image.len() as u64) {
+        return Err(ElfError::SegmentData { index });
+    }
+    Ok(Some(start..end))
+}
+
+/// Where the program headers end, from the ELF header at the start of
+/// `head`; None when `head` does not start with an ELF64 header
+/// ([`validate`] says why).
+pub fn headers_end(head: &[u8]) -> Option<u64> {
+    check_ident(head).ok()?;
+    let header = FileHeader64::<Endianness>::parse(head).ok()?;
+    let endian = Endianness::Little;
+    let table = u64::from(header.e_phnum(endian)) * u64::from(header.e_phentsize(endian));
+    header.e_phoff(endian).checked_add(table)
+}
+
+/// How much of a kernel file ftvm reads and keeps: the headers, the data
+/// of the loadable and note segments (what validation and loading need),
+/// and the section header table with the sections before it (symbols and
+/// line tables: a trace carries the kernel for a debugger to load). None
+/// when `prefix`, the start of the file through its program headers, is
+/// not an ELF64 file ([`validate`] says why).
+pub fn needed_len(prefix: &[u8]) -> Option<u64> {
+    let endian = Endianness::Little;
+    let header = FileHeader64::<Endianness>::parse(prefix).ok()?;
+    let phdrs = header.program_headers(endian, prefix).ok()?;
+    let sections = u64::from(header.e_shnum(endian)) * u64::from(header.e_shentsize(endian));
+    let section_headers_end = header.e_shoff(endian).saturating_add(sections);
+    phdrs
+        .iter()
+        .filter(|phdr| matches!(phdr.p_type(endian), PT_LOAD | PT_NOTE))
+        .map(|phdr| phdr.p_offset(endian).saturating_add(phdr.p_filesz(endian)))
+        .chain(headers_end(prefix))
+        .chain([section_headers_end])
+        .max()
 }
 
 /// The entry point from a PVH note in this note segment, if it has one.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use ft_logging::StopReason;
 use ft_logging::channel::ChannelError;
 use replay::TraceError;
 use shared_disk::{ArbiterError, ImageError};
@@ -49,6 +50,12 @@ pub enum CliError {
     /// This side may not go live: the go-live flag is someone else's.
     #[error("{0}")]
     NotLive(String),
+    /// A signal (or the console's quit) ended a wait before the guest ran.
+    #[error("{reason} while {waiting}")]
+    Stopped {
+        reason: StopReason,
+        waiting: &'static str,
+    },
     #[error("the trace was recorded on platform `{recorded}`; this ftvm provides `{ours}`")]
     Platform {
         recorded: String,
@@ -100,15 +107,20 @@ impl CliError {
     pub fn status(&self) -> u8 {
         match self {
             Self::Config(ConfigError::Kernel(KernelError::NotFound { .. })) => KERNEL_NOT_FOUND,
-            Self::Config(ConfigError::Kernel(KernelError::Unreadable { .. })) => UNREADABLE_KERNEL,
+            Self::Config(ConfigError::Kernel(
+                KernelError::Unreadable { .. } | KernelError::NotAFile { .. },
+            )) => UNREADABLE_KERNEL,
             Self::Config(ConfigError::InvalidKernel { .. }) => INVALID_KERNEL,
             Self::Config(_) | Self::Usage(_) => USAGE,
-            Self::Pairing(ChannelError::Key { .. } | ChannelError::Timing { .. }) => USAGE,
+            Self::Pairing(
+                ChannelError::Key { .. } | ChannelError::Timing { .. } | ChannelError::Bind { .. },
+            ) => USAGE,
             Self::Pairing(_) => PAIRING_FAILURE,
             Self::Arbiter(_) => ARBITER_FAILURE,
             Self::Disk(_) => INVALID_DISK,
             Self::Tap(_) => NETWORK_FAILURE,
             Self::NotLive(_) => NOT_LIVE,
+            Self::Stopped { reason, .. } => reason.exit_status(),
             Self::Machine(MachineError::Vm(VmError::Cpuid(_))) | Self::Platform { .. } => {
                 INCOMPATIBLE_HOST
             }

@@ -5,15 +5,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use ft_logging::EventSource;
 use ft_logging::channel::{
-    AuthKey, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink, connect,
+    AuthKey, BackupListener, ChannelConfig, PrimaryHello, PrimaryLink, dial,
 };
-use shared_disk::{Arbiter, FlagState, Outcome};
+use shared_disk::{Arbiter, FlagState, ImageLock, Outcome};
 use vmm::exit_status;
 use vmm::ft::{
     Backlog, BackupSink, BackupSource, FlagClaim, GatedSink, Limits, LogStatus, OutputGate,
@@ -28,8 +27,9 @@ use super::error::CliError;
 use super::live::Host;
 use super::run::DEFAULT_DIGEST_INTERVAL;
 
-/// How often a primary tries again to reach a backup that is not there yet.
-const CONNECT_RETRY: Duration = Duration::from_millis(100);
+/// How long a primary stopped by a signal gives its backup to take the
+/// end of the log.
+const STOP_LINGER: Duration = Duration::from_millis(300);
 
 /// What both sides of a pair need.
 #[derive(Debug, Args)]
@@ -128,7 +128,7 @@ fn owner(role: &str, address: SocketAddr) -> String {
 }
 
 pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.vm.open()?;
+    let (config, backends) = args.vm.open(ImageLock::Now)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
@@ -144,7 +144,10 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
             "ftvm: primary: no backup at {} after {} ms; running alone needs the go-live flag",
             args.backup, args.wait_backup_ms
         );
-        match arbiter.test_and_set(generation, &owner, &|| host.stop.requested().is_some())? {
+        let outcome = arbiter
+            .test_and_set(generation, &owner, &|| host.stop.requested().is_some())
+            .map_err(|error| host.stopped_or("waiting for the go-live flag", error))?;
+        match outcome {
             Outcome::Won => eprintln!("ftvm: primary: won the go-live flag; running alone"),
             Outcome::Lost(state) => {
                 return Err(CliError::NotLive(format!(
@@ -209,8 +212,10 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     };
     // The backup learns how the run ended, so it ends too.
     let ended = source.end(&machine.end(end_reason(&result), status));
-    if let Some(link) = link {
-        link.close();
+    match link {
+        Some(link) if host.stop.requested().is_some() => link.close_within(STOP_LINGER),
+        Some(link) => link.close(),
+        None => {}
     }
     host.finish();
     let end = result?;
@@ -218,41 +223,32 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     Ok(conclude(end))
 }
 
-/// Connects to the backup, trying again while it is not there yet, for up
-/// to `--wait-backup-ms`. None when it never came.
+/// Pairs with the backup, trying again while it does not answer, for up to
+/// `--wait-backup-ms`. None when it never came.
 fn wait_for_backup(
     args: &PrimaryArgs,
     channel: &ChannelConfig,
     hello: &PrimaryHello,
     host: &Host,
 ) -> Result<Option<PrimaryLink>, CliError> {
-    let deadline = Instant::now() + Duration::from_millis(args.wait_backup_ms);
-    loop {
-        match connect(args.backup, channel, hello) {
-            Ok(link) => return Ok(Some(link)),
-            Err(ChannelError::Connect { .. }) if Instant::now() < deadline => {
-                if let Some(reason) = host.stop.requested() {
-                    return Err(CliError::NotLive(format!(
-                        "primary: {reason} while waiting for the backup"
-                    )));
-                }
-                thread::sleep(CONNECT_RETRY);
-            }
-            Err(ChannelError::Connect { .. }) => return Ok(None),
-            Err(error) => return Err(error.into()),
-        }
-    }
+    let wait = Duration::from_millis(args.wait_backup_ms);
+    dial(args.backup, channel, hello, wait, &|| {
+        host.stop.requested().is_some()
+    })
+    .map_err(|error| host.stopped_or("waiting for the backup", error))
 }
 
 pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.vm.open()?;
+    // It writes nothing until it is live, when the primary's lock is gone.
+    let (config, backends) = args.vm.open(ImageLock::FirstRequest)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     let ours = machine.header(&config, 0);
     let listener = BackupListener::bind(args.listen)?;
-    eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
+    // Signals are ours before anyone can be told that this side waits.
     let host = Host::start(false)?;
+    eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
     let check = |hello: &PrimaryHello| {
         pairing::compare(&hello.header, &ours)?;
         if hello.generation != generation {
@@ -263,7 +259,9 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
         }
         Ok(())
     };
-    let (link, hello) = listener.accept(&channel, &check, &|| host.stop.requested().is_some())?;
+    let (link, hello) = listener
+        .accept(&channel, &check, &|| host.stop.requested().is_some())
+        .map_err(|error| host.stopped_or("waiting for a primary", error))?;
     eprintln!("ftvm: backup: paired with a primary; replaying its log");
 
     let status = Rc::new(RefCell::new(LogStatus::default()));

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use vmm::host::{
-    self, DiskIo, HostDevices, HostInput, LiveSource, StopSignal, Tap, TerminalGuard, VcpuKicker,
-    VirtualClock,
+    self, DiskIo, HostDevices, HostInput, LiveSource, SerialWindow, StopSignal, Tap, TerminalGuard,
+    VcpuKicker, VirtualClock,
 };
 
 use super::devices::Backends;
@@ -20,6 +20,8 @@ pub struct Host {
     kicker: VcpuKicker,
     input_tx: Sender<HostInput>,
     input: Receiver<HostInput>,
+    /// Stdin's bytes on their way to the guest.
+    window: SerialWindow,
     terminal: RefCell<Option<TerminalGuard>>,
 }
 
@@ -37,6 +39,7 @@ impl Host {
             kicker,
             input_tx,
             input,
+            window: SerialWindow::default(),
             terminal: RefCell::new(None),
         };
         if stdin {
@@ -49,6 +52,7 @@ impl Host {
     pub fn attach_stdin(&self) -> Result<(), CliError> {
         let guard = host::spawn_stdin_reader(
             self.input_tx.clone(),
+            self.window.clone(),
             self.stop.clone(),
             self.kicker.clone(),
         )
@@ -66,6 +70,7 @@ impl Host {
     pub fn live_source_from(&self, ns: u64) -> LiveSource {
         LiveSource::new(
             self.input.clone(),
+            self.window.clone(),
             self.stop.clone(),
             VirtualClock::resume(ns),
         )
@@ -93,6 +98,15 @@ impl Host {
             disk,
             tap: backends.tap,
         })
+    }
+
+    /// The error of a wait that ended with `error`: the stop that made it
+    /// give up, if one was requested.
+    pub fn stopped_or(&self, waiting: &'static str, error: impl Into<CliError>) -> CliError {
+        match self.stop.requested() {
+            Some(reason) => CliError::Stopped { reason, waiting },
+            None => error.into(),
+        }
     }
 
     /// A way for other threads to wake the vCPU thread out of a wait.

@@ -13,6 +13,7 @@ mod run;
 use std::io::IsTerminal;
 
 use clap::{Args, Parser, Subcommand};
+use shared_disk::ImageLock;
 use tracing_subscriber::EnvFilter;
 use vmm::exit_status::USAGE;
 use vmm::vm_config::{DEFAULT_MEM_MIB, VmConfig};
@@ -74,10 +75,11 @@ struct VmArgs {
 }
 
 impl VmArgs {
-    /// Checks the VM's settings and opens its disk image and TAP device.
-    fn open(&self) -> Result<(VmConfig, devices::Backends), error::CliError> {
+    /// Checks the VM's settings and opens its disk image (locked as `lock`
+    /// says) and TAP device.
+    fn open(&self, lock: ImageLock) -> Result<(VmConfig, devices::Backends), error::CliError> {
         let backends =
-            devices::Backends::open(self.disk.as_ref(), self.net.as_ref(), &self.cmdline)?;
+            devices::Backends::open(lock, self.disk.as_ref(), self.net.as_ref(), &self.cmdline)?;
         let config = VmConfig::new(
             &self.kernel,
             self.mem_mib,
@@ -126,6 +128,11 @@ pub fn main() -> u8 {
     };
     match result {
         Ok(status) => status,
+        // A stop the user asked for is no error.
+        Err(error @ error::CliError::Stopped { .. }) => {
+            eprintln!("ftvm: {error}");
+            error.status()
+        }
         Err(error) => {
             eprintln!("ftvm: error: {error}");
             error.status()

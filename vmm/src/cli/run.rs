@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use ft_logging::EventSource;
 use replay::{Recorder, TraceWriter};
+use shared_disk::ImageLock;
 use vmm::exit_status;
 use vmm::host::HostSink;
 use vmm::machine::{Cpu, Machine, end_reason};
@@ -40,9 +41,7 @@ pub struct RecordArgs {
 /// A positive number of seconds, as nanoseconds.
 fn parse_seconds(text: &str) -> Result<u64, String> {
     match text.parse::<f64>() {
-        Ok(seconds) if (1e-9..=1e9).contains(&seconds) => {
-            Ok((seconds * 1e9) as u64)
-        }
+        Ok(seconds) if (1e-9..=1e9).contains(&seconds) => Ok((seconds * 1e9) as u64),
         _ => Err(format!(
             "`{text}` is not a number of seconds between 0.000000001 and 1000000000"
         )),
@@ -50,7 +49,7 @@ fn parse_seconds(text: &str) -> Result<u64, String> {
 }
 
 pub fn run(args: &VmArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.open()?;
+    let (config, backends) = args.open(ImageLock::Now)?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     let host = Host::start(true)?;
     let mut outputs = HostSink::new(host.devices(backends, true)?);
@@ -60,7 +59,7 @@ pub fn run(args: &VmArgs) -> Result<u8, CliError> {
 }
 
 pub fn record(args: &RecordArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.vm.open()?;
+    let (config, backends) = args.vm.open(ImageLock::Now)?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
     let header = machine.header(&config, args.digest_every);
     let writer = TraceWriter::create(&args.trace, &header)?;

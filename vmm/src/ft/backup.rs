@@ -329,7 +329,10 @@ impl Takeover<'_> {
             .test_and_set(self.generation, &self.owner, &|| {
                 self.stop.requested().is_some()
             })
-            .map_err(|error| SourceError::Fenced(format!("backup: no go-live flag: {error}")))?;
+            .map_err(|error| match self.stop.requested() {
+                Some(reason) => SourceError::Stopped(reason),
+                None => SourceError::Fenced(format!("backup: no go-live flag: {error}")),
+            })?;
         match outcome {
             Outcome::Won => Ok(()),
             Outcome::Lost(state) => Err(SourceError::Fenced(format!(

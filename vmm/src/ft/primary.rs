@@ -150,6 +150,8 @@ fn claim_flag(claim: &FlagClaim, lost: &Lost, stop: &StopSignal) -> u8 {
             );
             FENCED
         }
+        // Stopping while it waited: the vCPU stops too, fenced or not.
+        Err(_) if stop.requested().is_some() => PAIRED,
         Err(error) => {
             eprintln!(
                 "ftvm: primary: the backup is lost ({}) and the go-live flag cannot be had: {error}",

@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum LockKind {
+pub(crate) enum LockKind {
     /// For reading: excludes writers only.
     Shared,
     /// For read-modify-write: excludes everyone.
@@ -21,7 +21,7 @@ pub(super) enum LockKind {
 
 /// Takes the lock, waiting while another open file description holds a
 /// conflicting one.
-pub(super) fn lock(file: &File, kind: LockKind) -> io::Result<()> {
+pub(crate) fn lock(file: &File, kind: LockKind) -> io::Result<()> {
     loop {
         match set_lock(file, kind, libc::F_OFD_SETLKW) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -32,7 +32,7 @@ pub(super) fn lock(file: &File, kind: LockKind) -> io::Result<()> {
 
 /// Takes the lock if it is free; `Ok(false)` if another open file
 /// description holds a conflicting one.
-pub(super) fn try_lock(file: &File, kind: LockKind) -> io::Result<bool> {
+pub(crate) fn try_lock(file: &File, kind: LockKind) -> io::Result<bool> {
     match set_lock(file, kind, libc::F_OFD_SETLK) {
         Ok(()) => Ok(true),
         // fcntl(2): a conflicting lock is reported as EAGAIN or EACCES.
