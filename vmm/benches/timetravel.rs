@@ -1,8 +1,10 @@
-//! Time-travel debugging on a minute of `ticker`, through the real binary
-//! and Debian's gdb: `monitor goto` to random exits, `reverse-stepi` and
-//! `reverse-continue` (to the timer handler's previous hit, 50 ms of guest
-//! time back at 20 Hz) from random exits, each timed in gdb (medians and
-//! maxima); and `--from-exit` near the end against a whole replay.
+//! Time-travel debugging on a minute of `ticker` recorded with a checkpoint
+//! every second, through the real binary and Debian's gdb: `monitor goto`
+//! to random exits, `reverse-stepi` and `reverse-continue` (to the timer
+//! handler's previous hit, 50 ms of guest time back at 20 Hz) from random
+//! exits, each timed in gdb (medians and maxima); the trace's size with and
+//! without its checkpoints; and `--from-exit` near the end against a whole
+//! replay.
 //!
 //! Run with `cargo bench -p vmm --bench timetravel` (scripts/bench.sh does).
 
@@ -12,9 +14,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use object::{Object, ObjectSymbol};
+use replay::RecordKind;
 
 /// 61 s of guest time.
 const TICKER: &str = "ticks=1220 hz=20";
+/// Virtual seconds between the trace's checkpoints.
+const CHECKPOINT_EVERY: &str = "1";
 /// Samples of each gdb operation.
 const SAMPLES: usize = 15;
 const ROUNDS: usize = 3;
@@ -90,16 +95,17 @@ def timed(command):
 def goto(exit):
     gdb.execute("monitor goto %d" % exit, to_string=True)
     gdb.execute("maintenance flush register-cache", to_string=True)
-exits = [random.randrange({exits} // 10, {exits} - 100) for _ in range({SAMPLES})]
-gotos = [timed("monitor goto %d" % exit) for exit in exits]
+def random_exits():
+    return [random.randrange({exits} // 10, {exits} - 100) for _ in range({SAMPLES})]
+gotos = [timed("monitor goto %d" % exit) for exit in random_exits()]
 steps = []
-for exit in exits:
+for exit in random_exits():
     goto(exit)
     gdb.execute("stepi", to_string=True)
     steps.append(timed("reverse-stepi"))
 gdb.execute("hbreak *{handler:#x}", to_string=True)
 continues = []
-for exit in exits:
+for exit in random_exits():
     goto(exit)
     gdb.execute("continue", to_string=True)
     continues.append(timed("reverse-continue"))
@@ -144,6 +150,8 @@ fn main() {
         "record",
         "--trace",
         path,
+        "--checkpoint-every",
+        CHECKPOINT_EVERY,
         "--kernel",
         "ticker",
         "--cmdline",
@@ -164,9 +172,20 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     let guest_seconds = summary.duration_ns.unwrap_or(0) as f64 / 1e9;
+    let checkpoint_bytes = summary.kinds[RecordKind::ALL
+        .iter()
+        .position(|kind| *kind == RecordKind::Checkpoint)
+        .expect("a checkpoint kind")]
+    .bytes;
     println!(
-        "timetravel: ticker {TICKER}, {guest_seconds:.1} s of guest time, {exits} exits, trace {} bytes",
-        summary.bytes
+        "timetravel: ticker {TICKER}, {guest_seconds:.1} s of guest time, {exits} exits, a checkpoint every {CHECKPOINT_EVERY} s"
+    );
+    println!(
+        "  trace: {} bytes with its {} checkpoints, {} bytes without them ({:.1}x)",
+        summary.bytes,
+        summary.checkpoints.len(),
+        summary.bytes - checkpoint_bytes,
+        summary.bytes as f64 / (summary.bytes - checkpoint_bytes) as f64
     );
     for (name, samples) in [
         ("monitor goto (random exit)", &gotos),
