@@ -24,8 +24,7 @@ pub use digest::StreamHasher;
 pub use disk::{DiskInfo, DiskOp, DiskRequest, NetInfo, STATUS_IOERR, STATUS_OK, STATUS_UNSUPP};
 pub use event::{Event, MSR_TSC};
 pub use record::{
-    CpuidLeaf, End, EndReason, FORMAT_VERSION, Header, READABLE_VERSIONS, Record, StateDigest,
-    Stream, StreamDigest,
+    CpuidLeaf, End, EndReason, FORMAT_VERSION, Header, Record, StateDigest, Stream, StreamDigest,
 };
 pub use signature::ExitSignature;
 pub use sink::{NullSink, OutputSink, SinkError};

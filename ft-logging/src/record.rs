@@ -5,11 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DiskInfo, Event, NetInfo, StopReason};
 
-/// Version of the record and header encoding; a change bumps it.
+/// Version of the record and header encoding; a change bumps it. Version
+/// 3 added the checkpoint records.
 pub const FORMAT_VERSION: u32 = 3;
-/// Earlier versions a reader still accepts: version 2 is version 3 without
-/// checkpoint records.
-pub const READABLE_VERSIONS: [u32; 2] = [2, FORMAT_VERSION];
 
 /// One CPUID leaf as presented to the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -2,9 +2,7 @@ use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use ft_logging::{
-    Decoded, Decoder, FORMAT_VERSION, Header, READABLE_VERSIONS, Record, decode_header,
-};
+use ft_logging::{Decoded, Decoder, FORMAT_VERSION, Header, Record, decode_header};
 use sha2::{Digest, Sha256};
 use tracing::debug;
 
@@ -164,7 +162,7 @@ fn read_preamble<R: Read>(input: &mut Input<R>) -> Result<(), TraceError> {
         });
     };
     let found = u32::from_le_bytes([version[0], version[1], version[2], version[3]]);
-    if !READABLE_VERSIONS.contains(&found) {
+    if found != FORMAT_VERSION {
         return Err(TraceError::UnsupportedVersion {
             found,
             supported: FORMAT_VERSION,
