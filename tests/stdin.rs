@@ -121,7 +121,7 @@ fn yes_into_a_primary_leaves_the_guest_its_pace() {
     let mut yes = Yes::start();
     let args = setup.primary_args(&ENDLESS, &setup.key);
     let primary = Side::start_with_stdin(&args, yes.output());
-    assert!(primary.stderr.wait_for("paired", TIMEOUT));
+    assert!(primary.wait_event("paired"));
     keeps_pace_then_terminates(primary);
     // The backup replayed the same input and ends as the primary did.
     let backup = backup.finish(TIMEOUT);
@@ -150,7 +150,7 @@ fn yes_into_a_backup_that_goes_live_leaves_the_guest_its_pace() {
     let _one = serial();
     let setup = PairSetup::new("stdin-backup");
     let mut yes = Yes::start();
-    let backup = PairSetup::listening(Side::start_with_stdin(
+    let backup = PairSetup::started(Side::start_with_stdin(
         &setup.backup_args(&ENDLESS),
         yes.output(),
     ));
@@ -158,6 +158,6 @@ fn yes_into_a_backup_that_goes_live_leaves_the_guest_its_pace() {
     assert!(primary.stdout.wait_for("tick 2 ", TIMEOUT));
     primary.kill();
     // Live, it takes this host's stdin: the same flood as a primary's.
-    assert!(backup.stderr.wait_for("live from exit", TIMEOUT));
+    assert!(backup.wait_event("live"));
     keeps_pace_then_terminates(backup);
 }

@@ -1,5 +1,5 @@
 //! The logging channel: a primary streams its log to a backup over TCP, and
-//! the backup acknowledges what it has received (DESIGN.md §4).
+//! the backup acknowledges what it has received (docs/DESIGN.md §4).
 //!
 //! The backup listens and the primary connects. First both prove that they
 //! know a pre-shared [`AuthKey`], in a handshake of fixed-size messages that
@@ -86,6 +86,7 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
 /// How a pair talks: the key both sides know, and the pace of heartbeats.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
+    /// The key both sides must know.
     pub key: AuthKey,
     /// A writer that has sent nothing for this long sends a heartbeat.
     pub heartbeat: Duration,
@@ -119,7 +120,9 @@ impl ChannelConfig {
 /// the go-live generation the pair forms at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrimaryHello {
+    /// The header of the run the primary's log is of.
     pub header: Header,
+    /// The go-live generation.
     pub generation: u64,
 }
 
@@ -128,7 +131,9 @@ pub struct PrimaryHello {
 /// after these.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Released {
+    /// Console bytes released.
     pub console: u64,
+    /// Frames released.
     pub frames: u64,
 }
 
@@ -145,6 +150,7 @@ impl Released {
 /// The peer is gone: reported once per link, and nothing follows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lost {
+    /// Why the peer is considered gone.
     pub reason: String,
     /// When the last byte from the peer arrived; the detection time is the
     /// time from this to the report.

@@ -1,3 +1,6 @@
+//! The running digest of an output stream (the console): what a replay or
+//! a backup compares with the recorded run's.
+
 use std::hash::Hasher;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -22,11 +25,13 @@ impl std::fmt::Debug for StreamHasher {
 }
 
 impl StreamHasher {
+    /// Adds `bytes` to the stream.
     pub fn update(&mut self, bytes: &[u8]) {
         self.bytes += bytes.len() as u64;
         self.hasher.write(bytes);
     }
 
+    /// The digest of the stream so far.
     pub fn digest(&self) -> StreamDigest {
         StreamDigest {
             bytes: self.bytes,

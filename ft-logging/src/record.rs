@@ -12,12 +12,19 @@ pub const FORMAT_VERSION: u32 = 3;
 /// One CPUID leaf as presented to the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CpuidLeaf {
+    /// The leaf.
     pub function: u32,
+    /// The subleaf.
     pub index: u32,
+    /// KVM's flags for the entry.
     pub flags: u32,
+    /// EAX.
     pub eax: u32,
+    /// EBX.
     pub ebx: u32,
+    /// ECX.
     pub ecx: u32,
+    /// EDX.
     pub edx: u32,
 }
 
@@ -27,12 +34,17 @@ pub struct CpuidLeaf {
 pub struct Header {
     /// The version of ftvm's platform (devices and their behaviour).
     pub platform: String,
+    /// Guest RAM in MiB.
     pub mem_mib: u32,
+    /// The guest's command line, as given (before the device words).
     pub cmdline: String,
+    /// The kernel's name, as given to `--kernel`.
     pub kernel_name: String,
+    /// The kernel image itself.
     pub kernel: Vec<u8>,
     /// SHA-256 of `kernel`.
     pub kernel_sha256: [u8; 32],
+    /// The CPU model the guest sees.
     pub cpuid: Vec<CpuidLeaf>,
     /// Exits between state digests; 0 when there are none.
     pub digest_interval: u64,
@@ -45,6 +57,7 @@ pub struct Header {
 /// An output stream of the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stream {
+    /// The guest's console (COM1).
     Console,
 }
 
@@ -77,11 +90,26 @@ pub enum EndReason {
     Halted,
     /// The guest halted with nothing left to wake it.
     Idle,
+    /// The guest triple-faulted.
     TripleFault,
     /// The host stopped the run.
     Stopped(StopReason),
     /// ftvm failed; the message says how.
     Failed(String),
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::GuestExit(value) => write!(f, "the guest exited with {value}"),
+            EndReason::Reset => f.write_str("the guest reset the machine"),
+            EndReason::Halted => f.write_str("the guest halted with interrupts off"),
+            EndReason::Idle => f.write_str("the guest halted with nothing left to wake it"),
+            EndReason::TripleFault => f.write_str("the guest triple-faulted"),
+            EndReason::Stopped(stop) => write!(f, "stopped: {stop}"),
+            EndReason::Failed(message) => write!(f, "ftvm failed: {message}"),
+        }
+    }
 }
 
 /// The last record of a run.
@@ -91,40 +119,53 @@ pub struct End {
     pub exit: u64,
     /// The exit signature after the last exit.
     pub signature: u64,
+    /// Why the run ended.
     pub reason: EndReason,
     /// ftvm's exit status for this end.
     pub status: u8,
+    /// The console's digest at the end.
     pub console: StreamDigest,
     /// The state when the guest ended by itself; none when the run was
     /// stopped or failed between exits, where the state is not comparable.
     pub state: Option<StateDigest>,
 }
 
+/// One record of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// An input applied at exit `exit`; `signature` is the low half of the
     /// exit signature after that exit.
     Event {
+        /// The exit it is applied at.
         exit: u64,
+        /// The low 32 bits of the exit signature after the exit.
         signature: u32,
+        /// The input.
         event: Event,
     },
     /// The digest of an output stream after exit `exit`.
     Output {
+        /// The exit it was taken after.
         exit: u64,
+        /// Which stream.
         stream: Stream,
+        /// Its digest then.
         digest: StreamDigest,
     },
     /// The guest's state after exit `exit`.
     State {
+        /// The exit it was taken after.
         exit: u64,
+        /// The registers' and memory's digest then.
         digest: StateDigest,
     },
     /// Pages of the checkpoint after exit `exit` (an encoded
     /// `vm_state::PageSet`); a checkpoint's pages may take several of these
     /// records, all before its [`Record::Checkpoint`]. Trace files only.
     CheckpointPages {
+        /// The exit the checkpoint follows.
         exit: u64,
+        /// The encoded pages.
         pages: Vec<u8>,
     },
     /// The checkpoint after exit `exit`, closing its pages: the machine
@@ -133,10 +174,14 @@ pub enum Record {
     /// Its encoding holds the decoder's state, so a reader may start at it.
     /// Trace files only.
     Checkpoint {
+        /// The exit the checkpoint follows.
         exit: u64,
+        /// Its pages are all of memory.
         whole: bool,
+        /// The encoded machine state.
         machine: Vec<u8>,
     },
+    /// The end of the run, last.
     End(End),
 }
 

@@ -1,3 +1,6 @@
+//! The exit signature: a running hash of every counted exit, carried by
+//! every record so that a divergence is found where it starts.
+
 use serde::{Deserialize, Serialize};
 use twox_hash::XxHash64;
 

@@ -1,6 +1,6 @@
 //! The deterministic core: what happens at each counted exit.
 //!
-//! Order at exit k (docs/NOTES.md): ask the event source for the events due
+//! Order at exit k (docs/DESIGN.md §3): ask the event source for the events due
 //! at k and apply them in log order (a time sample comes first, since a PIT
 //! or CMOS read at k needs it); complete the access; fold the exit into the
 //! signature and its output into the digests; hand all that back to the
@@ -10,7 +10,7 @@
 
 use ft_logging::{
     DiskOp, Event, EventSource, ExitDone, ExitQuery, ExitSignature, MSR_TSC, OutputSink, SinkError,
-    SourceError, StreamDigest, StreamHasher,
+    SourceError, StopReason, StreamDigest, StreamHasher,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{trace, warn};
@@ -25,34 +25,57 @@ const RFLAGS_IF: u64 = 1 << 9;
 /// A synchronous exit as KVM reported it, with its data buffers.
 #[derive(Debug)]
 pub enum Access<'a> {
+    /// A port read.
     PioIn {
+        /// The port.
         port: u16,
+        /// Where the bytes read go.
         data: &'a mut [u8],
     },
+    /// A port write.
     PioOut {
+        /// The port.
         port: u16,
+        /// The bytes written.
         data: &'a [u8],
     },
+    /// An MMIO read.
     MmioRead {
+        /// The guest-physical address.
         addr: u64,
+        /// Where the bytes read go.
         data: &'a mut [u8],
     },
+    /// An MMIO write.
     MmioWrite {
+        /// The guest-physical address.
         addr: u64,
+        /// The bytes written.
         data: &'a [u8],
     },
+    /// A read of a filtered MSR.
     RdMsr {
+        /// The MSR.
         index: u32,
+        /// Where its value goes.
         value: &'a mut u64,
+        /// Set to 1 to raise #GP.
         fault: &'a mut u8,
     },
+    /// A write of a filtered MSR.
     WrMsr {
+        /// The MSR.
         index: u32,
+        /// The value written.
         value: u64,
+        /// Set to 1 to raise #GP.
         fault: &'a mut u8,
     },
+    /// HLT.
     Hlt,
+    /// The interrupt window opened (never requested; counted if it comes).
     IrqWindowOpen,
+    /// A triple fault.
     Shutdown,
 }
 
@@ -83,25 +106,64 @@ pub struct Completed {
     halt: bool,
 }
 
+/// How a run ended without failing: a value, never an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmEnd {
+    /// The guest ended it.
+    Guest(GuestEnd),
+    /// The host asked it to stop.
+    Stopped(StopReason),
+    /// A replayed log ends here: the recorded run was stopped, or failed,
+    /// at this point, and the replay ends as it did.
+    LogEnded,
+}
+
 /// What the vCPU does after an exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// The guest runs on.
     Continue,
-    End(GuestEnd),
+    /// The run ended.
+    End(VmEnd),
 }
 
+/// The first half of an exit: its access completed, or the run ended
+/// before it could be (a stop, the end of a replayed log).
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a completed access is finished by ExitHandler::finish"]
+pub enum Step {
+    /// The access is done; `finish` ends the exit.
+    Completed(Completed),
+    /// The run ended before the access.
+    End(VmEnd),
+}
+
+/// Why the core cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
+    /// The event source failed (a divergence, a log that cannot be read or written, a lost flag).
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// An output could not leave.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The access reads a clock and the events have no time sample.
     #[error("exit {exit} reads a clock but its events hold no time sample")]
-    MissingTime { exit: u64 },
+    MissingTime {
+        /// The exit.
+        exit: u64,
+    },
+    /// The guest reads the TSC and the events have no value for it.
     #[error("exit {exit} reads MSR {index:#x} but its events hold no value for it")]
-    MissingMsr { exit: u64, index: u32 },
+    MissingMsr {
+        /// The exit.
+        exit: u64,
+        /// The MSR.
+        index: u32,
+    },
 }
 
+/// The deterministic core: the platform, and what happens at each counted exit.
 #[derive(Debug, Default)]
 pub struct ExitHandler {
     platform: Platform,
@@ -146,6 +208,7 @@ impl CoreState {
         self.console.digest()
     }
 
+    /// The devices' state.
     pub fn platform(&self) -> &PlatformState {
         &self.platform
     }
@@ -159,6 +222,7 @@ const DISK_REQUEST_KIND: u8 = 10;
 const FRAME_KIND: u8 = 11;
 
 impl ExitHandler {
+    /// The core of a VM with `platform`, before boot.
     pub fn new(platform: Platform) -> Self {
         Self {
             platform,
@@ -210,6 +274,7 @@ impl ExitHandler {
         self.started
     }
 
+    /// The exit signature after the last exit.
     pub fn signature(&self) -> ExitSignature {
         self.signature
     }
@@ -220,14 +285,17 @@ impl ExitHandler {
     }
 
     /// Exit 0: the inputs the guest sees before its first instruction.
-    pub fn boot(&mut self, source: &mut dyn EventSource) -> Result<(), CoreError> {
+    pub fn boot(&mut self, source: &mut dyn EventSource) -> Result<Flow, CoreError> {
         let query = ExitQuery {
             needs_time: true,
             ..self.query(false)
         };
-        self.take_events(&query, source)?;
+        if let Some(end) = self.take_events(&query, source)? {
+            return Ok(Flow::End(end));
+        }
         self.started = true;
-        self.commit(source)
+        self.commit(source)?;
+        Ok(Flow::Continue)
     }
 
     /// The first half of exit k: apply its events, complete the access. The
@@ -236,7 +304,7 @@ impl ExitHandler {
         &mut self,
         access: Access<'_>,
         source: &mut dyn EventSource,
-    ) -> Result<Completed, CoreError> {
+    ) -> Result<Step, CoreError> {
         let needs_time = match &access {
             Access::PioIn { port, .. } | Access::PioOut { port, .. } => {
                 Platform::port_needs_time(*port)
@@ -252,7 +320,9 @@ impl ExitHandler {
             exit: self.exits + 1,
             ..self.query(false)
         };
-        self.take_events(&query, source)?;
+        if let Some(end) = self.take_events(&query, source)? {
+            return Ok(Step::End(end));
+        }
         self.exits = query.exit;
         self.effects.clear();
         let kind = access.kind();
@@ -295,12 +365,12 @@ impl ExitHandler {
             }
             Access::Hlt | Access::IrqWindowOpen => (0, 0),
         };
-        Ok(Completed {
+        Ok(Step::Completed(Completed {
             kind,
             address,
             data,
             halt: kind == Access::Hlt.kind(),
-        })
+        }))
     }
 
     /// The second half of exit k, once the guest's registers are known: fold
@@ -344,7 +414,7 @@ impl ExitHandler {
                     ExitSignature::data_word(frame),
                     0,
                 ),
-                Effect::End(reason) => end = Some(*reason),
+                Effect::End(reason) => end = Some(VmEnd::Guest(*reason)),
             }
         }
         self.console_digest.update(&self.console);
@@ -363,9 +433,9 @@ impl ExitHandler {
             end = self.halt(rflags, source, sink)?;
         }
         match end {
-            Some(reason) => {
+            Some(end) => {
                 sink.flush()?;
-                Ok(Flow::End(reason))
+                Ok(Flow::End(end))
             }
             None => Ok(Flow::Continue),
         }
@@ -382,25 +452,27 @@ impl ExitHandler {
     }
 
     /// A halted guest waits for events at this same exit until an
-    /// interrupt is pending. Returns the end of the VM if it halted for good.
+    /// interrupt is pending. Returns the end of the VM if it halted for good
+    /// or the run ended meanwhile.
     fn halt(
         &mut self,
         rflags: u64,
         source: &mut dyn EventSource,
         sink: &mut dyn OutputSink,
-    ) -> Result<Option<GuestEnd>, CoreError> {
+    ) -> Result<Option<VmEnd>, CoreError> {
         if rflags & RFLAGS_IF == 0 {
-            return Ok(Some(GuestEnd::Halted));
+            return Ok(Some(VmEnd::Guest(GuestEnd::Halted)));
         }
         sink.flush()?;
         while !self.platform.interrupt_pending() {
             let query = self.query(true);
-            match self.take_events(&query, source) {
-                Err(CoreError::Source(SourceError::Deadlock)) => return Ok(Some(GuestEnd::Idle)),
-                Err(error) => return Err(error),
-                Ok(()) if self.events.is_empty() => return Ok(Some(GuestEnd::Idle)),
-                Ok(()) => self.commit(source)?,
+            if let Some(end) = self.take_events(&query, source)? {
+                return Ok(Some(end));
             }
+            if self.events.is_empty() {
+                return Ok(Some(VmEnd::Guest(GuestEnd::Idle)));
+            }
+            self.commit(source)?;
         }
         Ok(None)
     }
@@ -417,14 +489,22 @@ impl ExitHandler {
         }
     }
 
-    /// Asks the source for this exit's events and applies them in order.
+    /// Asks the source for this exit's events and applies them in order;
+    /// or the end of the run, when the source says the run ends here.
     fn take_events(
         &mut self,
         query: &ExitQuery,
         source: &mut dyn EventSource,
-    ) -> Result<(), CoreError> {
+    ) -> Result<Option<VmEnd>, CoreError> {
         self.events.clear();
-        source.events(query, &mut self.events)?;
+        match source.events(query, &mut self.events) {
+            Ok(()) => {}
+            Err(SourceError::Stopped(reason)) => return Ok(Some(VmEnd::Stopped(reason))),
+            Err(SourceError::LogEnded) => return Ok(Some(VmEnd::LogEnded)),
+            // Only a halted guest waits for events: it waits forever.
+            Err(SourceError::Deadlock) => return Ok(Some(VmEnd::Guest(GuestEnd::Idle))),
+            Err(error) => return Err(error.into()),
+        }
         for event in &self.events {
             match event {
                 Event::WallClock { unix_ns } => self.platform.rtc.set_wall_clock(*unix_ns),
@@ -443,7 +523,7 @@ impl ExitHandler {
         if query.needs_time && !has_time {
             return Err(CoreError::MissingTime { exit: query.exit });
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Hands what happened at this exit back to the source.
@@ -493,3 +573,6 @@ impl ExitHandler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,7 @@ pub const CMDLINE_MAX: usize = 4095;
 pub const BOOT_AREA_END: u64 = 0x8000;
 /// The legacy hole (VGA, option ROMs, BIOS) is reserved, never RAM.
 pub const LEGACY_HOLE_START: u64 = 0xa_0000;
+/// The end of the legacy hole: RAM above it is free again.
 pub const LEGACY_HOLE_END: u64 = 0x10_0000;
 /// Virtio-mmio devices live at `MMIO_START + n * 0x1000`; RAM ends below.
 pub const MMIO_START: u64 = 0xd000_0000;

@@ -5,6 +5,8 @@
 //! core sees exits as [`exit_handler::Access`] values and inputs through an
 //! [`ft_logging::EventSource`], so it is tested on synthetic exits.
 
+#![warn(missing_docs)]
+
 pub mod devices;
 pub mod effect;
 pub mod exit_handler;

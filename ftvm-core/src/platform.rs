@@ -34,7 +34,9 @@ const RTC_DATA_PORT: u16 = 0x71;
 /// The devices a guest has beyond the fixed PC ones.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Devices {
+    /// The virtio block device, if any.
     pub disk: Option<DiskInfo>,
+    /// The virtio network card, if any.
     pub net: Option<NetInfo>,
 }
 
@@ -48,11 +50,16 @@ impl Devices {
     }
 }
 
+/// The PC platform: every device, reached by ports and MMIO, wired to the PIC.
 #[derive(Debug, Default)]
 pub struct Platform {
+    /// The 8259A pair.
     pub pic: DualPic,
+    /// The 8254 timer.
     pub pit: Pit,
+    /// The CMOS clock.
     pub rtc: Rtc,
+    /// COM1.
     pub uart: Uart,
     i8042: I8042,
     virtio: VirtioBus,
@@ -94,6 +101,7 @@ impl Platform {
         }
     }
 
+    /// Its state and every device's, for a snapshot.
     pub fn state(&self) -> PlatformState {
         PlatformState {
             pic: self.pic.state(),

@@ -24,11 +24,14 @@ use virtio_queue::QueueState;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {device} state: {problem}")]
 pub struct InvalidState {
+    /// The device.
     pub device: &'static str,
+    /// What is wrong with its state.
     pub problem: String,
 }
 
 impl InvalidState {
+    /// `device`'s state is refused for `problem`.
     pub fn new(device: &'static str, problem: impl Into<String>) -> Self {
         Self {
             device,

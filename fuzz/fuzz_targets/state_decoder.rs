@@ -13,7 +13,7 @@
 use ft_logging::{
     End, Event, EventSource, ExitDone, ExitQuery, NullSink, SourceError, StateDigest,
 };
-use ftvm_core::exit_handler::{Access, ExitHandler, Flow};
+use ftvm_core::exit_handler::{Access, ExitHandler, Flow, Step};
 use ftvm_core::memory::GuestRam;
 use ftvm_core::platform::Devices;
 use libfuzzer_sys::fuzz_target;
@@ -72,7 +72,7 @@ impl EventSource for Host {
 
 /// One exit; false once the guest ended the VM.
 fn exit(core: &mut ExitHandler, host: &mut Host, access: Access<'_>) -> bool {
-    let Ok(completed) = core.access(access, host) else {
+    let Ok(Step::Completed(completed)) = core.access(access, host) else {
         return false;
     };
     let flow = core.finish(completed, 0x1000, 0x202, host, &mut NullSink);

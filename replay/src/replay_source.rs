@@ -60,6 +60,7 @@ pub struct ReplaySource<S> {
 }
 
 impl<S: RecordStream> ReplaySource<S> {
+    /// A replay of `stream` from its start; `verify` checks every digest and the end.
     pub fn new(stream: S, verify: bool) -> Self {
         Self {
             stream,
@@ -392,8 +393,7 @@ fn compare_ends(replayed: &End, recorded: &End) -> Vec<String> {
     if replayed.reason != recorded.reason {
         differences.push(format!(
             "end: replayed \"{}\" vs recorded \"{}\"",
-            describe::end_reason(&replayed.reason),
-            describe::end_reason(&recorded.reason)
+            replayed.reason, recorded.reason
         ));
     }
     if replayed.status != recorded.status {

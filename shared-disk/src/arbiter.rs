@@ -1,5 +1,5 @@
 //! The go-live arbiter: an atomic test-and-set of a flag in a file on storage
-//! both hosts of a primary/backup pair see (DESIGN.md §4, "Going live").
+//! both hosts of a primary/backup pair see (docs/DESIGN.md §4, "Going live").
 //!
 //! A side that loses its peer goes live only after winning the flag for the
 //! generation its pair was formed at, so at most one side of a pair is ever
@@ -44,49 +44,122 @@ pub enum Outcome {
 /// names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ArbiterError {
+    /// `init` found the file already there.
     #[error("the arbiter file {} already exists (reset starts a new generation)", .path.display())]
-    AlreadyExists { path: PathBuf },
+    AlreadyExists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file cannot be created.
     #[error("cannot create the arbiter file {}: {source}", .path.display())]
-    Create { path: PathBuf, source: io::Error },
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// Its directory cannot be synced after the file was created.
     #[error("cannot sync the directory of the arbiter file {}: {source}", .path.display())]
-    SyncDirectory { path: PathBuf, source: io::Error },
+    SyncDirectory {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The file cannot be opened.
     #[error("cannot open the arbiter file {}: {source}", .path.display())]
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The file cannot be locked.
     #[error("cannot lock the arbiter file {}: {source}", .path.display())]
-    Lock { path: PathBuf, source: io::Error },
+    Lock {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
     /// Another open file description holds the lock (only from
     /// [`Arbiter::try_test_and_set`]; the other operations wait for it).
     #[error("the arbiter file {} is locked by someone else", .path.display())]
-    Busy { path: PathBuf },
+    Busy {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file cannot be read.
     #[error("cannot read the arbiter file {}: {source}", .path.display())]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The file is not a valid flag.
     #[error("the arbiter file {} is not a valid go-live flag: {source}", .path.display())]
-    Invalid { path: PathBuf, source: RecordError },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: RecordError,
+    },
+    /// The file cannot be written.
     #[error("cannot write the arbiter file {}: {source}", .path.display())]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The file cannot be synced.
     #[error("cannot sync the arbiter file {}: {source}", .path.display())]
-    Sync { path: PathBuf, source: io::Error },
+    Sync {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The generation cannot grow any more.
     #[error("the arbiter file {} is at the last generation; nothing can follow it", .path.display())]
-    LastGeneration { path: PathBuf },
+    LastGeneration {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An owner name the flag cannot hold.
     #[error(
         "owner name {owner:?} for the arbiter file {} must be 1 to {MAX_OWNER_LEN} bytes without control characters",
         .path.display()
     )]
-    InvalidOwner { path: PathBuf, owner: String },
+    InvalidOwner {
+        /// The file.
+        path: PathBuf,
+        /// The name.
+        owner: String,
+    },
+    /// The flag is not held by the owner that would change it.
     #[error(
         "cannot rearm the arbiter file {}: {owner:?} does not own generation {generation}, the flag shows {found}",
         .path.display()
     )]
     NotOwner {
+        /// The file.
         path: PathBuf,
+        /// The generation the owner holds.
         generation: u64,
+        /// The owner named.
         owner: String,
+        /// What the flag says.
         found: FlagState,
     },
     /// The caller's `give_up` ended a wait; `source` is why it was waiting
     /// and names the file.
     #[error("gave up waiting: {source}")]
-    GaveUp { source: Box<ArbiterError> },
+    GaveUp {
+        /// The last failure.
+        source: Box<ArbiterError>,
+    },
 }
 
 impl ArbiterError {
@@ -116,6 +189,7 @@ pub struct Arbiter {
 }
 
 impl Arbiter {
+    /// The flag in the file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }

@@ -24,20 +24,51 @@ use crate::lock::{self, LockKind};
 /// whatever the device announces as its block size).
 pub const SECTOR: u64 = 512;
 
+/// Why a disk image cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// The image cannot be opened.
     #[error("cannot open disk image {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The image is not a regular file.
     #[error("disk image {path} is not a regular file")]
-    NotAFile { path: PathBuf },
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The image is empty.
     #[error("disk image {path} is empty")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The image is not a whole number of 512-byte sectors.
     #[error("disk image {path} is {len} bytes, not a whole number of 512-byte sectors")]
-    PartialSector { path: PathBuf, len: u64 },
+    PartialSector {
+        /// The file.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: u64,
+    },
+    /// Another VM holds the image's lock.
     #[error("disk image {path} is in use by another VM (it holds the image's lock)")]
-    InUse { path: PathBuf },
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The image's lock cannot be taken.
     #[error("cannot lock disk image {path}: {source}")]
-    Lock { path: PathBuf, source: io::Error },
+    Lock {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
 }
 
 /// When the image's lock is taken.
@@ -179,10 +210,12 @@ impl DiskImage {
         self.warned_size.load(Ordering::SeqCst)
     }
 
+    /// Its size in 512-byte sectors.
     pub fn sectors(&self) -> u64 {
         self.sectors
     }
 
+    /// Whether the guest may only read it.
     pub fn read_only(&self) -> bool {
         self.read_only
     }

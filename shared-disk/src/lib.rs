@@ -1,4 +1,6 @@
-//! The shared disk image backend and the go-live test-and-set flag (see DESIGN.md §4).
+//! The shared disk image backend and the go-live test-and-set flag (see docs/DESIGN.md §4).
+
+#![warn(missing_docs)]
 
 pub mod arbiter;
 pub mod image;

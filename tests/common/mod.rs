@@ -2,8 +2,10 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod disk;
+pub mod events;
 pub mod hosts;
 pub mod lan;
+pub mod metrics;
 pub mod pair;
 
 use std::io::Read;
@@ -28,6 +30,8 @@ pub struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// The event stream, when the process was given `--events`.
+    pub events: Vec<serde_json::Value>,
     /// Its peak resident memory, in KiB.
     pub peak_kib: u64,
 }
@@ -72,6 +76,16 @@ impl Finished {
         );
         assert!(!self.stderr.contains("panicked"), "{self:#?}");
     }
+
+    /// The names of its events other than `progress`, in order.
+    pub fn event_names(&self) -> Vec<String> {
+        events::names(&self.events)
+    }
+
+    /// Its first `event`, if any.
+    pub fn event(&self, event: &str) -> Option<&serde_json::Value> {
+        self.events.iter().find(|e| e["event"] == event)
+    }
 }
 
 /// Collects a child's output while waiting for it, killing it after
@@ -91,6 +105,7 @@ pub fn finish(mut child: Child, timeout: Duration) -> Finished {
         status,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
+        events: Vec::new(),
         peak_kib,
     }
 }

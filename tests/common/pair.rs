@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::events::EventFile;
 use super::{Finished, ftvm};
 
 /// Output of a running process, collected as it comes.
@@ -61,26 +62,33 @@ impl Collected {
     }
 }
 
-/// One ftvm process with its output.
+/// One ftvm process with its output and its event stream.
 #[derive(Debug)]
 pub struct Side {
     pub child: Child,
     pub stdout: Collected,
     pub stderr: Collected,
+    pub events: EventFile,
     /// Waited for by `finish`, past which its pid is no longer ours.
     reaped: bool,
 }
 
 impl Side {
+    /// Starts `ftvm ARGS --events FILE`.
     pub fn start(args: &[String]) -> Self {
         Self::start_with_stdin(args, Stdio::null())
     }
 
-    /// Starts ftvm with `stdin` as its standard input.
+    /// Starts `ftvm ARGS --events FILE` with `stdin` as its standard input.
     pub fn start_with_stdin(args: &[String], stdin: Stdio) -> Self {
+        let events = EventFile::new();
         let mut command = ftvm();
-        command.args(args).stdin(stdin);
-        Self::spawn(command)
+        command
+            .args(args)
+            .arg("--events")
+            .arg(events.path())
+            .stdin(stdin);
+        Self::spawn(command, events)
     }
 
     /// Its resident memory now, in KiB.
@@ -96,15 +104,18 @@ impl Side {
 
     /// Starts ftvm in network namespace `namespace`.
     pub fn start_in(namespace: &str, args: &[String]) -> Self {
+        let events = EventFile::new();
         let mut command = std::process::Command::new("ip");
         command
             .args(["netns", "exec", namespace, env!("CARGO_BIN_EXE_ftvm")])
             .args(args)
+            .arg("--events")
+            .arg(events.path())
             .stdin(Stdio::null());
-        Self::spawn(command)
+        Self::spawn(command, events)
     }
 
-    fn spawn(mut command: std::process::Command) -> Self {
+    fn spawn(mut command: std::process::Command, events: EventFile) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -116,8 +127,14 @@ impl Side {
             child,
             stdout,
             stderr,
+            events,
             reaped: false,
         }
+    }
+
+    /// Waits until the process has put `event` on its stream.
+    pub fn wait_event(&self, event: &str) -> bool {
+        self.events.wait_for(event, super::TIMEOUT).is_some()
     }
 
     pub fn child_running(&self) -> bool {
@@ -158,6 +175,7 @@ impl Side {
             status,
             stdout: self.stdout.text(),
             stderr: self.stderr.text(),
+            events: self.events.read(),
             peak_kib,
         }
     }
@@ -232,21 +250,20 @@ impl PairSetup {
         args
     }
 
-    /// Starts a backup and waits until it listens.
+    /// Starts a backup and waits until it has started (a primary tries
+    /// for `--wait-backup-ms` to reach it).
     pub fn start_backup(&self, kernel: &[&str]) -> Side {
-        Self::listening(Side::start(&self.backup_args(kernel)))
+        Self::started(Side::start(&self.backup_args(kernel)))
     }
 
-    /// Waits until `backup` listens.
-    pub fn listening(backup: Side) -> Side {
+    /// Waits until `side` says it started.
+    pub fn started(side: Side) -> Side {
         assert!(
-            backup
-                .stderr
-                .wait_for("waiting for a primary", super::TIMEOUT),
-            "the backup never listened: {}",
-            backup.stderr.text()
+            side.wait_event("started"),
+            "the backup never started: {}",
+            side.stderr.text()
         );
-        backup
+        side
     }
 
     pub fn start_primary(&self, kernel: &[&str]) -> Side {
@@ -260,14 +277,29 @@ impl PairSetup {
 
 /// `count` connections to `address`, held open until dropped, as a port
 /// scanner or a misconfigured client would: every third sends 64 random
-/// bytes, the others nothing.
+/// bytes, the others nothing. A backup that has started may not listen
+/// yet: refused connections are tried again.
 pub fn flood(address: SocketAddr, count: usize) -> Vec<std::net::TcpStream> {
     use std::io::Write;
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let connect = |i: usize| {
+        let deadline = Instant::now() + super::TIMEOUT;
+        loop {
+            match std::net::TcpStream::connect(address) {
+                Ok(stream) => return stream,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && Instant::now() < deadline =>
+                {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("connect {i}: {e}"),
+            }
+        }
+    };
     (0..count)
         .map(|i| {
-            let mut stream = std::net::TcpStream::connect(address)
-                .unwrap_or_else(|e| panic!("connect {i}: {e}"));
+            let mut stream = connect(i);
             if i.is_multiple_of(3) {
                 let _ = stream.write_all(&noise(64, &mut state));
             }
@@ -316,7 +348,7 @@ pub fn join_outputs(primary: &str, backup: &str) -> String {
 
 static ONE_PAIR_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Pairs run one at a time (DESIGN.md §8): two cores, and timing matters.
+/// Pairs run one at a time (docs/DESIGN.md §8): two cores, and timing matters.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_PAIR_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -52,6 +52,8 @@
 //! [`PageSet::capture`] of them is the next pre-copy round or incremental
 //! checkpoint.
 
+#![warn(missing_docs)]
+
 pub mod envelope;
 mod error;
 mod machine;

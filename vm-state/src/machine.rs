@@ -32,8 +32,11 @@ pub struct FtState {
 /// device) and the FT bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineState {
+    /// The vCPU.
     pub vcpu: VcpuState,
+    /// The deterministic core and its devices.
     pub core: CoreState,
+    /// The FT bookkeeping (filled by a live transfer).
     pub ft: FtState,
 }
 
@@ -43,6 +46,7 @@ impl MachineState {
         self.core.exits()
     }
 
+    /// The state in its versioned, checksummed encoding.
     pub fn encode(&self) -> Vec<u8> {
         envelope::encode(Kind::Machine, self)
     }
@@ -62,12 +66,16 @@ impl MachineState {
 /// else to run it on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VmState {
+    /// The configuration, as a log's header.
     pub header: Header,
+    /// The vCPU and the core.
     pub machine: MachineState,
+    /// Every page of guest memory.
     pub memory: PageSet,
 }
 
 impl VmState {
+    /// The state in its versioned, checksummed encoding.
     pub fn encode(&self) -> Vec<u8> {
         envelope::encode(Kind::Vm, self)
     }

@@ -120,6 +120,7 @@ impl PageSet {
         self.zero_pages() + self.numbers.len() as u64
     }
 
+    /// Whether it has no page.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -231,6 +232,7 @@ impl DirtyPages {
         }
     }
 
+    /// Adds page number `page`.
     pub fn insert(&mut self, page: u64) {
         let word = (page / 64) as usize;
         if self.words.len() <= word {
@@ -239,6 +241,7 @@ impl DirtyPages {
         self.words[word] |= 1 << (page % 64);
     }
 
+    /// Whether page number `page` is in the set.
     pub fn contains(&self, page: u64) -> bool {
         self.words
             .get((page / 64) as usize)
@@ -253,6 +256,7 @@ impl DirtyPages {
             .sum()
     }
 
+    /// Whether it has no page.
     pub fn is_empty(&self) -> bool {
         self.words.iter().all(|&word| word == 0)
     }

@@ -21,14 +21,20 @@ const MAX_MSRS: usize = 256;
 /// among them. There is no in-kernel irqchip, so no LAPIC state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VcpuState {
+    /// The general registers.
     pub regs: kvm_regs,
+    /// The system registers.
     pub sregs: kvm_sregs,
     /// The KVM_GET_XSAVE area.
     #[serde(with = "serde_bytes")]
     pub xsave: Vec<u8>,
+    /// The extended control registers.
     pub xcrs: kvm_xcrs,
+    /// The debug registers.
     pub debugregs: kvm_debugregs,
+    /// Pending events: an injected interrupt or exception, the interrupt shadow, NMI.
     pub events: kvm_vcpu_events,
+    /// The multiprocessing state.
     pub mp_state: kvm_mp_state,
     /// (index, value) of each MSR.
     pub msrs: Vec<(u32, u64)>,

@@ -8,7 +8,7 @@ use ft_logging::{
     CpuidLeaf, DiskInfo, End, Event, EventSource, ExitDone, ExitQuery, Header, NetInfo, NullSink,
     SourceError, StateDigest,
 };
-use ftvm_core::exit_handler::{Access, ExitHandler, Flow};
+use ftvm_core::exit_handler::{Access, ExitHandler, Flow, Step};
 use ftvm_core::memory::GuestRam;
 use ftvm_core::platform::{Devices, PLATFORM_VERSION, Platform};
 use sha2::{Digest, Sha256};
@@ -87,7 +87,10 @@ fn drive(
     reads: &[u16],
 ) -> Vec<u64> {
     let mut seen = Vec::new();
-    let finish = |handler: &mut ExitHandler, clock: &mut Clock, completed| {
+    let finish = |handler: &mut ExitHandler, clock: &mut Clock, step| {
+        let Step::Completed(completed) = step else {
+            panic!("the run ended at an access: {step:?}");
+        };
         let flow = handler
             .finish(completed, 0x1000, 0x202, clock, &mut NullSink)
             .unwrap();

@@ -28,6 +28,8 @@ fn exitloop(n: u64) -> Machine {
 /// Guest time through ftvm's exit handler.
 fn through_ftvm(n: u64) -> Duration {
     let mut machine = exitloop(n);
+    // As every command does: exits are counted for the metrics.
+    machine.count_exits(vmm::monitor::Stats::new().exits.clone());
     let (_input, receiver) = crossbeam_channel::unbounded();
     let stop = Arc::new(StopSignal::default());
     let mut source = LiveSource::new(

@@ -1,5 +1,5 @@
-//! Measures how this host's KVM debugs a guest (DESIGN.md §1, and
-//! docs/NOTES.md "Debugging a replay"): whether hardware data breakpoints
+//! Measures how this host's KVM debugs a guest (docs/DESIGN.md §1 and
+//! §14): whether hardware data breakpoints
 //! (watchpoints) fire, and what single-stepping gives at each kind of
 //! platform exit. Run with the probe guest built from tests/guests:
 //!

@@ -52,6 +52,9 @@ pub fn of_end(end: VmEnd) -> u8 {
         VmEnd::Guest(GuestEnd::Reset | GuestEnd::Halted | GuestEnd::Idle) => 0,
         VmEnd::Guest(GuestEnd::TripleFault) => GUEST_TRIPLE_FAULT,
         VmEnd::Stopped(reason) => reason.exit_status(),
+        // A replay ends as the recorded run did, which its caller knows;
+        // without that, a log that ends early is not a valid log.
+        VmEnd::LogEnded => INVALID_TRACE,
     }
 }
 
@@ -59,7 +62,10 @@ pub fn of_end(end: VmEnd) -> u8 {
 pub fn of_run_error(error: &RunError) -> u8 {
     match error {
         RunError::Unemulated(_) => UNEMULATED_INSTRUCTION,
-        RunError::Core(CoreError::Sink(_)) => HOST_IO_FAILURE,
+        RunError::Core(
+            CoreError::Sink(_)
+            | CoreError::Source(SourceError::LogWrite(_) | SourceError::Output(_)),
+        ) => HOST_IO_FAILURE,
         RunError::Core(CoreError::Source(SourceError::Log(_))) => INVALID_TRACE,
         RunError::Core(CoreError::Source(SourceError::Fenced(_))) => NOT_LIVE,
         RunError::Core(

@@ -17,25 +17,41 @@ use crate::images::{self, BUILTIN};
 /// What is read first: an ELF64 file header.
 const HEAD: u64 = 64;
 
+/// Why `--kernel` names no kernel ftvm can read.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
+    /// No such file and no built-in image of that name.
     #[error(
         "kernel `{name}` not found: no such file, and no built-in image of that name (built-in: {builtins})"
     )]
-    NotFound { name: String, builtins: String },
+    NotFound {
+        /// The name given.
+        name: String,
+        /// The built-in images.
+        builtins: String,
+    },
+    /// The file exists but cannot be read.
     #[error("cannot read kernel `{path}`: {source}")]
     Unreadable {
+        /// The file.
         path: String,
+        /// The error underneath.
         source: std::io::Error,
     },
+    /// The path is not a regular file (a device, a FIFO, a directory).
     #[error("cannot read kernel `{path}`: it is not a regular file")]
-    NotAFile { path: String },
+    NotAFile {
+        /// The file.
+        path: String,
+    },
 }
 
 /// A kernel image and where it came from.
 #[derive(Debug, Clone)]
 pub struct Kernel {
+    /// The name it was given by.
     pub name: String,
+    /// The ELF image, as far as the guest needs it.
     pub image: Cow<'static, [u8]>,
 }
 

@@ -2,6 +2,8 @@
 //! deterministic core (the `ftvm-core` crate), boot, the host's inputs and
 //! outputs, and the fault-tolerant pair.
 
+#![warn(missing_docs)]
+
 pub mod boot;
 pub mod exit_status;
 pub mod ft;
@@ -9,6 +11,7 @@ pub mod host;
 pub mod images;
 pub mod kernel;
 pub mod machine;
+pub mod monitor;
 pub mod replaying;
 pub mod timetravel;
 pub mod vm_config;

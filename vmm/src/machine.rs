@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use ft_logging::{CpuidLeaf, End, EndReason, EventSource, Header, OutputSink};
+use prometheus::IntCounter;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 use vm_state::{DirtyPages, FtState, MachineState, PageSet, StateError, VmState, check_header};
@@ -31,10 +32,13 @@ use ftvm_core::memory::GuestRam;
 use ftvm_core::platform::{Devices, PLATFORM_VERSION, Platform};
 use ftvm_core::state::InvalidState;
 
+/// Why a VM cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
+    /// KVM refused.
     #[error(transparent)]
     Vm(#[from] VmError),
+    /// The kernel cannot be loaded.
     #[error(transparent)]
     Boot(#[from] BootError),
 }
@@ -44,14 +48,19 @@ pub enum MachineError {
 /// refused must be dropped.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// The state is damaged, of another version or platform.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The state's configuration is invalid.
     #[error("the state's VM configuration is invalid: {0}")]
     Config(#[source] ConfigError),
+    /// The VM cannot be made.
     #[error(transparent)]
     Machine(#[from] MachineError),
+    /// A device's state is refused.
     #[error(transparent)]
     Device(#[from] InvalidState),
+    /// KVM refused the vCPU's state.
     #[error(transparent)]
     Vcpu(#[from] VcpuStateError),
 }
@@ -79,6 +88,7 @@ pub enum Cpu<'a> {
     Recorded(&'a [CpuidLeaf]),
 }
 
+/// A VM: KVM's VM and vCPU, and the deterministic core that handles its exits.
 #[derive(Debug)]
 pub struct Machine {
     // The vCPU goes first: it must close before the VM and its memory.
@@ -124,6 +134,11 @@ impl Machine {
             written: Some(DirtyPages::default()),
             vm,
         })
+    }
+
+    /// Counts every exit in `exits` from now on.
+    pub fn count_exits(&mut self, exits: IntCounter) {
+        self.vcpu.count_exits(exits);
     }
 
     /// A VM for `header`'s configuration and CPU model, with zeroed memory,
@@ -243,7 +258,9 @@ impl Machine {
         hold: &mut dyn FnMut() -> bool,
     ) -> Result<Resumed, RunError> {
         self.written = None;
-        self.vcpu.boot(&mut self.handler, io.source)?;
+        if let Some(end) = self.vcpu.boot(&mut self.handler, io.source)? {
+            return Ok(Resumed::End(end));
+        }
         self.vcpu.resume(&mut self.handler, io, pause, hold)
     }
 
@@ -301,6 +318,7 @@ impl Machine {
         self.handler.virtual_time_ns()
     }
 
+    /// The vCPU.
     pub fn vcpu(&self) -> &Vcpu {
         &self.vcpu
     }
@@ -326,6 +344,8 @@ pub fn end_reason(result: &Result<VmEnd, RunError>) -> EndReason {
         Ok(VmEnd::Guest(GuestEnd::Idle)) => EndReason::Idle,
         Ok(VmEnd::Guest(GuestEnd::TripleFault)) => EndReason::TripleFault,
         Ok(VmEnd::Stopped(reason)) => EndReason::Stopped(*reason),
+        // Replays end as the recorded run did; their callers use its end.
+        Ok(VmEnd::LogEnded) => EndReason::Failed("the log ends here".into()),
         Err(error) => EndReason::Failed(error.to_string()),
     }
 }

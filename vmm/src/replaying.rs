@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use ft_logging::{End, EventSource, OutputSink, SourceError, StopReason};
-use ftvm_core::exit_handler::CoreError;
+use ft_logging::{End, EventSource, OutputSink, StopReason};
 use replay::{RecordStream, ReplaySource};
 use vm_state::VmState;
 
@@ -32,7 +31,12 @@ pub enum ReplayEnd {
     Stopped(StopReason),
     /// The replay came to the logged run's end: the replay's own end record
     /// and the log's, which [`Replay::finish`] compared in verify mode.
-    Ended { end: End, recorded: End },
+    Ended {
+        /// The replay's end record.
+        end: End,
+        /// The log's.
+        recorded: End,
+    },
 }
 
 impl<S: RecordStream> Replay<S> {
@@ -62,10 +66,12 @@ impl<S: RecordStream> Replay<S> {
         Ok(Self::new(machine, source, interval))
     }
 
+    /// The machine replaying.
     pub fn machine(&self) -> &Machine {
         &self.machine
     }
 
+    /// The machine replaying, to drive one exit at a time.
     pub fn machine_mut(&mut self) -> &mut Machine {
         &mut self.machine
     }
@@ -116,15 +122,15 @@ impl<S: RecordStream> Replay<S> {
     pub fn finish(&mut self, result: Result<VmEnd, RunError>) -> Result<ReplayEnd, RunError> {
         let (reason, status) = match &result {
             Ok(VmEnd::Stopped(reason)) => return Ok(ReplayEnd::Stopped(*reason)),
-            Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
             // The recorded run was stopped, or failed, here: end as it did.
-            Err(RunError::Core(CoreError::Source(SourceError::LogEnded))) => {
+            Ok(VmEnd::LogEnded) => {
                 let recorded = self
                     .source
                     .recorded_end()
                     .expect("a replay source has read the End record when it reports LogEnded");
                 (recorded.reason.clone(), recorded.status)
             }
+            Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
             // A failure of the replay itself that the recording may share
             // (KVM refusing the same instruction); anything from the log is
             // not.

@@ -10,32 +10,50 @@ use crate::kernel::{self, Kernel, KernelError};
 use ftvm_core::layout::{CMDLINE_MAX, MAX_MEM_MIB};
 use ftvm_core::platform::Devices;
 
+/// Guest RAM unless `--mem-mib` says otherwise.
 pub const DEFAULT_MEM_MIB: u32 = 64;
 
+/// Why a VM's configuration is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The memory size is out of range.
     #[error(
         "--mem-mib must be between 1 and {MAX_MEM_MIB} (RAM ends below the MMIO area), not {0}"
     )]
     MemSize(u32),
+    /// The command line, with the device words, is too long.
     #[error(
         "the guest's command line is {0} bytes long with its devices; the longest is {CMDLINE_MAX}"
     )]
     CmdlineLength(usize),
+    /// The command line holds a byte that is not printable ASCII.
     #[error("--cmdline may hold printable ASCII only (byte {0:#04x} is not)")]
     CmdlineCharacter(u8),
+    /// No such kernel.
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    /// The kernel is not a PVH ELF64 image.
     #[error("invalid kernel `{name}`: {source}")]
-    InvalidKernel { name: String, source: ElfError },
+    InvalidKernel {
+        /// The kernel.
+        name: String,
+        /// What is wrong with it.
+        source: ElfError,
+    },
 }
 
+/// A VM's validated configuration.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
+    /// Guest RAM in MiB.
     pub mem_mib: u32,
+    /// The guest's command line, as given.
     pub cmdline: String,
+    /// The kernel.
     pub kernel: Kernel,
+    /// Where the kernel is entered.
     pub pvh: PvhKernel,
+    /// The virtio devices.
     pub devices: Devices,
 }
 

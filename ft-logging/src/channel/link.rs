@@ -42,6 +42,10 @@ impl LinkState {
         })
     }
 
+    pub(super) fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.peer_addr().ok()
+    }
+
     pub(super) fn heard(&self) {
         let since_start = self.start.elapsed().as_nanos() as u64;
         self.last_heard.store(since_start, Ordering::Relaxed);

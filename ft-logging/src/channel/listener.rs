@@ -76,6 +76,7 @@ pub struct BackupListener {
 }
 
 impl BackupListener {
+    /// Listens on `addr` for a primary.
     pub fn bind(addr: SocketAddr) -> Result<Self, ChannelError> {
         let bound = listen(addr).and_then(|listener| {
             let local = listener.local_addr()?;
@@ -85,6 +86,7 @@ impl BackupListener {
         Ok(Self { listener, addr })
     }
 
+    /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

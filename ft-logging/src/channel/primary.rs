@@ -23,9 +23,17 @@ use crate::encode_header;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FromBackup {
     /// The backup has received the log through exit `through_exit`.
-    Ack { through_exit: u64 },
+    Ack {
+        /// Every input through this exit has arrived.
+        through_exit: u64,
+    },
     /// The backup has replayed through exit `exit`, at this virtual time.
-    Progress { exit: u64, virtual_ns: u64 },
+    Progress {
+        /// The exit it replayed last.
+        exit: u64,
+        /// Its guest's virtual time then.
+        virtual_ns: u64,
+    },
     /// The backup is gone; nothing follows.
     Lost(Lost),
 }
@@ -160,10 +168,12 @@ pub struct PrimaryLink {
 }
 
 impl PrimaryLink {
+    /// The handle that sends the log to the backup.
     pub fn sender(&self) -> LogSender {
         self.sender.clone()
     }
 
+    /// What the backup sends, as it arrives.
     pub fn from_backup(&self) -> Receiver<FromBackup> {
         self.from_backup.clone()
     }

@@ -86,6 +86,7 @@ impl I8042 {
         }
     }
 
+    /// Its state, for a snapshot.
     pub fn state(&self) -> I8042State {
         I8042State {
             output: self.output,

@@ -359,6 +359,20 @@ impl Pic {
     }
 }
 
+/// The port writes with which Linux's init_8259A sets the pair up: edge
+/// mode, the master's IRQs at vectors 0x20-0x27, the slave's at 0x28-0x2f,
+/// cascaded on IRQ 2, every line unmasked. Tests program the pair with it.
+pub const LINUX_INIT: [(u16, u8); 8] = [
+    (0x20, 0x11),
+    (0x21, 0x20),
+    (0x21, 0x04),
+    (0x21, 0x01),
+    (0xa0, 0x11),
+    (0xa1, 0x28),
+    (0xa1, 0x02),
+    (0xa1, 0x01),
+];
+
 /// The PC's master/slave 8259A pair with the ELCR.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DualPic {
@@ -389,6 +403,7 @@ impl DualPic {
         }
     }
 
+    /// Its state, for a snapshot.
     pub fn state(&self) -> PicState {
         PicState {
             master: self.master.clone(),
@@ -520,18 +535,8 @@ impl DualPic {
 mod tests {
     use super::*;
 
-    /// Linux's init_8259A: edge mode, master at 0x20, slave at 0x28.
     fn init(pic: &mut DualPic) {
-        for (port, value) in [
-            (0x20, 0x11),
-            (0x21, 0x20),
-            (0x21, 0x04),
-            (0x21, 0x01),
-            (0xa0, 0x11),
-            (0xa1, 0x28),
-            (0xa1, 0x02),
-            (0xa1, 0x01),
-        ] {
+        for (port, value) in LINUX_INIT {
             pic.write(port, value);
         }
     }
@@ -900,17 +905,7 @@ mod state_tests {
     /// level-triggered line, rotation, ISR selected for reading.
     fn busy() -> DualPic {
         let mut pic = DualPic::new();
-        for (port, value) in [
-            (0x20, 0x11),
-            (0x21, 0x20),
-            (0x21, 0x04),
-            (0x21, 0x01),
-            (0xa0, 0x11),
-            (0xa1, 0x28),
-            (0xa1, 0x02),
-            (0xa1, 0x01),
-            (0x4d1, 0x02),
-        ] {
+        for (port, value) in LINUX_INIT.into_iter().chain([(0x4d1, 0x02)]) {
             pic.write(port, value);
         }
         pic.set_irq(9, true);

@@ -612,6 +612,7 @@ impl Pit {
         self.now_ns
     }
 
+    /// Its state, for a snapshot.
     pub fn state(&self) -> PitState {
         PitState {
             now_ns: self.now_ns,

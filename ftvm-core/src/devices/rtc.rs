@@ -223,6 +223,7 @@ impl Rtc {
         }
     }
 
+    /// Its state, for a snapshot.
     pub fn state(&self) -> RtcState {
         RtcState {
             now_ns: self.now_ns,

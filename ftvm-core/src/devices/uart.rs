@@ -140,6 +140,7 @@ impl Uart {
         }
     }
 
+    /// Its state, for a snapshot.
     pub fn state(&self) -> UartState {
         UartState {
             rx: self.rx.iter().copied().collect(),

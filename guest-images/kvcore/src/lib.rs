@@ -7,7 +7,7 @@
 //!
 //! It runs inside guests, whose code must not reach `core::fmt` or core's
 //! string searching: their precompiled code uses SIMD that KVM's
-//! instruction emulator cannot run (DESIGN.md §1). So nothing here formats,
+//! instruction emulator cannot run (docs/DESIGN.md §1). So nothing here formats,
 //! derives `Debug` or searches `str`, integers are printed and parsed by
 //! hand (`int`), and no input, however hostile, makes it panic.
 #![no_std]

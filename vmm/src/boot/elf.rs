@@ -15,55 +15,88 @@ use ftvm_core::layout::{BOOT_AREA_END, LEGACY_HOLE_END, LEGACY_HOLE_START};
 /// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit physical entry point of the PVH ABI.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 
+/// Why a kernel file is not a PVH ELF64 image ftvm can load.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ElfError {
+    /// The file is empty.
     #[error("the kernel file is empty")]
     Empty,
+    /// It is not an ELF file.
     #[error("not an ELF file (no ELF magic)")]
     NotElf,
+    /// It is a 32-bit ELF file.
     #[error("ELF32 kernels are not supported: ftvm boots ELF64 PVH kernels")]
     Elf32,
+    /// Its ELF class is neither 32 nor 64 bits.
     #[error("unknown ELF class {0}")]
     BadClass(u8),
+    /// It is big-endian.
     #[error("not a little-endian ELF file")]
     BigEndian,
+    /// Its ELF header is truncated or malformed.
     #[error("truncated or malformed ELF header: {0}")]
     Header(object::read::Error),
+    /// Its ELF identification is cut short.
     #[error("the ELF identification is cut short")]
     ShortIdent,
+    /// It is for another machine than x86-64.
     #[error("not an x86-64 ELF file (machine {0})")]
     Machine(u16),
+    /// It is not an executable.
     #[error("not an executable ELF file (type {0})")]
     NotExecutable(u16),
+    /// Its program headers lie outside the file.
     #[error("program headers lie outside the file: {0}")]
     ProgramHeaders(object::read::Error),
+    /// It has no loadable segment.
     #[error("no loadable segment")]
     NoSegments,
+    /// A segment is larger in the file than in memory.
     #[error(
         "segment {index} has a file size ({filesz:#x}) larger than its memory size ({memsz:#x})"
     )]
     SegmentSizes {
+        /// The segment's index.
         index: usize,
+        /// Its size in the file.
         filesz: u64,
+        /// Its size in memory.
         memsz: u64,
     },
+    /// A segment's data lies outside the file.
     #[error("segment {index}'s data lies outside the file (truncated?)")]
-    SegmentData { index: usize },
+    SegmentData {
+        /// The segment's index.
+        index: usize,
+    },
+    /// A segment lies outside the RAM a kernel may load into.
     #[error(
         "segment {index} at [{start:#x}, {end:#x}) does not fit in guest RAM (which ends at {ram_end:#x}; kernels load in [{BOOT_AREA_END:#x}, {LEGACY_HOLE_START:#x}) or from {LEGACY_HOLE_END:#x} up)"
     )]
     SegmentOutsideRam {
+        /// The segment's index.
         index: usize,
+        /// Its first address.
         start: u64,
+        /// The address just past it.
         end: u64,
+        /// The end of guest RAM.
         ram_end: u64,
     },
+    /// A note segment is malformed.
     #[error("malformed PT_NOTE segment {index}: {reason}")]
-    Note { index: usize, reason: String },
+    Note {
+        /// The segment's index.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// It has no PVH entry note.
     #[error(
         "no PVH entry note (Xen XEN_ELFNOTE_PHYS32_ENTRY): ftvm boots kernels through the PVH ABI"
     )]
     NoPvhNote,
+    /// Its PVH entry point lies outside every loaded segment.
     #[error("PVH entry point {0:#x} lies outside every loaded segment")]
     EntryOutside(u64),
 }

@@ -21,16 +21,22 @@ const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
 const E820_RAM: u32 = 1;
 const E820_RESERVED: u32 = 2;
 
+/// Why a kernel cannot be put in guest memory.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
+    /// linux-loader could not load it.
     #[error("cannot load the kernel: {0}")]
     Load(#[source] linux_loader::loader::Error),
+    /// The command line is invalid.
     #[error("invalid command line: {0}")]
     Cmdline(#[source] linux_loader::cmdline::Error),
+    /// The command line cannot be written into guest memory.
     #[error("cannot write the command line: {0}")]
     WriteCmdline(#[source] linux_loader::loader::Error),
+    /// `hvm_start_info` cannot be written into guest memory.
     #[error("cannot write the start info: {0}")]
     WriteStartInfo(#[source] linux_loader::configurator::Error),
+    /// The boot GDT cannot be written into guest memory.
     #[error("cannot write the boot GDT: {0}")]
     WriteGdt(#[source] vm_memory::GuestMemoryError),
 }

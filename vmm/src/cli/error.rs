@@ -14,6 +14,7 @@ use vmm::exit_status::{
 use vmm::host::TapError;
 use vmm::kernel::KernelError;
 use vmm::machine::{MachineError, RestoreError};
+use vmm::monitor::MonitorError;
 use vmm::timetravel::ReplayError;
 use vmm::timetravel::gdb::GdbError;
 use vmm::vm_config::ConfigError;
@@ -31,12 +32,12 @@ pub enum CliError {
     Host(#[source] std::io::Error),
     #[error("{0}")]
     Trace(#[from] TraceError),
-    #[error("cannot write the trace: {0}")]
-    TraceWrite(String),
     #[error("the trace's VM configuration is invalid: {0}")]
     TraceConfig(#[source] ConfigError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
     #[error("cannot write to stdout: {0}")]
     Console(#[source] std::io::Error),
     #[error("{0}")]
@@ -111,7 +112,8 @@ impl CliError {
                 KernelError::Unreadable { .. } | KernelError::NotAFile { .. },
             )) => UNREADABLE_KERNEL,
             Self::Config(ConfigError::InvalidKernel { .. }) => INVALID_KERNEL,
-            Self::Config(_) | Self::Usage(_) => USAGE,
+            Self::Monitor(MonitorError::Thread(_)) => HOST_IO_FAILURE,
+            Self::Config(_) | Self::Usage(_) | Self::Monitor(_) => USAGE,
             Self::Pairing(
                 ChannelError::Key { .. } | ChannelError::Timing { .. } | ChannelError::Bind { .. },
             ) => USAGE,
@@ -127,9 +129,8 @@ impl CliError {
             Self::Machine(MachineError::Vm(_)) => KVM_FAILURE,
             Self::Machine(MachineError::Boot(_)) => INVALID_KERNEL,
             Self::Run(error) => exit_status::of_run_error(error),
-            Self::Host(_) | Self::Console(_) | Self::TraceWrite(_) | Self::Output { .. } => {
-                HOST_IO_FAILURE
-            }
+            Self::Host(_) | Self::Console(_) | Self::Output { .. } => HOST_IO_FAILURE,
+            Self::Trace(TraceError::Create { .. } | TraceError::Write { .. }) => HOST_IO_FAILURE,
             Self::Debug(_) => KVM_FAILURE,
             Self::Gdb(GdbError::Protocol(_)) => GDB_PROTOCOL,
             Self::Checkpoint(ReplayError::Restore(_) | ReplayError::InvalidCheckpoint { .. }) => {

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use ft_logging::EventSource;
 use ft_logging::channel::{
     AuthKey, BackupListener, ChannelConfig, PrimaryHello, PrimaryLink, dial,
 };
+use ft_logging::{EventSource, SourceError};
+use ftvm_core::exit_handler::CoreError;
 use shared_disk::{Arbiter, FlagState, ImageLock, Outcome};
 use vmm::exit_status;
 use vmm::ft::{
@@ -20,12 +21,13 @@ use vmm::ft::{
 };
 use vmm::host::{HostSink, Tap, priority};
 use vmm::machine::{Cpu, Machine, end_reason};
+use vmm::monitor::{Event, Monitor, Role};
 use vmm::vstate::{RunError, VmEnd};
 
-use super::VmArgs;
 use super::error::CliError;
 use super::live::Host;
-use super::run::DEFAULT_DIGEST_INTERVAL;
+use super::run::{DEFAULT_DIGEST_INTERVAL, conclude};
+use super::{Ended, MonitorArgs, VmArgs};
 
 /// How long a primary stopped by a signal gives its backup to take the
 /// end of the log.
@@ -108,7 +110,9 @@ pub struct PrimaryArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     digest_every: u64,
     #[command(flatten)]
-    vm: VmArgs,
+    pub vm: VmArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -119,7 +123,16 @@ pub struct BackupArgs {
     #[command(flatten)]
     pair: PairArgs,
     #[command(flatten)]
-    vm: VmArgs,
+    pub vm: VmArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+impl BackupArgs {
+    /// What this backup starts as, in its `started` event.
+    pub fn role(&self) -> &'static str {
+        "backup"
+    }
 }
 
 /// A name for this side in the go-live flag.
@@ -127,18 +140,21 @@ fn owner(role: &str, address: SocketAddr) -> String {
     format!("{role} pid {} ({address})", std::process::id())
 }
 
-pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
+pub fn primary(args: &PrimaryArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+    let stats = monitor.stats();
+    stats.set_role(Role::Primary);
     let (config, backends) = args.vm.open(ImageLock::Now)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
+    machine.count_exits(stats.exits.clone());
     let hello = PrimaryHello {
         header: machine.header(&config, args.digest_every),
         generation,
     };
-    let host = Host::start(true)?;
+    host.attach_stdin()?;
     let owner = owner("primary", args.backup);
-    let link = wait_for_backup(args, &channel, &hello, &host)?;
+    let link = wait_for_backup(args, &channel, &hello, host)?;
     if link.is_none() {
         eprintln!(
             "ftvm: primary: no backup at {} after {} ms; running alone needs the go-live flag",
@@ -148,7 +164,10 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
             .test_and_set(generation, &owner, &|| host.stop.requested().is_some())
             .map_err(|error| host.stopped_or("waiting for the go-live flag", error))?;
         match outcome {
-            Outcome::Won => eprintln!("ftvm: primary: won the go-live flag; running alone"),
+            Outcome::Won => {
+                stats.set_role(Role::Alone);
+                eprintln!("ftvm: primary: won the go-live flag; running alone");
+            }
             Outcome::Lost(state) => {
                 return Err(CliError::NotLive(format!(
                     "primary: the go-live flag is taken ({state}): not running alone"
@@ -173,6 +192,10 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     let sender = link.as_ref().map(PrimaryLink::sender);
     if let Some(link) = &link {
         eprintln!("ftvm: primary: paired with the backup at {}", args.backup);
+        stats.set_paired(true);
+        monitor.emit(Event::Paired {
+            peer: args.backup.to_string(),
+        });
         let claim = FlagClaim {
             arbiter,
             generation,
@@ -185,6 +208,7 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
             claim,
             host.stop.clone(),
             host.input_sender(),
+            monitor.clone(),
         )
         .map_err(CliError::Host)?;
     }
@@ -199,6 +223,7 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
         status,
         host.stop.clone(),
         limits,
+        stats.clone(),
     );
     let result = machine.run(
         &mut source,
@@ -218,9 +243,8 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
         None => {}
     }
     host.finish();
-    let end = result?;
     ended.map_err(|error| CliError::Run(RunError::Core(error.into())))?;
-    Ok(conclude(end))
+    conclude(result)
 }
 
 /// Pairs with the backup, trying again while it does not answer, for up to
@@ -238,16 +262,19 @@ fn wait_for_backup(
     .map_err(|error| host.stopped_or("waiting for the backup", error))
 }
 
-pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
+pub fn backup(args: &BackupArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+    let stats = monitor.stats();
+    stats.set_role(Role::Backup);
     // It writes nothing until it is live, when the primary's lock is gone.
     let (config, backends) = args.vm.open(ImageLock::FirstRequest)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
+    machine.count_exits(stats.exits.clone());
     let ours = machine.header(&config, 0);
     let listener = BackupListener::bind(args.listen)?;
-    // Signals are ours before anyone can be told that this side waits.
-    let host = Host::start(false)?;
+    // Signals are ours (the monitor started the host first) before anyone
+    // can be told that this side waits.
     eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
     let check = |hello: &PrimaryHello| {
         pairing::compare(&hello.header, &ours)?;
@@ -263,6 +290,12 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
         .accept(&channel, &check, &|| host.stop.requested().is_some())
         .map_err(|error| host.stopped_or("waiting for a primary", error))?;
     eprintln!("ftvm: backup: paired with a primary; replaying its log");
+    stats.set_paired(true);
+    monitor.emit(Event::Paired {
+        peer: link
+            .peer()
+            .map_or_else(|| "unknown".into(), |peer| peer.to_string()),
+    });
 
     let status = Rc::new(RefCell::new(LogStatus::default()));
     // The backup touches neither its disk nor its TAP before it goes live,
@@ -280,7 +313,7 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
                 tracing::warn!(%error, "the live backup takes no input from stdin");
             }
             if let (Some(tap), Some(mac)) = (&tap, mac) {
-                go_live_on(&host, tap, mac);
+                go_live_on(host, tap, mac);
             }
             host.live_source_from(ns)
         }),
@@ -291,6 +324,7 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
         status.clone(),
         backlog.clone(),
         takeover,
+        monitor.clone(),
     );
     let mut sink = BackupSink { backlog, status };
     if let Err(error) = priority::set_thread_nice(priority::REPLAY_NICE) {
@@ -306,7 +340,27 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
     // The source's takeover borrows the host.
     drop(source);
     host.finish();
+    if let Err(CliError::Run(error)) = &outcome
+        && let Some(exit) = divergence_exit(error)
+    {
+        stats.divergences.inc();
+        monitor.emit(Event::Diverged {
+            exit,
+            what: error.to_string(),
+        });
+    }
     outcome
+}
+
+/// The exit where a backup found that its replay diverged, if it did.
+fn divergence_exit(error: &RunError) -> Option<u64> {
+    match error {
+        RunError::Core(CoreError::Source(SourceError::Divergence { exit, .. })) => Some(*exit),
+        RunError::Core(CoreError::MissingTime { exit } | CoreError::MissingMsr { exit, .. }) => {
+            Some(*exit)
+        }
+        _ => None,
+    }
 }
 
 /// The new primary's network: frames that queued on its TAP while it was a
@@ -315,7 +369,10 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
 fn go_live_on(host: &Host, tap: &Tap, mac: [u8; 6]) {
     match tap.discard_queued() {
         Ok(0) => {}
-        Ok(n) => tracing::info!(frames = n, "discarded frames queued before going live"),
+        Ok(n) => {
+            host.stats().net.discarded_frames.inc_by(n as u64);
+            tracing::info!(frames = n, "discarded frames queued before going live");
+        }
         Err(error) => tracing::warn!(%error, "cannot discard the TAP's queued frames"),
     }
     if let Err(error) = host.receive_from(tap) {
@@ -333,22 +390,23 @@ fn backup_end(
     source: &mut BackupSource<'_>,
     result: Result<VmEnd, RunError>,
     pair: &PairArgs,
-) -> Result<u8, CliError> {
+) -> Result<Ended, CliError> {
     let (reason, status) = match &result {
-        Ok(VmEnd::Stopped(reason)) => {
-            eprintln!("ftvm: backup: {reason}");
-            return Ok(reason.exit_status());
+        Ok(VmEnd::Stopped(stop)) => {
+            eprintln!("ftvm: backup: {stop}");
+            return Ok(Ended {
+                status: stop.exit_status(),
+                reason: end_reason(&result).to_string(),
+            });
         }
-        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
-        Err(RunError::Core(ftvm_core::exit_handler::CoreError::Source(
-            ft_logging::SourceError::LogEnded,
-        ))) => {
+        Ok(VmEnd::LogEnded) => {
             // The primary was stopped (or failed) there; so is the pair.
             let end = source
                 .primary_end()
                 .expect("LogEnded comes with the end record");
             (end.reason.clone(), end.status)
         }
+        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
         // A failure of the guest the primary had too (KVM refusing the same
         // instruction) is checked against its end; anything else stops here.
         Err(error) if !exit_status::is_log_error(error) => {
@@ -357,6 +415,7 @@ fn backup_end(
         Err(_) => return Err(CliError::Run(result.expect_err("an error"))),
     };
     let live = source.is_live();
+    let described = reason.to_string();
     source
         .end(&machine.end(reason, status))
         .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
@@ -365,13 +424,8 @@ fn backup_end(
             .finish_replay(Duration::from_millis(pair.timeout_ms * 2))
             .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
     }
-    Ok(status)
-}
-
-/// The exit status of a run that ended, with a word when the host stopped it.
-fn conclude(end: VmEnd) -> u8 {
-    if let VmEnd::Stopped(reason) = end {
-        eprintln!("ftvm: {reason}");
-    }
-    exit_status::of_end(end)
+    Ok(Ended {
+        status,
+        reason: described,
+    })
 }

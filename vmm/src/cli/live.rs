@@ -9,6 +9,7 @@ use vmm::host::{
     self, DiskIo, HostDevices, HostInput, LiveSource, SerialWindow, StopSignal, Tap, TerminalGuard,
     VcpuKicker, VirtualClock,
 };
+use vmm::monitor::Stats;
 
 use super::devices::Backends;
 use super::error::CliError;
@@ -23,12 +24,15 @@ pub struct Host {
     /// Stdin's bytes on their way to the guest.
     window: SerialWindow,
     terminal: RefCell<Option<TerminalGuard>>,
+    /// Where this host's devices count what they carry.
+    stats: Arc<Stats>,
 }
 
 impl Host {
     /// Watches SIGINT and SIGTERM and, when `stdin` is set, forwards stdin
-    /// to the guest (raw mode on a terminal). Must run on the vCPU thread.
-    pub fn start(stdin: bool) -> Result<Self, CliError> {
+    /// to the guest (raw mode on a terminal); its devices count what they
+    /// carry in `stats`. Must run on the vCPU thread.
+    pub fn start(stdin: bool, stats: Arc<Stats>) -> Result<Self, CliError> {
         let stop = Arc::new(StopSignal::default());
         let kicker = VcpuKicker::for_current_thread().map_err(|e| CliError::Host(e.into()))?;
         let (input_tx, input) = crossbeam_channel::unbounded();
@@ -41,6 +45,7 @@ impl Host {
             input,
             window: SerialWindow::default(),
             terminal: RefCell::new(None),
+            stats,
         };
         if stdin {
             host.attach_stdin()?;
@@ -74,6 +79,7 @@ impl Host {
             self.stop.clone(),
             VirtualClock::resume(ns),
         )
+        .counting(self.stats.net.clone())
     }
 
     /// Hands the frames arriving on `tap` to the guest from now on.
@@ -97,7 +103,13 @@ impl Host {
         Ok(HostDevices {
             disk,
             tap: backends.tap,
+            stats: self.stats.clone(),
         })
+    }
+
+    /// Where this host's devices count what they carry.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// The error of a wait that ended with `error`: the stop that made it
@@ -115,8 +127,8 @@ impl Host {
     }
 
     /// The vCPU no longer runs: stop kicking it and give the terminal back.
-    pub fn finish(self) {
+    pub fn finish(&self) {
         self.kicker.done();
-        drop(self.terminal);
+        drop(self.terminal.borrow_mut().take());
     }
 }

@@ -70,7 +70,7 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
         progress: args.gdb.is_none(),
         stepping: args.gdb.is_some(),
     };
-    let host = Host::start(false)?;
+    let host = Host::start(false, Default::default())?;
     let result = replay_with(args, options, console, &host);
     host.finish();
     result

@@ -6,7 +6,7 @@
 //! quits, Ctrl-A Ctrl-A sends one Ctrl-A. The terminal is restored however
 //! ftvm ends: on drop of the guard, and from the panic hook.
 
-use std::io::{self, Read};
+use std::io::{self, IsTerminal, Read};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 
@@ -101,8 +101,7 @@ pub fn spawn_stdin_reader(
     stop: Arc<StopSignal>,
     kicker: VcpuKicker,
 ) -> io::Result<Option<TerminalGuard>> {
-    // SAFETY: isatty only inspects the descriptor.
-    let terminal = unsafe { libc::isatty(0) } == 1;
+    let terminal = io::stdin().is_terminal();
     let guard = if terminal {
         Some(TerminalGuard::enter_raw()?)
     } else {

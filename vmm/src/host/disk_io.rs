@@ -36,6 +36,7 @@ impl DiskIo {
         Ok(Self { requests })
     }
 
+    /// Queues `request` for the I/O thread.
     pub fn submit(&self, request: DiskRequest) -> Result<(), SinkError> {
         self.requests.send(request).map_err(|_| SinkError::DiskGone)
     }

@@ -1,3 +1,6 @@
+//! The live event source: this host's clock, stdin, disk completions and
+//! received frames, handed to the guest at exits.
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -6,6 +9,7 @@ use ft_logging::{End, Event, EventSource, ExitDone, ExitQuery, MSR_TSC, SourceEr
 
 use super::serial_line::LinePace;
 use super::{SerialWindow, StopSignal, VirtualClock};
+use crate::monitor::NetCounters;
 
 /// What the host's input threads send to the vCPU thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +52,13 @@ pub struct LiveSource {
     fenced: Option<String>,
     /// Virtual time never goes back, whatever the host clock does.
     last_ns: u64,
+    /// Where frames handed to the guest are counted.
+    received: Option<NetCounters>,
 }
 
 impl LiveSource {
+    /// Events from `input` (stdin through `window`), stopping at `stop`,
+    /// timed by `clock`.
     pub fn new(
         input: Receiver<HostInput>,
         window: SerialWindow,
@@ -71,7 +79,14 @@ impl LiveSource {
             serial_open: true,
             fenced: None,
             last_ns,
+            received: None,
         }
+    }
+
+    /// Counts the frames this source hands to the guest in `counters`.
+    pub fn counting(mut self, counters: NetCounters) -> Self {
+        self.received = Some(counters);
+        self
     }
 
     fn take(&mut self, message: HostInput) {
@@ -86,6 +101,9 @@ impl LiveSource {
             }
             HostInput::Frame(_) => {
                 self.dropped_frames += 1;
+                if let Some(counters) = &self.received {
+                    counters.discarded_frames.inc();
+                }
                 if self.dropped_frames.is_power_of_two() {
                     tracing::warn!(
                         dropped = self.dropped_frames,
@@ -189,7 +207,13 @@ impl EventSource for LiveSource {
         }
         events.append(&mut self.completions);
         let n = query.net_rx_room.min(self.frames.len());
-        events.extend(self.frames.drain(..n).map(Event::NetRx));
+        for frame in self.frames.drain(..n) {
+            if let Some(received) = &self.received {
+                received.rx_frames.inc();
+                received.rx_bytes.inc_by(frame.len() as u64);
+            }
+            events.push(Event::NetRx(frame));
+        }
         Ok(())
     }
 

@@ -16,10 +16,13 @@ const CR0_PE: u64 = 1;
 const EFER_LMA: u64 = 1 << 10;
 const GATE_PRESENT: u8 = 0x80;
 
+/// Why guest memory cannot be read at an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
+    /// The guest's page tables do not map it.
     #[error(transparent)]
     Walk(#[from] WalkError),
+    /// It maps to this physical address, outside RAM.
     #[error("physical address {0:#x} is not RAM")]
     NotRam(u64),
 }
@@ -38,6 +41,7 @@ pub struct GuestView<'a> {
 }
 
 impl<'a> GuestView<'a> {
+    /// `memory` as the guest sees it with system registers `sregs`.
     pub fn new(memory: &'a GuestRam, sregs: &'a kvm_sregs) -> Self {
         Self { memory, sregs }
     }

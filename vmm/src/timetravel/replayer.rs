@@ -46,16 +46,20 @@ pub const MEMORY_CHECKPOINT_NS: u64 = 250_000_000;
 /// A point in a replay: after exit `exit`, `steps` single steps later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
+    /// Exits completed.
     pub exit: u64,
+    /// Debug stops since the last of them.
     pub steps: u64,
 }
 
 impl Position {
+    /// Just after exit `exit`.
     pub fn at_exit(exit: u64) -> Self {
         Self { exit, steps: 0 }
     }
 }
 
+/// How a [`Replayer`] replays.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplayOptions {
     /// Check every console and state digest and the end record.
@@ -84,33 +88,52 @@ pub enum Stop {
     Ended,
 }
 
+/// Why a replay cannot be opened or moved.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// The trace cannot be read or is not valid.
     #[error(transparent)]
     Trace(#[from] TraceError),
+    /// The trace's header describes an invalid VM.
     #[error("the trace's VM configuration is invalid: {0}")]
     Config(#[source] ConfigError),
+    /// The trace was recorded on another platform version.
     #[error("the trace was recorded on platform `{recorded}`; this ftvm provides `{ours}`")]
     Platform {
+        /// The trace's.
         recorded: String,
+        /// This ftvm's.
         ours: &'static str,
     },
+    /// The VM cannot be built.
     #[error(transparent)]
     Machine(#[from] MachineError),
+    /// A checkpoint cannot be restored.
     #[error("cannot restore a checkpoint: {0}")]
     Restore(#[from] RestoreError),
+    /// The replay failed (a divergence, KVM).
     #[error(transparent)]
     Run(#[from] RunError),
+    /// KVM's debugging failed.
     #[error(transparent)]
     Debug(#[from] DebugError),
+    /// The VM's memory tracking failed.
     #[error(transparent)]
     Vm(#[from] VmError),
+    /// The vCPU's state cannot be captured for a checkpoint.
     #[error("cannot take a checkpoint: {0}")]
     Capture(#[from] VcpuStateError),
+    /// Pages cannot be captured for a checkpoint.
     #[error("cannot take a checkpoint: {0}")]
     Pages(#[from] StateError),
+    /// A checkpoint of the trace is damaged or does not fit.
     #[error("the trace's checkpoint after exit {exit} is invalid: {problem}")]
-    InvalidCheckpoint { exit: u64, problem: String },
+    InvalidCheckpoint {
+        /// The exit it follows.
+        exit: u64,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// What a checkpoint's pages apply to.
@@ -293,6 +316,7 @@ impl Replayer {
         self.machine().vcpu().synced()
     }
 
+    /// Guest RAM.
     pub fn memory(&self) -> &GuestRam {
         self.machine().memory()
     }

@@ -21,7 +21,10 @@ pub enum Halt {
     Breakpoint,
     /// Just after a write that changed the watch at `address` (going
     /// forwards), or just before it (going backwards).
-    Watch { address: u64 },
+    Watch {
+        /// The watch's address, as gdb gave it.
+        address: u64,
+    },
     /// The caller interrupted a forward run.
     Interrupted,
     /// Going backwards reached the start of the replay.
@@ -30,12 +33,20 @@ pub enum Halt {
     Ended,
 }
 
+/// Why a breakpoint or a watch cannot be set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
+    /// Every debug register holds a breakpoint.
     #[error("all {BREAKPOINT_SLOTS} hardware breakpoints are in use")]
     NoBreakpointSlot,
+    /// The watched address is not in RAM.
     #[error("cannot watch {address:#x}: {source}")]
-    WatchUnmapped { address: u64, source: ReadError },
+    WatchUnmapped {
+        /// The address, as gdb gave it.
+        address: u64,
+        /// Why it cannot be read.
+        source: ReadError,
+    },
 }
 
 /// The last hit a backward search found.
@@ -47,6 +58,7 @@ enum Found {
     Counted { interval: u64, hits: u64 },
 }
 
+/// A replay being debugged: where it is, its breakpoints and watches.
 #[derive(Debug)]
 pub struct Session {
     replayer: Replayer,
@@ -55,6 +67,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// Debugs `replayer`, a stepping one, from where it is.
     pub fn new(replayer: Replayer) -> Self {
         Self {
             replayer,
@@ -63,10 +76,12 @@ impl Session {
         }
     }
 
+    /// The replay.
     pub fn replayer(&self) -> &Replayer {
         &self.replayer
     }
 
+    /// The replay back, once debugging is over.
     pub fn into_replayer(self) -> Replayer {
         self.replayer
     }
@@ -78,6 +93,7 @@ impl Session {
             .expect("a session resolves every stop to its position")
     }
 
+    /// Arms a hardware breakpoint at `address`, in a free debug register.
     pub fn add_breakpoint(&mut self, address: u64) -> Result<(), SessionError> {
         if self.breakpoints.contains(&Some(address)) {
             return Ok(());

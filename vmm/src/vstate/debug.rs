@@ -64,17 +64,24 @@ impl GuestDebug {
 /// The vCPU's registers as a debugger shows them.
 #[derive(Debug, Clone, Copy)]
 pub struct Registers {
+    /// The general registers, RIP and RFLAGS.
     pub regs: kvm_regs,
+    /// Segments, control registers, descriptor tables.
     pub sregs: kvm_sregs,
+    /// x87 and SSE.
     pub fpu: kvm_fpu,
 }
 
+/// Why debugging through KVM failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DebugError {
+    /// KVM_SET_GUEST_DEBUG failed.
     #[error("cannot set the vCPU's debug state: {0}")]
     SetGuestDebug(#[source] kvm_ioctls::Error),
+    /// The registers cannot be read.
     #[error("cannot read the vCPU's registers: {0}")]
     Registers(#[source] kvm_ioctls::Error),
+    /// KVM_RUN failed while completing an exit's access.
     #[error("cannot complete the access of an exit: KVM_RUN failed: {0}")]
     Complete(String),
 }

@@ -1,5 +1,5 @@
 //! Naming the instruction KVM's emulator gave up on, so a user learns which
-//! guest code to change (DESIGN.md §1: SIMD arithmetic, CMPXCHG16B, ...).
+//! guest code to change (docs/DESIGN.md §1: SIMD arithmetic, CMPXCHG16B, ...).
 
 use std::fmt;
 

@@ -12,7 +12,8 @@ mod vm;
 
 pub use cpuid::CpuidError;
 pub use debug::{BREAKPOINT_SLOTS, DebugError, GuestDebug, Registers};
+pub use ftvm_core::exit_handler::VmEnd;
 pub use memory_tracker::MemoryTracker;
-pub use vcpu::{Ran, Resumed, RunError, RunIo, Vcpu, VmEnd};
+pub use vcpu::{Ran, Resumed, RunError, RunIo, Vcpu};
 pub use vcpu_state::VcpuStateError;
 pub use vm::{Vm, VmError};

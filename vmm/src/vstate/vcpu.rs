@@ -1,11 +1,15 @@
+//! The vCPU: its initial state, the loop that runs it through the exit
+//! handler, and interrupt injection.
+
 use std::sync::Arc;
 
-use ft_logging::{EventSource, OutputSink, SourceError, StateDigest, StopReason};
+use ft_logging::{EventSource, OutputSink, StateDigest};
 use kvm_bindings::{
     CpuId, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, Msrs, kvm_debug_exit_arch, kvm_debugregs,
     kvm_enable_cap, kvm_interrupt, kvm_msr_entry, kvm_vcpu_events,
 };
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+use prometheus::IntCounter;
 use tracing::{trace, warn};
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iow_nr;
@@ -15,8 +19,7 @@ use super::emulation::{self, Unemulated};
 use super::state_digest::state_digest;
 use crate::boot::cpu_state;
 use crate::host::StopSignal;
-use ftvm_core::effect::GuestEnd;
-use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow};
+use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow, Step, VmEnd};
 use ftvm_core::memory::GuestRam;
 
 // kvm-ioctls does not wrap KVM_INTERRUPT, the injection ioctl for a
@@ -39,22 +42,17 @@ const INITIAL_MSRS: &[(u32, u64)] = &[
     (0xc000_0102, 0),               // KERNEL_GS_BASE
 ];
 
-/// How a run of the VM ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VmEnd {
-    /// The guest ended it.
-    Guest(GuestEnd),
-    /// The host asked it to stop.
-    Stopped(StopReason),
-}
-
 /// Where a run's inputs come from and its outputs go, for one
 /// [`Vcpu::resume`]; every `digest_interval` exits (when nonzero) the
 /// source gets a state digest.
 pub struct RunIo<'a> {
+    /// The events' source.
     pub source: &'a mut dyn EventSource,
+    /// Where outputs go.
     pub sink: &'a mut dyn OutputSink,
+    /// The host's request to stop.
     pub stop: &'a Arc<StopSignal>,
+    /// Exits between state digests, or 0.
     pub digest_interval: u64,
 }
 
@@ -77,40 +75,53 @@ pub enum Resumed {
     Held,
     /// At a settled exit boundary, as asked.
     Paused,
-    /// The VM ended.
+    /// The run ended.
     End(VmEnd),
 }
 
 /// Where a run that may pause stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ran {
+    /// The run ended.
     Ended(VmEnd),
     /// At an exit boundary, settled: the state can be captured, and a run
     /// goes on from here.
     Paused,
 }
 
+/// Why running the VM failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The deterministic core failed.
     #[error(transparent)]
     Core(CoreError),
+    /// KVM_RUN failed.
     #[error("KVM_RUN failed: {0}")]
     Run(#[source] kvm_ioctls::Error),
+    /// KVM refused an interrupt.
     #[error("cannot inject interrupt vector {vector:#x}: {source}")]
     Interrupt {
+        /// The interrupt vector.
         vector: u8,
+        /// The error underneath.
         source: kvm_ioctls::Error,
     },
+    /// The guest ran an instruction KVM cannot emulate.
     #[error("{0}")]
     Unemulated(Unemulated),
+    /// A KVM internal error of this suberror.
     #[error("KVM internal error (suberror {0})")]
     Internal(u32),
+    /// KVM could not enter the guest, for this hardware reason.
     #[error("KVM could not enter the guest (hardware reason {0:#x})")]
     FailEntry(u64),
+    /// An exit ftvm does not handle.
     #[error("unexpected exit from KVM: {0}")]
     UnexpectedExit(String),
+    /// The guest's registers cannot be read for a digest.
     #[error("cannot read the guest's state for a digest: {0}")]
     StateDigest(#[source] kvm_ioctls::Error),
+    /// A checkpoint of the VM's state could not be taken.
     #[error("cannot take a checkpoint: {0}")]
     Checkpoint(String),
 }
@@ -128,6 +139,8 @@ pub struct Vcpu {
     /// (an immediate-exit KVM_RUN does that without running the guest),
     /// and until then its registers do not show the access done.
     pub(super) settled: bool,
+    /// Counts every exit, for other threads to read.
+    exits: Option<IntCounter>,
 }
 
 impl Vcpu {
@@ -197,6 +210,7 @@ impl Vcpu {
             memory,
             msrs: saved,
             settled: true,
+            exits: None,
         })
     }
 
@@ -204,6 +218,11 @@ impl Vcpu {
     /// bare KVM_RUN loop.
     pub fn fd_mut(&mut self) -> &mut VcpuFd {
         &mut self.fd
+    }
+
+    /// Counts every exit in `exits` from now on.
+    pub fn count_exits(&mut self, exits: IntCounter) {
+        self.exits = Some(exits);
     }
 
     /// The guest's registers and a hash of its memory, now.
@@ -226,45 +245,44 @@ impl Vcpu {
         digest_interval: u64,
         pause_after: Option<u64>,
     ) -> Result<Ran, RunError> {
-        let result = self.boot(handler, source).and_then(|()| {
-            loop {
-                let pause = pause_after.is_some_and(|exit| handler.exits() >= exit);
-                let io = RunIo {
-                    source: &mut *source,
-                    sink: &mut *sink,
-                    stop,
-                    digest_interval,
-                };
-                match self.resume(handler, io, pause, &mut || false)? {
-                    Resumed::Exit => {}
-                    Resumed::Paused => break Ok(Ran::Paused),
-                    Resumed::End(end) => break Ok(Ran::Ended(end)),
-                    // Nothing asked KVM for debug exits, or held an exit.
-                    other @ (Resumed::Debug(_) | Resumed::Held) => {
-                        break Err(RunError::UnexpectedExit(format!("{other:?}")));
-                    }
+        if let Some(end) = self.boot(handler, source)? {
+            return Ok(Ran::Ended(end));
+        }
+        loop {
+            let pause = pause_after.is_some_and(|exit| handler.exits() >= exit);
+            let io = RunIo {
+                source: &mut *source,
+                sink: &mut *sink,
+                stop,
+                digest_interval,
+            };
+            match self.resume(handler, io, pause, &mut || false)? {
+                Resumed::Exit => {}
+                Resumed::Paused => return Ok(Ran::Paused),
+                Resumed::End(end) => return Ok(Ran::Ended(end)),
+                // Nothing asked KVM for debug exits, or held an exit.
+                other @ (Resumed::Debug(_) | Resumed::Held) => {
+                    return Err(RunError::UnexpectedExit(format!("{other:?}")));
                 }
             }
-        });
-        match result {
-            Err(RunError::Core(CoreError::Source(SourceError::Stopped(reason)))) => {
-                Ok(Ran::Ended(VmEnd::Stopped(reason)))
-            }
-            other => other,
         }
     }
 
     /// Exit 0, the inputs the guest sees before its first instruction,
-    /// unless the run has started (or was restored) already.
+    /// unless the run has started (or was restored) already; the end of the
+    /// run when it ends there.
     pub fn boot(
         &mut self,
         handler: &mut ExitHandler,
         source: &mut dyn EventSource,
-    ) -> Result<(), RunError> {
+    ) -> Result<Option<VmEnd>, RunError> {
         if handler.started() {
-            return Ok(());
+            return Ok(None);
         }
-        handler.boot(source).map_err(RunError::Core)
+        match handler.boot(source).map_err(RunError::Core)? {
+            Flow::End(end) => Ok(Some(end)),
+            Flow::Continue => Ok(None),
+        }
     }
 
     /// One KVM_RUN: to the next counted exit, which it handles (events,
@@ -337,13 +355,19 @@ impl Vcpu {
         if hold() {
             return Ok(Resumed::Held);
         }
-        let completed = handler.access(access, source).map_err(RunError::Core)?;
+        let completed = match handler.access(access, source).map_err(RunError::Core)? {
+            Step::Completed(completed) => completed,
+            Step::End(end) => return Ok(Resumed::End(end)),
+        };
+        if let Some(exits) = &self.exits {
+            exits.inc();
+        }
         let regs = self.fd.sync_regs().regs;
         match handler
             .finish(completed, regs.rip, regs.rflags, source, sink)
             .map_err(RunError::Core)?
         {
-            Flow::End(end) => return Ok(Resumed::End(VmEnd::Guest(end))),
+            Flow::End(end) => return Ok(Resumed::End(end)),
             Flow::Continue => {}
         }
         let exit = handler.exits();

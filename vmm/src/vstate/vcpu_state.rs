@@ -5,24 +5,36 @@ use vm_state::VcpuState;
 
 use super::Vcpu;
 
+/// Why the vCPU's state cannot be captured or restored.
 #[derive(Debug, thiserror::Error)]
 pub enum VcpuStateError {
+    /// The vCPU is not at a settled exit boundary.
     #[error(
         "the vCPU is not at a settled exit boundary (KVM has not completed its last exit's access)"
     )]
     Unsettled,
+    /// KVM would not give out part of the state.
     #[error("cannot read the vCPU's {what}: {source}")]
     Get {
+        /// Which part.
         what: &'static str,
+        /// The error underneath.
         source: kvm_ioctls::Error,
     },
+    /// KVM refused part of the state.
     #[error("KVM refused the vCPU's {what}: {source}")]
     Set {
+        /// Which part.
         what: &'static str,
+        /// The error underneath.
         source: kvm_ioctls::Error,
     },
+    /// KVM refused an MSR of the state.
     #[error("KVM refused MSR {index:#x} of the state")]
-    Msr { index: u32 },
+    Msr {
+        /// The MSR.
+        index: u32,
+    },
 }
 
 fn msr_table(entries: impl Iterator<Item = (u32, u64)>) -> Result<Msrs, VcpuStateError> {

@@ -1,3 +1,6 @@
+//! The KVM VM: guest memory, the MSR filter, the CPU model, and creating
+//! the vCPU.
+
 use std::sync::Arc;
 
 use kvm_bindings::{
@@ -17,44 +20,68 @@ use super::{MemoryTracker, Vcpu, msr_filter};
 /// RAM and of the MMIO area.
 const TSS_ADDRESS: usize = 0xfffb_d000;
 
+/// Why KVM would not make or run the VM.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
+    /// Cannot open /dev/kvm.
     #[error("cannot open /dev/kvm: {0}")]
     OpenKvm(#[source] kvm_ioctls::Error),
+    /// KVM's API version is not 12.
     #[error("KVM API version {0} is not the supported version 12")]
     ApiVersion(i32),
+    /// KVM lacks a capability ftvm needs.
     #[error("this host's KVM lacks {0}")]
     MissingCapability(&'static str),
+    /// Cannot create the VM.
     #[error("cannot create the VM: {0}")]
     CreateVm(#[source] kvm_ioctls::Error),
+    /// Cannot set the TSS address.
     #[error("cannot set the TSS address: {0}")]
     SetTss(#[source] kvm_ioctls::Error),
+    /// Guest memory cannot be allocated.
     #[error("cannot allocate {mib} MiB of guest memory: {source}")]
     AllocateMemory {
+        /// The memory size in MiB.
         mib: u32,
+        /// The error underneath.
         source: vm_memory::mmap::FromRangesError,
     },
+    /// Cannot register guest memory with KVM.
     #[error("cannot register guest memory with KVM: {0}")]
     SetMemoryRegion(#[source] kvm_ioctls::Error),
+    /// Cannot read KVM's dirty page log.
     #[error("cannot read KVM's dirty page log: {0}")]
     DirtyLog(#[source] kvm_ioctls::Error),
+    /// Cannot list the MSRs KVM saves.
     #[error("cannot list the MSRs KVM saves: {0}")]
     MsrList(#[source] kvm_ioctls::Error),
+    /// Cannot enable user-space MSR exits.
     #[error("cannot enable user-space MSR exits: {0}")]
     UserSpaceMsr(#[source] kvm_ioctls::Error),
+    /// Cannot install the MSR filter.
     #[error("cannot install the MSR filter: {0}")]
     MsrFilter(#[source] kvm_ioctls::Error),
+    /// Cannot read the host's supported CPUID.
     #[error("cannot read the host's supported CPUID: {0}")]
     SupportedCpuid(#[source] kvm_ioctls::Error),
+    /// Cannot create the vCPU.
     #[error("cannot create the vCPU: {0}")]
     CreateVcpu(#[source] kvm_ioctls::Error),
+    /// KVM refused part of the vCPU's initial state.
     #[error("cannot set the vCPU's {what}: {source}")]
     SetVcpuState {
+        /// Which part.
         what: &'static str,
+        /// The error underneath.
         source: kvm_ioctls::Error,
     },
+    /// KVM refused an initial MSR.
     #[error("KVM refused initial MSR {index:#x}")]
-    SetMsr { index: u32 },
+    SetMsr {
+        /// The MSR.
+        index: u32,
+    },
+    /// This host cannot present the CPU model.
     #[error(transparent)]
     Cpuid(#[from] CpuidError),
 }
@@ -113,6 +140,7 @@ impl Vm {
         })
     }
 
+    /// Guest RAM.
     pub fn memory(&self) -> &GuestRam {
         &self.memory
     }

@@ -43,6 +43,7 @@ struct Pending {
     status: GuestAddress,
 }
 
+/// The virtio-blk device: parses requests into disk effects and completes them.
 #[derive(Debug)]
 pub struct Block {
     info: DiskInfo,
@@ -92,6 +93,7 @@ enum Parsed {
 }
 
 impl Block {
+    /// A disk of `info`'s size and mode.
     pub fn new(info: DiskInfo) -> Self {
         Self {
             info,

@@ -60,6 +60,7 @@ pub struct VirtioBus {
 }
 
 impl VirtioBus {
+    /// The virtio devices a VM has, their queues in `memory`.
     pub fn new(disk: Option<DiskInfo>, net: Option<NetInfo>, memory: &GuestRam) -> Self {
         let block = disk.map(|info| Slot::Block(VirtioMmio::new(Block::new(info), memory.clone())));
         let net = net.map(|info| Slot::Net(VirtioMmio::new(Net::new(info), memory.clone())));
@@ -68,6 +69,7 @@ impl VirtioBus {
         }
     }
 
+    /// Its state, for a snapshot.
     pub fn state(&self) -> VirtioBusState {
         VirtioBusState {
             slots: self

@@ -46,6 +46,7 @@ pub trait VirtioDevice {
 
     /// What the device keeps beyond its configuration (requests in flight).
     type State: Serialize + DeserializeOwned;
+    /// Its state, for a snapshot.
     fn state(&self) -> Self::State;
     /// Puts a device fresh from its configuration in `state`; its queues
     /// are already restored.
@@ -96,6 +97,7 @@ pub struct VirtioMmio<D> {
 }
 
 impl<D: VirtioDevice> VirtioMmio<D> {
+    /// `device` behind a transport whose queues live in `memory`.
     pub fn new(device: D, memory: GuestRam) -> Self {
         let queues = device
             .queue_sizes()
@@ -116,6 +118,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         }
     }
 
+    /// The device behind the transport.
     pub fn device(&self) -> &D {
         &self.device
     }
@@ -125,6 +128,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         self.device
     }
 
+    /// Its state and its device's, for a snapshot.
     pub fn state(&self) -> VirtioMmioState<D::State> {
         VirtioMmioState {
             queues: self.queues.iter().map(|q| SavedQueue(q.state())).collect(),
@@ -202,6 +206,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         }
     }
 
+    /// A guest read of the register at `offset`.
     pub fn read(&mut self, offset: u64, data: &mut [u8]) {
         if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
             self.device
@@ -246,6 +251,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         })
     }
 
+    /// A guest write of the register at `offset`; effects go to `effects`.
     pub fn write(&mut self, offset: u64, data: &[u8], effects: &mut Vec<Effect>) {
         if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
             // Block and net configuration is read-only for the driver.

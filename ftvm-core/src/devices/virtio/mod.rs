@@ -1,5 +1,5 @@
 //! Virtio devices on the virtio-mmio transport (version 2), placed and
-//! wired as DESIGN.md §5 says: device n at `MMIO_START + n * 0x1000` on IRQ
+//! wired as docs/DESIGN.md §5 says: device n at `MMIO_START + n * 0x1000` on IRQ
 //! 5, 6, 9, 10, 11. Queues are virtio-queue's split rings in guest memory,
 //! which the devices read and write on the vCPU thread at exits only.
 

@@ -18,6 +18,7 @@ use crate::effect::Effect;
 use crate::memory::GuestRam;
 use crate::state::InvalidState;
 
+/// The receive queue's index.
 pub const RX_QUEUE: usize = 0;
 const TX_QUEUE: usize = 1;
 const QUEUE_SIZE: u16 = 256;
@@ -27,12 +28,14 @@ pub const HEADER_LEN: usize = 12;
 /// The largest frame either way: Ethernet without FCS, and no offloads.
 pub const MAX_FRAME: usize = 1514;
 
+/// The virtio-net device: transmitted frames become effects, received ones fill posted buffers.
 #[derive(Debug)]
 pub struct Net {
     info: NetInfo,
 }
 
 impl Net {
+    /// A network card with `info`'s MAC.
     pub fn new(info: NetInfo) -> Self {
         Self { info }
     }

@@ -24,16 +24,27 @@ use target::{Debuggee, EventLoop};
 /// How often waiting for gdb looks for a signal to stop.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
+/// Why serving gdb failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GdbError {
+    /// The address cannot be listened on.
     #[error("cannot listen for gdb on {address}: {source}")]
-    Listen { address: String, source: io::Error },
+    Listen {
+        /// The address asked for.
+        address: String,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// gdb's connection could not be accepted.
     #[error("cannot accept gdb's connection: {0}")]
     Accept(#[source] io::Error),
+    /// The connection failed (not by gdb going away).
     #[error("gdb connection: {0}")]
     Connection(#[source] io::Error),
+    /// gdb sent what is not the remote protocol.
     #[error("the gdb client broke the remote protocol: {0}")]
     Protocol(String),
+    /// The replay failed.
     #[error(transparent)]
     Replay(#[from] ReplayError),
 }
