@@ -13,8 +13,7 @@
 
 use std::sync::Arc;
 
-use ft_logging::{EventSource, OutputSink, SourceError};
-use ftvm_core::exit_handler::CoreError;
+use ft_logging::{EventSource, OutputSink};
 use ftvm_core::memory::PAGE_SIZE;
 use replay::Recorder;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
@@ -31,23 +30,6 @@ const PAGES_PER_RECORD: usize = 2048;
 /// Runs `machine` until it ends, as [`Machine::run`] does, writing a
 /// checkpoint to `recorder` after every `every_ns` of virtual time.
 pub fn run_with_checkpoints<S: EventSource>(
-    machine: &mut Machine,
-    recorder: &mut Recorder<S>,
-    sink: &mut dyn OutputSink,
-    stop: &Arc<StopSignal>,
-    digest_interval: u64,
-    every_ns: u64,
-) -> Result<VmEnd, RunError> {
-    let result = checkpointing(machine, recorder, sink, stop, digest_interval, every_ns);
-    match result {
-        Err(RunError::Core(CoreError::Source(SourceError::Stopped(reason)))) => {
-            Ok(VmEnd::Stopped(reason))
-        }
-        other => other,
-    }
-}
-
-fn checkpointing<S: EventSource>(
     machine: &mut Machine,
     recorder: &mut Recorder<S>,
     sink: &mut dyn OutputSink,
