@@ -27,6 +27,10 @@ cargo bench -q -p vmm --bench ft
 # volume against what the guest took in.
 cargo bench -q -p vmm --bench kv
 
+# Time-travel debugging: gdb's goto, reverse-stepi and reverse-continue on a
+# minute of ticker, and --from-exit near the end against a whole replay.
+cargo bench -q -p vmm --bench timetravel
+
 # Re-protection: the pause at the cutover, the time to protected and the
 # bytes sent, for ticker (64 MiB, and idle at 1 GiB) and for kvstore (64 MiB
 # and 1 GiB) under redis-benchmark on three hosts, with the benchmark's

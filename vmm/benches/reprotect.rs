@@ -94,7 +94,11 @@ impl Ftvm {
             if found.len() >= count {
                 return found[count - 1].clone();
             }
-            assert!(Instant::now() < deadline, "no {name} #{count}: {:?}", self.events.read());
+            assert!(
+                Instant::now() < deadline,
+                "no {name} #{count}: {:?}",
+                self.events.read()
+            );
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -186,10 +190,26 @@ fn ticker(dir: &Path, mem_mib: u64) -> Transfer {
     let standby = Ftvm::start(None, &standby_args);
     standby.nth("started", 1);
     thread::sleep(Duration::from_millis(200));
-    let mut args = strings(&["primary", "--backup", &free_address(), "--wait-backup-ms", "100"]);
+    let mut args = strings(&[
+        "primary",
+        "--backup",
+        &free_address(),
+        "--wait-backup-ms",
+        "100",
+    ]);
     args.extend(common);
-    args.extend(strings(&["--reprotect", &listen, "--mem-mib", &mem_mib.to_string()]));
-    args.extend(strings(&["--kernel", "ticker", "--cmdline", "ticks=100000 hz=50"]));
+    args.extend(strings(&[
+        "--reprotect",
+        &listen,
+        "--mem-mib",
+        &mem_mib.to_string(),
+    ]));
+    args.extend(strings(&[
+        "--kernel",
+        "ticker",
+        "--cmdline",
+        "ticks=100000 hz=50",
+    ]));
     let primary = Ftvm::start(None, &args);
     let transfer = Transfer::of(&primary.nth("protected", 1));
     primary.stop();
@@ -209,7 +229,17 @@ fn free_address() -> String {
 fn benchmark() -> Child {
     Command::new("ip")
         .args(["netns", "exec", &format!("{HOSTS}-c"), "redis-benchmark"])
-        .args(["-h", lan::GUEST, "-t", "set", "-n", "400", "-c", "4", "--csv"])
+        .args([
+            "-h",
+            lan::GUEST,
+            "-t",
+            "set",
+            "-n",
+            "400",
+            "-c",
+            "4",
+            "--csv",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -24,10 +24,12 @@ use crate::exit_status::{INCOMPATIBLE_HOST, KVM_FAILURE, PAIRING_FAILURE};
 use crate::host::{PauseSignal, StopSignal};
 use crate::vm_config::{ConfigError, VmConfig};
 use crate::vstate::{
-    MemoryTracker, PausePoint, Ran, RunError, Vcpu, VcpuStateError, Vm, VmEnd, VmError,
+    MemoryTracker, PausePoint, Ran, Resumed, RunError, RunIo, Vcpu, VcpuStateError, Vm, VmEnd,
+    VmError,
 };
 use ftvm_core::effect::GuestEnd;
 use ftvm_core::exit_handler::ExitHandler;
+use ftvm_core::memory::GuestRam;
 use ftvm_core::platform::{Devices, PLATFORM_VERSION, Platform};
 use ftvm_core::state::InvalidState;
 
@@ -215,15 +217,7 @@ impl Machine {
         stop: &Arc<StopSignal>,
         digest_interval: u64,
     ) -> Result<VmEnd, RunError> {
-        self.written = None;
-        match self.vcpu.run(
-            &mut self.handler,
-            source,
-            sink,
-            stop,
-            digest_interval,
-            PausePoint::Never,
-        )? {
+        match self.run_to(source, sink, stop, digest_interval, PausePoint::Never)? {
             Ran::Ended(end) => Ok(end),
             Ran::Paused => unreachable!("a run without a pause exit never pauses"),
         }
@@ -240,9 +234,7 @@ impl Machine {
         digest_interval: u64,
         exit: u64,
     ) -> Result<Ran, RunError> {
-        self.written = None;
-        self.vcpu.run(
-            &mut self.handler,
+        self.run_to(
             source,
             sink,
             stop,
@@ -261,6 +253,23 @@ impl Machine {
         digest_interval: u64,
         pause: &PauseSignal,
     ) -> Result<Ran, RunError> {
+        self.run_to(
+            source,
+            sink,
+            stop,
+            digest_interval,
+            PausePoint::WhenAsked(pause),
+        )
+    }
+
+    fn run_to(
+        &mut self,
+        source: &mut dyn EventSource,
+        sink: &mut dyn OutputSink,
+        stop: &Arc<StopSignal>,
+        digest_interval: u64,
+        pause: PausePoint<'_>,
+    ) -> Result<Ran, RunError> {
         self.written = None;
         self.vcpu.run(
             &mut self.handler,
@@ -268,8 +277,24 @@ impl Machine {
             sink,
             stop,
             digest_interval,
-            PausePoint::WhenAsked(pause),
+            pause,
         )
+    }
+
+    /// One KVM_RUN (see [`Vcpu::resume`]): to the next counted exit, which
+    /// is handled unless `hold` says otherwise, to a debug exit, or, with
+    /// `pause`, to the settled exit boundary.
+    pub fn resume(
+        &mut self,
+        io: RunIo<'_>,
+        pause: bool,
+        hold: &mut dyn FnMut() -> bool,
+    ) -> Result<Resumed, RunError> {
+        self.written = None;
+        if let Some(end) = self.vcpu.boot(&mut self.handler, io.source)? {
+            return Ok(Resumed::End(end));
+        }
+        self.vcpu.resume(&mut self.handler, io, pause, hold)
     }
 
     /// The header that, with the events, determines this machine's run.
@@ -320,7 +345,24 @@ impl Machine {
         self.vcpu.state_digest()
     }
 
-    /// The vCPU, for benchmarks that drive KVM_RUN themselves.
+    /// The virtual time of the last time sample applied, in nanoseconds
+    /// since boot.
+    pub fn virtual_time_ns(&self) -> u64 {
+        self.handler.virtual_time_ns()
+    }
+
+    /// The vCPU.
+    pub fn vcpu(&self) -> &Vcpu {
+        &self.vcpu
+    }
+
+    /// Guest RAM.
+    pub fn memory(&self) -> &GuestRam {
+        self.vm.memory()
+    }
+
+    /// The vCPU, for benchmarks that drive KVM_RUN themselves, and for a
+    /// debugger.
     pub fn vcpu_mut(&mut self) -> &mut Vcpu {
         &mut self.vcpu
     }
