@@ -98,20 +98,29 @@ ftvm_binary() {
     fi
 }
 
-pair() {
+# The hosts of NAME, a fresh go-live flag and key in a scratch directory,
+# all removed on exit: sets ftvm (the binary), work (the directory) and
+# common (the options every side shares).
+start_hosts() {
     local name=$1
-    shift
-    [ $# -gt 0 ] || set -- --kernel ticker
-    local ftvm backup primary backup_status=0 primary_status=0
     ftvm=$(ftvm_binary)
     work=$(mktemp -d)
-    trap 'down "$name"; rm -rf "$work"' EXIT
+    # shellcheck disable=SC2064 # expand NAME now: the trap runs after return
+    trap "down '$name'; rm -rf '$work'" EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
     up "$name"
     "$ftvm" arbiter init "$work/arbiter" >/dev/null
     head -c 32 /dev/urandom >"$work/key"
-    local common=(--arbiter "$work/arbiter" --auth-key "$work/key")
+    common=(--arbiter "$work/arbiter" --auth-key "$work/key")
+}
+
+pair() {
+    local name=$1
+    shift
+    [ $# -gt 0 ] || set -- --kernel ticker
+    local backup primary backup_status=0 primary_status=0
+    start_hosts "$name"
     ip netns exec "$name-b" "$ftvm" backup --listen "$SUBNET.2:$PORT" "${common[@]}" "$@" \
         > >(sed 's/^/backup  | /') 2>&1 &
     backup=$!
@@ -141,16 +150,8 @@ trio() {
     local name=$1
     shift
     [ $# -gt 0 ] || set -- --kernel ticker
-    local ftvm standby backup primary primary_status=0 backup_status=0 standby_status=0
-    ftvm=$(ftvm_binary)
-    work=$(mktemp -d)
-    trap 'down "$name"; rm -rf "$work"' EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    up "$name"
-    "$ftvm" arbiter init "$work/arbiter" >/dev/null
-    head -c 32 /dev/urandom >"$work/key"
-    local common=(--arbiter "$work/arbiter" --auth-key "$work/key")
+    local standby backup primary primary_status=0 backup_status=0 standby_status=0
+    start_hosts "$name"
     local a=$SUBNET.1:$PORT b=$SUBNET.2:$PORT d=$SUBNET.4:$PORT devices=()
     mapfile -d '' devices < <(device_options "$@")
     ip netns exec "$name-d" "$ftvm" backup --join --listen "$d" --reprotect "$a,$b" "${common[@]}" \

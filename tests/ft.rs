@@ -275,34 +275,17 @@ fn nobody_goes_live_while_the_arbiter_is_out_of_reach() {
 #[test]
 fn the_demo_shows_the_backup_taking_over() {
     let _one = serial();
-    let demo = common::run(&["demo", "--kill-after-ms", "800", "--ticks", "60"]);
-    assert_eq!(demo.code(), 0, "{demo:#?}");
-    for needle in [
-        "[killed with SIGKILL]",
-        "live from exit",
-        "the backup took over",
-    ] {
-        assert!(demo.stdout.contains(needle), "no `{needle}`: {demo:#?}");
-    }
+    let demo = common::demo(
+        &["--kill-after-ms", "800", "--ticks", "60"],
+        &[
+            "[killed with SIGKILL]",
+            "live from exit",
+            "the backup took over",
+        ],
+    );
     // The primary's column, then the backup's from where the primary
     // stopped (it may repeat lines the primary released), hold every tick.
-    let column = |side: usize| {
-        let lines = demo
-            .stdout
-            .lines()
-            .filter_map(|row| row.split(" │ ").nth(side));
-        common::pair::tick_numbers(&lines.map(|text| format!("{text}\n")).collect::<String>())
-    };
-    let (primary, backup) = (column(0), column(1));
-    let last = primary.last().copied().unwrap_or(0);
-    assert!(
-        backup.first().is_some_and(|&first| first <= last + 1),
-        "{demo:#?}"
-    );
-    let ticks: Vec<u64> = primary
-        .into_iter()
-        .chain(backup.into_iter().filter(|&t| t > last))
-        .collect();
+    let ticks = common::demo_ticks(&demo.stdout, 2);
     assert_eq!(ticks, (1..=60).collect::<Vec<_>>(), "{demo:#?}");
 }
 

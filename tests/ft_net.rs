@@ -82,11 +82,7 @@ fn a_client_connection_survives_takeover_with_every_acknowledged_key() {
             backup.stderr.text()
         );
         // The same connection reads every acknowledged key back.
-        for i in 0..acked {
-            let value = format!("value{i}");
-            let reply = client.call(&format!("GET key{i}")).unwrap();
-            assert_eq!(reply, format!("${}\r\n{value}", value.len()), "run {run}");
-        }
+        client.assert_keys(acked, &format!("run {run}"));
         eprintln!(
             "run {run}: {acked} SETs, longest {longest:?}, killed after {moment:?}\nprimary: {}\nbackup: {}",
             primary.stderr,
@@ -96,22 +92,7 @@ fn a_client_connection_survives_takeover_with_every_acknowledged_key() {
         let mut backup = backup;
         backup.kill();
         // A fresh VM from the shared disk alone has every key.
-        let fresh = Side::start_in(&hosts.namespace('b'), &{
-            let mut args = vec!["run".to_string()];
-            args.extend(kvstore(&disk));
-            args
-        });
-        assert!(
-            fresh.stdout.wait_for("listening on", TIMEOUT),
-            "{}",
-            fresh.stderr.text()
-        );
-        let restored = format!("{acked} keys restored");
-        assert!(
-            fresh.stdout.text().contains(&restored),
-            "run {run}: want `{restored}`: {}",
-            fresh.stdout.text()
-        );
+        let mut fresh = hosts.boot_restoring('b', &disk, acked);
         let mut check = Connection::open(&hosts.namespace('c'), PATIENCE);
         let last = acked - 1;
         assert_eq!(
@@ -119,7 +100,6 @@ fn a_client_connection_survives_takeover_with_every_acknowledged_key() {
             format!("${}\r\nvalue{last}", format!("value{last}").len())
         );
         check.close();
-        let mut fresh = fresh;
         fresh.kill();
         thread::sleep(Duration::from_millis(50));
     }
@@ -128,31 +108,15 @@ fn a_client_connection_survives_takeover_with_every_acknowledged_key() {
 #[test]
 fn the_network_demo_shows_a_connection_carrying_on_across_the_takeover() {
     let _one = serial();
-    let out = common::run(&[
-        "demo",
-        "--net",
-        "--kill-after-ms",
-        "1000",
-        "--sets-after",
-        "10",
-    ]);
-    assert_eq!(out.code(), 0, "{out:#?}");
-    for needle in [
-        "client ▸ connected from 10.0.0.1",
-        "[killed with SIGKILL]",
-        "live from exit",
-        "none lost",
-        "the client's connection carried on",
-    ] {
-        assert!(out.stdout.contains(needle), "{needle:?} not in {out:#?}");
-    }
-    let namespaces = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&namespaces.stdout).contains("ftvmdemo"),
-        "the demo left its namespace behind"
+    common::demo(
+        &["--net", "--kill-after-ms", "1000", "--sets-after", "10"],
+        &[
+            "client ▸ connected from 10.0.0.1",
+            "[killed with SIGKILL]",
+            "live from exit",
+            "none lost",
+            "the client's connection carried on",
+        ],
     );
 }
 

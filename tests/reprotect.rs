@@ -390,44 +390,26 @@ fn a_backup_refuses_a_running_vm_and_waits_for_its_primary() {
 #[test]
 fn the_demo_shows_two_takeovers_and_a_reprotection_between_them() {
     let _one = serial();
-    let demo = common::run(&[
-        "demo",
-        "--failures",
-        "2",
-        "--kill-after-ms",
-        "600",
-        "--ticks",
-        "120",
-    ]);
-    assert_eq!(demo.code(), 0, "{demo:#?}");
-    for needle in [
-        "STANDBY 1",
-        "[killed with SIGKILL]",
-        "live from exit",
-        "protected by",
-        "2 failures, 2 takeovers",
-        "protected again in",
-    ] {
-        assert!(demo.stdout.contains(needle), "no `{needle}`: {demo:#?}");
-    }
-    // Each side's column takes up where the one before stopped (repeating
-    // what it may have released): together, every tick.
-    let column = |side: usize| {
-        let lines = demo
-            .stdout
-            .lines()
-            .filter_map(|row| row.split(" │ ").nth(side));
-        tick_numbers(&lines.map(|text| format!("{text}\n")).collect::<String>())
-    };
-    let mut ticks: Vec<u64> = Vec::new();
-    for side in 0..3 {
-        let last = ticks.last().copied().unwrap_or(0);
-        let column = column(side);
-        assert!(
-            column.first().is_none_or(|&first| first <= last + 1),
-            "side {side}: {demo:#?}"
-        );
-        ticks.extend(column.into_iter().filter(|&t| t > last));
-    }
+    let demo = common::demo(
+        &[
+            "--failures",
+            "2",
+            "--kill-after-ms",
+            "600",
+            "--ticks",
+            "120",
+        ],
+        &[
+            "STANDBY 1",
+            "[killed with SIGKILL]",
+            "live from exit",
+            "protected by",
+            "2 failures, 2 takeovers",
+            "protected again in",
+        ],
+    );
+    // Each side's column takes up where the one before stopped: together,
+    // every tick.
+    let ticks = common::demo_ticks(&demo.stdout, 3);
     assert_eq!(ticks, (1..=120).collect::<Vec<_>>(), "{demo:#?}");
 }

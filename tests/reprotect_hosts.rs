@@ -117,22 +117,14 @@ fn kvstore_and_its_client_survive_three_failures_of_the_live_host() {
     }
     // The same connection reads every acknowledged key back from the guest,
     // now in host a, on its fourth host process.
-    for i in 0..acked {
-        let value = format!("value{i}");
-        let reply = client.call(&format!("GET key{i}")).unwrap();
-        assert_eq!(reply, format!("${}\r\n{value}", value.len()), "key{i}");
-    }
+    client.assert_keys(acked, "after three failures");
     client.close();
     let last = standby_a.expect("a standby on a");
-    let events: Vec<String> = last
-        .events
-        .read()
-        .iter()
-        .map(|e| e["event"].to_string())
-        .collect();
+    let events = last.events.read();
     assert!(
-        events.iter().any(|e| e.contains("live")) && !events.iter().any(|e| e.contains("diverged")),
-        "{events:?}"
+        events.iter().any(|e| e["event"] == "live")
+            && events.iter().all(|e| e["event"] != "diverged"),
+        "{events:#?}"
     );
     eprintln!("{acked} SETs through three failures, longest {longest:?}");
     let flag = setup.arbiter_status();
@@ -140,20 +132,7 @@ fn kvstore_and_its_client_survive_three_failures_of_the_live_host() {
     hosts.fail("kill", 'a');
     drop(last);
     // A fresh VM from the shared disk alone has every key.
-    let mut args = vec!["run".to_string()];
-    args.extend(guest);
-    let fresh = Side::start_in(&hosts.namespace('b'), &args);
-    assert!(
-        fresh.stdout.wait_for("listening on", TIMEOUT),
-        "{}",
-        fresh.stderr.text()
-    );
-    let restored = format!("{acked} keys restored");
-    assert!(
-        fresh.stdout.text().contains(&restored),
-        "want `{restored}`: {}",
-        fresh.stdout.text()
-    );
+    hosts.boot_restoring('b', &disk, acked);
 }
 
 #[test]
@@ -318,31 +297,21 @@ fn a_partitioned_new_primary_lands_nothing_once_its_standby_is_live() {
 #[test]
 fn the_network_demo_carries_a_connection_through_two_failures() {
     let _one = serial();
-    let out = common::run(&[
-        "demo",
-        "--net",
-        "--failures",
-        "2",
-        "--kill-after-ms",
-        "800",
-        "--sets-after",
-        "10",
-    ]);
-    assert_eq!(out.code(), 0, "{out:#?}");
-    for needle in [
-        "client ▸ connected from 10.0.0.1",
-        "protected by",
-        "none lost",
-        "2 failures, 2 takeovers; the client's connection carried on through all of them",
-    ] {
-        assert!(out.stdout.contains(needle), "{needle:?} not in {out:#?}");
-    }
-    let namespaces = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&namespaces.stdout).contains("ftvmdemo"),
-        "the demo left its namespace behind"
+    common::demo(
+        &[
+            "--net",
+            "--failures",
+            "2",
+            "--kill-after-ms",
+            "800",
+            "--sets-after",
+            "10",
+        ],
+        &[
+            "client ▸ connected from 10.0.0.1",
+            "protected by",
+            "none lost",
+            "2 failures, 2 takeovers; the client's connection carried on through all of them",
+        ],
     );
 }

@@ -128,6 +128,28 @@ impl Hosts {
     }
 }
 
+impl Hosts {
+    /// A fresh `kvstore` booted from `disk` alone in host `host`, once it
+    /// serves: it must have restored `keys` keys from the disk's log.
+    pub fn boot_restoring(&self, host: char, disk: &std::path::Path, keys: u64) -> Side {
+        let mut args = vec!["run".to_string()];
+        args.extend(super::lan::kvstore(disk));
+        let fresh = Side::start_in(&self.namespace(host), &args);
+        assert!(
+            fresh.stdout.wait_for("listening on", super::TIMEOUT),
+            "{}",
+            fresh.stderr.text()
+        );
+        let restored = format!("{keys} keys restored");
+        assert!(
+            fresh.stdout.text().contains(&restored),
+            "want `{restored}`: {}",
+            fresh.stdout.text()
+        );
+        fresh
+    }
+}
+
 impl Drop for Hosts {
     fn drop(&mut self) {
         let _ = Command::new(script("two-hosts.sh"))

@@ -138,6 +138,20 @@ impl Connection {
         Ok(line.trim_end().to_owned())
     }
 
+    /// Reads back `key{i}` for every `i` below `count`: each must hold
+    /// `value{i}`.
+    pub fn assert_keys(&mut self, count: u64, context: &str) {
+        for i in 0..count {
+            let value = format!("value{i}");
+            let reply = self.call(&format!("GET key{i}")).unwrap();
+            assert_eq!(
+                reply,
+                format!("${}\r\n{value}", value.len()),
+                "key{i}: {context}"
+            );
+        }
+    }
+
     pub fn close(self) {
         let _ = self.writer.shutdown(Shutdown::Both);
     }
@@ -187,4 +201,13 @@ pub fn capture_rarp(namespace: &str, span: Duration) -> thread::JoinHandle<Vec<[
     });
     ready.recv().unwrap();
     capture
+}
+
+/// Asserts that `ftvm demo --net` removed its network namespace.
+pub fn assert_no_demo_namespace() {
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&namespaces.stdout).contains("ftvmdemo"),
+        "the demo left its namespace behind"
+    );
 }

@@ -166,3 +166,41 @@ pub fn assemble_guest(name: &str, out_dir: &Path) -> PathBuf {
     assert!(status.success(), "linking {name} failed");
     elf
 }
+
+/// The ticks the columns of `ftvm demo`'s view show, the first `sides`
+/// columns joined: each side's column takes up where the one before
+/// stopped, repeating what that side may have released (at least once);
+/// panics if a column starts past it.
+pub fn demo_ticks(view: &str, sides: usize) -> Vec<u64> {
+    let column = |side: usize| {
+        let lines = view.lines().filter_map(|row| row.split(" │ ").nth(side));
+        pair::tick_numbers(&lines.map(|text| format!("{text}\n")).collect::<String>())
+    };
+    let mut ticks: Vec<u64> = Vec::new();
+    for side in 0..sides {
+        let last = ticks.last().copied().unwrap_or(0);
+        let column = column(side);
+        assert!(
+            column.first().is_none_or(|&first| first <= last + 1),
+            "side {side} starts past tick {last}: {view}"
+        );
+        ticks.extend(column.into_iter().filter(|&t| t > last));
+    }
+    ticks
+}
+
+/// `ftvm demo ARGS`, which must succeed and show every one of `needles`;
+/// a `--net` demo must leave no namespace behind.
+pub fn demo(args: &[&str], needles: &[&str]) -> Finished {
+    let mut all = vec!["demo"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert_eq!(out.code(), 0, "{out:#?}");
+    for needle in needles {
+        assert!(out.stdout.contains(needle), "{needle:?} not in {out:#?}");
+    }
+    if args.contains(&"--net") {
+        lan::assert_no_demo_namespace();
+    }
+    out
+}

@@ -9,10 +9,13 @@
 //! (scripts/bench.sh does).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{init_arbiter, script};
 
 // The tests' view of the guest's LAN: its address and kvstore's options.
 #[path = "../../tests/common/lan.rs"]
@@ -32,18 +35,6 @@ const METRICS: &str = "127.0.0.1:9464";
 const ROUNDS: usize = 5;
 const HOSTS: &str = "kvbench";
 const BACKUP: &str = "10.99.0.2:7000";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn script(args: &[&str]) {
-    let status = Command::new(repo().join("scripts/two-hosts.sh"))
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success(), "two-hosts.sh {args:?}");
-}
 
 /// One ftvm process in a host, with its output gathered.
 struct Ftvm {
@@ -173,14 +164,7 @@ fn main() {
         alone.stop();
 
         std::fs::write(&disk, vec![0u8; 4 << 20]).unwrap();
-        let _ = std::fs::remove_file(&arbiter);
-        let status = Command::new(env!("CARGO_BIN_EXE_ftvm"))
-            .args(["arbiter", "init"])
-            .arg(&arbiter)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        init_arbiter(&arbiter);
         let pair_args = |role: &str, flag: &str| {
             let mut args = [role, flag, BACKUP, "--arbiter"].map(String::from).to_vec();
             args.push(arbiter.to_str().unwrap().into());

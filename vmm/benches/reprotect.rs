@@ -14,12 +14,16 @@
 //! Needs root and redis-tools. Run with `cargo bench -p vmm --bench
 //! reprotect` (scripts/bench.sh does).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
+
+use common::{init_arbiter, script};
 
 // The tests' event files and the guest's LAN.
 #[path = "../../tests/common/events.rs"]
@@ -36,20 +40,8 @@ const HOSTS: &str = "rpbench";
 /// Where nothing listens: a live side without a backup.
 const NOBODY: &str = "10.99.0.3:7000";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn ftvm() -> &'static str {
     env!("CARGO_BIN_EXE_ftvm")
-}
-
-fn script(args: &[&str]) {
-    let status = Command::new(repo().join("scripts/two-hosts.sh"))
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success(), "two-hosts.sh {args:?}");
 }
 
 /// An ftvm process (in a host, or on loopback) and its event stream.
@@ -117,15 +109,8 @@ impl Ftvm {
 /// A fresh flag and key in `dir`: the arguments every side shares.
 fn pair_files(dir: &Path) -> Vec<String> {
     let (arbiter, key) = (dir.join("arbiter"), dir.join("key"));
-    let _ = std::fs::remove_file(&arbiter);
     std::fs::write(&key, b"the key of the ftvm benchmarks!!").unwrap();
-    let status = Command::new(ftvm())
-        .args(["arbiter", "init"])
-        .arg(&arbiter)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    init_arbiter(&arbiter);
     [
         "--arbiter".into(),
         arbiter.display().to_string(),

@@ -21,7 +21,7 @@ use vm_state::{DirtyPages, FtState, MachineState, PageSet, StateError, VmState, 
 
 use crate::boot::{self, BootError};
 use crate::exit_status::{INCOMPATIBLE_HOST, KVM_FAILURE, PAIRING_FAILURE};
-use crate::host::{PauseSignal, StopSignal};
+use crate::host::StopSignal;
 use crate::vm_config::{ConfigError, VmConfig};
 use crate::vstate::{
     MemoryTracker, PausePoint, Ran, Resumed, RunError, RunIo, Vcpu, VcpuStateError, Vm, VmEnd,
@@ -243,26 +243,9 @@ impl Machine {
         )
     }
 
-    /// As [`run`](Self::run), but pauses at the first settled exit
-    /// boundary after `pause` is requested from another thread.
-    pub fn run_pausable(
-        &mut self,
-        source: &mut dyn EventSource,
-        sink: &mut dyn OutputSink,
-        stop: &Arc<StopSignal>,
-        digest_interval: u64,
-        pause: &PauseSignal,
-    ) -> Result<Ran, RunError> {
-        self.run_to(
-            source,
-            sink,
-            stop,
-            digest_interval,
-            PausePoint::WhenAsked(pause),
-        )
-    }
-
-    fn run_to(
+    /// As [`run`](Self::run), but pauses at `pause`: after an exit, or
+    /// when another thread asks ([`PausePoint`]).
+    pub fn run_to(
         &mut self,
         source: &mut dyn EventSource,
         sink: &mut dyn OutputSink,

@@ -164,7 +164,9 @@ impl<W: Write> OutputGate<W> {
         if at_once {
             let mut emitter = self.emitter();
             drop(state);
-            return self.emit(&mut emitter, output);
+            let mut written = Released::default();
+            self.emit(&mut emitter, output, &mut written)?;
+            return self.flushed(&mut emitter, written);
         }
         state.held.push_back(HeldOutput {
             exit,
@@ -216,21 +218,38 @@ impl<W: Write> OutputGate<W> {
         f(&self.emitter().devices)
     }
 
-    fn emit(&self, emitter: &mut Emitter<W>, output: Held) -> Result<(), SinkError> {
+    /// Writes `output`, counting what it wrote in `written`.
+    fn emit(
+        &self,
+        emitter: &mut Emitter<W>,
+        output: Held,
+        written: &mut Released,
+    ) -> Result<(), SinkError> {
         match output {
             Held::Console(bytes) => {
                 emitter.out.write_all(&bytes).map_err(SinkError::Console)?;
-                self.released_bytes
-                    .fetch_add(bytes.len() as u64, Ordering::SeqCst);
+                written.console += bytes.len() as u64;
                 Ok(())
             }
             Held::Disk(request) => emitter.devices.disk(request),
             Held::Frame(frame) => {
                 emitter.devices.send(&frame)?;
-                self.released_frames.fetch_add(1, Ordering::SeqCst);
+                written.frames += 1;
                 Ok(())
             }
         }
+    }
+
+    /// Flushes what was written, and only then counts it as released: the
+    /// counts tell a backup what it need not emit again, so a byte still in
+    /// a buffer (lost if this process dies now) must not be in them.
+    fn flushed(&self, emitter: &mut Emitter<W>, written: Released) -> Result<(), SinkError> {
+        emitter.out.flush().map_err(SinkError::Console)?;
+        self.released_bytes
+            .fetch_add(written.console, Ordering::SeqCst);
+        self.released_frames
+            .fetch_add(written.frames, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The backup acknowledged the log through `exit`: release what it
@@ -283,14 +302,15 @@ impl<W: Write> OutputGate<W> {
         emitter: &mut Emitter<W>,
         batch: Vec<HeldOutput>,
     ) -> Result<(), SinkError> {
+        let mut written = Released::default();
         for held in batch {
             self.stats.held_outputs.dec();
             self.stats
                 .output_hold_seconds
                 .observe(held.since.elapsed().as_secs_f64());
-            self.emit(emitter, held.output)?;
+            self.emit(emitter, held.output, &mut written)?;
         }
-        emitter.out.flush().map_err(SinkError::Console)
+        self.flushed(emitter, written)
     }
 
     /// The latest exit with output still held, if any.
@@ -468,6 +488,42 @@ mod tests {
         assert_eq!(gate.in_flight(&[4, 5]), vec![write.clone(), read]);
         gate.completed(5);
         assert_eq!(gate.in_flight(&[4, 5]), vec![write]);
+    }
+
+    /// Holds what is written until it is flushed, as stdout's buffer does.
+    #[derive(Debug, Default)]
+    struct Buffered {
+        pending: Vec<u8>,
+        out: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Buffered {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.pending.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            let pending = std::mem::take(&mut self.pending);
+            self.out.lock().unwrap().extend(pending);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_what_left_the_buffer_counts_as_released() {
+        let buffered = Buffered::default();
+        let out = buffered.out.clone();
+        let gate = OutputGate::new(buffered, HostDevices::default());
+        gate.pair(0, Box::new(|| true));
+        // Already acknowledged: out at once, with no newline to push it.
+        gate.ack(5).unwrap();
+        gate.hold(5, text(b"t")).unwrap();
+        assert_eq!(gate.released().console, out.lock().unwrap().len() as u64);
+        gate.hold(6, text(b"ick")).unwrap();
+        gate.ack(6).unwrap();
+        assert_eq!(gate.released().console, 4);
+        assert_eq!(*out.lock().unwrap(), b"tick");
     }
 
     #[test]

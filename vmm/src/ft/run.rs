@@ -9,7 +9,7 @@ use ft_logging::{EventSource, OutputSink};
 use super::{BackupSource, PrimarySource};
 use crate::host::{PauseSignal, StopSignal};
 use crate::machine::Machine;
-use crate::vstate::{Ran, RunError, VmEnd};
+use crate::vstate::{PausePoint, Ran, RunError, VmEnd};
 
 /// An event source that is a live side (a primary) or can become one (a
 /// backup, after a takeover).
@@ -50,7 +50,7 @@ pub fn run(
         } else {
             replay_interval
         };
-        match machine.run_pausable(source, sink, stop, interval, pause)? {
+        match machine.run_to(source, sink, stop, interval, PausePoint::WhenAsked(pause))? {
             Ran::Ended(end) => return Ok(end),
             Ran::Paused => match source.live_side() {
                 Some(live) => live.cutover(machine),
