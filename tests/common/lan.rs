@@ -31,10 +31,15 @@ pub fn kvstore(disk: &Path) -> Vec<String> {
     .to_vec()
 }
 
-/// A zeroed disk image for kvstore's log.
+/// A zeroed disk image of 4 MiB for kvstore's log.
 pub fn fresh_disk(dir: &Path) -> std::path::PathBuf {
+    disk_of(dir, 4 << 20)
+}
+
+/// A zeroed disk image of `bytes` (a whole number of sectors).
+pub fn disk_of(dir: &Path, bytes: usize) -> std::path::PathBuf {
     let path = dir.join("kv.img");
-    std::fs::write(&path, vec![0u8; 4 << 20]).unwrap();
+    std::fs::write(&path, vec![0u8; bytes]).unwrap();
     path
 }
 
@@ -95,7 +100,18 @@ impl Connection {
     /// Sends `command` and returns its reply's first line (a bulk reply's
     /// value is read too and returned after a newline).
     pub fn call(&mut self, command: &str) -> std::io::Result<String> {
-        self.writer.write_all(format!("{command}\r\n").as_bytes())?;
+        self.send(format!("{command}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    /// Sends requests without waiting for their replies (a pipeline).
+    pub fn send(&mut self, requests: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(requests)
+    }
+
+    /// The next reply's first line (a bulk reply's value after a newline,
+    /// as [`Connection::call`] returns it).
+    pub fn reply(&mut self) -> std::io::Result<String> {
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -114,6 +130,17 @@ impl Connection {
     pub fn close(self) {
         let _ = self.writer.shutdown(Shutdown::Both);
     }
+}
+
+/// A RESP2 multibulk request.
+pub fn multibulk(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 /// Collects the RARP frames seen in `namespace` for `span`, on a thread

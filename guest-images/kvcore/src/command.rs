@@ -11,9 +11,12 @@ use crate::resp::{self, EMPTY_ARRAY, NULL_BULK};
 pub struct Outcome {
     /// The RESP2 reply to send to the client.
     pub reply: Vec<u8>,
-    /// For a command that changed the store: the entry to append to the
-    /// disk log with [`crate::log::LogWriter::append`]. The server sends
-    /// `reply` only after that write is flushed.
+    /// For a command that changes the store: the entry to append to the
+    /// disk log with [`crate::log::LogWriter::append`]. The change is not
+    /// made yet (the log is written ahead): once the entry is flushed, the
+    /// server applies it with [`Store::apply_entry`] and sends `reply`; if
+    /// it cannot be made durable, the store stays as it was and the client
+    /// gets an error instead.
     pub log: Option<Vec<u8>>,
     /// Close the connection once `reply` is sent (QUIT).
     pub close: bool,
@@ -28,14 +31,8 @@ impl Outcome {
         }
     }
 
-    /// A change to make: apply it to `store` and log it.
-    fn change(store: &mut Store, reply: Vec<u8>, change: &Change<'_>) -> Self {
-        store.apply(change);
-        Self::logged(reply, change)
-    }
-
-    /// A change already made.
-    fn logged(reply: Vec<u8>, change: &Change<'_>) -> Self {
+    /// A change to make once it is logged.
+    fn change(reply: Vec<u8>, change: &Change<'_>) -> Self {
         Self {
             reply,
             log: Some(change.encode()),
@@ -97,8 +94,10 @@ const COMMANDS: &[Spec] = &[
     spec(b"quit", Op::Quit, 1, ANY),
 ];
 
-/// Runs one request (`args` holds at least the command name).
-pub(crate) fn execute(store: &mut Store, args: &[Vec<u8>]) -> Outcome {
+/// Runs one request (`args` holds at least the command name) against
+/// `store`, which it only reads: a change comes back as the outcome's log
+/// entry.
+pub(crate) fn execute(store: &Store, args: &[Vec<u8>]) -> Outcome {
     let Some((name, rest)) = args.split_first() else {
         return Outcome::reply(Vec::new());
     };
@@ -117,7 +116,7 @@ pub(crate) fn execute(store: &mut Store, args: &[Vec<u8>]) -> Outcome {
         (Op::Ping, _) => Outcome::reply(wrong_arity(spec.name)),
         (Op::Echo, [message]) => Outcome::reply(resp::bulk(message)),
         (Op::Set, [key, value]) => {
-            Outcome::change(store, resp::simple(b"OK"), &Change::Set { key, value })
+            Outcome::change(resp::simple(b"OK"), &Change::Set { key, value })
         }
         // Options (EX, NX, GET...) are not supported.
         (Op::Set, _) => Outcome::reply(resp::error(b"ERR syntax error")),
@@ -143,22 +142,23 @@ pub(crate) fn execute(store: &mut Store, args: &[Vec<u8>]) -> Outcome {
     }
 }
 
-fn del(store: &mut Store, keys: &[Vec<u8>]) -> Outcome {
-    // The log names only the keys this DEL removed (so each once); deleting
+fn del(store: &Store, keys: &[Vec<u8>]) -> Outcome {
+    // The log names only the keys this DEL removes, each once; deleting
     // them from the same earlier state replays it exactly.
-    let removed: Vec<&[u8]> = keys
-        .iter()
-        .filter(|key| store.remove(key))
-        .map(Vec::as_slice)
-        .collect();
+    let mut removed: Vec<&[u8]> = Vec::new();
+    for key in keys {
+        if store.contains(key) && !removed.contains(&key.as_slice()) {
+            removed.push(key);
+        }
+    }
     let reply = resp::integer(removed.len() as i64);
     if removed.is_empty() {
         return Outcome::reply(reply);
     }
-    Outcome::logged(reply, &Change::Delete(removed))
+    Outcome::change(reply, &Change::Delete(removed))
 }
 
-fn incr(store: &mut Store, key: &[u8]) -> Outcome {
+fn incr(store: &Store, key: &[u8]) -> Outcome {
     let current = match store.get(key) {
         None => 0,
         Some(value) => match int::parse_i64(value) {
@@ -174,11 +174,7 @@ fn incr(store: &mut Store, key: &[u8]) -> Outcome {
     let mut value = Vec::new();
     int::push_i64(&mut value, next);
     // Logged as the value it set, so replay does not depend on the old one.
-    Outcome::change(
-        store,
-        resp::integer(next),
-        &Change::Set { key, value: &value },
-    )
+    Outcome::change(resp::integer(next), &Change::Set { key, value: &value })
 }
 
 /// How much of the command name and of its arguments Redis quotes back.

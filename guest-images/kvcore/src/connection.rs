@@ -53,8 +53,9 @@ impl Connection {
     }
 
     /// Parses and executes the next complete request, if the buffer holds
-    /// one. A protocol error is an outcome too: its reply is the error.
-    pub fn next_request(&mut self, store: &mut Store) -> Option<Outcome> {
+    /// one, without changing `store` (see [`Outcome::log`]). A protocol
+    /// error is an outcome too: its reply is the error.
+    pub fn next_request(&mut self, store: &Store) -> Option<Outcome> {
         if self.closed {
             return None;
         }

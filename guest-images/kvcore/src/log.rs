@@ -145,7 +145,9 @@ pub fn rebuild(log: &[u8]) -> (Store, usize) {
 ///
 /// The disk must hold each returned write before the next is made (the
 /// tail sector is rewritten whole by the next append). The writer does not
-/// know the log region's size: the server checks that a write fits.
+/// know the log region's size: the server checks that a write fits, and
+/// takes a clone back when it does not.
+#[derive(Clone)]
 pub struct LogWriter {
     /// The length of the valid log, in bytes.
     valid: usize,
@@ -422,10 +424,11 @@ mod tests {
                 _ => multibulk(&[b"GET", key]),
             };
             connection.receive(&request);
-            let outcome = connection.next_request(&mut store).unwrap();
+            let outcome = connection.next_request(&store).unwrap();
             let Some(entry) = outcome.log else {
                 continue;
             };
+            assert!(store.apply_entry(&entry));
             let before = writer.len();
             let (sector, bytes) = writer.append(&entry);
             assert_eq!(bytes.len() % SECTOR_SIZE, 0);

@@ -40,6 +40,16 @@ impl Store {
             .map(|(key, value)| (key.as_slice(), value.as_slice()))
     }
 
+    /// Applies a command's log entry ([`crate::Outcome::log`]) once it is
+    /// durable; whether it was a valid entry.
+    pub fn apply_entry(&mut self, entry: &[u8]) -> bool {
+        let change = Change::decode(entry);
+        if let Some(change) = &change {
+            self.apply(change);
+        }
+        change.is_some()
+    }
+
     /// Applies a change, whether made live by a command or read back from
     /// the log: both paths go through here so replay matches the original.
     pub(crate) fn apply(&mut self, change: &Change<'_>) {
@@ -65,8 +75,7 @@ impl Store {
         }
     }
 
-    /// Removes `key`; whether it was there.
-    pub(crate) fn remove(&mut self, key: &[u8]) -> bool {
-        self.map.remove(key).is_some()
+    fn remove(&mut self, key: &[u8]) {
+        self.map.remove(key);
     }
 }

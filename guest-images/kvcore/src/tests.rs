@@ -22,6 +22,10 @@ fn session(store: &mut Store, chunks: &[&[u8]]) -> Vec<Seen> {
     for chunk in chunks {
         connection.receive(chunk);
         while let Some(outcome) = connection.next_request(store) {
+            // As the server does once the entry is on the disk.
+            if let Some(entry) = &outcome.log {
+                assert!(store.apply_entry(entry));
+            }
             seen.push(Seen {
                 reply: String::from_utf8_lossy(&outcome.reply).into_owned(),
                 log: outcome.log,
@@ -171,6 +175,30 @@ fn set_refuses_options_and_checks_arity() {
     );
 }
 
+/// Issue 14: a request changes nothing until the server applies its log
+/// entry, so a change that cannot be made durable leaves no trace.
+#[test]
+fn requests_change_the_store_only_when_their_entry_is_applied() {
+    let mut store = Store::new();
+    session(&mut store, &[b"SET a 1\r\n"]);
+    let before = store.clone();
+    let mut connection = Connection::new();
+    connection.receive(b"SET a 2\r\nINCR a\r\nDEL a\r\nSET b 3\r\n");
+    let mut entries = Vec::new();
+    while let Some(outcome) = connection.next_request(&store) {
+        entries.push(outcome.log.unwrap());
+    }
+    assert_eq!(entries.len(), 4);
+    assert!(store == before);
+    // Applied in order, they make the changes the replies announced.
+    for entry in &entries {
+        assert!(store.apply_entry(entry));
+    }
+    assert_eq!(store.get(b"a"), None);
+    assert_eq!(store.get(b"b"), Some(&b"3"[..]));
+    assert!(!store.apply_entry(b"X"));
+}
+
 #[test]
 fn del() {
     let mut store = Store::new();
@@ -277,21 +305,18 @@ fn command_replies_an_empty_array() {
 
 #[test]
 fn quit_closes_and_ignores_the_rest() {
-    let mut store = Store::new();
+    let store = Store::new();
     let mut connection = Connection::new();
     connection.receive(b"PING\r\nQUIT\r\nSET a 1\r\n");
-    assert_eq!(
-        connection.next_request(&mut store).unwrap().reply,
-        b"+PONG\r\n"
-    );
+    assert_eq!(connection.next_request(&store).unwrap().reply, b"+PONG\r\n");
     assert!(!connection.is_closed());
-    let quit = connection.next_request(&mut store).unwrap();
+    let quit = connection.next_request(&store).unwrap();
     assert_eq!(quit.reply, b"+OK\r\n");
     assert!(quit.close);
     assert!(quit.log.is_none());
     assert!(connection.is_closed());
     connection.receive(b"SET b 2\r\n");
-    assert!(connection.next_request(&mut store).is_none());
+    assert!(connection.next_request(&store).is_none());
     assert!(store.is_empty());
     assert_eq!(connection.buffered(), 0);
     // QUIT takes any arguments.
@@ -349,9 +374,11 @@ fn pipelined_requests_run_one_by_one() {
     input.extend_from_slice(b"PING\r\nGET a");
     connection.receive(&input);
     let mut next = || {
-        connection
-            .next_request(&mut store)
-            .map(|outcome| outcome.reply)
+        let outcome = connection.next_request(&store)?;
+        if let Some(entry) = &outcome.log {
+            store.apply_entry(entry);
+        }
+        Some(outcome.reply)
     };
     assert_eq!(next().unwrap(), b"+OK\r\n");
     assert_eq!(next().unwrap(), b":2\r\n");
@@ -360,10 +387,10 @@ fn pipelined_requests_run_one_by_one() {
     assert!(next().is_none());
     connection.receive(b"\r\n");
     assert_eq!(
-        connection.next_request(&mut store).unwrap().reply,
+        connection.next_request(&store).unwrap().reply,
         b"$1\r\n2\r\n"
     );
-    assert!(connection.next_request(&mut store).is_none());
+    assert!(connection.next_request(&store).is_none());
 }
 
 #[test]
@@ -491,20 +518,19 @@ fn partial_requests_wait() {
     let request = multibulk(&[b"SET", b"key", b"value"]);
     for &byte in &request[..request.len() - 1] {
         connection.receive(&[byte]);
-        assert!(connection.next_request(&mut store).is_none());
+        assert!(connection.next_request(&store).is_none());
     }
     connection.receive(&request[request.len() - 1..]);
-    assert_eq!(
-        connection.next_request(&mut store).unwrap().reply,
-        b"+OK\r\n"
-    );
+    let set = connection.next_request(&store).unwrap();
+    assert_eq!(set.reply, b"+OK\r\n");
+    assert!(store.apply_entry(&set.log.unwrap()));
     for &byte in b"GET key" {
         connection.receive(&[byte]);
-        assert!(connection.next_request(&mut store).is_none());
+        assert!(connection.next_request(&store).is_none());
     }
     connection.receive(b"\n");
     assert_eq!(
-        connection.next_request(&mut store).unwrap().reply,
+        connection.next_request(&store).unwrap().reply,
         b"$5\r\nvalue\r\n"
     );
 }
@@ -533,18 +559,15 @@ fn invalid_multibulk_length() {
         );
     }
     // Too long to be a number: refused before its end arrives.
-    let mut store = Store::new();
+    let store = Store::new();
     let mut connection = Connection::new();
     connection.receive(b"*123456789012345678901");
     assert_eq!(
-        connection.next_request(&mut store).unwrap().reply,
+        connection.next_request(&store).unwrap().reply,
         protocol_error("invalid multibulk length").as_bytes()
     );
     connection.receive(b"2345\r\nPING\r\n");
-    assert_eq!(
-        connection.next_request(&mut store).unwrap().reply,
-        b"+PONG\r\n"
-    );
+    assert_eq!(connection.next_request(&store).unwrap().reply, b"+PONG\r\n");
 }
 
 #[test]

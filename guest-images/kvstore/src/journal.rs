@@ -48,7 +48,9 @@ pub struct Journal {
 impl Journal {
     /// Reads the log from `disk` and rebuilds the store it describes.
     pub fn open(mut disk: BlockDevice) -> Result<(Self, Store), BlockError> {
-        let (store, writer) = load(&mut disk)?;
+        let bytes = read_log(&mut disk)?;
+        let (store, valid) = log::rebuild(&bytes);
+        let writer = LogWriter::new(&bytes, valid);
         let journal = Self {
             disk,
             writer,
@@ -58,20 +60,17 @@ impl Journal {
     }
 
     /// Appends a command's log entry and makes it durable (write, then
-    /// FLUSH). `store` already holds the change: on failure it is rebuilt
-    /// from the disk, so it never holds a change the disk lacks. That
-    /// reads and replays the whole log again, as a boot does: slow on a
-    /// large full disk, but only refused writes pay it.
-    pub fn append(&mut self, entry: &[u8], store: &mut Store) -> Result<(), AppendError> {
+    /// FLUSH). On failure nothing changes: the writer goes back to where it
+    /// was (so the next record overwrites whatever part of this one reached
+    /// the disk) and the caller, which applies an entry only once it is
+    /// durable, leaves the store as it was. A refusal costs no disk access
+    /// when the record does not fit, and one failed request otherwise.
+    pub fn append(&mut self, entry: &[u8]) -> Result<(), AppendError> {
+        let before = self.writer.clone();
         let result = self.write(entry);
         if let Err(error) = result {
+            self.writer = before;
             self.report(error);
-            // The writer moved past the failed record and the store holds
-            // its change: take both back from what the disk holds.
-            let (rebuilt, writer) =
-                load(&mut self.disk).unwrap_or_else(|error| crate::disk_read_failed(error));
-            *store = rebuilt;
-            self.writer = writer;
         }
         result
     }
@@ -101,13 +100,6 @@ impl Journal {
             }
         }
     }
-}
-
-/// Reads the log region and rebuilds the store and a writer continuing it.
-fn load(disk: &mut BlockDevice) -> Result<(Store, LogWriter), BlockError> {
-    let bytes = read_log(disk)?;
-    let (store, valid) = log::rebuild(&bytes);
-    Ok((store, LogWriter::new(&bytes, valid)))
 }
 
 /// Reads the disk from sector 0, a chunk at a time, as far as the records'

@@ -11,9 +11,10 @@
 //! format from sector 0); once its port is open the server prints
 //! `kvstore: <n> keys restored, listening on <ip>:6379`. It serves RESP2
 //! and inline requests to several clients at once and never exits by
-//! itself. A change is written to the log and flushed before its client
-//! gets the reply; a change that does not fit on the disk or whose write
-//! fails is undone and answered `-ERR disk full` or `-ERR disk write failed`.
+//! itself. A change is written to the log and flushed before it is made
+//! and its client gets the reply; a change that does not fit on the disk
+//! or whose write fails is not made, and is answered `-ERR disk full` or
+//! `-ERR disk write failed`.
 //!
 //! Exit statuses: 2 no network device (`kvstore: no network device`), 3
 //! no block device (`kvstore: no block device`), 4 a missing or malformed
@@ -151,7 +152,7 @@ fn setup_failed(kind: &str, error: &str) -> u8 {
 
 /// Ends the VM when the log cannot be read: without it, the store is
 /// unknown.
-pub fn disk_read_failed(error: BlockError) -> ! {
+fn disk_read_failed(error: BlockError) -> ! {
     print("kvstore: reading the log failed: ");
     print(error.name());
     print("\n");

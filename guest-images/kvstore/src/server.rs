@@ -18,6 +18,10 @@ const MAX_SOCKETS: usize = 32;
 /// Per-socket buffers: the receive buffer is the TCP window.
 const RX_BUFFER: usize = 16 * 1024;
 const TX_BUFFER: usize = 16 * 1024;
+/// Requests run for one client before the others get their turn and the
+/// interface is polled: a long pipeline, whose writes each wait for the
+/// disk, does not hold up the other clients.
+const REQUESTS_PER_TURN: usize = 16;
 
 pub struct Server {
     slots: Vec<Slot>,
@@ -109,10 +113,12 @@ struct Client {
 
 impl Client {
     /// Sends queued replies, then runs buffered requests and reads more,
-    /// until the socket has no room or no data. Requests wait while a
-    /// reply is unsent, so a pipelining client is paced by its reading.
+    /// until the socket has no room or no data, or this turn's requests
+    /// are done. Requests wait while a reply is unsent, so a pipelining
+    /// client is paced by its reading.
     fn serve(&mut self, socket: &mut Socket, store: &mut Store, journal: &mut Journal) -> bool {
         let mut progress = false;
+        let mut turn = 0;
         loop {
             if !self.unsent.is_empty() {
                 let sent = socket.send_slice(&self.unsent).unwrap_or(0);
@@ -128,8 +134,12 @@ impl Client {
                 socket.close();
                 return progress;
             }
+            if turn == REQUESTS_PER_TURN {
+                return progress;
+            }
             if let Some(outcome) = self.connection.next_request(store) {
                 self.respond(outcome, store, journal);
+                turn += 1;
                 progress = true;
             } else if socket.can_recv() {
                 let connection = &mut self.connection;
@@ -148,10 +158,12 @@ impl Client {
         }
     }
 
-    /// Queues an outcome's reply; a change is made durable first.
+    /// Queues an outcome's reply; a change is made durable, then applied.
     fn respond(&mut self, outcome: Outcome, store: &mut Store, journal: &mut Journal) {
         let durable = match &outcome.log {
-            Some(entry) => journal.append(entry, store),
+            Some(entry) => journal.append(entry).map(|()| {
+                store.apply_entry(entry);
+            }),
             None => Ok(()),
         };
         match durable {
