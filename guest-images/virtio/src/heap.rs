@@ -29,3 +29,9 @@ pub fn init(boot: &BootInfo) {
     // covers it, and nothing else in the kernel uses it.
     unsafe { heap.init(free.start as *mut u8, size) }
 }
+
+/// Heap bytes in use and in all.
+pub fn usage() -> (usize, usize) {
+    let heap = HEAP.lock();
+    (heap.used(), heap.size())
+}
