@@ -13,31 +13,16 @@ use std::time::Duration;
 use common::TIMEOUT;
 use common::hosts::Hosts;
 use common::lan::{
-    Connection, GUEST, REDIS, client, connect_in, disk_of, fresh_disk, kvstore, multibulk,
-    redis_cli,
+    Connection, GUEST, REDIS, client, connect_in, disk_of, fresh_disk, multibulk, redis_cli,
 };
-use common::pair::{Side, host_name, serial};
-
-/// `kvstore` under `ftvm run` on host a, once it listens.
-fn serving(hosts: &Hosts, extra: &[&str], disk: &std::path::Path) -> Side {
-    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    args.extend(kvstore(disk));
-    let side = Side::start_in(&hosts.namespace('a'), &args);
-    assert!(
-        side.stdout.wait_for("listening on", TIMEOUT),
-        "kvstore never listened: {}\n{}",
-        side.stdout.text(),
-        side.stderr.text()
-    );
-    side
-}
+use common::pair::{host_name, serial};
 
 #[test]
 fn redis_cli_sets_gets_increments_and_deletes() {
     let _one = serial();
     let hosts = Hosts::up(&host_name("rcli"));
     let dir = common::scratch_dir("net-redis-cli");
-    let mut server = serving(&hosts, &["run"], &fresh_disk(&dir));
+    let mut server = hosts.kvstore(&["run"], &fresh_disk(&dir));
     let c = hosts.namespace('c');
     assert_eq!(redis_cli(&c, &["PING"]), "PONG\n");
     assert_eq!(redis_cli(&c, &["SET", "greeting", "hello world"]), "OK\n");
@@ -68,7 +53,7 @@ fn nc_and_several_clients_at_once_and_bad_requests_carry_on() {
     let _one = serial();
     let hosts = Hosts::up(&host_name("nc"));
     let dir = common::scratch_dir("net-nc");
-    let mut server = serving(&hosts, &["run"], &fresh_disk(&dir));
+    let mut server = hosts.kvstore(&["run"], &fresh_disk(&dir));
     let c = hosts.namespace('c');
     // Inline commands, as a person types them into nc.
     let out = client(
@@ -119,7 +104,7 @@ fn a_fresh_boot_from_the_disk_has_every_acknowledged_key() {
     let hosts = Hosts::up(&host_name("boot"));
     let dir = common::scratch_dir("net-reboot");
     let disk = fresh_disk(&dir);
-    let mut server = serving(&hosts, &["run"], &disk);
+    let mut server = hosts.kvstore(&["run"], &disk);
     let c = hosts.namespace('c');
     let mut connection = Connection::open(&c, Duration::from_secs(10));
     for i in 0..20 {
@@ -132,7 +117,7 @@ fn a_fresh_boot_from_the_disk_has_every_acknowledged_key() {
     assert_eq!(connection.call("INCR n").unwrap(), ":1");
     // Killed without warning: what was acknowledged is on the disk.
     server.kill();
-    let mut server = serving(&hosts, &["run"], &disk);
+    let mut server = hosts.kvstore(&["run"], &disk);
     assert!(
         server.stdout.text().contains("20 keys restored"),
         "{}",
@@ -172,7 +157,7 @@ fn a_log_that_fills_during_a_pipeline_refuses_what_does_not_fit_and_carries_on()
     // Before issue 14's fix each refused SET re-read and re-checked the
     // whole log, seconds of guest CPU apiece.
     let disk = disk_of(&dir, 512 << 10);
-    let mut server = serving(&hosts, &["run"], &disk);
+    let mut server = hosts.kvstore(&["run"], &disk);
     let c = hosts.namespace('c');
     let mut client = Connection::open(&c, Duration::from_secs(20));
     let mut acked = None;
@@ -226,7 +211,7 @@ fn a_log_that_fills_during_a_pipeline_refuses_what_does_not_fit_and_carries_on()
     client.close();
     server.kill();
 
-    let mut server = serving(&hosts, &["run"], &disk);
+    let mut server = hosts.kvstore(&["run"], &disk);
     let mut check = Connection::open(&c, Duration::from_secs(20));
     for i in 0..=last {
         let expected = value_of(i, VALUE);
@@ -254,7 +239,7 @@ fn a_client_that_never_reads_its_replies_does_not_hold_up_the_others() {
     let _one = serial();
     let hosts = Hosts::up(&host_name("nord"));
     let dir = common::scratch_dir("net-no-reader");
-    let mut server = serving(&hosts, &["run"], &fresh_disk(&dir));
+    let mut server = hosts.kvstore(&["run"], &fresh_disk(&dir));
     let c = hosts.namespace('c');
     let mut other = Connection::open(&c, Duration::from_secs(20));
     let value = "x".repeat(16 << 10);
@@ -303,7 +288,7 @@ fn a_recorded_server_replays_without_its_disk_or_network() {
     let disk = fresh_disk(&dir);
     let trace = dir.join("kvstore.trace");
     let trace_arg = trace.to_str().unwrap();
-    let server = serving(&hosts, &["record", "--trace", trace_arg], &disk);
+    let server = hosts.kvstore(&["record", "--trace", trace_arg], &disk);
     let c = hosts.namespace('c');
     assert_eq!(redis_cli(&c, &["SET", "a", "1"]), "OK\n");
     assert_eq!(redis_cli(&c, &["INCR", "a"]), "2\n");

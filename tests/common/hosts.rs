@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::TIMEOUT;
+use super::lan::kvstore;
 use super::pair::{PairSetup, Side};
 
 /// Where the backup listens inside its host.
@@ -66,6 +68,34 @@ impl Hosts {
             &self.namespace('a'),
             &setup.primary_args(kernel, &setup.key),
         )
+    }
+
+    /// `kvstore` on `disk` under `ftvm COMMAND...` (run, record) in host a,
+    /// once it listens.
+    pub fn kvstore(&self, command: &[&str], disk: &std::path::Path) -> Side {
+        let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        args.extend(kvstore(disk));
+        let side = Side::start_in(&self.namespace('a'), &args);
+        assert!(
+            side.stdout.wait_for("listening on", TIMEOUT),
+            "kvstore never listened: {}\n{}",
+            side.stdout.text(),
+            side.stderr.text()
+        );
+        side
+    }
+
+    /// A backup and a primary of `guest`, once the guest serves.
+    pub fn serving_pair(&self, setup: &PairSetup, guest: &[String]) -> (Side, Side) {
+        let guest: Vec<&str> = guest.iter().map(String::as_str).collect();
+        let backup = self.start_backup(setup, &guest);
+        let primary = self.start_primary(setup, &guest);
+        assert!(
+            primary.stdout.wait_for("listening on", TIMEOUT),
+            "{}",
+            primary.stderr.text()
+        );
+        (backup, primary)
     }
 }
 

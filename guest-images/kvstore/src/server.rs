@@ -23,7 +23,7 @@ const MAX_SOCKETS: usize = 32;
 const RX_BUFFER: usize = 32 * 1024;
 const TX_BUFFER: usize = 32 * 1024;
 /// Requests run for one client before the next client's turn.
-const REQUESTS_PER_TURN: usize = 16;
+const REQUESTS_PER_TURN: usize = 64;
 /// Staged log bytes past which a round takes no more requests: bounds a
 /// commit's memory and write.
 const ROUND_STAGED: usize = 1 << 20;
