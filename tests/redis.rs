@@ -12,14 +12,18 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::TIMEOUT;
 use common::hosts::Hosts;
 use common::lan::{Connection, GUEST, REDIS, connect_in, disk_of, fresh_disk, kvstore, multibulk};
-use common::pair::{host_name, seed, serial};
+use common::pair::{Side, host_name, seed, serial};
+
+/// How long a request may wait: through a takeover, or a busy machine.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Runs `program ARGS` in `namespace` and waits for it.
 fn client(namespace: &str, program: &str, args: &[&str]) -> Output {
@@ -199,12 +203,12 @@ struct Written {
 }
 
 /// Overwrites `keys` keys round-robin with unique values in pipelines of
-/// 20 until the connection fails.
-fn write_until_killed(namespace: &str, keys: usize, round: usize) -> Written {
-    let mut connection = Connection::open(namespace, Duration::from_secs(30));
+/// 20 until the connection fails or `stop` is set.
+fn write_until(namespace: &str, keys: usize, round: usize, stop: &AtomicBool) -> Written {
+    let mut connection = Connection::open(namespace, PATIENCE);
     let mut written = Written::default();
     let mut n = 0;
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         let batch: Vec<(String, String)> = (0..20)
             .map(|_| {
                 n += 1;
@@ -231,6 +235,50 @@ fn write_until_killed(namespace: &str, keys: usize, round: usize) -> Written {
             }
         }
     }
+    written
+}
+
+/// Polls INFO persistence on a new connection until a compaction runs,
+/// then waits `delay`. Fails if none starts, or if `writer_done` reports
+/// the writer gave up first.
+fn wait_for_compaction(namespace: &str, delay: Duration, writer_done: &mpsc::Receiver<()>) {
+    let mut watcher = Connection::open(namespace, PATIENCE);
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < TIMEOUT, "no compaction started");
+        assert!(writer_done.try_recv().is_err(), "the writer stopped");
+        let persistence = info(&mut watcher, "persistence");
+        if persistence["aof_rewrite_in_progress"] == "1" {
+            thread::sleep(delay);
+            return;
+        }
+        // Not so often that answering INFO is most of the guest's work.
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Checks that the server at host c's reach has every value `known`
+/// holds, or for keys `in_flight` names, that value instead (updating
+/// `known` to what it found).
+fn assert_has(
+    namespace: &str,
+    known: &mut BTreeMap<String, String>,
+    in_flight: &BTreeMap<String, String>,
+    context: &str,
+) {
+    let mut check = Connection::open(namespace, PATIENCE);
+    for (key, value) in known.clone() {
+        let got = check.call(&format!("GET {key}")).unwrap();
+        let expected = format!("${}\r\n{value}", value.len());
+        match in_flight.get(&key) {
+            Some(new) if got != expected => {
+                assert_eq!(got, format!("${}\r\n{new}", new.len()), "{context}: {key}");
+                known.insert(key, new.clone());
+            }
+            _ => assert_eq!(got, expected, "{context}: {key} lost"),
+        }
+    }
+    check.close();
 }
 
 #[test]
@@ -257,28 +305,12 @@ fn compaction_survives_sigkill_at_random_moments() {
         let (done, finished) = mpsc::channel();
         let namespace = c.clone();
         let writer = thread::spawn(move || {
-            let written = write_until_killed(&namespace, KEYS, round as usize);
+            let written = write_until(&namespace, KEYS, round as usize, &AtomicBool::new(false));
             done.send(()).unwrap();
             written
         });
-        let mut watcher = Connection::open(&c, Duration::from_secs(30));
-        let started = Instant::now();
-        eprintln!("round {round}: writing");
         let delay = Duration::from_millis((seed.wrapping_mul(round + 7) >> 3) % 40);
-        loop {
-            assert!(
-                started.elapsed() < TIMEOUT,
-                "no compaction in round {round}"
-            );
-            assert!(finished.try_recv().is_err(), "the writer stopped");
-            let persistence = info(&mut watcher, "persistence");
-            if persistence["aof_rewrite_in_progress"] == "1" {
-                thread::sleep(delay);
-                break;
-            }
-            // Not so often that answering INFO is most of the guest's work.
-            thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_compaction(&c, delay, &finished);
         server.kill();
         let written = writer.join().unwrap();
         assert!(written.acked.len() > 10, "round {round}: too few writes");
@@ -288,34 +320,86 @@ fn compaction_survives_sigkill_at_random_moments() {
         );
         // A fresh boot from the disk has every acknowledged value (and
         // for the batch in flight, the old or the new one).
-        let phase = Instant::now();
         server = hosts.kvstore(&["run"], &disk);
-        eprintln!("round {round}: booted in {:?}", phase.elapsed());
-        let mut check = Connection::open(&c, Duration::from_secs(30));
-        known.extend(written.acked.clone());
-        for (key, value) in known.clone() {
-            let got = check.call(&format!("GET {key}")).unwrap();
-            let expected = format!("${}\r\n{value}", value.len());
-            match written.in_flight.get(&key) {
-                Some(new) if got != expected => {
-                    assert_eq!(
-                        got,
-                        format!("${}\r\n{new}", new.len()),
-                        "round {round}: {key}"
-                    );
-                    known.insert(key.clone(), new.clone());
-                }
-                _ => assert_eq!(got, expected, "round {round}: {key} lost"),
-            }
-        }
+        known.extend(written.acked);
+        assert_has(
+            &c,
+            &mut known,
+            &written.in_flight,
+            &format!("round {round}"),
+        );
+        let mut check = Connection::open(&c, PATIENCE);
         assert_eq!(
             check.call("GET k").unwrap(),
             format!("$300\r\n{:0>300}", 9999)
         );
-        eprintln!("round {round}: checked at {:?}", phase.elapsed());
         check.close();
     }
     server.kill();
+}
+
+/// A takeover while a compaction runs on the primary loses no
+/// acknowledged write: the writer's connection carries on through it, the
+/// new primary has every acknowledged value, and so does a fresh boot from
+/// the shared disk.
+#[test]
+fn a_takeover_during_compaction_loses_no_acknowledged_write() {
+    const KEYS: usize = 200;
+    let _one = serial();
+    let seed = seed();
+    let hosts = Hosts::up(&host_name("tko"));
+    let c = hosts.namespace('c');
+    let setup = hosts.setup("redis-takeover-compaction");
+    let disk = fresh_disk(&setup.dir);
+    let (backup, primary) = hosts.serving_pair(&setup, &kvstore(&disk));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, finished) = mpsc::channel();
+    let writer = {
+        let (namespace, stop) = (c.clone(), stop.clone());
+        thread::spawn(move || {
+            let written = write_until(&namespace, KEYS, 0, &stop);
+            done.send(()).unwrap();
+            written
+        })
+    };
+    let delay = Duration::from_millis(seed % 40);
+    wait_for_compaction(&c, delay, &finished);
+    hosts.takeover("kill");
+    assert!(
+        backup.stderr.wait_for("live from exit", TIMEOUT),
+        "{}",
+        backup.stderr.text()
+    );
+    // Writes go on through the takeover, on the same connection.
+    thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(
+        written.in_flight.is_empty(),
+        "a write failed across the takeover"
+    );
+    eprintln!(
+        "killed the primary {delay:?} after INFO showed a compaction; {} writes acknowledged",
+        written.acked.len()
+    );
+    let mut known = written.acked;
+    assert_has(&c, &mut known, &BTreeMap::new(), "the new primary");
+    let _ = primary.finish(TIMEOUT);
+    let mut backup = backup;
+    backup.kill();
+    let fresh = Side::start_in(&hosts.namespace('b'), &{
+        let mut args = vec!["run".to_string()];
+        args.extend(kvstore(&disk));
+        args
+    });
+    assert!(
+        fresh.stdout.wait_for("listening on", TIMEOUT),
+        "{}",
+        fresh.stderr.text()
+    );
+    assert_has(&c, &mut known, &BTreeMap::new(), "a fresh boot");
+    let mut fresh = fresh;
+    fresh.kill();
 }
 
 /// Malformed requests of each kind get Redis's errors and close their
