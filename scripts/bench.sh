@@ -2,6 +2,10 @@
 # ftvm's benchmarks. Every comparison is measured side by side in one run,
 # since absolute times on shared machines drift; keep results with this
 # command in docs/BENCHMARKS.md.
+#
+# FTVM_BASE=/path/to/ftvm (another build, say the previous commit's in its
+# own directory) makes record_replay and ft also run that binary,
+# alternating round by round, and compare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +15,11 @@ cargo bench -q -p vmm --bench exit_cost
 # Record vs run, replay vs record, and trace density on ticker.
 cargo bench -q -p vmm --bench record_replay
 
-# Fault tolerance: pair vs alone, the output rule's latency, log bandwidth, takeover time.
+# The VM state of an idle ticker: encoded size, capture and restore times.
+cargo bench -q -p vmm --bench state
+
+# Fault tolerance: pair vs alone, the cost of --events and --metrics, the
+# output rule's latency, log bandwidth, takeover time.
 cargo bench -q -p vmm --bench ft
 
 # Real clients: redis-benchmark (SET and GET, then its default test list)

@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::{run, scratch_dir};
 
@@ -72,6 +73,57 @@ fn a_directory_is_unreadable() {
     let dir = scratch_dir("dir-kernel");
     let out = run(&["run", "--kernel", dir.to_str().unwrap()]);
     out.assert_refused(UNREADABLE_KERNEL, "cannot read kernel");
+}
+
+/// Memory well below what reading the inputs of these tests whole would take.
+const BOUNDED_KIB: u64 = 64 << 10;
+
+/// Runs `ftvm run --kernel path` and checks it ended within a second in
+/// bounded memory.
+fn boot_promptly(path: &Path) -> common::Finished {
+    let started = Instant::now();
+    let out = boot(path);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}: {out:#?}",
+        started.elapsed()
+    );
+    assert!(out.peak_kib < BOUNDED_KIB, "{} KiB: {out:#?}", out.peak_kib);
+    out
+}
+
+#[test]
+fn a_device_or_a_fifo_is_refused_without_reading_it() {
+    boot_promptly(Path::new("/dev/zero")).assert_refused(UNREADABLE_KERNEL, "not a regular file");
+    let fifo = scratch_dir("fifo-kernel").join("kernel");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    boot_promptly(&fifo).assert_refused(UNREADABLE_KERNEL, "not a regular file");
+}
+
+/// A sparse file of `len` bytes starting with `head`.
+fn sparse(test: &str, head: &[u8], len: u64) -> PathBuf {
+    let path = write(test, head);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    path
+}
+
+#[test]
+fn a_huge_file_is_judged_by_its_header() {
+    let zeros = sparse("sparse-kernel", b"", 2 << 30);
+    boot_promptly(&zeros).assert_refused(INVALID_KERNEL, "not an ELF file");
+    // A real kernel followed by 2 GB of nothing: only what its program
+    // headers need is read, and it boots.
+    let padded = sparse("padded-kernel", &hello(), 2 << 30);
+    let out = boot_promptly(&padded);
+    assert_eq!(out.code(), 0, "{out:#?}");
+    assert!(out.stdout.contains("Hello"), "{out:#?}");
 }
 
 #[test]

@@ -150,3 +150,58 @@ fn a_hostile_driver_is_refused_without_harm_to_the_vmm() {
     assert!(out.stdout.ends_with("virtiobad: all cases survived\n"));
     assert!(!out.stderr.contains("panicked"));
 }
+
+#[test]
+fn a_second_vm_on_an_image_in_use_is_refused() {
+    let image = disk("disk-in-use", 64);
+    let path = image.to_str().unwrap();
+    let args: Vec<String> = [
+        "run",
+        "--kernel",
+        "ticker",
+        "--cmdline",
+        "ticks=100000 hz=20",
+        "--disk",
+        path,
+    ]
+    .map(String::from)
+    .to_vec();
+    let first = common::pair::Side::start(&args);
+    assert!(first.stdout.wait_for("tick 1 ", common::TIMEOUT));
+    for disk_arg in [path.to_string(), format!("{path},ro")] {
+        let second = run(&["run", "--kernel", "hello", "--disk", &disk_arg]);
+        second.assert_refused(INVALID_DISK, "in use");
+    }
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.finish(common::TIMEOUT).code(), 143);
+    // Free again once the first VM ended.
+    let after = run(&["run", "--kernel", "hello", "--disk", path]);
+    assert_eq!(after.code(), 0, "{after:#?}");
+}
+
+#[test]
+fn an_image_truncated_under_the_guest_fails_its_requests() {
+    let image = disk("disk-truncated", 2048);
+    let guest = seq_guest(&image, 1000);
+    let mut args = vec!["run".to_string()];
+    args.extend(guest);
+    let side = common::pair::Side::start(&args);
+    assert!(side.stdout.wait_for("seq 20\n", common::TIMEOUT));
+    let kept = 16 * SECTOR as u64;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .set_len(kept)
+        .unwrap();
+    let out = side.finish(common::TIMEOUT);
+    assert_eq!(out.code(), 2, "the guest's I/O error: {out:#?}");
+    assert!(out.stdout.contains("failed: io error"), "{out:#?}");
+    assert_eq!(
+        out.stderr.matches("changed size").count(),
+        1,
+        "one warning: {out:#?}"
+    );
+    // Nothing was written past the image's new end.
+    assert_eq!(fs::metadata(&image).unwrap().len(), kept);
+}

@@ -2,7 +2,7 @@
 //! keeps the guest's output whole, a lost backup lets the primary go on
 //! alone, bad peers are refused, the go-live flag decides.
 //!
-//! Pairs are run one at a time (DESIGN.md §8): two cores, timing matters.
+//! Pairs are run one at a time (docs/DESIGN.md §8): two cores, timing matters.
 
 mod common;
 
@@ -10,12 +10,33 @@ use std::thread;
 use std::time::Duration;
 
 use common::TIMEOUT;
+use common::metrics::{Scrape, scrape};
 use common::pair::{
-    NOT_LIVE, PairSetup, Side, assert_whole, join_outputs, moment, seed, serial, ticker,
+    NOT_LIVE, PairSetup, Side, assert_whole, flood, free_address, join_outputs, moment, noise,
+    seed, serial, ticker,
 };
 
+const ARBITER_FAILURE: i32 = 114;
 const PAIRING_FAILURE: i32 = 115;
 const DIVERGENCE: i32 = 118;
+const USAGE: i32 = 125;
+const INTERRUPTED: i32 = 130;
+const TERMINATED: i32 = 143;
+
+/// A ticker that runs until it is stopped.
+const ENDLESS: [&str; 4] = ["--kernel", "ticker", "--cmdline", "ticks=100000 hz=50"];
+
+/// Sends `signal` to `side` and checks that it ends within a second with
+/// `status`.
+fn stops_at_once(side: Side, signal: i32, status: i32) -> common::Finished {
+    side.signal(signal);
+    let signalled = std::time::Instant::now();
+    let out = side.finish(TIMEOUT);
+    let took = signalled.elapsed();
+    assert_eq!(out.code(), status, "{out:#?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}: {out:#?}");
+    out
+}
 
 #[test]
 fn a_pair_ends_together_when_the_guest_ends() {
@@ -47,11 +68,7 @@ fn takeover_keeps_the_output_whole_at_random_moments() {
         let setup = PairSetup::new(&format!("ft-takeover-{run}"));
         let backup = setup.start_backup(&ticker());
         let mut primary = setup.start_primary(&ticker());
-        assert!(
-            primary.stderr.wait_for("paired", TIMEOUT),
-            "{}",
-            primary.stderr.text()
-        );
+        assert!(primary.wait_event("paired"), "{}", primary.stderr.text());
         // 40 ticks at 50 Hz take 0.8 s: kill anywhere in 0.05–0.85 s, so
         // also after the guest ended, when the primary may or may not have
         // said goodbye.
@@ -66,10 +83,10 @@ fn takeover_keeps_the_output_whole_at_random_moments() {
         assert_eq!(backup.code(), 0, "{context}");
         assert_whole(&join_outputs(&released, &backup.stdout), &context);
         let flag = setup.arbiter_status();
-        if backup.stderr.contains("live from exit") {
+        if backup.event("live").is_some() {
             takeovers += 1;
             assert!(flag.contains("backup"), "{context}");
-        } else if backup.stderr.contains("the primary ended but was lost") {
+        } else if backup.event("peer_lost").is_some() {
             // The guest ended; its last output may not have been released.
             assert!(flag.contains("backup"), "{context}");
         } else {
@@ -90,13 +107,14 @@ fn a_primary_whose_backup_dies_goes_on_alone_after_winning_the_flag() {
     let setup = PairSetup::new("ft-backup-dies");
     let mut backup = setup.start_backup(&ticker());
     let primary = setup.start_primary(&ticker());
-    assert!(primary.stderr.wait_for("paired", TIMEOUT));
+    assert!(primary.wait_event("paired"));
     thread::sleep(Duration::from_millis(300));
     backup.kill();
     let primary = primary.finish(TIMEOUT);
     assert_eq!(primary.code(), 0, "{primary:#?}");
-    assert!(
-        primary.stderr.contains("won the go-live flag"),
+    assert_eq!(
+        primary.event_names(),
+        ["started", "paired", "peer_lost", "ended"],
         "{primary:#?}"
     );
     assert_whole(&primary.stdout, "the primary alone");
@@ -159,18 +177,11 @@ fn garbage_on_the_logging_port_does_not_disturb_a_running_pair() {
     let setup = PairSetup::new("ft-garbage");
     let backup = setup.start_backup(&ticker());
     let primary = setup.start_primary(&ticker());
-    assert!(primary.stderr.wait_for("paired", TIMEOUT));
+    assert!(primary.wait_event("paired"));
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     for round in 0..5 {
         let mut stream = std::net::TcpStream::connect(setup.address).unwrap();
-        let bytes: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let bytes = noise(4096, &mut state);
         // Half the rounds close in the middle of what could be a message.
         let cut = if round % 2 == 0 { bytes.len() } else { 7 };
         let _ = stream.write_all(&bytes[..cut]);
@@ -186,12 +197,57 @@ fn garbage_on_the_logging_port_does_not_disturb_a_running_pair() {
 }
 
 #[test]
+fn a_primary_pairs_through_a_flood_on_the_backups_port() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-flood-waiting");
+    let backup = setup.start_backup(&ticker());
+    let held = flood(setup.address, 300);
+    // Shorter than a handshake's deadline: strangers that could hold the
+    // handshake slots until theirs ran out would keep the pair from forming.
+    let mut args = setup.primary_args(&ticker(), &setup.key);
+    args.extend(["--wait-backup-ms".into(), "3000".into()]);
+    let primary = Side::start(&args).finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    drop(held);
+    let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
+    assert_eq!(primary.code(), 0, "{context}");
+    assert!(primary.event("paired").is_some(), "{context}");
+    assert_whole(&primary.stdout, &context);
+    assert_eq!(backup.code(), 0, "{context}");
+    assert_eq!(backup.stdout, "", "{context}");
+    assert!(
+        setup.arbiter_status().contains("no owner"),
+        "nobody ran alone: {context}"
+    );
+}
+
+#[test]
+fn a_flood_on_the_logging_port_does_not_disturb_a_running_pair() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-flood-running");
+    let backup = setup.start_backup(&ticker());
+    let primary = setup.start_primary(&ticker());
+    assert!(primary.wait_event("paired"));
+    let held = flood(setup.address, 300);
+    assert!(primary.child_running(), "the flood came after the run");
+    let primary = primary.finish(TIMEOUT);
+    let backup = backup.finish(TIMEOUT);
+    drop(held);
+    let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
+    assert_eq!(primary.code(), 0, "{context}");
+    assert_whole(&primary.stdout, &context);
+    assert_eq!(backup.code(), 0, "{context}");
+    assert_eq!(backup.stdout, "", "{context}");
+    assert!(primary.event("peer_lost").is_none(), "{context}");
+}
+
+#[test]
 fn nobody_goes_live_while_the_arbiter_is_out_of_reach() {
     let _one = serial();
     let setup = PairSetup::new("ft-held-flag");
     let backup = setup.start_backup(&ticker());
     let mut primary = setup.start_primary(&ticker());
-    assert!(primary.stderr.wait_for("paired", TIMEOUT));
+    assert!(primary.wait_event("paired"));
     thread::sleep(Duration::from_millis(200));
     let held = common::pair::HeldFlag::hold(&setup.arbiter);
     primary.kill();
@@ -262,14 +318,233 @@ fn a_backup_that_diverges_stops_and_never_goes_live() {
     let primary = primary.finish(TIMEOUT);
     let context = format!("primary: {primary:#?}\nbackup: {backup:#?}");
     assert_eq!(backup.code(), DIVERGENCE, "{context}");
-    assert!(backup.stderr.contains("divergence at exit"), "{context}");
+    assert_eq!(
+        backup.event_names(),
+        ["started", "paired", "diverged", "ended"],
+        "{context}"
+    );
+    let diverged = backup.event("diverged").unwrap();
+    assert!(diverged["exit"].as_u64().is_some(), "{context}");
+    assert!(
+        diverged["what"]
+            .as_str()
+            .is_some_and(|what| what.starts_with("divergence at exit")),
+        "{context}"
+    );
+    assert_eq!(backup.event("ended").unwrap()["status"], DIVERGENCE);
     assert_eq!(
         backup.stdout, "",
         "a diverged backup emits nothing: {context}"
     );
-    assert!(!backup.stderr.contains("live from exit"), "{context}");
     // The primary loses its backup, wins the flag and finishes alone.
     assert_eq!(primary.code(), 0, "{context}");
     assert_eq!(primary.stdout, "done\n", "{context}");
     assert!(setup.arbiter_status().contains("primary"), "{context}");
+}
+
+#[test]
+fn a_damaged_flag_is_refused_at_start_and_waited_for_after_pairing() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-damaged-flag");
+    let valid = std::fs::read(&setup.arbiter).unwrap();
+    let garbage = noise(92, &mut 0x1234_5678_9abc_def0);
+    std::fs::write(&setup.arbiter, &garbage).unwrap();
+    for args in [
+        setup.backup_args(&ticker()),
+        setup.primary_args(&ticker(), &setup.key),
+    ] {
+        let out = Side::start(&args).finish(TIMEOUT);
+        out.assert_refused(ARBITER_FAILURE, "not a valid go-live flag");
+    }
+    std::fs::write(&setup.arbiter, &valid).unwrap();
+    let backup = setup.start_backup(&ticker());
+    let mut primary = setup.start_primary(&ticker());
+    assert!(primary.wait_event("paired"));
+    thread::sleep(Duration::from_millis(200));
+    std::fs::write(&setup.arbiter, &garbage).unwrap();
+    primary.kill();
+    let released = primary.stdout.text();
+    // Like an unreachable flag: it waits, says why, and never goes live.
+    assert!(
+        backup.stderr.wait_for("not a valid go-live flag", TIMEOUT),
+        "{}",
+        backup.stderr.text()
+    );
+    thread::sleep(Duration::from_millis(1000));
+    assert_eq!(backup.stdout.text(), "", "went live without a valid flag");
+    assert!(
+        backup.child_running(),
+        "the backup gave up instead of waiting"
+    );
+    std::fs::write(&setup.arbiter, &valid).unwrap();
+    let backup = backup.finish(TIMEOUT);
+    assert_eq!(backup.code(), 0, "{backup:#?}");
+    assert_whole(
+        &join_outputs(&released, &backup.stdout),
+        "after the flag was repaired",
+    );
+}
+
+#[test]
+fn a_listen_address_in_use_is_a_usage_error() {
+    let _one = serial();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let setup = PairSetup::at("ft-listen-in-use", taken.local_addr().unwrap());
+    let out = Side::start(&setup.backup_args(&ticker())).finish(TIMEOUT);
+    out.assert_refused(USAGE, "cannot listen on");
+}
+
+#[test]
+fn sides_waiting_for_their_peer_stop_at_once_on_a_signal() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-waiting-signal");
+    let backup = setup.start_backup(&ticker());
+    let out = stops_at_once(backup, libc::SIGINT, INTERRUPTED);
+    assert!(out.stderr.contains("interrupted"), "{out:#?}");
+    // Nobody listens now: the primary waits for its backup.
+    let mut args = setup.primary_args(&ticker(), &setup.key);
+    args.extend(["--wait-backup-ms".into(), "60000".into()]);
+    let primary = Side::start(&args);
+    thread::sleep(Duration::from_millis(500));
+    let out = stops_at_once(primary, libc::SIGTERM, TERMINATED);
+    assert!(out.stderr.contains("terminated"), "{out:#?}");
+    assert!(setup.arbiter_status().contains("no owner"));
+}
+
+#[test]
+fn a_primary_stalled_by_flow_control_stops_at_once_on_sigterm() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-stalled-signal");
+    // A timeout long enough that a frozen backup is not taken for lost.
+    let patient = ["--timeout-ms", "30000"].map(String::from);
+    let mut backup_args = setup.backup_args(&ENDLESS);
+    backup_args.extend(patient.clone());
+    let mut backup = PairSetup::started(Side::start(&backup_args));
+    let mut primary_args = setup.primary_args(&ENDLESS, &setup.key);
+    primary_args.extend(patient);
+    let primary = Side::start(&primary_args);
+    assert!(primary.stdout.wait_for("tick 3 ", TIMEOUT));
+    backup.signal(libc::SIGSTOP);
+    // The backup's replay stops: past --max-lag-ms the primary stalls.
+    thread::sleep(Duration::from_millis(1000));
+    let stalled_at = primary.stdout.text().len();
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(primary.stdout.text().len(), stalled_at, "it did not stall");
+    stops_at_once(primary, libc::SIGTERM, TERMINATED);
+    backup.signal(libc::SIGCONT);
+    backup.kill();
+}
+
+#[test]
+fn a_replaying_backup_stops_at_once_on_sigterm() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-backup-signal");
+    let backup = setup.start_backup(&ENDLESS);
+    let primary = setup.start_primary(&ENDLESS);
+    assert!(primary.stdout.wait_for("tick 3 ", TIMEOUT));
+    stops_at_once(backup, libc::SIGTERM, TERMINATED);
+    // Its primary loses it, and goes on alone after winning the flag.
+    assert!(primary.wait_event("peer_lost"));
+    let tick = primary.stdout.text().matches("tick ").count();
+    assert!(
+        primary
+            .stdout
+            .wait_for(&format!("tick {} ", tick + 5), TIMEOUT)
+    );
+    stops_at_once(primary, libc::SIGTERM, TERMINATED);
+}
+
+/// Scrapes `address` until `wanted` holds.
+fn scrape_until(address: std::net::SocketAddr, wanted: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(scrape) = scrape(address).filter(|s| wanted(s)) {
+            return scrape;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no such metrics at {address}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_takeover_shows_in_the_event_streams_and_the_metrics() {
+    let _one = serial();
+    let setup = PairSetup::new("ft-observed");
+    let guest = ["--kernel", "ticker", "--cmdline", "ticks=150 hz=50"];
+    let (backup_at, primary_at) = (free_address(), free_address());
+    let with_metrics = |mut args: Vec<String>, at: std::net::SocketAddr| {
+        args.extend(["--metrics".into(), at.to_string()]);
+        args
+    };
+    let backup = PairSetup::started(Side::start(&with_metrics(
+        setup.backup_args(&guest),
+        backup_at,
+    )));
+    let mut primary = Side::start(&with_metrics(
+        setup.primary_args(&guest, &setup.key),
+        primary_at,
+    ));
+    assert!(primary.wait_event("paired"), "{}", primary.stderr.text());
+    assert!(backup.wait_event("paired"), "{}", backup.stderr.text());
+
+    // Both sides paired, both counting exits.
+    for (at, role) in [(primary_at, "primary"), (backup_at, "backup")] {
+        let first = scrape_until(at, |s| s.value("ftvm_exits_total") > Some(0.0));
+        first.assert_promtool_clean();
+        assert_eq!(first.content_type, "text/plain; version=0.0.4");
+        assert_eq!(first.role().as_deref(), Some(role), "{}", first.body);
+        assert_eq!(first.value("ftvm_paired"), Some(1.0), "{}", first.body);
+        assert_eq!(first.value("ftvm_protected"), Some(1.0), "{}", first.body);
+        let exits = first.value("ftvm_exits_total").unwrap();
+        let later = scrape_until(at, |s| s.value("ftvm_exits_total") > Some(exits));
+        assert!(
+            later.value("ftvm_log_bytes_total") > Some(0.0),
+            "{}",
+            later.body
+        );
+    }
+    primary.kill();
+
+    // The backup takes over: its role changes, the takeover is counted.
+    assert!(backup.wait_event("live"), "{}", backup.stderr.text());
+    let after = scrape_until(backup_at, |s| s.role().as_deref() == Some("alone"));
+    after.assert_promtool_clean();
+    assert_eq!(
+        after.value("ftvm_takeovers_total"),
+        Some(1.0),
+        "{}",
+        after.body
+    );
+    assert_eq!(after.value("ftvm_paired"), Some(0.0), "{}", after.body);
+    assert_eq!(after.value("ftvm_divergences_total"), Some(0.0));
+
+    let backup = backup.finish(TIMEOUT);
+    assert_eq!(backup.code(), 0, "{backup:#?}");
+    assert_eq!(
+        backup.event_names(),
+        ["started", "paired", "peer_lost", "live", "ended"],
+        "{backup:#?}"
+    );
+    assert_eq!(backup.events[0]["role"], "backup");
+    let live = backup.event("live").unwrap();
+    for field in [
+        "exit",
+        "detection_ms",
+        "drain_ms",
+        "golive_ms",
+        "reemitted_console_bytes",
+        "reemitted_frames",
+        "reissued_requests",
+    ] {
+        assert!(live[field].is_u64(), "{field}: {live}");
+    }
+    let ended = backup.event("ended").unwrap();
+    assert_eq!(ended["status"], 0, "{ended}");
+    assert_eq!(ended["reason"], "the guest exited with 0", "{ended}");
+    // Killed: the primary's stream stops where it was.
+    let primary_events = common::events::names(&primary.events.read());
+    assert_eq!(primary_events, ["started", "paired"]);
 }

@@ -2,7 +2,7 @@
 //! acknowledged is on the disk after a takeover, and a write the backup has
 //! not acknowledged never reaches the disk.
 //!
-//! Pairs are run one at a time (DESIGN.md §8).
+//! Pairs are run one at a time (docs/DESIGN.md §8).
 
 mod common;
 
@@ -36,7 +36,7 @@ fn start_pair(
         args.extend_from_slice(guest);
         args
     };
-    let backup = PairSetup::listening(Side::start(&with(setup.backup_args(&[]), backup_options)));
+    let backup = PairSetup::started(Side::start(&with(setup.backup_args(&[]), backup_options)));
     let primary = Side::start(&with(setup.primary_args(&[], &setup.key), primary_options));
     (backup, primary)
 }
@@ -80,11 +80,7 @@ fn takeover_keeps_every_acknowledged_disk_write() {
         let image = image(&setup);
         let guest = seq_guest(&image, RECORDS);
         let (backup, mut primary) = start_pair(&setup, &guest, &[], &[]);
-        assert!(
-            primary.stderr.wait_for("paired", TIMEOUT),
-            "{}",
-            primary.stderr.text()
-        );
+        assert!(primary.wait_event("paired"), "{}", primary.stderr.text());
         // 100 records take about a second of guest time.
         let moment = moment(seed, run, 50, 700);
         thread::sleep(moment);
@@ -95,7 +91,7 @@ fn takeover_keeps_every_acknowledged_disk_write() {
             "run {run}, killed after {moment:?}\nprimary released:\n{released}\nbackup: {backup:#?}"
         );
         assert_eq!(backup.code(), 0, "{context}");
-        assert!(backup.stderr.contains("live from exit"), "{context}");
+        assert!(backup.event("live").is_some(), "{context}");
         let joined = join_outputs(&released, &backup.stdout);
         assert_eq!(
             acknowledged(&joined),

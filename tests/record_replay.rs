@@ -16,6 +16,7 @@ use replay::{TraceReader, TraceWriter};
 
 const DIVERGENCE: i32 = 118;
 const INVALID_TRACE: i32 = 119;
+const HOST_IO_FAILURE: i32 = 120;
 
 /// A small xorshift generator: the tests' randomness, seeded and printed so
 /// a failure can be reproduced.
@@ -169,6 +170,17 @@ fn a_guest_failure_is_recorded_and_replays_to_the_same_failure() {
 }
 
 /// A recorded trace of hello, for the corruption tests.
+#[test]
+fn a_trace_that_cannot_be_written_is_a_host_failure_not_an_invalid_trace() {
+    // kvstore's header (its kernel) outgrows the writer's buffer, so
+    // creating the trace fails; ticker's fits, and a record write fails
+    // later, while the guest runs.
+    for kernel in ["kvstore", "ticker"] {
+        let out = run(&["record", "--trace", "/dev/full", "--kernel", kernel]);
+        out.assert_refused(HOST_IO_FAILURE, "No space left on device");
+    }
+}
+
 fn hello_trace(test: &str) -> (PathBuf, Vec<u8>) {
     let dir = scratch_dir(test);
     let trace = dir.join("hello.trace");

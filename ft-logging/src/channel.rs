@@ -1,9 +1,10 @@
 //! The logging channel: a primary streams its log to a backup over TCP, and
-//! the backup acknowledges what it has received (DESIGN.md §4).
+//! the backup acknowledges what it has received (docs/DESIGN.md §4).
 //!
 //! The backup listens and the primary connects. First both prove that they
 //! know a pre-shared [`AuthKey`], in a handshake of fixed-size messages that
-//! must end within [`HANDSHAKE_TIMEOUT`]:
+//! must end within [`HANDSHAKE_TIMEOUT`] (and the primary's hello must reach
+//! the backup within [`HELLO_TIMEOUT`]):
 //!
 //! ```text
 //! both sides   Hello: "FTVMLOG1", version u16 LE, role u8 (1 primary, 2 backup), nonce [32]
@@ -44,7 +45,9 @@
 //! of life and reports the peer [`Lost`] after [`ChannelConfig::timeout`] of
 //! silence, at the end of the connection, or on any protocol violation.
 
+mod admission;
 mod backup;
+mod dial;
 mod error;
 mod frame;
 mod handshake;
@@ -60,6 +63,7 @@ use std::time::{Duration, Instant};
 use crate::Header;
 
 pub use backup::{BackupLink, FromPrimary};
+pub use dial::dial;
 pub use error::{ChannelError, HandshakeError, KeyProblem};
 pub use frame::FrameError;
 pub use key::{AuthKey, MAX_KEY_FILE, MIN_KEY_LEN};
@@ -75,10 +79,14 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(300);
 /// The longest the handshake may take, and the longest either side may wait
 /// for a byte while the header and the backup's answer to it travel.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a listener waits for a new connection's first handshake message
+/// (the peer's hello, which an honest primary sends as soon as it connects).
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a pair talks: the key both sides know, and the pace of heartbeats.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
+    /// The key both sides must know.
     pub key: AuthKey,
     /// A writer that has sent nothing for this long sends a heartbeat.
     pub heartbeat: Duration,
@@ -112,7 +120,9 @@ impl ChannelConfig {
 /// the go-live generation the pair forms at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrimaryHello {
+    /// The header of the run the primary's log is of.
     pub header: Header,
+    /// The go-live generation.
     pub generation: u64,
 }
 
@@ -121,7 +131,9 @@ pub struct PrimaryHello {
 /// after these.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Released {
+    /// Console bytes released.
     pub console: u64,
+    /// Frames released.
     pub frames: u64,
 }
 
@@ -138,6 +150,7 @@ impl Released {
 /// The peer is gone: reported once per link, and nothing follows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lost {
+    /// Why the peer is considered gone.
     pub reason: String,
     /// When the last byte from the peer arrived; the detection time is the
     /// time from this to the report.

@@ -49,23 +49,44 @@ const STOP_INTERRUPTED: u8 = 0;
 const STOP_TERMINATED: u8 = 1;
 const STOP_USER_QUIT: u8 = 2;
 
+/// Why bytes do not decode as a header or a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
+    /// The frame's checksum does not match its contents.
     #[error(
         "checksum mismatch: the frame carries 0x{expected:08x}, its contents hash to 0x{found:08x}"
     )]
-    Checksum { expected: u32, found: u32 },
+    Checksum {
+        /// The checksum the frame carries.
+        expected: u32,
+        /// The checksum of its contents.
+        found: u32,
+    },
+    /// A record kind this version does not know.
     #[error("unknown record kind 0x{0:02x}")]
     UnknownTag(u8),
+    /// A field that does not decode.
     #[error("malformed {field}: {problem}")]
     Malformed {
+        /// The field.
         field: &'static str,
+        /// What is wrong with it.
         problem: &'static str,
     },
+    /// A frame longer than the limit for its kind.
     #[error("a frame of {length} bytes exceeds the limit of {limit} bytes")]
-    FrameTooLong { length: u64, limit: u64 },
+    FrameTooLong {
+        /// Its length in bytes.
+        length: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A number that does not fit its field.
     #[error("numeric overflow in {field}")]
-    Overflow { field: &'static str },
+    Overflow {
+        /// The field.
+        field: &'static str,
+    },
 }
 
 /// The result of decoding from the start of a byte stream.
@@ -87,6 +108,7 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// An encoder at the start of a stream.
     pub fn new() -> Self {
         Self::default()
     }
@@ -170,6 +192,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// A decoder at the start of a stream.
     pub fn new() -> Self {
         Self::default()
     }

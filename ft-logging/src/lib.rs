@@ -6,6 +6,8 @@
 //! through an [`OutputSink`]. The modes of ftvm (run, record, replay,
 //! primary, backup) are pairs of these.
 
+#![warn(missing_docs)]
+
 pub mod channel;
 mod codec;
 mod digest;

@@ -1,35 +1,49 @@
 //! The records of ftvm's log: what a trace file holds after its header, and
 //! what the logging channel carries.
 
+use serde::{Deserialize, Serialize};
+
 use crate::{DiskInfo, Event, NetInfo, StopReason};
 
 /// Version of the record and header encoding; a change bumps it.
 pub const FORMAT_VERSION: u32 = 2;
 
 /// One CPUID leaf as presented to the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CpuidLeaf {
+    /// The leaf.
     pub function: u32,
+    /// The subleaf.
     pub index: u32,
+    /// KVM's flags for the entry.
     pub flags: u32,
+    /// EAX.
     pub eax: u32,
+    /// EBX.
     pub ebx: u32,
+    /// ECX.
     pub ecx: u32,
+    /// EDX.
     pub edx: u32,
 }
 
 /// Everything a guest can observe of its platform before the first event:
 /// with the events, it determines the whole run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
     /// The version of ftvm's platform (devices and their behaviour).
     pub platform: String,
+    /// Guest RAM in MiB.
     pub mem_mib: u32,
+    /// The guest's command line, as given (before the device words).
     pub cmdline: String,
+    /// The kernel's name, as given to `--kernel`.
     pub kernel_name: String,
+    /// The kernel image itself.
     pub kernel: Vec<u8>,
     /// SHA-256 of `kernel`.
     pub kernel_sha256: [u8; 32],
+    /// The CPU model the guest sees.
     pub cpuid: Vec<CpuidLeaf>,
     /// Exits between state digests; 0 when there are none.
     pub digest_interval: u64,
@@ -42,11 +56,12 @@ pub struct Header {
 /// An output stream of the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stream {
+    /// The guest's console (COM1).
     Console,
 }
 
 /// The running digest of one output stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StreamDigest {
     /// Bytes emitted so far.
     pub bytes: u64,
@@ -74,11 +89,26 @@ pub enum EndReason {
     Halted,
     /// The guest halted with nothing left to wake it.
     Idle,
+    /// The guest triple-faulted.
     TripleFault,
     /// The host stopped the run.
     Stopped(StopReason),
     /// ftvm failed; the message says how.
     Failed(String),
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::GuestExit(value) => write!(f, "the guest exited with {value}"),
+            EndReason::Reset => f.write_str("the guest reset the machine"),
+            EndReason::Halted => f.write_str("the guest halted with interrupts off"),
+            EndReason::Idle => f.write_str("the guest halted with nothing left to wake it"),
+            EndReason::TripleFault => f.write_str("the guest triple-faulted"),
+            EndReason::Stopped(stop) => write!(f, "stopped: {stop}"),
+            EndReason::Failed(message) => write!(f, "ftvm failed: {message}"),
+        }
+    }
 }
 
 /// The last record of a run.
@@ -88,35 +118,47 @@ pub struct End {
     pub exit: u64,
     /// The exit signature after the last exit.
     pub signature: u64,
+    /// Why the run ended.
     pub reason: EndReason,
     /// ftvm's exit status for this end.
     pub status: u8,
+    /// The console's digest at the end.
     pub console: StreamDigest,
     /// The state when the guest ended by itself; none when the run was
     /// stopped or failed between exits, where the state is not comparable.
     pub state: Option<StateDigest>,
 }
 
+/// One record of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// An input applied at exit `exit`; `signature` is the low half of the
     /// exit signature after that exit.
     Event {
+        /// The exit it is applied at.
         exit: u64,
+        /// The low 32 bits of the exit signature after the exit.
         signature: u32,
+        /// The input.
         event: Event,
     },
     /// The digest of an output stream after exit `exit`.
     Output {
+        /// The exit it was taken after.
         exit: u64,
+        /// Which stream.
         stream: Stream,
+        /// Its digest then.
         digest: StreamDigest,
     },
     /// The guest's state after exit `exit`.
     State {
+        /// The exit it was taken after.
         exit: u64,
+        /// The registers' and memory's digest then.
         digest: StateDigest,
     },
+    /// The end of the run, last.
     End(End),
 }
 

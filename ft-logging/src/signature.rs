@@ -1,8 +1,13 @@
+//! The exit signature: a running hash of every counted exit, carried by
+//! every record so that a divergence is found where it starts.
+
+use serde::{Deserialize, Serialize};
 use twox_hash::XxHash64;
 
 /// A running hash over every counted exit: a replay that takes another path
 /// shows a different signature at the first record after it diverged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ExitSignature(u64);
 
 impl ExitSignature {

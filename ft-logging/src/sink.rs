@@ -1,3 +1,6 @@
+//! The `OutputSink` interface: where everything the guest does to the
+//! outside world leaves the deterministic core.
+
 use crate::DiskRequest;
 
 /// Where every output of the guest goes: the host (run, record), the host
@@ -18,12 +21,16 @@ pub trait OutputSink {
     fn flush(&mut self) -> Result<(), SinkError>;
 }
 
+/// Why an output could not leave.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// The console cannot be written.
     #[error("cannot write the console: {0}")]
     Console(#[source] std::io::Error),
+    /// The disk's I/O thread is gone.
     #[error("the disk's I/O thread is gone")]
     DiskGone,
+    /// A frame cannot be sent on the TAP device.
     #[error("cannot send a frame on the TAP device: {0}")]
     Net(#[source] std::io::Error),
 }

@@ -1,6 +1,9 @@
+//! The `EventSource` interface: where every nondeterministic input enters
+//! the deterministic core, and where the record of each exit goes back.
+
 use std::fmt;
 
-use crate::{End, Event, ExitSignature, StateDigest, StreamDigest};
+use crate::{End, Event, ExitSignature, SinkError, StateDigest, StreamDigest};
 
 /// What the deterministic core needs, and can accept, at one exit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +31,7 @@ pub struct ExitQuery {
 /// The end of one exit (or of one batch of events at a halted exit).
 #[derive(Debug, Clone, Copy)]
 pub struct ExitDone<'a> {
+    /// The exit's number; exit 0 is boot, before the first instruction.
     pub exit: u64,
     /// The events applied in this call, in order (often none).
     pub events: &'a [Event],
@@ -73,10 +77,13 @@ impl fmt::Display for StopReason {
     }
 }
 
+/// Why a source gives no events: the run ends here (a stop, the end of the log, an idle guest), or it failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The host asked the run to stop.
     #[error("stopped: {0}")]
     Stopped(StopReason),
+    /// The guest is halted and no event can ever wake it.
     #[error("the guest is halted and no event can ever wake it")]
     Deadlock,
     /// The log ends at an exit the run has passed: the recorded run was
@@ -87,21 +94,38 @@ pub enum SourceError {
     /// every input through exit `through_exit` (none at all when `None`)
     /// and nothing after it.
     #[error("the log's source is gone; it holds {}", through(.through_exit))]
-    LogExhausted { through_exit: Option<u64> },
+    LogExhausted {
+        /// Every input through this exit is in the log; none at all when `None`.
+        through_exit: Option<u64>,
+    },
     /// The log, still arriving, holds every input through exit
     /// `through_exit`, and nothing after it yet: the replay may finish its
     /// exits up to there without waiting for more.
     #[error("the log holds every input through exit {through_exit} so far")]
-    CaughtUp { through_exit: u64 },
+    CaughtUp {
+        /// Every input through this exit is in the log.
+        through_exit: u64,
+    },
     /// The guest took another path than the log's.
     #[error("divergence at exit {exit}: {detail}")]
-    Divergence { exit: u64, detail: String },
+    Divergence {
+        /// The exit where it was found.
+        exit: u64,
+        /// What differs.
+        detail: String,
+    },
     /// This side lost the go-live flag (or never held it) and must stop.
     #[error("{0}")]
     Fenced(String),
-    /// The log cannot be read or written.
+    /// The log cannot be read, or is not a valid log.
     #[error("{0}")]
     Log(String),
+    /// The log cannot be written (a trace on a full disk, say).
+    #[error("{0}")]
+    LogWrite(String),
+    /// An output of the guest could not be emitted.
+    #[error(transparent)]
+    Output(#[from] SinkError),
 }
 
 fn through(exit: &Option<u64>) -> String {

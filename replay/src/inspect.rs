@@ -12,18 +12,28 @@ use crate::{TraceError, TraceReader};
 /// The kinds of record, as a summary counts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordKind {
+    /// The wall clock at boot.
     WallClock,
+    /// Time samples.
     Time,
+    /// Serial input.
     SerialIn,
+    /// MSR values.
     MsrRead,
+    /// Disk completions.
     DiskDone,
+    /// Received frames.
     NetRx,
+    /// Console digests.
     Output,
+    /// State digests.
     State,
+    /// The end record.
     End,
 }
 
 impl RecordKind {
+    /// Every kind, in the order of the summary.
     pub const ALL: [RecordKind; 9] = [
         RecordKind::WallClock,
         RecordKind::Time,
@@ -36,6 +46,7 @@ impl RecordKind {
         RecordKind::End,
     ];
 
+    /// The kind of `record`.
     pub fn of(record: &Record) -> Self {
         match record {
             Record::Event { event, .. } => match event {
@@ -52,6 +63,7 @@ impl RecordKind {
         }
     }
 
+    /// Its name in the summary.
     pub fn name(self) -> &'static str {
         match self {
             RecordKind::WallClock => "wall clock",
@@ -70,22 +82,34 @@ impl RecordKind {
 /// Records of one kind in a trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KindCount {
+    /// Records of the kind.
     pub records: u64,
+    /// Their bytes, framing included.
     pub bytes: u64,
 }
 
 /// What a trace holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceSummary {
+    /// The platform version it was recorded on.
     pub platform: String,
+    /// The kernel's name.
     pub kernel_name: String,
+    /// The kernel's size.
     pub kernel_bytes: usize,
+    /// The kernel's SHA-256.
     pub kernel_sha256: [u8; 32],
+    /// Guest RAM in MiB.
     pub mem_mib: u32,
+    /// The guest's command line.
     pub cmdline: String,
+    /// The disk, if any.
     pub disk: Option<DiskInfo>,
+    /// The network card, if any.
     pub net: Option<NetInfo>,
+    /// CPUID leaves in the CPU model.
     pub cpuid_leaves: usize,
+    /// Exits between state digests.
     pub digest_interval: u64,
     /// Magic, version and header.
     pub header_bytes: u64,
@@ -97,6 +121,7 @@ pub struct TraceSummary {
     pub bytes: u64,
     /// The last time sample, in virtual nanoseconds.
     pub duration_ns: Option<u64>,
+    /// The end record.
     pub end: End,
 }
 
@@ -192,8 +217,7 @@ impl fmt::Display for TraceSummary {
         writeln!(
             f,
             "end              {}, exit status {}",
-            crate::describe::end_reason(&self.end.reason),
-            self.end.status
+            self.end.reason, self.end.status
         )?;
         writeln!(
             f,

@@ -1,5 +1,5 @@
 //! Trace files and the recording and replaying event sources (see
-//! DESIGN.md §2).
+//! docs/DESIGN.md §2).
 //!
 //! `ftvm record` wraps the live source in a [`Recorder`], which writes
 //! every input with the exit signature after its exit, periodic console
@@ -7,6 +7,8 @@
 //! replay` reads the trace back through a [`TraceReader`] into a
 //! [`ReplaySource`], which hands the core the recorded inputs at their
 //! exits and reports the first place where the replay differs.
+
+#![warn(missing_docs)]
 
 mod describe;
 mod inspect;

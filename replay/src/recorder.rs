@@ -33,6 +33,7 @@ impl<S: EventSource> Recorder<S> {
         }
     }
 
+    /// The live source it wraps.
     pub fn inner_mut(&mut self) -> &mut S {
         &mut self.inner
     }
@@ -45,7 +46,7 @@ impl<S: EventSource> Recorder<S> {
 
     fn write(&mut self, record: &Record) -> Result<(), SourceError> {
         let writer = self.writer.as_mut().ok_or_else(already_ended)?;
-        writer.write(record).map_err(log_error)
+        writer.write(record).map_err(write_error)
     }
 }
 
@@ -88,7 +89,7 @@ impl<S: EventSource> EventSource for Recorder<S> {
     fn end(&mut self, end: &End) -> Result<(), SourceError> {
         self.write(&Record::End(end.clone()))?;
         let writer = self.writer.take().ok_or_else(already_ended)?;
-        writer.finish().map_err(log_error)?;
+        writer.finish().map_err(write_error)?;
         self.inner.end(end)
     }
 }
@@ -97,6 +98,6 @@ fn already_ended() -> SourceError {
     SourceError::Log("the trace already has its end record".into())
 }
 
-fn log_error(error: TraceError) -> SourceError {
-    SourceError::Log(error.to_string())
+fn write_error(error: TraceError) -> SourceError {
+    SourceError::LogWrite(error.to_string())
 }

@@ -1,28 +1,57 @@
-//! The recorder and the replaying source, driven as ftvm's core drives
-//! them, by a fake guest whose exits depend on the inputs it receives.
+//! The recorder and the replaying source, driven by ftvm's real
+//! deterministic core (`ftvm-core`'s exit handler and platform) on
+//! synthetic exits: a small program of port accesses, MSR reads and a halt
+//! whose exits depend on the inputs the core receives.
 
 use std::path::Path;
 
 use ft_logging::{
-    End, EndReason, Event, EventSource, ExitDone, ExitQuery, ExitSignature, Header, MSR_TSC,
-    Record, SourceError, StateDigest, StopReason, StreamHasher,
+    End, EndReason, Event, EventSource, ExitDone, ExitQuery, Header, NullSink, Record, SourceError,
+    StateDigest, StopReason,
 };
+use ftvm_core::devices::pic::LINUX_INIT;
+use ftvm_core::effect::GuestEnd;
+use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow, Step, VmEnd};
+use ftvm_core::memory::GuestRam;
+use ftvm_core::platform::{Devices, Platform};
 use replay::{Recorder, ReplaySource, TraceReader, TraceWriter};
 use sha2::{Digest, Sha256};
+use vm_memory::GuestAddress;
 
 /// Exits of a full run.
 const EXITS: u64 = 100;
 /// The guest halts here and the host wakes it in two batches of events.
 const HALT_EXIT: u64 = 40;
 const DIGEST_INTERVAL: u64 = 25;
+/// The UART's receive FIFO, once the program has enabled it.
 const FIFO: usize = 16;
-const TIMER_PERIOD_NS: u64 = 1_000_000;
+const IF: u64 = 1 << 9;
+const COM1: u16 = 0x3f8;
+const POST: u16 = 0x80;
+/// PIT channel 0's period in ticks: about a millisecond.
+const PERIOD: u16 = 1193;
 
+/// The program's first exits: the UART's FIFO and RTS (so the line takes
+/// input), the PICs as Linux sets them, then the PIT's channel 0 in mode 2.
+fn setup() -> impl Iterator<Item = (u16, u8)> {
+    [(COM1 + 2, 0x01), (COM1 + 4, 0x02)]
+        .into_iter()
+        .chain(LINUX_INIT)
+        .chain([
+            (0x43, 0x34),
+            (0x40, PERIOD as u8),
+            (0x40, (PERIOD >> 8) as u8),
+        ])
+}
+
+/// What the program does at one exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    Plain,
-    ReadsClock,
-    ReadsTsc,
+enum Op {
+    Out(u16, u8),
+    /// Reads PIT channel 0: needs a time sample.
+    ReadClock,
+    /// Reads the TSC MSR: needs a logged value.
+    ReadTsc,
     Halt,
 }
 
@@ -33,109 +62,76 @@ struct Quirks {
     other_path_at: Option<u64>,
     /// Halts at this exit, waiting for an interrupt.
     halt_at: Option<u64>,
-    /// Writes an extra console byte at this exit.
-    extra_output_at: Option<u64>,
     /// Changes its memory at this exit.
     memory_change_at: Option<u64>,
     /// Exits with this status at the end.
     exit_status: u8,
 }
 
-/// A fake guest and core: it asks the source for events as ftvm's core
-/// does, and its signature, console and state depend on them.
-#[derive(Debug, Default)]
+/// A program run on the real core, as ftvm's vCPU loop runs a guest: it
+/// asks the exit handler to complete each access and finish each exit,
+/// takes a state digest every interval, and takes interrupts the core
+/// says are pending (ending each with an EOI at its next exit).
 struct Guest {
     quirks: Quirks,
-    exits: u64,
-    signature: ExitSignature,
-    console: StreamHasher,
-    /// A hash of every input applied, standing in for guest memory.
+    handler: ExitHandler,
+    /// Stands in for guest memory in state digests.
     memory: u64,
-    time_ns: u64,
-    tsc: u64,
-    deadline_ns: u64,
-    irq_pending: bool,
-    fifo: usize,
+    eoi_due: bool,
+    _ram: GuestRam,
 }
 
 impl Guest {
     fn new(quirks: Quirks) -> Self {
+        let ram = GuestRam::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         Self {
             quirks,
-            deadline_ns: TIMER_PERIOD_NS,
-            ..Self::default()
+            handler: ExitHandler::new(Platform::new(Devices::default(), &ram)),
+            memory: 0,
+            eoi_due: false,
+            _ram: ram,
         }
     }
 
-    fn access_at(&self, exit: u64) -> Access {
+    /// The same guest in another VM, as a restored state would be: its
+    /// core through its state, its memory copied.
+    fn copy(&self) -> Self {
+        let ram = GuestRam::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let handler = ExitHandler::from_state(Devices::default(), &ram, &self.handler.state())
+            .expect("a core's own state restores");
+        Self {
+            quirks: self.quirks.clone(),
+            handler,
+            memory: self.memory,
+            eoi_due: self.eoi_due,
+            _ram: ram,
+        }
+    }
+
+    fn op_at(&self, exit: u64) -> Op {
         if exit == HALT_EXIT || self.quirks.halt_at == Some(exit) {
-            Access::Halt
+            Op::Halt
+        } else if self.eoi_due {
+            Op::Out(0x20, 0x20)
+        } else if let Some((port, value)) = setup().nth(exit as usize - 1) {
+            Op::Out(port, value)
         } else if exit % 10 == 3 {
-            Access::ReadsClock
+            Op::ReadClock
         } else if exit % 17 == 5 {
-            Access::ReadsTsc
+            Op::ReadTsc
+        } else if exit.is_multiple_of(9) {
+            Op::Out(COM1, b'.')
+        } else if self.quirks.other_path_at == Some(exit) {
+            Op::Out(POST, exit as u8 ^ 1)
         } else {
-            Access::Plain
+            Op::Out(POST, exit as u8)
         }
-    }
-
-    fn query(&self, exit: u64, access: Access, halted: bool) -> ExitQuery {
-        ExitQuery {
-            exit,
-            needs_time: exit == 0 || access == Access::ReadsClock,
-            halted,
-            timer_deadline_ns: Some(self.deadline_ns),
-            serial_room: FIFO - self.fifo,
-            msr_read: (access == Access::ReadsTsc).then_some(MSR_TSC),
-            io_pending: false,
-            net_rx_room: 0,
-        }
-    }
-
-    fn apply(&mut self, events: &[Event]) {
-        for event in events {
-            let value = match event {
-                Event::WallClock { unix_ns } => *unix_ns,
-                Event::Time { ns } => {
-                    self.time_ns = *ns;
-                    if *ns >= self.deadline_ns {
-                        self.irq_pending = true;
-                        self.deadline_ns = ns + TIMER_PERIOD_NS;
-                    }
-                    *ns
-                }
-                Event::SerialIn(bytes) => {
-                    self.fifo += bytes.len();
-                    self.irq_pending = true;
-                    self.console.update(bytes);
-                    bytes.len() as u64
-                }
-                Event::MsrRead { value, .. } => {
-                    self.tsc = *value;
-                    *value
-                }
-                Event::DiskDone { .. } | Event::NetRx(_) => {
-                    unreachable!("this guest has no disk and no network card")
-                }
-            };
-            self.memory = self.memory.rotate_left(7) ^ value;
-        }
-    }
-
-    fn done(&self, source: &mut dyn EventSource, events: &[Event]) -> Result<(), SourceError> {
-        source.exit_done(&ExitDone {
-            exit: self.exits,
-            events,
-            signature: self.signature,
-            console: self.console.digest(),
-            output: false,
-        })
     }
 
     fn state(&self) -> StateDigest {
         StateDigest {
-            registers: self.signature.value() ^ self.time_ns,
-            memory: self.memory,
+            registers: self.handler.signature().value(),
+            memory: self.handler.console().digest ^ self.memory,
         }
     }
 
@@ -145,11 +141,11 @@ impl Guest {
             _ => Some(self.state()),
         };
         End {
-            exit: self.exits,
-            signature: self.signature.value(),
+            exit: self.handler.exits(),
+            signature: self.handler.signature().value(),
             reason,
             status,
-            console: self.console.digest(),
+            console: self.handler.console(),
             state,
         }
     }
@@ -160,58 +156,87 @@ impl Guest {
         source: &mut dyn EventSource,
         exits: u64,
         interval: u64,
-    ) -> Result<End, SourceError> {
-        let mut events = Vec::new();
-        source.events(&self.query(0, Access::Plain, false), &mut events)?;
-        self.apply(&events);
-        self.done(source, &events)?;
-        for exit in 1..=exits {
-            let access = self.access_at(exit);
-            events.clear();
-            source.events(&self.query(exit, access, false), &mut events)?;
-            // The exit is complete once its events could be had.
-            self.exits = exit;
-            self.apply(&events);
-            // As in ftvm's core, a HLT folds no data: a replay applies all
-            // of a halted exit's events before the HLT completes, where the
-            // recording applied some after it, in batches.
-            let mut data = match access {
-                Access::ReadsClock => self.time_ns,
-                Access::ReadsTsc => self.tsc,
-                Access::Plain => self.fifo as u64,
-                Access::Halt => 0,
+    ) -> Result<VmEnd, CoreError> {
+        if let Some(end) = self.boot(source)? {
+            return Ok(end);
+        }
+        if let Some(end) = self.run_exits(source, 1..=exits, interval)? {
+            return Ok(end);
+        }
+        Ok(VmEnd::Guest(GuestEnd::Exit(self.quirks.exit_status)))
+    }
+
+    /// Exit 0; the end of the run if it ended there.
+    fn boot(&mut self, source: &mut dyn EventSource) -> Result<Option<VmEnd>, CoreError> {
+        match self.handler.boot(source)? {
+            Flow::End(end) => Ok(Some(end)),
+            Flow::Continue => Ok(None),
+        }
+    }
+
+    /// Runs the exits of `range`; the end if the run ended on the way.
+    fn run_exits(
+        &mut self,
+        source: &mut dyn EventSource,
+        range: std::ops::RangeInclusive<u64>,
+        interval: u64,
+    ) -> Result<Option<VmEnd>, CoreError> {
+        for exit in range {
+            let op = self.op_at(exit);
+            self.eoi_due = false;
+            let (mut byte, mut value, mut fault) = ([0u8], 0u64, 0u8);
+            let written;
+            let access = match op {
+                Op::Out(port, out) => {
+                    written = [out];
+                    Access::PioOut {
+                        port,
+                        data: &written,
+                    }
+                }
+                Op::ReadClock => Access::PioIn {
+                    port: 0x40,
+                    data: &mut byte,
+                },
+                Op::ReadTsc => Access::RdMsr {
+                    index: ft_logging::MSR_TSC,
+                    value: &mut value,
+                    fault: &mut fault,
+                },
+                Op::Halt => Access::Hlt,
             };
-            if self.quirks.other_path_at == Some(exit) {
-                data ^= 1;
-            }
+            let completed = match self.handler.access(access, source)? {
+                Step::Completed(completed) => completed,
+                Step::End(end) => return Ok(Some(end)),
+            };
             if self.quirks.memory_change_at == Some(exit) {
                 self.memory ^= 1;
             }
-            self.signature.fold(access as u8, exit, data, exit * 4);
-            if exit % 9 == 0 || self.quirks.extra_output_at == Some(exit) {
-                self.console.update(b".");
+            if let Flow::End(end) =
+                self.handler
+                    .finish(completed, exit * 4, IF, source, &mut NullSink)?
+            {
+                return Ok(Some(end));
             }
-            self.done(source, &events)?;
-            if access == Access::Halt {
-                while !self.irq_pending {
-                    events.clear();
-                    source.events(&self.query(exit, access, true), &mut events)?;
-                    if events.is_empty() {
-                        return Ok(self.end(EndReason::Idle, 0));
-                    }
-                    self.apply(&events);
-                    self.done(source, &events)?;
-                }
-            }
-            // The guest takes the interrupt and drains its FIFO.
-            self.irq_pending = false;
-            self.fifo = 0;
-            if interval != 0 && exit % interval == 0 {
+            if interval != 0 && exit.is_multiple_of(interval) {
                 source.state(exit, self.state())?;
             }
+            if self.handler.interrupt_pending() {
+                self.handler.acknowledge_interrupt();
+                self.eoi_due = true;
+            }
         }
-        let status = self.quirks.exit_status;
-        Ok(self.end(EndReason::GuestExit(status), status))
+        Ok(None)
+    }
+
+    /// The end record of a run that ended with `ended`.
+    fn end_of(&self, ended: VmEnd) -> End {
+        match ended {
+            VmEnd::Guest(GuestEnd::Exit(status)) => self.end(EndReason::GuestExit(status), status),
+            VmEnd::Guest(GuestEnd::Idle) => self.end(EndReason::Idle, 0),
+            VmEnd::Stopped(stop) => self.end(EndReason::Stopped(stop), stop.exit_status()),
+            other => panic!("the program does not end with {other:?}"),
+        }
     }
 }
 
@@ -306,41 +331,65 @@ fn header() -> Header {
     }
 }
 
-/// Records a run of the fake guest on `host`: what ended it, as written.
+/// Records a run of the program on `host`: what ended it, as written.
 fn record(path: &Path, host: Host) -> End {
     let writer = TraceWriter::create(path, &header()).unwrap();
     let mut recorder = Recorder::new(host, writer, DIGEST_INTERVAL);
     let mut guest = Guest::new(Quirks::default());
-    let end = match guest.run(&mut recorder, EXITS, DIGEST_INTERVAL) {
-        Ok(end) => end,
-        Err(SourceError::Stopped(stop)) => guest.end(EndReason::Stopped(stop), stop.exit_status()),
-        Err(error) => panic!("recording failed: {error}"),
-    };
+    let ended = guest
+        .run(&mut recorder, EXITS, DIGEST_INTERVAL)
+        .unwrap_or_else(|error| panic!("recording failed: {error}"));
+    let end = guest.end_of(ended);
     recorder.end(&end).unwrap();
     end
 }
 
 struct Replay {
-    result: Result<End, SourceError>,
+    result: Result<VmEnd, CoreError>,
+    guest: Guest,
     source: ReplaySource<replay::TraceReader<std::io::BufReader<std::fs::File>>>,
+}
+
+impl Replay {
+    /// The end of a replay whose program ran to its end.
+    fn end(&self) -> End {
+        let ended = *self.result.as_ref().expect("the replay ran");
+        self.guest.end_of(ended)
+    }
 }
 
 fn replay(path: &Path, quirks: Quirks, exits: u64, verify: bool) -> Replay {
     let mut source = ReplaySource::new(TraceReader::open(path).unwrap(), verify);
     let interval = if verify { DIGEST_INTERVAL } else { 0 };
-    let result = Guest::new(quirks).run(&mut source, exits, interval);
-    Replay { result, source }
+    let mut guest = Guest::new(quirks);
+    let result = guest.run(&mut source, exits, interval);
+    Replay {
+        result,
+        guest,
+        source,
+    }
+}
+
+/// The divergence of a core's run, if that is how it failed.
+fn diverged(result: Result<VmEnd, CoreError>) -> Option<(u64, String)> {
+    match result {
+        Err(CoreError::Source(SourceError::Divergence { exit, detail })) => Some((exit, detail)),
+        _ => None,
+    }
 }
 
 /// A replay with `quirks` that diverges: at which exit, and how.
 fn divergence(path: &Path, quirks: Quirks) -> (u64, String) {
     let mut replayed = replay(path, quirks, EXITS, true);
-    let result = replayed
-        .result
-        .and_then(|end| replayed.source.end(&end).map(|()| end));
-    match result {
-        Err(SourceError::Divergence { exit, detail }) => (exit, detail),
-        other => panic!("expected a divergence, got {other:?}"),
+    match replayed.result {
+        Ok(_) => {
+            let end = replayed.end();
+            match replayed.source.end(&end) {
+                Err(SourceError::Divergence { exit, detail }) => (exit, detail),
+                other => panic!("expected a divergence, got {other:?}"),
+            }
+        }
+        Err(error) => diverged(Err(error)).expect("a divergence"),
     }
 }
 
@@ -385,17 +434,60 @@ fn a_recorded_run_replays_exactly_and_verifies() {
     assert!(matches!(at_halt[2], Event::SerialIn(_)));
 
     let mut replayed = replay(&path, Quirks::default(), EXITS, true);
-    let end = replayed.result.unwrap();
+    let end = replayed.end();
     assert_eq!(end, recorded);
     replayed.source.end(&end).unwrap();
     assert_eq!(replayed.source.recorded_end(), Some(&recorded));
 }
 
 #[test]
+fn a_replay_resumed_after_an_exit_goes_on_from_the_next_one() {
+    let (_dir, path, recorded) = recorded_trace();
+    let open = || TraceReader::open(&path).unwrap();
+    for start in [DIGEST_INTERVAL, HALT_EXIT, 61] {
+        // A guest at exit `start`, as a restored state would be.
+        let mut guest = Guest::new(Quirks::default());
+        let mut first = ReplaySource::new(open(), true);
+        assert_eq!(guest.boot(&mut first).unwrap(), None);
+        assert_eq!(
+            guest
+                .run_exits(&mut first, 1..=start, DIGEST_INTERVAL)
+                .unwrap(),
+            None
+        );
+        let mut resumed = ReplaySource::resume_after(open(), true, start);
+        let mut rest = guest.copy();
+        assert_eq!(
+            rest.run_exits(&mut resumed, start + 1..=EXITS, DIGEST_INTERVAL)
+                .unwrap(),
+            None
+        );
+        let end = rest.end(EndReason::GuestExit(0), 0);
+        assert_eq!(end, recorded, "resumed after exit {start}");
+        resumed.end(&end).unwrap();
+        // Resumed after an earlier exit, the log hands over inputs or
+        // digests the guest is past.
+        if !records(&path).iter().any(|record| record.exit() == start) {
+            continue;
+        }
+        let mut early = ReplaySource::resume_after(open(), true, start - 1);
+        let error = guest
+            .copy()
+            .run_exits(&mut early, start + 1..=EXITS, DIGEST_INTERVAL)
+            .unwrap_err();
+        assert!(
+            matches!(error, CoreError::Source(SourceError::Divergence { .. })),
+            "resumed after exit {}: {error}",
+            start - 1
+        );
+    }
+}
+
+#[test]
 fn a_replay_without_verify_passes_over_the_digests() {
     let (_dir, path, recorded) = recorded_trace();
     let mut replayed = replay(&path, Quirks::default(), EXITS, false);
-    let end = replayed.result.unwrap();
+    let end = replayed.end();
     replayed.source.end(&end).unwrap();
     assert_eq!(end, recorded);
 }
@@ -405,9 +497,7 @@ fn a_verifying_replay_must_check_every_digest() {
     let (_dir, path, _) = recorded_trace();
     let mut source = ReplaySource::new(TraceReader::open(&path).unwrap(), true);
     let result = Guest::new(Quirks::default()).run(&mut source, EXITS, 0);
-    let Err(SourceError::Divergence { exit, detail }) = result else {
-        panic!("{result:?}");
-    };
+    let (exit, detail) = diverged(result).expect("a divergence");
     // Found at the next exit, whether it has inputs or not.
     assert_eq!(exit, 26);
     assert_eq!(
@@ -502,7 +592,7 @@ fn serial_input_beyond_the_fifo_is_a_divergence() {
 fn inputs_the_replay_never_reached_are_a_divergence() {
     let (_dir, path, _) = recorded_trace();
     let mut replayed = replay(&path, Quirks::default(), 70, true);
-    let end = replayed.result.unwrap();
+    let end = replayed.end();
     let Err(SourceError::Divergence { exit, detail }) = replayed.source.end(&end) else {
         panic!("the replay ended early unnoticed");
     };
@@ -550,17 +640,8 @@ fn an_end_that_differs_is_a_divergence_naming_each_field() {
 }
 
 #[test]
-fn console_and_memory_differences_are_named_at_the_next_digest() {
+fn a_memory_difference_is_named_at_the_next_digest() {
     let (_dir, path, _) = recorded_trace();
-    let (exit, detail) = divergence(
-        &path,
-        Quirks {
-            extra_output_at: Some(30),
-            ..Quirks::default()
-        },
-    );
-    assert_eq!(exit, 50);
-    assert!(detail.starts_with("console output: replayed "), "{detail}");
     let (exit, detail) = divergence(
         &path,
         Quirks {
@@ -570,6 +651,36 @@ fn console_and_memory_differences_are_named_at_the_next_digest() {
     );
     assert_eq!(exit, 50);
     assert!(detail.starts_with("memory: replayed digest 0x"), "{detail}");
+}
+
+#[test]
+fn a_console_digest_that_differs_is_named_at_its_exit() {
+    // The core folds every console byte into the exit signature too, so a
+    // guest writing other output diverges at once; a console digest that
+    // differs is checked where it was recorded.
+    let (dir, path, _) = recorded_trace();
+    let altered = dir.path().join("console.trace");
+    rewrite(&path, &altered, |record| match record {
+        Record::Output {
+            exit: 50,
+            stream,
+            mut digest,
+        } => {
+            digest.digest ^= 1;
+            Some(Record::Output {
+                exit: 50,
+                stream,
+                digest,
+            })
+        }
+        other => Some(other),
+    });
+    let (exit, detail) = divergence(&altered, Quirks::default());
+    assert_eq!(exit, 50);
+    assert_eq!(
+        detail,
+        "console output: the replayed 4 bytes differ from the recorded ones"
+    );
 }
 
 #[test]
@@ -587,7 +698,7 @@ fn a_stopped_recording_ends_the_replay_where_it_stopped() {
     assert_eq!(recorded.reason, EndReason::Stopped(StopReason::Terminated));
 
     let mut replayed = replay(&path, Quirks::default(), EXITS, true);
-    assert!(matches!(replayed.result, Err(SourceError::LogEnded)));
+    assert!(matches!(replayed.result, Ok(VmEnd::LogEnded)));
     assert_eq!(replayed.source.recorded_end(), Some(&recorded));
     // The caller ends the replay as the recording ended.
     let end = End {
@@ -613,7 +724,7 @@ fn an_idle_recording_ends_the_replay_at_its_halt() {
         (HALT_EXIT, &EndReason::Idle)
     );
     let replayed = replay(&path, Quirks::default(), EXITS, true);
-    assert!(matches!(replayed.result, Err(SourceError::LogEnded)));
+    assert!(matches!(replayed.result, Ok(VmEnd::LogEnded)));
     assert_eq!(replayed.source.recorded_end(), Some(&recorded));
 }
 
@@ -624,7 +735,7 @@ fn a_damaged_trace_is_a_log_error_where_the_replay_reaches_it() {
     let cut = dir.path().join("cut.trace");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
     let replayed = replay(&cut, Quirks::default(), EXITS, true);
-    let Err(SourceError::Log(message)) = replayed.result else {
+    let Err(CoreError::Source(SourceError::Log(message))) = replayed.result else {
         panic!("{:?}", replayed.result);
     };
     assert!(message.starts_with("truncated at byte "), "{message}");

@@ -1,16 +1,15 @@
 //! The go-live arbiter: an atomic test-and-set of a flag in a file on storage
-//! both hosts of a primary/backup pair see (DESIGN.md §4, "Going live").
+//! both hosts of a primary/backup pair see (docs/DESIGN.md §4, "Going live").
 //!
 //! A side that loses its peer goes live only after winning the flag for the
 //! generation its pair was formed at, so at most one side of a pair is ever
 //! live, and a side of an older pair can never win once a newer pair formed.
 //!
 //! Every change is a read-modify-write under an exclusive OFD lock on the
-//! whole file ([`lock`]), made durable with `fsync` before the lock is
+//! whole file ([`crate::lock`]), made durable with `fsync` before the lock is
 //! released; a new file is published with `link(2)` so no one ever sees it
 //! half-written, and its directory is synced.
 
-mod lock;
 mod record;
 
 #[cfg(test)]
@@ -25,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lock::LockKind;
+use crate::lock::{self, LockKind};
 use record::RECORD_LEN;
 pub use record::{FlagState, MAX_OWNER_LEN, RecordError};
 
@@ -45,61 +44,140 @@ pub enum Outcome {
 /// names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ArbiterError {
+    /// `init` found the file already there.
     #[error("the arbiter file {} already exists (reset starts a new generation)", .path.display())]
-    AlreadyExists { path: PathBuf },
+    AlreadyExists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file cannot be created.
     #[error("cannot create the arbiter file {}: {source}", .path.display())]
-    Create { path: PathBuf, source: io::Error },
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// Its directory cannot be synced after the file was created.
     #[error("cannot sync the directory of the arbiter file {}: {source}", .path.display())]
-    SyncDirectory { path: PathBuf, source: io::Error },
+    SyncDirectory {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The file cannot be opened.
     #[error("cannot open the arbiter file {}: {source}", .path.display())]
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The file cannot be locked.
     #[error("cannot lock the arbiter file {}: {source}", .path.display())]
-    Lock { path: PathBuf, source: io::Error },
+    Lock {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
     /// Another open file description holds the lock (only from
     /// [`Arbiter::try_test_and_set`]; the other operations wait for it).
     #[error("the arbiter file {} is locked by someone else", .path.display())]
-    Busy { path: PathBuf },
+    Busy {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file cannot be read.
     #[error("cannot read the arbiter file {}: {source}", .path.display())]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The file is not a valid flag.
     #[error("the arbiter file {} is not a valid go-live flag: {source}", .path.display())]
-    Invalid { path: PathBuf, source: RecordError },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: RecordError,
+    },
+    /// The file cannot be written.
     #[error("cannot write the arbiter file {}: {source}", .path.display())]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The file cannot be synced.
     #[error("cannot sync the arbiter file {}: {source}", .path.display())]
-    Sync { path: PathBuf, source: io::Error },
+    Sync {
+        /// The file.
+        path: PathBuf,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The generation cannot grow any more.
     #[error("the arbiter file {} is at the last generation; nothing can follow it", .path.display())]
-    LastGeneration { path: PathBuf },
+    LastGeneration {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An owner name the flag cannot hold.
     #[error(
         "owner name {owner:?} for the arbiter file {} must be 1 to {MAX_OWNER_LEN} bytes without control characters",
         .path.display()
     )]
-    InvalidOwner { path: PathBuf, owner: String },
+    InvalidOwner {
+        /// The file.
+        path: PathBuf,
+        /// The name.
+        owner: String,
+    },
+    /// The flag is not held by the owner that would change it.
     #[error(
         "cannot rearm the arbiter file {}: {owner:?} does not own generation {generation}, the flag shows {found}",
         .path.display()
     )]
     NotOwner {
+        /// The file.
         path: PathBuf,
+        /// The generation the owner holds.
         generation: u64,
+        /// The owner named.
         owner: String,
+        /// What the flag says.
         found: FlagState,
     },
     /// The caller's `give_up` ended a wait; `source` is why it was waiting
     /// and names the file.
     #[error("gave up waiting: {source}")]
-    GaveUp { source: Box<ArbiterError> },
+    GaveUp {
+        /// The last failure.
+        source: Box<ArbiterError>,
+    },
 }
 
 impl ArbiterError {
     /// Whether a waiting test-and-set should try again: the arbiter could
-    /// not be reached or was busy, as opposed to having answered something
-    /// wrong. A failed write or sync is not retried: after a failed fsync the
-    /// page cache may show a record the disk does not have, so a retry could
-    /// "win" on data no other host sees.
+    /// not be reached, was busy, or holds no valid flag (damaged: it says
+    /// nothing about who is live, so nobody may go live until it is
+    /// repaired), as opposed to having answered. A failed write or sync is
+    /// not retried: after a failed fsync the page cache may show a record
+    /// the disk does not have, so a retry could "win" on data no other host
+    /// sees.
     fn should_wait(&self) -> bool {
         matches!(
             self,
-            Self::Open { .. } | Self::Lock { .. } | Self::Busy { .. } | Self::Read { .. }
+            Self::Open { .. }
+                | Self::Lock { .. }
+                | Self::Busy { .. }
+                | Self::Read { .. }
+                | Self::Invalid { .. }
         )
     }
 }
@@ -111,6 +189,7 @@ pub struct Arbiter {
 }
 
 impl Arbiter {
+    /// The flag in the file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
@@ -191,12 +270,12 @@ impl Arbiter {
     }
 
     /// [`try_test_and_set`](Self::try_test_and_set) until the arbiter gives a
-    /// definite answer: while the file cannot be opened, locked or read, or is
-    /// locked by someone else, it tries again every 50 ms, because neither
-    /// side may go live until the arbiter can be reached. `give_up` is asked
-    /// after every failed attempt; once it returns true, this fails with
-    /// [`ArbiterError::GaveUp`]. Otherwise it fails only for an invalid owner
-    /// name, a file that is not a valid flag, or a failed write or sync.
+    /// definite answer: while the file cannot be opened, locked or read, is
+    /// locked by someone else, or is not a valid flag, it tries again every
+    /// 50 ms, because neither side may go live until the arbiter can be
+    /// reached. `give_up` is asked after every failed attempt; once it
+    /// returns true, this fails with [`ArbiterError::GaveUp`]. Otherwise it
+    /// fails only for an invalid owner name, or a failed write or sync.
     pub fn test_and_set(
         &self,
         generation: u64,

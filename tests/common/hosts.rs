@@ -57,7 +57,7 @@ impl Hosts {
     }
 
     pub fn start_backup(&self, setup: &PairSetup, kernel: &[&str]) -> Side {
-        PairSetup::listening(Side::start_in(
+        PairSetup::started(Side::start_in(
             &self.namespace('b'),
             &setup.backup_args(kernel),
         ))

@@ -2,8 +2,10 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod disk;
+pub mod events;
 pub mod hosts;
 pub mod lan;
+pub mod metrics;
 pub mod pair;
 
 use std::io::Read;
@@ -28,6 +30,30 @@ pub struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// The event stream, when the process was given `--events`.
+    pub events: Vec<serde_json::Value>,
+    /// Its peak resident memory, in KiB.
+    pub peak_kib: u64,
+}
+
+/// Waits for `child` until `deadline`: its status and peak resident memory
+/// in KiB, or None if it still runs then.
+pub fn reap(child: &Child, deadline: Instant) -> Option<(ExitStatus, u64)> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = child.id() as i32;
+    loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain data, filled by wait4.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: a child of ours, valid pointers.
+        if unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) } == pid {
+            return Some((ExitStatus::from_raw(status), usage.ru_maxrss as u64));
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 impl Finished {
@@ -50,6 +76,16 @@ impl Finished {
         );
         assert!(!self.stderr.contains("panicked"), "{self:#?}");
     }
+
+    /// The names of its events other than `progress`, in order.
+    pub fn event_names(&self) -> Vec<String> {
+        events::names(&self.events)
+    }
+
+    /// Its first `event`, if any.
+    pub fn event(&self, event: &str) -> Option<&serde_json::Value> {
+        self.events.iter().find(|e| e["event"] == event)
+    }
 }
 
 /// Collects a child's output while waiting for it, killing it after
@@ -57,25 +93,20 @@ impl Finished {
 pub fn finish(mut child: Child, timeout: Duration) -> Finished {
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for ftvm") {
-            break status;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "ftvm did not finish within {timeout:?}; stderr so far: {}",
-                stderr.join().unwrap()
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
+    let Some((status, peak_kib)) = reap(&child, Instant::now() + timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "ftvm did not finish within {timeout:?}; stderr so far: {}",
+            stderr.join().unwrap()
+        );
     };
     Finished {
         status,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
+        events: Vec::new(),
+        peak_kib,
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::events::EventFile;
 use super::{Finished, ftvm};
 
 /// Output of a running process, collected as it comes.
@@ -61,32 +62,60 @@ impl Collected {
     }
 }
 
-/// One ftvm process with its output.
+/// One ftvm process with its output and its event stream.
 #[derive(Debug)]
 pub struct Side {
     pub child: Child,
     pub stdout: Collected,
     pub stderr: Collected,
+    pub events: EventFile,
+    /// Waited for by `finish`, past which its pid is no longer ours.
+    reaped: bool,
 }
 
 impl Side {
+    /// Starts `ftvm ARGS --events FILE`.
     pub fn start(args: &[String]) -> Self {
+        Self::start_with_stdin(args, Stdio::null())
+    }
+
+    /// Starts `ftvm ARGS --events FILE` with `stdin` as its standard input.
+    pub fn start_with_stdin(args: &[String], stdin: Stdio) -> Self {
+        let events = EventFile::new();
         let mut command = ftvm();
-        command.args(args);
-        Self::spawn(command)
+        command
+            .args(args)
+            .arg("--events")
+            .arg(events.path())
+            .stdin(stdin);
+        Self::spawn(command, events)
+    }
+
+    /// Its resident memory now, in KiB.
+    pub fn resident_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                line.split_whitespace().nth(1)?.parse().ok()
+            })
+            .unwrap_or(0)
     }
 
     /// Starts ftvm in network namespace `namespace`.
     pub fn start_in(namespace: &str, args: &[String]) -> Self {
+        let events = EventFile::new();
         let mut command = std::process::Command::new("ip");
         command
             .args(["netns", "exec", namespace, env!("CARGO_BIN_EXE_ftvm")])
             .args(args)
+            .arg("--events")
+            .arg(events.path())
             .stdin(Stdio::null());
-        Self::spawn(command)
+        Self::spawn(command, events)
     }
 
-    fn spawn(mut command: std::process::Command) -> Self {
+    fn spawn(mut command: std::process::Command, events: EventFile) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -98,7 +127,14 @@ impl Side {
             child,
             stdout,
             stderr,
+            events,
+            reaped: false,
         }
+    }
+
+    /// Waits until the process has put `event` on its stream.
+    pub fn wait_event(&self, event: &str) -> bool {
+        self.events.wait_for(event, super::TIMEOUT).is_some()
     }
 
     pub fn child_running(&self) -> bool {
@@ -124,26 +160,33 @@ impl Side {
 
     /// Waits for the process to end, killing it after `timeout`.
     pub fn finish(mut self, timeout: Duration) -> Finished {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                self.kill();
-                panic!(
-                    "ftvm did not finish within {timeout:?}; stderr: {}",
-                    self.stderr.text()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
+        let Some((status, peak_kib)) = super::reap(&self.child, Instant::now() + timeout) else {
+            self.kill();
+            self.reaped = true;
+            panic!(
+                "ftvm did not finish within {timeout:?}; stderr: {}",
+                self.stderr.text()
+            );
         };
+        self.reaped = true;
         self.stdout.wait_closed();
         self.stderr.wait_closed();
         Finished {
             status,
             stdout: self.stdout.text(),
             stderr: self.stderr.text(),
+            events: self.events.read(),
+            peak_kib,
+        }
+    }
+}
+
+/// A test that fails half-way leaves no ftvm running.
+impl Drop for Side {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -207,21 +250,20 @@ impl PairSetup {
         args
     }
 
-    /// Starts a backup and waits until it listens.
+    /// Starts a backup and waits until it has started (a primary tries
+    /// for `--wait-backup-ms` to reach it).
     pub fn start_backup(&self, kernel: &[&str]) -> Side {
-        Self::listening(Side::start(&self.backup_args(kernel)))
+        Self::started(Side::start(&self.backup_args(kernel)))
     }
 
-    /// Waits until `backup` listens.
-    pub fn listening(backup: Side) -> Side {
+    /// Waits until `side` says it started.
+    pub fn started(side: Side) -> Side {
         assert!(
-            backup
-                .stderr
-                .wait_for("waiting for a primary", super::TIMEOUT),
-            "the backup never listened: {}",
-            backup.stderr.text()
+            side.wait_event("started"),
+            "the backup never started: {}",
+            side.stderr.text()
         );
-        backup
+        side
     }
 
     pub fn start_primary(&self, kernel: &[&str]) -> Side {
@@ -231,6 +273,51 @@ impl PairSetup {
     pub fn arbiter_status(&self) -> String {
         super::run(&["arbiter", "status", self.arbiter.to_str().unwrap()]).stdout
     }
+}
+
+/// `count` connections to `address`, held open until dropped, as a port
+/// scanner or a misconfigured client would: every third sends 64 random
+/// bytes, the others nothing. A backup that has started may not listen
+/// yet: refused connections are tried again.
+pub fn flood(address: SocketAddr, count: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let connect = |i: usize| {
+        let deadline = Instant::now() + super::TIMEOUT;
+        loop {
+            match std::net::TcpStream::connect(address) {
+                Ok(stream) => return stream,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && Instant::now() < deadline =>
+                {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("connect {i}: {e}"),
+            }
+        }
+    };
+    (0..count)
+        .map(|i| {
+            let mut stream = connect(i);
+            if i.is_multiple_of(3) {
+                let _ = stream.write_all(&noise(64, &mut state));
+            }
+            stream
+        })
+        .collect()
+}
+
+/// `len` bytes that look like nothing in particular (xorshift from `state`).
+pub fn noise(len: usize, state: &mut u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state as u8
+        })
+        .collect()
 }
 
 /// A loopback address with a port nobody uses (right now).
@@ -261,7 +348,7 @@ pub fn join_outputs(primary: &str, backup: &str) -> String {
 
 static ONE_PAIR_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Pairs run one at a time (DESIGN.md §8): two cores, and timing matters.
+/// Pairs run one at a time (docs/DESIGN.md §8): two cores, and timing matters.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_PAIR_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,6 +1,6 @@
 /*
  * A PVH guest whose path depends on RDTSC, which no hypervisor can log
- * through the KVM API (DESIGN.md §3): a primary and its backup read
+ * through the KVM API (docs/DESIGN.md §3): a primary and its backup read
  * different values, so the backup's replay diverges. Each of 2000 rounds
  * reads the TSC, writes to port 0x80 or 0x81 depending on one of its bits,
  * and latches the PIT (a clock read: a logged time sample, so the backup

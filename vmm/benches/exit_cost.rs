@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ft_logging::NullSink;
 use kvm_ioctls::VcpuExit;
-use vmm::host::{LiveSource, StopSignal, VirtualClock};
+use vmm::host::{LiveSource, SerialWindow, StopSignal, VirtualClock};
 use vmm::machine::{Cpu, Machine};
 use vmm::vm_config::VmConfig;
 
@@ -28,9 +28,16 @@ fn exitloop(n: u64) -> Machine {
 /// Guest time through ftvm's exit handler.
 fn through_ftvm(n: u64) -> Duration {
     let mut machine = exitloop(n);
+    // As every command does: exits are counted for the metrics.
+    machine.count_exits(vmm::monitor::Stats::new().exits.clone());
     let (_input, receiver) = crossbeam_channel::unbounded();
     let stop = Arc::new(StopSignal::default());
-    let mut source = LiveSource::new(receiver, stop.clone(), VirtualClock::start());
+    let mut source = LiveSource::new(
+        receiver,
+        SerialWindow::default(),
+        stop.clone(),
+        VirtualClock::start(),
+    );
     let start = Instant::now();
     machine
         .run(&mut source, &mut NullSink, &stop, 0)

@@ -3,7 +3,8 @@
 //! primary/backup pair on the two hosts of `scripts/two-hosts.sh`
 //! (requests per second, p50 and p99 latency, the pair/run ratio), and the
 //! pair's log volume as a multiple of what the guest took in from outside
-//! (received frames and disk reads); redis-benchmark's default test list
+//! (received frames and disk reads), from the primary's `/metrics`;
+//! redis-benchmark's default test list
 //! the same way (per test rates and ratios); VM exits per request for SET
 //! and GET (from `ftvm trace inspect` on a recorded run); and the log's
 //! size after one key is overwritten 10 000 times on a 4 MiB disk.
@@ -23,6 +24,14 @@ use std::time::{Duration, Instant};
 mod lan;
 
 use lan::GUEST;
+
+// The tests' Prometheus client.
+#[path = "../../tests/common/metrics.rs"]
+#[allow(dead_code)]
+mod metrics;
+
+/// Where the primary serves its metrics, inside its host.
+const METRICS: &str = "127.0.0.1:9464";
 
 const ROUNDS: usize = 5;
 /// Rounds of redis-benchmark's default list (minutes each, emulated).
@@ -75,6 +84,12 @@ impl Ftvm {
             stdout,
             stderr,
         }
+    }
+
+    /// Its metrics, served on `METRICS` in its host `host`.
+    fn metrics(&self, host: char) -> metrics::Scrape {
+        let stream = lan::connect_in(&format!("{HOSTS}-{host}"), METRICS);
+        metrics::scrape_on(stream).expect("the primary serves its metrics")
     }
 
     /// SIGTERM, then everything it wrote.
@@ -147,15 +162,6 @@ fn redis_benchmark(extra: &[&str]) -> Vec<(String, Result)> {
         .collect()
 }
 
-/// A summary field of the primary's log, as a number.
-fn field(log: &str, name: &str) -> f64 {
-    log.lines()
-        .filter(|line| line.contains("pair summary"))
-        .flat_map(|line| line.split_whitespace())
-        .find_map(|word| word.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
 /// The bench's files: a disk, and a pair's key and flag.
 struct Files {
     dir: PathBuf,
@@ -207,13 +213,14 @@ impl Files {
             let mut args = [role, flag, BACKUP, "--arbiter"].map(String::from).to_vec();
             args.push(self.arbiter.to_str().unwrap().into());
             args.extend(["--auth-key".into(), self.key.to_str().unwrap().into()]);
-            args.extend(["--log-level".into(), "info".into()]);
             args.extend(lan::kvstore(&self.disk));
             args
         };
         let backup = Ftvm::start('b', &pair_args("backup", "--listen"));
         thread::sleep(Duration::from_millis(300));
-        let primary = Ftvm::start('a', &pair_args("primary", "--backup"));
+        let mut primary_args = pair_args("primary", "--backup");
+        primary_args.extend(["--metrics".into(), METRICS.into()]);
+        let primary = Ftvm::start('a', &primary_args);
         wait_serving();
         (backup, primary)
     }
@@ -247,14 +254,20 @@ fn set_get(files: &Files) {
         alone.stop();
         let (backup, primary) = files.pair();
         pairs.push(benchmark());
-        let (_, log) = primary.stop();
+        let metrics = primary.metrics('a');
+        primary.stop();
         backup.stop();
-        log_ratio.push(field(&log, "log_bytes") / field(&log, "input_bytes"));
+        let value = |series: &str| metrics.value(series).unwrap_or(f64::NAN);
+        let input = value("ftvm_disk_bytes_total{op=\"read\"}")
+            + value("ftvm_net_bytes_total{direction=\"rx\"}");
+        log_ratio.push(value("ftvm_log_bytes_total") / input);
+        let (p50, _) = metrics.quantile("ftvm_output_hold_seconds", 0.5);
+        let (p99, _) = metrics.quantile("ftvm_output_hold_seconds", 0.99);
         println!(
-            "  pair round: outputs held p50 {} us, p99 {} us; primary stalled by flow control {} ms",
-            field(&log, "output_wait_p50_us"),
-            field(&log, "output_wait_p99_us"),
-            field(&log, "stalled_ms")
+            "  pair round: outputs held p50 {:.0} us, p99 {:.0} us; primary stalled by flow control {:.0} ms",
+            p50 * 1e6,
+            p99 * 1e6,
+            value("ftvm_stall_seconds_total") * 1e3
         );
         script(&["down", HOSTS]);
     }

@@ -3,9 +3,13 @@
 //! against `record`, and how dense the trace is (bytes per second of guest
 //! time, bytes per record, bytes per time sample).
 //!
+//! With `FTVM_BASE=/path/to/another/ftvm`, every round also runs and
+//! records through that binary (say, the previous commit built in another
+//! directory), alternating with this one, and the medians are compared.
+//!
 //! Run with `cargo bench -p vmm --bench record_replay` (scripts/bench.sh does).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,9 +18,9 @@ use replay::RecordKind;
 const ROUNDS: usize = 5;
 const TICKER: &str = "ticks=100 hz=100";
 
-fn ftvm(args: &[&str]) -> Duration {
+fn ftvm_of(binary: &Path, args: &[&str]) -> Duration {
     let start = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_ftvm"))
+    let status = Command::new(binary)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -34,19 +38,28 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 fn main() {
     let trace = std::env::temp_dir().join(format!("ftvm-bench-{}.trace", std::process::id()));
     let path = trace.to_str().expect("a UTF-8 temp path");
+    let base = std::env::var_os("FTVM_BASE").map(PathBuf::from);
+    let (mut base_run, mut base_record) = (Vec::new(), Vec::new());
     let (mut run, mut record, mut replay) = (Vec::new(), Vec::new(), Vec::new());
+    let run_args = ["run", "--kernel", "ticker", "--cmdline", TICKER];
+    let record_args = [
+        "record",
+        "--trace",
+        path,
+        "--kernel",
+        "ticker",
+        "--cmdline",
+        TICKER,
+    ];
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_ftvm"));
     for _ in 0..ROUNDS {
-        run.push(ftvm(&["run", "--kernel", "ticker", "--cmdline", TICKER]));
-        record.push(ftvm(&[
-            "record",
-            "--trace",
-            path,
-            "--kernel",
-            "ticker",
-            "--cmdline",
-            TICKER,
-        ]));
-        replay.push(ftvm(&["replay", "--quiet", path]));
+        if let Some(base) = &base {
+            base_run.push(ftvm_of(base, &run_args));
+            base_record.push(ftvm_of(base, &record_args));
+        }
+        run.push(ftvm_of(&this, &run_args));
+        record.push(ftvm_of(&this, &record_args));
+        replay.push(ftvm_of(&this, &["replay", "--quiet", path]));
     }
     let (run, record, replay) = (median(run), median(record), median(replay));
     let summary = replay::inspect(Path::new(&trace)).expect("read the trace back");
@@ -73,6 +86,18 @@ fn main() {
         "  replay / record: {:.3} (target <= 1.0)",
         replay.as_secs_f64() / record.as_secs_f64()
     );
+    if let Some(base) = &base {
+        let (base_run, base_record) = (median(base_run), median(base_record));
+        println!(
+            "  {}: run {:.3} s, record {:.3} s, record / run {:.3}; this record / run over that one's {:.3}",
+            base.display(),
+            base_run.as_secs_f64(),
+            base_record.as_secs_f64(),
+            base_record.as_secs_f64() / base_run.as_secs_f64(),
+            (record.as_secs_f64() / run.as_secs_f64())
+                / (base_record.as_secs_f64() / base_run.as_secs_f64())
+        );
+    }
     println!(
         "  trace: {} records in {} bytes after a {}-byte header; {:.0} bytes per second of guest time, {:.1} bytes per record",
         summary.records,

@@ -2,8 +2,10 @@
 //! through, and ftvm's failures use a small table at the top of the range
 //! (a guest may choose the same numbers; the message on stderr tells).
 
-use crate::platform::GuestEnd;
-use crate::vstate::VmEnd;
+use crate::vstate::{RunError, VmEnd};
+use ft_logging::SourceError;
+use ftvm_core::effect::GuestEnd;
+use ftvm_core::exit_handler::CoreError;
 
 /// The TAP device for `--net` cannot be opened or created.
 pub const NETWORK_FAILURE: u8 = 112;
@@ -48,5 +50,37 @@ pub fn of_end(end: VmEnd) -> u8 {
         VmEnd::Guest(GuestEnd::Reset | GuestEnd::Halted | GuestEnd::Idle) => 0,
         VmEnd::Guest(GuestEnd::TripleFault) => GUEST_TRIPLE_FAULT,
         VmEnd::Stopped(reason) => reason.exit_status(),
+        // A replay ends as the recorded run did, which its caller knows;
+        // without that, a log that ends early is not a valid log.
+        VmEnd::LogEnded => INVALID_TRACE,
     }
+}
+
+/// The status of a run that failed with `error`.
+pub fn of_run_error(error: &RunError) -> u8 {
+    match error {
+        RunError::Unemulated(_) => UNEMULATED_INSTRUCTION,
+        RunError::Core(
+            CoreError::Sink(_)
+            | CoreError::Source(SourceError::LogWrite(_) | SourceError::Output(_)),
+        ) => HOST_IO_FAILURE,
+        RunError::Core(CoreError::Source(SourceError::Log(_))) => INVALID_TRACE,
+        RunError::Core(CoreError::Source(SourceError::Fenced(_))) => NOT_LIVE,
+        RunError::Core(
+            CoreError::Source(SourceError::Divergence { .. })
+            | CoreError::MissingTime { .. }
+            | CoreError::MissingMsr { .. },
+        ) => DIVERGENCE,
+        _ => KVM_FAILURE,
+    }
+}
+
+/// Errors that come from the log rather than from running the guest.
+pub fn is_log_error(error: &RunError) -> bool {
+    matches!(
+        error,
+        RunError::Core(
+            CoreError::Source(_) | CoreError::MissingTime { .. } | CoreError::MissingMsr { .. }
+        )
+    )
 }

@@ -1,15 +1,17 @@
-//! ftvm's virtual machine monitor: KVM VM and vCPU, the deterministic PC
-//! platform, boot, and the deterministic core between inputs and outputs.
+//! ftvm's virtual machine monitor: the KVM VM and vCPU that run the
+//! deterministic core (the `ftvm-core` crate), boot, the host's inputs and
+//! outputs, and the fault-tolerant pair.
+
+#![warn(missing_docs)]
 
 pub mod boot;
-pub mod devices;
-pub mod exit_handler;
 pub mod exit_status;
 pub mod ft;
 pub mod host;
 pub mod images;
 pub mod kernel;
 pub mod machine;
-pub mod platform;
+pub mod monitor;
+pub mod replaying;
 pub mod vm_config;
 pub mod vstate;

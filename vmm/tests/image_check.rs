@@ -1,4 +1,4 @@
-//! The image check of DESIGN.md §5: disassemble every built-in guest image
+//! The image check of docs/DESIGN.md §5: disassemble every built-in guest image
 //! and fail on instructions that make a guest nondeterministic (RDTSC,
 //! RDTSCP, RDRAND, RDSEED, RDPID) anywhere, and on SIMD instructions other
 //! than plain moves, which KVM's emulator on our hosts cannot run, in any
@@ -30,7 +30,7 @@ const PLAIN_MOVES: &[Mnemonic] = &[
 ];
 
 /// Instructions without SIMD register operands that the emulator cannot run
-/// either (DESIGN.md §1).
+/// either (docs/DESIGN.md §1).
 const UNEMULATED: &[Mnemonic] = &[
     Mnemonic::Cmpxchg16b,
     Mnemonic::Xgetbv,
@@ -46,7 +46,7 @@ const UNEMULATED: &[Mnemonic] = &[
     Mnemonic::Stmxcsr,
 ];
 
-/// Functions from the precompiled `core`, which DESIGN.md §1 says contain
+/// Functions from the precompiled `core`, which docs/DESIGN.md §1 says contain
 /// SIMD; guest code never calls them.
 fn precompiled_core(function: &str) -> bool {
     // v0 names of methods: `<core::fmt::Formatter>::pad`, and trait

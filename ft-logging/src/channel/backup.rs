@@ -1,6 +1,8 @@
 //! The backup's side of a paired link: it receives the primary's log,
 //! acknowledges each batch and heartbeat on receipt, and reports progress.
 
+use std::net::SocketAddr;
+
 use crossbeam_channel::{Receiver, Sender};
 
 use super::frame::{FrameError, FrameReader, FrameWriter};
@@ -16,12 +18,20 @@ pub enum FromPrimary {
     /// Records, in log order; with them the log holds all events through
     /// exit `through_exit`.
     Batch {
+        /// The records, in log order.
         records: Vec<Record>,
+        /// Every input through this exit is in the log.
         through_exit: u64,
+        /// How much output the primary has released.
         released: Released,
+        /// The size of the records as they travelled.
+        bytes: u64,
     },
+    /// Nothing new: the marker and the release counts again, as a sign of life.
     Heartbeat {
+        /// Every input through this exit is in the log.
         through_exit: u64,
+        /// How much output the primary has released.
         released: Released,
     },
     /// The primary has released everything and closed: it will not come
@@ -35,6 +45,8 @@ pub enum FromPrimary {
 /// stops its threads and the listener's.
 #[derive(Debug)]
 pub struct BackupLink {
+    /// The primary's address, if the connection still knew it.
+    peer: Option<SocketAddr>,
     replies: Sender<Reply>,
     from_primary: Receiver<FromPrimary>,
     /// Dropped before `_door`: the link's threads stop first.
@@ -53,6 +65,7 @@ impl BackupLink {
         config: &ChannelConfig,
         door: Door,
     ) -> Result<Self, ChannelError> {
+        let peer = link.peer_addr();
         let (replies_in, queue) = crossbeam_channel::unbounded();
         let (out, from_primary) = crossbeam_channel::unbounded();
         let mut workers = Workers::new(link.clone());
@@ -72,6 +85,7 @@ impl BackupLink {
             }
         })?;
         Ok(Self {
+            peer,
             replies: replies_in,
             from_primary,
             _workers: workers,
@@ -79,6 +93,12 @@ impl BackupLink {
         })
     }
 
+    /// The primary's address.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// What the primary sends, as it arrives.
     pub fn from_primary(&self) -> Receiver<FromPrimary> {
         self.from_primary.clone()
     }
@@ -176,10 +196,11 @@ fn read_primary(
                 sent_ns,
                 records,
             }) => match decode_batch(&mut decoder, &records) {
-                Ok(records) => {
+                Ok(decoded) => {
                     echo_ns = echo_ns.max(sent_ns);
                     FromPrimary::Batch {
-                        records,
+                        bytes: records.len() as u64,
+                        records: decoded,
                         through_exit,
                         released,
                     }

@@ -29,51 +29,94 @@ const BUFFER: usize = 64 << 10;
 /// Why a link ended: the text of [`Lost::reason`](super::Lost).
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
+    /// The peer closed the connection between frames.
     #[error("the peer closed the connection")]
     Closed,
+    /// The peer closed the connection in the middle of a frame.
     #[error("the peer closed the connection in the middle of a frame")]
     Truncated,
+    /// Nothing arrived for this long.
     #[error("nothing received for {0:?}")]
     Silent(Duration),
+    /// Nothing could be sent for this long: the peer stopped reading.
     #[error("nothing could be sent for {0:?}: the peer stopped reading")]
     Stalled(Duration),
+    /// An I/O failure of the connection.
     #[error("{0}")]
     Io(#[source] io::Error),
+    /// A frame shorter than its fixed part.
     #[error("protocol violation: a frame of {length} bytes is shorter than its fixed part")]
-    TooShort { length: usize },
+    TooShort {
+        /// Its length in bytes.
+        length: usize,
+    },
+    /// A frame of a kind this side does not know.
     #[error("protocol violation: frame {frame} has an unknown kind 0x{kind:02x}")]
-    UnknownKind { kind: u8, frame: u64 },
+    UnknownKind {
+        /// The kind byte.
+        kind: u8,
+        /// The frame's sequence number.
+        frame: u64,
+    },
+    /// A frame's payload exceeds its kind's limit.
     #[error(
         "protocol violation: a {kind} frame's payload of {length} bytes exceeds the limit of {limit}"
     )]
     TooLong {
+        /// The kind of message.
         kind: &'static str,
+        /// Its length in bytes.
         length: usize,
+        /// The most allowed.
         limit: usize,
     },
+    /// A frame whose MAC does not hold: it was altered in transit.
     #[error("protocol violation: frame {frame} ({kind}) has a bad MAC: it was altered in transit")]
-    BadMac { frame: u64, kind: &'static str },
+    BadMac {
+        /// The frame's sequence number.
+        frame: u64,
+        /// The kind of message.
+        kind: &'static str,
+    },
+    /// A frame that came again or out of order.
     #[error(
         "protocol violation: frame {found} ({kind}) was replayed or reordered: frame {expected} was due"
     )]
     Replayed {
+        /// The sequence number that came.
         found: u64,
+        /// The sequence number that was due.
         expected: u64,
+        /// The kind of message.
         kind: &'static str,
     },
+    /// Frames are missing: a later one came.
     #[error(
         "protocol violation: frames {expected} to {} are missing (dropped in transit): frame {found} ({kind}) came instead",
         found - 1
     )]
     Missing {
+        /// The sequence number that came.
         found: u64,
+        /// The sequence number that was due.
         expected: u64,
+        /// The kind of message.
         kind: &'static str,
     },
+    /// A message that has no place here.
     #[error("protocol violation: an unexpected {kind} message")]
-    Unexpected { kind: &'static str },
+    Unexpected {
+        /// The kind of message.
+        kind: &'static str,
+    },
+    /// A message whose payload does not decode.
     #[error("protocol violation: malformed {kind} message: {problem}")]
-    Malformed { kind: &'static str, problem: String },
+    Malformed {
+        /// The kind of message.
+        kind: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// Writes one direction's frames.

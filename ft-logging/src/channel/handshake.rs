@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hmac::Mac as _;
 
 use super::frame::{MAC_LEN, Mac};
-use super::{AuthKey, HANDSHAKE_TIMEOUT, HandshakeError};
+use super::{AuthKey, HANDSHAKE_TIMEOUT, HELLO_TIMEOUT, HandshakeError};
 
 pub(super) const MAGIC: [u8; 8] = *b"FTVMLOG1";
 pub(super) const VERSION: u16 = 1;
@@ -84,9 +84,32 @@ impl Session {
     }
 }
 
-/// The primary's half: it proves itself first.
-pub(super) fn as_primary(stream: &TcpStream, key: &AuthKey) -> Result<Session, HandshakeError> {
-    let mut exchange = Exchange::new(stream);
+/// How often a waiting side asks whether to give up.
+pub(super) const POLL: Duration = Duration::from_millis(100);
+
+/// What bounds a wait for the peer: a deadline, and a question asked every
+/// [`POLL`] whether to stop sooner (the process is stopping, say).
+#[derive(Clone, Copy)]
+pub(super) struct Patience<'a> {
+    pub(super) deadline: Instant,
+    pub(super) give_up: &'a dyn Fn() -> bool,
+}
+
+impl Patience<'_> {
+    /// What is left before the deadline; none once it has passed.
+    pub(super) fn remaining(&self) -> Option<Duration> {
+        Some(self.deadline.saturating_duration_since(Instant::now())).filter(|left| !left.is_zero())
+    }
+}
+
+/// The primary's half: it proves itself first. It waits for the backup
+/// until `patience` runs out.
+pub(super) fn as_primary(
+    stream: &TcpStream,
+    key: &AuthKey,
+    patience: Patience<'_>,
+) -> Result<Session, HandshakeError> {
+    let mut exchange = Exchange::new(stream, patience, HANDSHAKE_TIMEOUT);
     let ours = nonce()?;
     exchange.write(&hello(Role::Primary, &ours))?;
     let theirs = exchange.read_hello(Role::Backup)?;
@@ -106,12 +129,25 @@ pub(super) fn as_primary(stream: &TcpStream, key: &AuthKey) -> Result<Session, H
     Ok(Session::derive(key, &ours, &theirs))
 }
 
-/// The backup's half: it proves itself only to a primary that has.
-pub(super) fn as_backup(stream: &TcpStream, key: &AuthKey) -> Result<Session, HandshakeError> {
-    let mut exchange = Exchange::new(stream);
+/// The backup's half: it proves itself only to a primary that has. The
+/// primary's hello must come within [`HELLO_TIMEOUT`], the rest within
+/// [`HANDSHAKE_TIMEOUT`] of the start; `greeted` hears of a valid hello.
+pub(super) fn as_backup(
+    stream: &TcpStream,
+    key: &AuthKey,
+    greeted: &dyn Fn(),
+) -> Result<Session, HandshakeError> {
+    let started = Instant::now();
+    let hello_by = Patience {
+        deadline: started + HELLO_TIMEOUT,
+        give_up: &|| false,
+    };
+    let mut exchange = Exchange::new(stream, hello_by, HELLO_TIMEOUT);
     let ours = nonce()?;
     exchange.write(&hello(Role::Backup, &ours))?;
     let theirs = exchange.read_hello(Role::Primary)?;
+    greeted();
+    exchange.extend(started + HANDSHAKE_TIMEOUT, HANDSHAKE_TIMEOUT);
     let mut message = [0; PROOF_LEN];
     exchange.read(&mut message)?;
     let [tag, proof @ ..] = message;
@@ -125,6 +161,14 @@ pub(super) fn as_backup(stream: &TcpStream, key: &AuthKey) -> Result<Session, Ha
     }
     exchange.write(&proof_message(key, Role::Backup, &ours, &theirs))?;
     Ok(Session::derive(key, &theirs, &ours))
+}
+
+/// Waits until the peer has sent something, or closed, within `patience`.
+pub(super) fn await_answer(
+    stream: &TcpStream,
+    patience: Patience<'_>,
+) -> Result<(), HandshakeError> {
+    Exchange::new(stream, patience, HANDSHAKE_TIMEOUT).await_answer()
 }
 
 fn nonce() -> Result<Nonce, HandshakeError> {
@@ -168,15 +212,24 @@ fn holds(key: &AuthKey, role: Role, peer: &Nonce, own: &Nonce, received: &[u8]) 
 /// The connection during the handshake, which must end by a deadline.
 struct Exchange<'a> {
     stream: &'a TcpStream,
-    deadline: Instant,
+    patience: Patience<'a>,
+    /// The time allowed so far, for the message of a timeout.
+    allowed: Duration,
 }
 
 impl<'a> Exchange<'a> {
-    fn new(stream: &'a TcpStream) -> Self {
+    fn new(stream: &'a TcpStream, patience: Patience<'a>, allowed: Duration) -> Self {
         Self {
             stream,
-            deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+            patience,
+            allowed,
         }
+    }
+
+    /// Moves the deadline, once the peer has shown it is worth waiting for.
+    fn extend(&mut self, deadline: Instant, allowed: Duration) {
+        self.patience.deadline = deadline;
+        self.allowed = allowed;
     }
 
     fn read_hello(&mut self, expected: Role) -> Result<Nonce, HandshakeError> {
@@ -208,8 +261,10 @@ impl<'a> Exchange<'a> {
     fn read(&mut self, buf: &mut [u8]) -> Result<(), HandshakeError> {
         let mut filled = 0;
         while filled < buf.len() {
-            // Each read may wait only for what is left of the deadline.
-            self.stream.set_read_timeout(Some(self.remaining()?))?;
+            // Each read waits for what is left of the deadline, in slices
+            // short enough to give up in time.
+            self.stream
+                .set_read_timeout(Some(self.remaining()?.min(POLL)))?;
             match self.stream.read(&mut buf[filled..]) {
                 Ok(0) => return Err(HandshakeError::Closed),
                 Ok(read) => filled += read,
@@ -219,10 +274,23 @@ impl<'a> Exchange<'a> {
         Ok(())
     }
 
+    fn await_answer(&self) -> Result<(), HandshakeError> {
+        loop {
+            self.stream
+                .set_read_timeout(Some(self.remaining()?.min(POLL)))?;
+            match self.stream.peek(&mut [0]) {
+                // Bytes or the end: the read that follows tells which.
+                Ok(_) => return Ok(()),
+                Err(error) => self.failure(error)?,
+            }
+        }
+    }
+
     fn write(&mut self, bytes: &[u8]) -> Result<(), HandshakeError> {
         let mut written = 0;
         while written < bytes.len() {
-            self.stream.set_write_timeout(Some(self.remaining()?))?;
+            self.stream
+                .set_write_timeout(Some(self.remaining()?.min(POLL)))?;
             match self.stream.write(&bytes[written..]) {
                 Ok(0) => return Err(HandshakeError::Closed),
                 Ok(wrote) => written += wrote,
@@ -233,19 +301,21 @@ impl<'a> Exchange<'a> {
     }
 
     fn remaining(&self) -> Result<Duration, HandshakeError> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(HandshakeError::Timeout(HANDSHAKE_TIMEOUT));
-        }
-        Ok(left)
+        self.patience
+            .remaining()
+            .ok_or(HandshakeError::Timeout(self.allowed))
     }
 
-    /// Ok for an interrupted call, to be tried again.
+    /// Ok for a call to try again: interrupted, or a slice of the wait
+    /// that passed while the caller still wants to wait.
     fn failure(&self, error: io::Error) -> Result<(), HandshakeError> {
         match error.kind() {
             io::ErrorKind::Interrupted => Ok(()),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                Err(HandshakeError::Timeout(HANDSHAKE_TIMEOUT))
+                if (self.patience.give_up)() {
+                    return Err(HandshakeError::GaveUp);
+                }
+                self.remaining().map(drop)
             }
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
                 Err(HandshakeError::Closed)

@@ -41,6 +41,7 @@ impl AuthKey {
         Self::from_bytes(bytes).map_err(problem)
     }
 
+    /// A key of these bytes, refused when it is too short or too long.
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Result<Self, KeyProblem> {
         let bytes = bytes.into();
         if bytes.len() < MIN_KEY_LEN {

@@ -42,6 +42,10 @@ impl LinkState {
         })
     }
 
+    pub(super) fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.peer_addr().ok()
+    }
+
     pub(super) fn heard(&self) {
         let since_start = self.start.elapsed().as_nanos() as u64;
         self.last_heard.store(since_start, Ordering::Relaxed);
@@ -119,17 +123,23 @@ impl Workers {
     /// up to `limit` to end on its own.
     pub(super) fn linger(&mut self, limit: Duration) {
         self.link.end();
-        let deadline = Instant::now() + limit;
+        self.join_last_by(Instant::now() + limit);
+    }
+
+    /// Waits until `deadline` for the thread spawned last to end on its
+    /// own; true if it did (or there was none).
+    pub(super) fn join_last_by(&mut self, deadline: Instant) -> bool {
         while let Some(thread) = self.threads.last() {
             if thread.is_finished() {
                 self.join_last();
-                return;
+                return true;
             }
             if Instant::now() >= deadline {
-                return;
+                return false;
             }
             thread::sleep(Duration::from_millis(1));
         }
+        true
     }
 }
 

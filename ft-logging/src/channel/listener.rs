@@ -1,15 +1,22 @@
 //! The backup's listener: it waits for a primary that authenticates and
 //! then, while the pair lasts, turns every other connection away.
+//!
+//! Unauthenticated connections cannot keep the primary out: each must send
+//! its hello within [`HELLO_TIMEOUT`](super::HELLO_TIMEOUT), and when every
+//! handshake slot is taken a new connection displaces the oldest
+//! unauthenticated one ([`admission`](super::admission)). They never touch
+//! the vCPU: handshakes run on threads of their own.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
+use socket2::{Domain, Protocol, Socket, Type};
 
+use super::admission::{Admission, HANDSHAKE_SLOTS, Refusals, Slot};
 use super::backup::BackupLink;
 use super::frame::{FrameError, FrameReader, FrameWriter};
 use super::link::LinkState;
@@ -22,11 +29,13 @@ use crate::decode_header;
 
 /// How often `accept` asks whether to give up.
 const GIVE_UP_POLL: Duration = Duration::from_millis(100);
-/// Handshakes that may run at once; a connection beyond them is refused.
-const MAX_HANDSHAKES: usize = 8;
 /// The pause after a failed accept(2), which may fail again at once (for
 /// instance out of file descriptors).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Connections the kernel queues until the listener's thread accepts them
+/// (capped by `net.core.somaxconn`): a burst waits rather than being
+/// refused while the thread is not scheduled. std's `bind` queues 128.
+const BACKLOG: i32 = 1024;
 
 /// Where the backup is: what happens to a connection depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +47,7 @@ enum Phase {
 
 const PAIRED: &str = "this backup is already paired";
 const CLOSED: &str = "this backup no longer waits for a primary";
-const BUSY: &str = "too many handshakes at once";
+const DISPLACED: &str = "displaced by a newer connection before it authenticated";
 
 impl Phase {
     /// Why a connection is refused in this phase, if it is.
@@ -67,8 +76,9 @@ pub struct BackupListener {
 }
 
 impl BackupListener {
+    /// Listens on `addr` for a primary.
     pub fn bind(addr: SocketAddr) -> Result<Self, ChannelError> {
-        let bound = TcpListener::bind(addr).and_then(|listener| {
+        let bound = listen(addr).and_then(|listener| {
             let local = listener.local_addr()?;
             Ok((listener, local))
         });
@@ -76,21 +86,24 @@ impl BackupListener {
         Ok(Self { listener, addr })
     }
 
+    /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Waits for a primary that authenticates. A bad peer (wrong key,
     /// garbage, a connection closed mid-message, a stalled handshake) is
-    /// refused with one warning and the wait goes on; handshakes run on
-    /// threads of their own, so one slow peer holds no other up.
+    /// refused with a warning (a few at once, then one a second with a count)
+    /// and the wait goes on; handshakes run on threads of their own, and a
+    /// new connection displaces the oldest unauthenticated one once every
+    /// slot is taken, so no number of slow or idle peers holds a primary up.
     ///
     /// `check` decides on the primary's header: an `Err(reason)` refuses it
     /// and ends the wait with [`ChannelError::Mismatch`]. `give_up` is asked
     /// every 100 ms and ends the wait with [`ChannelError::GaveUp`].
     ///
     /// After pairing, the listener goes on, on its own thread, refusing any
-    /// other connection (one warning each) until the link is dropped.
+    /// other connection until the link is dropped.
     pub fn accept(
         self,
         config: &ChannelConfig,
@@ -118,7 +131,7 @@ impl BackupListener {
         }
         door.pair(|| {
             for late in candidates.try_iter() {
-                late.turn_away(PAIRED);
+                late.turn_away(PAIRED, &door.refusals);
             }
         });
         let Candidate {
@@ -145,10 +158,21 @@ impl BackupListener {
     }
 }
 
+/// A listening socket on `addr`, as std's `TcpListener::bind` makes it but
+/// with a longer queue.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// The listener's thread. Dropping it stops the thread.
 #[derive(Debug)]
 pub(super) struct Door {
     phase: SharedPhase,
+    refusals: Arc<Refusals>,
     /// Where a connection wakes the thread from accept(2).
     wake: SocketAddr,
     thread: Option<JoinHandle<()>>,
@@ -162,15 +186,17 @@ impl Door {
         offers: Sender<Candidate>,
     ) -> io::Result<Self> {
         let phase = Arc::new(Mutex::new(Phase::Waiting));
+        let refusals = Arc::new(Refusals::default());
         let span = tracing::info_span!("log listener", %addr);
         let thread = thread::Builder::new()
             .name("ftvm-log-listen".into())
             .spawn({
-                let phase = phase.clone();
-                move || span.in_scope(|| keep(&listener, &key, &phase, &offers))
+                let (phase, refusals) = (phase.clone(), refusals.clone());
+                move || span.in_scope(|| keep(&listener, &key, &phase, &refusals, &offers))
             })?;
         Ok(Self {
             phase,
+            refusals,
             wake: loopback(addr),
             thread: Some(thread),
         })
@@ -212,10 +238,16 @@ fn loopback(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, addr.port())
 }
 
-/// Accepts connections until the door closes: each gets a handshake while
-/// the backup waits, and a refusal once it is paired.
-fn keep(listener: &TcpListener, key: &AuthKey, shared: &SharedPhase, offers: &Sender<Candidate>) {
-    let handshakes = Arc::new(AtomicUsize::new(0));
+/// Accepts connections until the door closes: each gets a handshake slot
+/// while the backup waits, and is closed at once after it paired.
+fn keep(
+    listener: &TcpListener,
+    key: &AuthKey,
+    shared: &SharedPhase,
+    refusals: &Arc<Refusals>,
+    offers: &Sender<Candidate>,
+) {
+    let admission = Admission::new(HANDSHAKE_SLOTS);
     for incoming in listener.incoming() {
         let now = *phase(shared);
         if now == Phase::Closed {
@@ -232,44 +264,52 @@ fn keep(listener: &TcpListener, key: &AuthKey, shared: &SharedPhase, offers: &Se
         let Ok(peer) = stream.peer_addr() else {
             continue; // Gone already.
         };
-        let busy = handshakes.fetch_add(1, Ordering::SeqCst) >= MAX_HANDSHAKES;
-        let refusal = now.refusal().or(busy.then_some(BUSY));
-        if let Some(reason) = refusal {
-            handshakes.fetch_sub(1, Ordering::SeqCst);
-            tracing::warn!(%peer, reason, "refused a connection");
+        if let Some(reason) = now.refusal() {
+            refusals.refused(peer, &reason);
             continue;
         }
+        let slot = match admission.admit(&stream, peer) {
+            Ok((slot, displaced)) => {
+                if let Some(displaced) = displaced {
+                    tracing::debug!(peer = %displaced, "displaced by a newer connection");
+                }
+                slot
+            }
+            Err(error) => {
+                refusals.refused(peer, &format_args!("cannot start its handshake: {error}"));
+                continue;
+            }
+        };
         let span = tracing::Span::current();
         let spawned = thread::Builder::new().name("ftvm-log-greet".into()).spawn({
-            let (key, shared, offers, handshakes) = (
+            let (key, shared, offers, refusals) = (
                 key.clone(),
                 shared.clone(),
                 offers.clone(),
-                handshakes.clone(),
+                refusals.clone(),
             );
             move || {
-                span.in_scope(|| match greet(stream, peer, &key) {
+                span.in_scope(|| match greet(stream, peer, &key, &slot) {
                     Ok(candidate) => {
                         let now = phase(&shared);
                         match now.refusal() {
-                            Some(reason) => candidate.turn_away(reason),
+                            Some(reason) => candidate.turn_away(reason, &refusals),
                             None => {
                                 if let Err(unwanted) = offers.send(candidate) {
-                                    unwanted.into_inner().turn_away(CLOSED);
+                                    unwanted.into_inner().turn_away(CLOSED, &refusals);
                                 }
                             }
                         }
                     }
+                    Err(_) if slot.displaced() => refusals.refused(peer, &DISPLACED),
                     Err(problem) => {
-                        tracing::warn!(%peer, %problem, "refused a connection: handshake failed");
+                        refusals.refused(peer, &format_args!("handshake failed: {problem}"));
                     }
                 });
-                handshakes.fetch_sub(1, Ordering::SeqCst);
             }
         });
         if let Err(error) = spawned {
-            handshakes.fetch_sub(1, Ordering::SeqCst);
-            tracing::warn!(%peer, %error, "refused a connection: cannot start its handshake");
+            refusals.refused(peer, &format_args!("cannot start its handshake: {error}"));
         }
     }
 }
@@ -298,16 +338,23 @@ impl Candidate {
     }
 
     /// Refuses a primary that authenticated too late.
-    fn turn_away(self, reason: &str) {
-        tracing::warn!(peer = %self.peer, reason, "refused a connection");
+    fn turn_away(self, reason: &str, refusals: &Refusals) {
+        refusals.refused(self.peer, &reason);
         self.refuse(reason);
     }
 }
 
-/// Authenticates a connection and reads the primary's header.
-fn greet(stream: TcpStream, peer: SocketAddr, key: &AuthKey) -> Result<Candidate, HandshakeError> {
+/// Authenticates a connection, which then gives up its `slot`, and reads
+/// the primary's header.
+fn greet(
+    stream: TcpStream,
+    peer: SocketAddr,
+    key: &AuthKey,
+    slot: &Slot,
+) -> Result<Candidate, HandshakeError> {
     stream.set_nodelay(true)?;
-    let session = handshake::as_backup(&stream, key)?;
+    let session = handshake::as_backup(&stream, key, &|| slot.greeted())?;
+    slot.authenticated();
     let link = LinkState::new("primary", stream.try_clone()?);
     let mut frames = FrameReader::new(stream.try_clone()?, session.to_backup, link.clone());
     let mut replies = FrameWriter::new(stream, session.to_primary);

@@ -1,14 +1,16 @@
 //! The primary's side: it connects, sends its header, then streams batches
 //! and heartbeats while it hears acknowledgements and progress.
 
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::frame::{FrameError, FrameReader, FrameWriter};
+use super::handshake::Patience;
 use super::link::{self, LinkState, Outbox, Step, Workers};
 use super::message::{Message, ToBackup, ToPrimary};
 use super::{
@@ -21,42 +23,83 @@ use crate::encode_header;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FromBackup {
     /// The backup has received the log through exit `through_exit`.
-    Ack { through_exit: u64 },
+    Ack {
+        /// Every input through this exit has arrived.
+        through_exit: u64,
+    },
     /// The backup has replayed through exit `exit`, at this virtual time.
-    Progress { exit: u64, virtual_ns: u64 },
+    Progress {
+        /// The exit it replayed last.
+        exit: u64,
+        /// Its guest's virtual time then.
+        virtual_ns: u64,
+    },
     /// The backup is gone; nothing follows.
     Lost(Lost),
 }
 
 /// Connects to the backup at `addr`, authenticates, and offers `hello`.
-/// Succeeds once the backup has accepted the header.
+/// Succeeds once the backup has accepted the header. One attempt: see
+/// [`dial`](super::dial) for a primary that waits for its backup.
 pub fn connect(
     addr: SocketAddr,
     config: &ChannelConfig,
     hello: &PrimaryHello,
 ) -> Result<PrimaryLink, ChannelError> {
+    let patience = Patience {
+        deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+        give_up: &|| false,
+    };
+    connect_within(addr, config, hello, patience)
+}
+
+/// [`connect`], with the connection and the handshake bounded by
+/// `patience`; the backup's answer to the header is still awaited for
+/// [`HANDSHAKE_TIMEOUT`] (unless `give_up`), since by then it may have
+/// paired.
+pub(super) fn connect_within(
+    addr: SocketAddr,
+    config: &ChannelConfig,
+    hello: &PrimaryHello,
+    patience: Patience<'_>,
+) -> Result<PrimaryLink, ChannelError> {
     config.validate()?;
     let mut header = Vec::new();
     encode_header(&hello.header, &mut header).map_err(ChannelError::Header)?;
-    let stream = TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT)
-        .map_err(|source| ChannelError::Connect { addr, source })?;
-    let failed = |problem| ChannelError::Handshake {
-        peer: addr,
-        problem,
+    let failed = |problem| match problem {
+        HandshakeError::GaveUp => ChannelError::GaveUp,
+        problem => ChannelError::Handshake {
+            peer: addr,
+            problem,
+        },
     };
+    let timed_out = || ChannelError::Connect {
+        addr,
+        source: io::ErrorKind::TimedOut.into(),
+    };
+    let connect_time = patience.remaining().ok_or_else(timed_out)?;
+    let stream = TcpStream::connect_timeout(&addr, connect_time.min(HANDSHAKE_TIMEOUT))
+        .map_err(|source| ChannelError::Connect { addr, source })?;
     stream.set_nodelay(true)?;
-    let session = handshake::as_primary(&stream, &config.key).map_err(failed)?;
-
+    let session = handshake::as_primary(&stream, &config.key, patience).map_err(failed)?;
+    let stream_for_answer = stream.try_clone()?;
     let link = LinkState::new("backup", stream.try_clone()?);
     let mut frames = FrameWriter::new(stream.try_clone()?, session.to_backup);
     let mut replies = FrameReader::<ToPrimary>::new(stream, session.to_primary, link.clone());
     frames.set_timeout(HANDSHAKE_TIMEOUT)?;
-    replies.set_timeout(HANDSHAKE_TIMEOUT)?;
     let generation = hello.generation;
     frames
         .send(&ToBackup::Header { generation, header })
         .and_then(|()| frames.flush())
-        .and_then(|()| replies.read())
+        .map_err(|error| failed(HandshakeError::Frame(error)))?;
+    let answer = Patience {
+        deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+        give_up: patience.give_up,
+    };
+    handshake::await_answer(&stream_for_answer, answer).map_err(failed)?;
+    replies.set_timeout(HANDSHAKE_TIMEOUT)?;
+    replies
+        .read()
         .map_err(|error| failed(HandshakeError::Frame(error)))
         .and_then(|reply| match reply {
             ToPrimary::Accept => Ok(()),
@@ -125,10 +168,12 @@ pub struct PrimaryLink {
 }
 
 impl PrimaryLink {
+    /// The handle that sends the log to the backup.
     pub fn sender(&self) -> LogSender {
         self.sender.clone()
     }
 
+    /// What the backup sends, as it arrives.
     pub fn from_backup(&self) -> Receiver<FromBackup> {
         self.from_backup.clone()
     }
@@ -149,6 +194,18 @@ impl PrimaryLink {
         // first would reset the connection under its last acknowledgements,
         // and it could report a loss; so the reader may read to the end.
         self.workers.linger(self.linger);
+    }
+
+    /// [`close`](Self::close) in at most `limit`: a primary that is being
+    /// stopped does not wait out the timeout of a backup that stopped
+    /// reading. Past the limit the connection is closed as it is.
+    pub fn close_within(mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        self.sender.goodbye();
+        if self.workers.join_last_by(deadline) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.workers.linger(left.min(self.linger));
+        }
     }
 }
 

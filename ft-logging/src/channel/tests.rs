@@ -2,6 +2,7 @@
 //! tampers or goes silent, and the frames and keys underneath.
 
 mod auth;
+mod flood;
 mod key;
 mod lease;
 mod loss;

@@ -1,3 +1,6 @@
+//! The codec's round trips, property-tested, and its refusals of damaged
+//! frames, each naming the problem.
+
 use proptest::collection::vec;
 use proptest::prelude::*;
 

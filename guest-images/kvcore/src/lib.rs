@@ -12,7 +12,7 @@
 //!
 //! It runs inside guests, whose code must not reach `core::fmt`, core's
 //! string searching or float arithmetic: their precompiled code uses SIMD
-//! that KVM's instruction emulator cannot run (DESIGN.md §1). So nothing
+//! that KVM's instruction emulator cannot run (docs/DESIGN.md §1). So nothing
 //! here formats, derives `Debug` outside tests or searches `str`, integers
 //! and doubles are printed and parsed by hand (`int`, `score`), and no
 //! input, however hostile, makes it panic.

@@ -3,7 +3,7 @@
 //!
 //! Guests cannot compute with floats: the precompiled `core` and
 //! `compiler_builtins` do float work with SSE, which KVM's emulator here
-//! cannot run, and our soft-float code cannot call them (DESIGN.md §1). A
+//! cannot run, and our soft-float code cannot call them (docs/DESIGN.md §1). A
 //! score is therefore kept as its bits. Text becomes bits the way `strtod`
 //! rounds (to nearest, ties to even), by the exact big-decimal method of
 //! Go's `strconv` (its `decimal` type); bits become the shortest text that

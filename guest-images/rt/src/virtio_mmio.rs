@@ -46,7 +46,7 @@ pub const DEVICE_ID_NET: u32 = 1;
 /// Device ID of a block device.
 pub const DEVICE_ID_BLOCK: u32 = 2;
 
-/// Where the platform puts virtio-mmio devices (DESIGN.md §5): above RAM
+/// Where the platform puts virtio-mmio devices (docs/DESIGN.md §5): above RAM
 /// and inside the identity map, so their registers are never memory.
 const WINDOW: core::ops::Range<u64> = 0xd000_0000..0x1_0000_0000;
 /// Smallest region that holds the registers.

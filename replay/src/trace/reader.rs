@@ -1,3 +1,6 @@
+//! Reading a trace file: its header, then its records one at a time, each
+//! checked, with the position of any damage.
+
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};
@@ -74,6 +77,7 @@ impl<R: Read> TraceReader<R> {
         })
     }
 
+    /// The trace's header.
     pub fn header(&self) -> &Header {
         &self.header
     }
@@ -115,6 +119,7 @@ impl<R: Read> TraceReader<R> {
         }
     }
 
+    /// Where the reader is in the file.
     pub fn position(&self) -> Position {
         Position {
             record: self.record,

@@ -1,3 +1,6 @@
+//! Writing a trace file: the header at creation, then records as they
+//! come, buffered, synced to disk at the end.
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +15,6 @@ const BUFFER: usize = 64 << 10;
 
 /// Writes a trace file: the header at creation, then one record at a time.
 /// Without [`finish`](Self::finish), buffered records may be lost.
-#[derive(Debug)]
 pub struct TraceWriter {
     file: BufWriter<File>,
     path: PathBuf,
@@ -20,6 +22,17 @@ pub struct TraceWriter {
     /// One encoded record, kept to reuse its allocation.
     frame: Vec<u8>,
     records: u64,
+    /// Told the size of every record written.
+    on_write: Option<Box<dyn FnMut(u64) + Send>>,
+}
+
+impl std::fmt::Debug for TraceWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceWriter")
+            .field("path", &self.path)
+            .field("records", &self.records)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TraceWriter {
@@ -42,7 +55,13 @@ impl TraceWriter {
             encoder: Encoder::new(),
             frame: Vec::new(),
             records: 0,
+            on_write: None,
         })
+    }
+
+    /// Tells `count` the size in bytes of every record written from now on.
+    pub fn on_write(&mut self, count: Box<dyn FnMut(u64) + Send>) {
+        self.on_write = Some(count);
     }
 
     /// Appends one record; the End record is the last.
@@ -53,6 +72,9 @@ impl TraceWriter {
             .write_all(&self.frame)
             .map_err(|source| write_error(&self.path, source))?;
         self.records += 1;
+        if let Some(count) = &mut self.on_write {
+            count(self.frame.len() as u64);
+        }
         Ok(())
     }
 

@@ -35,7 +35,9 @@ const CRC_AT: usize = OWNER_AT + MAX_OWNER_LEN;
 /// pair and who, if anyone, went live in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlagState {
+    /// The generation a pair forms at.
     pub generation: u64,
+    /// Who is live in it, if anyone.
     pub owner: Option<String>,
 }
 
@@ -51,20 +53,40 @@ impl fmt::Display for FlagState {
 /// Why bytes are not a valid record.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
+    /// It is not a go-live flag (bad magic).
     #[error("it is not a go-live flag (bad magic)")]
     BadMagic,
+    /// A format version this build does not read.
     #[error("unsupported format version {found} (this build reads version {VERSION})")]
-    UnsupportedVersion { found: u32 },
+    UnsupportedVersion {
+        /// The file's version.
+        found: u32,
+    },
+    /// It is too short to be a flag.
     #[error("it is {found} bytes long, a flag is {RECORD_LEN}")]
-    TooShort { found: usize },
+    TooShort {
+        /// Its length.
+        found: usize,
+    },
+    /// It is too long to be a flag.
     #[error("it is longer than a flag's {RECORD_LEN} bytes")]
     TooLong,
+    /// Its checksum does not match its contents.
     #[error(
         "checksum mismatch: the record carries 0x{stored:08x}, its contents hash to 0x{computed:08x}"
     )]
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        /// The checksum stored.
+        stored: u32,
+        /// The checksum computed.
+        computed: u32,
+    },
+    /// Its owner field is malformed.
     #[error("malformed owner field: {problem}")]
-    Owner { problem: &'static str },
+    Owner {
+        /// What is wrong.
+        problem: &'static str,
+    },
 }
 
 impl FlagState {

@@ -208,12 +208,17 @@ fn invalid_files_are_refused_by_every_operation() {
                 "try",
                 arbiter.try_test_and_set(3, "backup@10.0.0.2").map(|_| ()),
             ),
-            // An answer, if a wrong one: no waiting (which would end in GaveUp).
+            // No answer: a waiting test-and-set waits for a valid flag, and
+            // says why when it gives up.
             (
                 "wait",
                 arbiter
-                    .test_and_set(3, "backup@10.0.0.2", &after(PROMPTLY))
-                    .map(|_| ()),
+                    .test_and_set(3, "backup@10.0.0.2", &after(Duration::from_millis(200)))
+                    .map(|_| ())
+                    .map_err(|err| match err {
+                        ArbiterError::GaveUp { source } => *source,
+                        other => panic!("no wait for a {name} file: {other:?}"),
+                    }),
             ),
         ];
         for (operation, result) in results {

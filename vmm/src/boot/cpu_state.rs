@@ -8,7 +8,7 @@
 
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
 
-use super::layout::{GDT_ADDR, START_INFO_ADDR};
+use ftvm_core::layout::{GDT_ADDR, START_INFO_ADDR};
 
 const CODE_SELECTOR: u16 = 0x08;
 const DATA_SELECTOR: u16 = 0x10;

@@ -10,60 +10,93 @@ use object::elf::{ELFCLASS32, ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_EXEC, PT_LO
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::{Endianness, elf::FileHeader64};
 
-use super::layout::{BOOT_AREA_END, LEGACY_HOLE_END, LEGACY_HOLE_START};
+use ftvm_core::layout::{BOOT_AREA_END, LEGACY_HOLE_END, LEGACY_HOLE_START};
 
 /// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit physical entry point of the PVH ABI.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 
+/// Why a kernel file is not a PVH ELF64 image ftvm can load.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ElfError {
+    /// The file is empty.
     #[error("the kernel file is empty")]
     Empty,
+    /// It is not an ELF file.
     #[error("not an ELF file (no ELF magic)")]
     NotElf,
+    /// It is a 32-bit ELF file.
     #[error("ELF32 kernels are not supported: ftvm boots ELF64 PVH kernels")]
     Elf32,
+    /// Its ELF class is neither 32 nor 64 bits.
     #[error("unknown ELF class {0}")]
     BadClass(u8),
+    /// It is big-endian.
     #[error("not a little-endian ELF file")]
     BigEndian,
+    /// Its ELF header is truncated or malformed.
     #[error("truncated or malformed ELF header: {0}")]
     Header(object::read::Error),
+    /// Its ELF identification is cut short.
     #[error("the ELF identification is cut short")]
     ShortIdent,
+    /// It is for another machine than x86-64.
     #[error("not an x86-64 ELF file (machine {0})")]
     Machine(u16),
+    /// It is not an executable.
     #[error("not an executable ELF file (type {0})")]
     NotExecutable(u16),
+    /// Its program headers lie outside the file.
     #[error("program headers lie outside the file: {0}")]
     ProgramHeaders(object::read::Error),
+    /// It has no loadable segment.
     #[error("no loadable segment")]
     NoSegments,
+    /// A segment is larger in the file than in memory.
     #[error(
         "segment {index} has a file size ({filesz:#x}) larger than its memory size ({memsz:#x})"
     )]
     SegmentSizes {
+        /// The segment's index.
         index: usize,
+        /// Its size in the file.
         filesz: u64,
+        /// Its size in memory.
         memsz: u64,
     },
+    /// A segment's data lies outside the file.
     #[error("segment {index}'s data lies outside the file (truncated?)")]
-    SegmentData { index: usize },
+    SegmentData {
+        /// The segment's index.
+        index: usize,
+    },
+    /// A segment lies outside the RAM a kernel may load into.
     #[error(
         "segment {index} at [{start:#x}, {end:#x}) does not fit in guest RAM (which ends at {ram_end:#x}; kernels load in [{BOOT_AREA_END:#x}, {LEGACY_HOLE_START:#x}) or from {LEGACY_HOLE_END:#x} up)"
     )]
     SegmentOutsideRam {
+        /// The segment's index.
         index: usize,
+        /// Its first address.
         start: u64,
+        /// The address just past it.
         end: u64,
+        /// The end of guest RAM.
         ram_end: u64,
     },
+    /// A note segment is malformed.
     #[error("malformed PT_NOTE segment {index}: {reason}")]
-    Note { index: usize, reason: String },
+    Note {
+        /// The segment's index.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// It has no PVH entry note.
     #[error(
         "no PVH entry note (Xen XEN_ELFNOTE_PHYS32_ENTRY): ftvm boots kernels through the PVH ABI"
     )]
     NoPvhNote,
+    /// Its PVH entry point lies outside every loaded segment.
     #[error("PVH entry point {0:#x} lies outside every loaded segment")]
     EntryOutside(u64),
 }
@@ -167,11 +200,6 @@ fn check_load(
             memsz,
         });
     }
-    let offset = phdr.p_offset(endian);
-    let data_end = offset.checked_add(filesz);
-    if data_end.is_none_or(|end| end > image.len() as u64) {
-        return Err(ElfError::SegmentData { index });
-    }
     let start = phdr.p_paddr(endian);
     let outside = ElfError::SegmentOutsideRam {
         index,
@@ -182,11 +210,44 @@ fn check_load(
     let end = start.checked_add(memsz).ok_or(outside.clone())?;
     let in_low_ram = start >= BOOT_AREA_END && end <= LEGACY_HOLE_START.min(ram_end);
     let in_high_ram = start >= LEGACY_HOLE_END && end <= ram_end;
-    if in_low_ram || in_high_ram {
-        Ok(Some(start..end))
-    } else {
-        Err(outside)
+    if !in_low_ram && !in_high_ram {
+        // Before the data: a kernel file is read only as far as RAM goes.
+        return Err(outside);
     }
+    let offset = phdr.p_offset(endian);
+    let data_end = offset.checked_add(filesz);
+    if data_end.is_none_or(|end| end > image.len() as u64) {
+        return Err(ElfError::SegmentData { index });
+    }
+    Ok(Some(start..end))
+}
+
+/// Where the program headers end, from the ELF header at the start of
+/// `head`; None when `head` does not start with an ELF64 header
+/// ([`validate`] says why).
+pub fn headers_end(head: &[u8]) -> Option<u64> {
+    check_ident(head).ok()?;
+    let header = FileHeader64::<Endianness>::parse(head).ok()?;
+    let endian = Endianness::Little;
+    let table = u64::from(header.e_phnum(endian)) * u64::from(header.e_phentsize(endian));
+    header.e_phoff(endian).checked_add(table)
+}
+
+/// How much of a kernel file validation and loading read: the headers,
+/// and the data of the loadable and note segments (sections and symbols
+/// beyond them are never needed). None when `prefix`, the start of the
+/// file through its program headers, is not an ELF64 file ([`validate`]
+/// says why).
+pub fn needed_len(prefix: &[u8]) -> Option<u64> {
+    let endian = Endianness::Little;
+    let header = FileHeader64::<Endianness>::parse(prefix).ok()?;
+    let phdrs = header.program_headers(endian, prefix).ok()?;
+    phdrs
+        .iter()
+        .filter(|phdr| matches!(phdr.p_type(endian), PT_LOAD | PT_NOTE))
+        .map(|phdr| phdr.p_offset(endian).saturating_add(phdr.p_filesz(endian)))
+        .chain(headers_end(prefix))
+        .max()
 }
 
 /// The entry point from a PVH note in this note segment, if it has one.

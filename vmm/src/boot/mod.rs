@@ -2,7 +2,6 @@
 
 pub mod cpu_state;
 pub mod elf;
-pub mod layout;
 
 use linux_loader::cmdline::Cmdline;
 use linux_loader::configurator::pvh::PvhBootConfigurator;
@@ -10,34 +9,41 @@ use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::elf::Elf;
 use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
 use linux_loader::loader::{KernelLoader, load_cmdline};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
-use layout::{
+use ftvm_core::layout::{
     CMDLINE_ADDR, CMDLINE_MAX, GDT_ADDR, LEGACY_HOLE_END, LEGACY_HOLE_START, MEMMAP_ADDR,
     START_INFO_ADDR,
 };
+use ftvm_core::memory::GuestRam;
 
 const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
 const E820_RAM: u32 = 1;
 const E820_RESERVED: u32 = 2;
 
+/// Why a kernel cannot be put in guest memory.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
+    /// linux-loader could not load it.
     #[error("cannot load the kernel: {0}")]
     Load(#[source] linux_loader::loader::Error),
+    /// The command line is invalid.
     #[error("invalid command line: {0}")]
     Cmdline(#[source] linux_loader::cmdline::Error),
+    /// The command line cannot be written into guest memory.
     #[error("cannot write the command line: {0}")]
     WriteCmdline(#[source] linux_loader::loader::Error),
+    /// `hvm_start_info` cannot be written into guest memory.
     #[error("cannot write the start info: {0}")]
     WriteStartInfo(#[source] linux_loader::configurator::Error),
+    /// The boot GDT cannot be written into guest memory.
     #[error("cannot write the boot GDT: {0}")]
     WriteGdt(#[source] vm_memory::GuestMemoryError),
 }
 
 /// Loads `image`, which [`elf::validate`] accepted for this RAM size, then
 /// writes the GDT, command line, memory map and `hvm_start_info`.
-pub fn load(mem: &GuestMemoryMmap, image: &[u8], cmdline: &str) -> Result<(), BootError> {
+pub fn load(mem: &GuestRam, image: &[u8], cmdline: &str) -> Result<(), BootError> {
     let ram_end = mem.last_addr().0 + 1;
     let mut reader = std::io::Cursor::new(image);
     Elf::load(mem, None, &mut reader, None).map_err(BootError::Load)?;
@@ -57,7 +63,7 @@ pub fn load(mem: &GuestMemoryMmap, image: &[u8], cmdline: &str) -> Result<(), Bo
     };
     let mut params = BootParams::new(&start_info, GuestAddress(START_INFO_ADDR));
     params.set_sections(&memmap, GuestAddress(MEMMAP_ADDR));
-    PvhBootConfigurator::write_bootparams::<GuestMemoryMmap>(&params, mem)
+    PvhBootConfigurator::write_bootparams::<GuestRam>(&params, mem)
         .map_err(BootError::WriteStartInfo)?;
 
     for (i, descriptor) in cpu_state::gdt().iter().enumerate() {

@@ -1,7 +1,9 @@
 //! `ftvm demo`: a primary and a backup of `ticker` on this machine, shown
 //! side by side; the primary is killed and the backup takes over. With
 //! `--net`, the guest is `kvstore` on a network of the demo's own, and a
-//! client's connection to it carries on across the takeover.
+//! client's connection to it carries on across the takeover. The demo
+//! follows each side through its event stream (`--events`), and shows each
+//! event as one status line of its column.
 
 mod lan;
 
@@ -9,20 +11,23 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde_json::Value;
 
 use super::error::CliError;
 
 /// Width of each column of the side-by-side view.
 const COLUMN: usize = 44;
-/// What the backup says once it listens.
-const LISTENING: &str = "waiting for a primary";
-/// How long the demo waits for the backup to listen.
-const LISTEN_PATIENCE: Duration = Duration::from_secs(10);
+/// How long the demo waits for the backup to start.
+const START_PATIENCE: Duration = Duration::from_secs(10);
+/// How often the demo looks for new events.
+const EVENT_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -62,7 +67,10 @@ impl Side {
 #[derive(Debug)]
 enum Line {
     Console(Side, String),
-    Log(Side, String),
+    /// A line a process wrote on stderr: a message for people.
+    Message(Side, String),
+    /// An event of a process's stream.
+    Event(Side, Value),
     Client(String),
     /// The client is done: the servers may stop.
     ClientDone,
@@ -149,6 +157,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8, CliError> {
     if lan.is_some() {
         std::fs::write(&disk, vec![0u8; 4 << 20]).map_err(CliError::Host)?;
     }
+    let events = |side: Side| scratch.0.join(format!("{}.events", side.name()));
     let pair = |side: Side| {
         let (role, peer_flag) = match side {
             Side::Primary => ("primary", "--backup"),
@@ -163,8 +172,9 @@ pub fn demo(args: &DemoArgs) -> Result<u8, CliError> {
             .arg(&arbiter)
             .arg("--auth-key")
             .arg(&key)
-            .args(guest(side))
-            .args(["--log-level", "info"]);
+            .arg("--events")
+            .arg(events(side))
+            .args(guest(side));
         command
     };
     let what = if lan.is_some() {
@@ -182,13 +192,23 @@ pub fn demo(args: &DemoArgs) -> Result<u8, CliError> {
     out(&row(&"─".repeat(COLUMN), &"─".repeat(COLUMN)))?;
 
     let (lines_tx, lines) = crossbeam_channel::unbounded();
-    let mut backup = spawn(pair(Side::Backup), Side::Backup, &lines_tx)?;
-    if let Err(error) = wait_listening(&lines) {
+    let mut backup = spawn(
+        pair(Side::Backup),
+        Side::Backup,
+        &events(Side::Backup),
+        &lines_tx,
+    )?;
+    if let Err(error) = wait_started(&lines) {
         let _ = backup.kill();
         let _ = backup.wait();
         return Err(error);
     }
-    let primary = spawn(pair(Side::Primary), Side::Primary, &lines_tx)?;
+    let primary = spawn(
+        pair(Side::Primary),
+        Side::Primary,
+        &events(Side::Primary),
+        &lines_tx,
+    )?;
     let (taken_over_tx, taken_over) = crossbeam_channel::bounded(1);
     let client = match &lan {
         Some(lan) => Some(lan.start_client(lines_tx.clone(), args.sets_after, taken_over)?),
@@ -209,13 +229,19 @@ pub fn demo(args: &DemoArgs) -> Result<u8, CliError> {
 /// A fresh random key for the pair.
 fn write_key(path: &Path) -> Result<(), CliError> {
     let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut random| random.read_exact(&mut key))
-        .and_then(|()| std::fs::write(path, key))
-        .map_err(CliError::Host)
+    getrandom::fill(&mut key)
+        .map_err(|error| CliError::Host(std::io::Error::other(error.to_string())))?;
+    std::fs::write(path, key).map_err(CliError::Host)
 }
 
-fn spawn(mut command: Command, side: Side, lines: &Sender<Line>) -> Result<Child, CliError> {
+/// Starts a side of the pair, forwarding its console, its messages and the
+/// events it writes to `events`.
+fn spawn(
+    mut command: Command,
+    side: Side,
+    events: &Path,
+    lines: &Sender<Line>,
+) -> Result<Child, CliError> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -224,8 +250,19 @@ fn spawn(mut command: Command, side: Side, lines: &Sender<Line>) -> Result<Child
         .map_err(CliError::Host)?;
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
+    let ended = Arc::new(AtomicBool::new(false));
     forward(stdout, lines.clone(), move |line| Line::Console(side, line));
-    forward(stderr, lines.clone(), move |line| Line::Log(side, line));
+    let closed = ended.clone();
+    thread::spawn({
+        let lines = lines.clone();
+        move || {
+            forward_lines(stderr, &lines, |line| Line::Message(side, line));
+            closed.store(true, Ordering::Release);
+        }
+    });
+    let events = events.to_owned();
+    let lines = lines.clone();
+    thread::spawn(move || follow_events(&events, side, &lines, &ended));
     Ok(child)
 }
 
@@ -234,37 +271,70 @@ fn forward(
     lines: Sender<Line>,
     wrap: impl Fn(String) -> Line + Send + 'static,
 ) {
-    thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut buffer = Vec::new();
-        while reader.read_until(b'\n', &mut buffer).is_ok_and(|n| n > 0) {
-            let line = String::from_utf8_lossy(&buffer).trim_end().to_string();
-            buffer.clear();
-            if lines.send(wrap(line)).is_err() {
-                break;
-            }
-        }
-    });
+    thread::spawn(move || forward_lines(pipe, &lines, wrap));
 }
 
-/// Waits for the backup to say it listens.
-fn wait_listening(lines: &Receiver<Line>) -> Result<(), CliError> {
-    let deadline = Instant::now() + LISTEN_PATIENCE;
+fn forward_lines(pipe: impl Read, lines: &Sender<Line>, wrap: impl Fn(String) -> Line) {
+    let mut reader = BufReader::new(pipe);
+    let mut buffer = Vec::new();
+    while reader.read_until(b'\n', &mut buffer).is_ok_and(|n| n > 0) {
+        let line = String::from_utf8_lossy(&buffer).trim_end().to_string();
+        buffer.clear();
+        if lines.send(wrap(line)).is_err() {
+            break;
+        }
+    }
+}
+
+/// Sends each event `side` writes to `path` as it comes, until the process
+/// has ended (its stderr closed) and every event it wrote is sent.
+fn follow_events(path: &Path, side: Side, lines: &Sender<Line>, ended: &AtomicBool) {
+    let mut offset = 0;
+    loop {
+        let last_look = ended.load(Ordering::Acquire);
+        let text = std::fs::read(path).unwrap_or_default();
+        let whole = text
+            .iter()
+            .rposition(|&byte| byte == b'\n')
+            .map_or(0, |end| end + 1);
+        for line in text
+            .get(offset..whole)
+            .unwrap_or_default()
+            .split(|&b| b == b'\n')
+        {
+            if let Ok(event) = serde_json::from_slice::<Value>(line)
+                && lines.send(Line::Event(side, event)).is_err()
+            {
+                return;
+            }
+        }
+        offset = offset.max(whole);
+        if last_look {
+            return;
+        }
+        thread::sleep(EVENT_POLL);
+    }
+}
+
+/// Waits for the backup's `started` event (the primary tries to reach it
+/// for a while, so it need not listen yet).
+fn wait_started(lines: &Receiver<Line>) -> Result<(), CliError> {
+    let deadline = Instant::now() + START_PATIENCE;
     loop {
         match lines.recv_deadline(deadline) {
-            Ok(Line::Log(Side::Backup, text)) if text.contains(LISTENING) => {
-                print_log(Side::Backup, &describe(Side::Backup, &text).unwrap_or(text))?;
-                return Ok(());
+            Ok(Line::Event(side, event)) => {
+                show_event(side, &event)?;
+                if side == Side::Backup && event["event"] == "started" {
+                    return Ok(());
+                }
             }
-            Ok(Line::Log(side, text)) => print_log(side, &text)?,
+            Ok(Line::Message(side, text)) => print_message(side, &text)?,
             Ok(Line::Console(..) | Line::Client(_) | Line::ClientDone) => {}
             Err(RecvTimeoutError::Timeout) => {
-                return Err(CliError::Usage("the backup never started listening".into()));
+                return Err(CliError::Usage("the backup never started".into()));
             }
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(CliError::Usage(
-                    "the backup ended before it listened".into(),
-                ));
+                return Err(CliError::Usage("the backup ended before it started".into()));
             }
         }
     }
@@ -299,18 +369,18 @@ fn show(
                 stop(primary);
                 stop(backup);
             }
-            Ok(Line::Log(side, text)) => {
-                if text.contains("paired") && side == Side::Primary && kill_at.is_none() {
+            Ok(Line::Event(side, event)) => {
+                let name = event["event"].as_str().unwrap_or_default();
+                if name == "paired" && side == Side::Primary && kill_at.is_none() {
                     kill_at = Some(Instant::now() + Duration::from_millis(args.kill_after_ms));
                 }
-                if text.contains("live from exit") {
+                if name == "live" {
                     backup_live = true;
                     let _ = taken_over.try_send(());
                 }
-                if let Some(shown) = describe(side, &text) {
-                    print_log(side, &shown)?;
-                }
+                show_event(side, &event)?;
             }
+            Ok(Line::Message(side, text)) => print_message(side, &text)?,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
@@ -319,8 +389,8 @@ fn show(
         if killed.is_none() && due && primary.try_wait().map_err(CliError::Host)?.is_none() {
             let _ = primary.kill();
             killed = Some(Instant::now());
-            print_log(Side::Primary, "[killed with SIGKILL]")?;
-            print_log(Side::Backup, "[replaying what it received]")?;
+            print_status(Side::Primary, "[killed with SIGKILL]")?;
+            print_status(Side::Backup, "[replaying what it received]")?;
         }
     }
     let primary_status = primary.wait().map_err(CliError::Host)?;
@@ -371,65 +441,70 @@ fn stop(child: &mut Child) {
     }
 }
 
-/// What of a process's log the demo shows: its own messages, warnings, and
-/// the primary's periodic state as a short line.
-fn describe(side: Side, text: &str) -> Option<String> {
-    if let Some(message) = text.strip_prefix("ftvm: ") {
-        return Some(
-            message
-                .strip_prefix(&format!("{}: ", side.name()))
-                .unwrap_or(message)
-                .into(),
-        );
+/// Shows an event as one status line of its side's column (several
+/// events make several lines, none is split).
+fn show_event(side: Side, event: &Value) -> Result<(), CliError> {
+    let number = |field: &str| event[field].as_u64().unwrap_or_default();
+    let text = |field: &str| event[field].as_str().unwrap_or_default().to_owned();
+    match event["event"].as_str().unwrap_or_default() {
+        "started" => print_status(side, &format!("started, pid {}", number("pid"))),
+        "paired" => print_status(side, &format!("paired with {}", text("peer"))),
+        "progress" if side == Side::Primary => print_status(
+            side,
+            &format!(
+                "lag {} ms, log {} KiB, {} held",
+                number("lag_ms"),
+                number("log_bytes") >> 10,
+                number("held_outputs")
+            ),
+        ),
+        "peer_lost" => print_status(side, &format!("lost its peer: {}", text("reason"))),
+        "live" => {
+            print_status(side, &format!("live from exit {}", number("exit")))?;
+            print_status(
+                side,
+                &format!(
+                    "detect {} ms, drain {} ms, go live {} ms",
+                    number("detection_ms"),
+                    number("drain_ms"),
+                    number("golive_ms")
+                ),
+            )
+        }
+        "diverged" => print_status(side, &format!("diverged at exit {}", number("exit"))),
+        "ended" => print_status(side, &format!("ended with status {}", number("status"))),
+        _ => Ok(()),
     }
-    if text.contains("primary: paired") {
-        let field = |name: &str| {
-            text.split_whitespace()
-                .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
-                .unwrap_or("?")
-                .to_string()
-        };
-        return Some(format!(
-            "[live] lag {} ms, {} records ({} bytes) sent",
-            field("lag_ms"),
-            field("records"),
-            field("bytes")
-        ));
-    }
-    if text.contains(" WARN ") || text.contains(" ERROR ") {
-        return Some(
-            text.split_once("  ")
-                .map_or(text, |(_, rest)| rest)
-                .trim()
-                .into(),
-        );
-    }
-    None
 }
 
-fn print_log(side: Side, text: &str) -> Result<(), CliError> {
-    // Long messages wrap within their column.
-    let words: Vec<&str> = text.split(' ').collect();
-    let mut line = String::new();
-    let mut lines = Vec::new();
-    for word in words {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > COLUMN {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
+/// A status line in `side`'s column, cut to fit it: it never wraps.
+fn print_status(side: Side, text: &str) -> Result<(), CliError> {
+    let shown = fit(&format!("· {text}"), COLUMN);
+    match side {
+        Side::Primary => out(&row(&shown, "")),
+        Side::Backup => out(&row("", &shown)),
     }
-    lines.push(line);
-    for line in lines {
-        let shown = format!("· {line}");
-        match side {
-            Side::Primary => out(&row(&shown, ""))?,
-            Side::Backup => out(&row("", &shown))?,
-        }
+}
+
+/// An error a process wrote for people, on a line of its own across both
+/// columns (cut to their width); its other messages, and its warnings, say
+/// what its events say.
+fn print_message(side: Side, text: &str) -> Result<(), CliError> {
+    if !text.starts_with("ftvm: error:") && !text.contains(" ERROR ") {
+        return Ok(());
     }
-    Ok(())
+    let line = format!("{} ▸ {}", side.name(), text.trim());
+    out(&fit(&line, 2 * COLUMN + 3))
+}
+
+/// `text`, cut with an ellipsis to at most `width` characters.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// Writes a line of the view; a closed stdout ends the demo.

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ft_logging::{DiskInfo, NetInfo};
+use ftvm_core::platform::Devices;
 use sha2::{Digest, Sha256};
-use shared_disk::DiskImage;
+use shared_disk::{DiskImage, ImageLock};
 use vmm::host::Tap;
-use vmm::platform::Devices;
 
 use super::error::CliError;
 
@@ -91,13 +91,15 @@ pub struct Backends {
 }
 
 impl Backends {
+    /// Opens them; the disk image's lock is taken as `lock` says.
     pub fn open(
+        lock: ImageLock,
         disk: Option<&DiskArg>,
         net: Option<&NetArg>,
         cmdline: &str,
     ) -> Result<Self, CliError> {
         let image = disk
-            .map(|disk| DiskImage::open(&disk.path, disk.read_only))
+            .map(|disk| DiskImage::open(&disk.path, disk.read_only, lock))
             .transpose()?;
         let tap = net
             .map(|net| Tap::open(&net.tap).map(Arc::new))

@@ -1,18 +1,18 @@
 //! Every way a command can fail, and the documented exit status of each.
 
-use ft_logging::SourceError;
+use ft_logging::StopReason;
 use ft_logging::channel::ChannelError;
 use replay::TraceError;
 use shared_disk::{ArbiterError, ImageError};
-use vmm::exit_handler::CoreError;
 use vmm::exit_status::{
-    ARBITER_FAILURE, DIVERGENCE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK, INVALID_KERNEL,
+    self, ARBITER_FAILURE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK, INVALID_KERNEL,
     INVALID_TRACE, KERNEL_NOT_FOUND, KVM_FAILURE, NETWORK_FAILURE, NOT_LIVE, PAIRING_FAILURE,
-    UNEMULATED_INSTRUCTION, UNREADABLE_KERNEL, USAGE,
+    UNREADABLE_KERNEL, USAGE,
 };
 use vmm::host::TapError;
 use vmm::kernel::KernelError;
 use vmm::machine::MachineError;
+use vmm::monitor::MonitorError;
 use vmm::vm_config::ConfigError;
 use vmm::vstate::{RunError, VmError};
 
@@ -28,12 +28,12 @@ pub enum CliError {
     Host(#[source] std::io::Error),
     #[error("{0}")]
     Trace(#[from] TraceError),
-    #[error("cannot write the trace: {0}")]
-    TraceWrite(String),
     #[error("the trace's VM configuration is invalid: {0}")]
     TraceConfig(#[source] ConfigError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
     #[error("cannot write to stdout: {0}")]
     Console(#[source] std::io::Error),
     #[error("{0}")]
@@ -47,6 +47,12 @@ pub enum CliError {
     /// This side may not go live: the go-live flag is someone else's.
     #[error("{0}")]
     NotLive(String),
+    /// A signal (or the console's quit) ended a wait before the guest ran.
+    #[error("{reason} while {waiting}")]
+    Stopped {
+        reason: StopReason,
+        waiting: &'static str,
+    },
     #[error("the trace was recorded on platform `{recorded}`; this ftvm provides `{ours}`")]
     Platform {
         recorded: String,
@@ -58,49 +64,30 @@ impl CliError {
     pub fn status(&self) -> u8 {
         match self {
             Self::Config(ConfigError::Kernel(KernelError::NotFound { .. })) => KERNEL_NOT_FOUND,
-            Self::Config(ConfigError::Kernel(KernelError::Unreadable { .. })) => UNREADABLE_KERNEL,
+            Self::Config(ConfigError::Kernel(
+                KernelError::Unreadable { .. } | KernelError::NotAFile { .. },
+            )) => UNREADABLE_KERNEL,
             Self::Config(ConfigError::InvalidKernel { .. }) => INVALID_KERNEL,
-            Self::Config(_) | Self::Usage(_) => USAGE,
-            Self::Pairing(ChannelError::Key { .. } | ChannelError::Timing { .. }) => USAGE,
+            Self::Monitor(MonitorError::Thread(_)) => HOST_IO_FAILURE,
+            Self::Config(_) | Self::Usage(_) | Self::Monitor(_) => USAGE,
+            Self::Pairing(
+                ChannelError::Key { .. } | ChannelError::Timing { .. } | ChannelError::Bind { .. },
+            ) => USAGE,
             Self::Pairing(_) => PAIRING_FAILURE,
             Self::Arbiter(_) => ARBITER_FAILURE,
             Self::Disk(_) => INVALID_DISK,
             Self::Tap(_) => NETWORK_FAILURE,
             Self::NotLive(_) => NOT_LIVE,
+            Self::Stopped { reason, .. } => reason.exit_status(),
             Self::Machine(MachineError::Vm(VmError::Cpuid(_))) | Self::Platform { .. } => {
                 INCOMPATIBLE_HOST
             }
             Self::Machine(MachineError::Vm(_)) => KVM_FAILURE,
             Self::Machine(MachineError::Boot(_)) => INVALID_KERNEL,
-            Self::Run(error) => run_status(error),
-            Self::Host(_) | Self::Console(_) | Self::TraceWrite(_) => HOST_IO_FAILURE,
+            Self::Run(error) => exit_status::of_run_error(error),
+            Self::Host(_) | Self::Console(_) => HOST_IO_FAILURE,
+            Self::Trace(TraceError::Create { .. } | TraceError::Write { .. }) => HOST_IO_FAILURE,
             Self::Trace(_) | Self::TraceConfig(_) => INVALID_TRACE,
         }
     }
-}
-
-/// The status of a run that failed with `error`.
-pub fn run_status(error: &RunError) -> u8 {
-    match error {
-        RunError::Unemulated(_) => UNEMULATED_INSTRUCTION,
-        RunError::Core(CoreError::Sink(_)) => HOST_IO_FAILURE,
-        RunError::Core(CoreError::Source(SourceError::Log(_))) => INVALID_TRACE,
-        RunError::Core(CoreError::Source(SourceError::Fenced(_))) => NOT_LIVE,
-        RunError::Core(
-            CoreError::Source(SourceError::Divergence { .. })
-            | CoreError::MissingTime { .. }
-            | CoreError::MissingMsr { .. },
-        ) => DIVERGENCE,
-        _ => KVM_FAILURE,
-    }
-}
-
-/// Errors that come from the log rather than from running the guest.
-pub fn is_log_error(error: &RunError) -> bool {
-    matches!(
-        error,
-        RunError::Core(
-            CoreError::Source(_) | CoreError::MissingTime { .. } | CoreError::MissingMsr { .. }
-        )
-    )
 }

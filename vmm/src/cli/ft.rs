@@ -5,15 +5,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
-use ft_logging::EventSource;
 use ft_logging::channel::{
-    AuthKey, BackupListener, ChannelConfig, ChannelError, PrimaryHello, PrimaryLink, connect,
+    AuthKey, BackupListener, ChannelConfig, PrimaryHello, PrimaryLink, dial,
 };
-use shared_disk::{Arbiter, FlagState, Outcome};
+use ft_logging::{EventSource, SourceError};
+use ftvm_core::exit_handler::CoreError;
+use shared_disk::{Arbiter, FlagState, ImageLock, Outcome};
 use vmm::exit_status;
 use vmm::ft::{
     Backlog, BackupSink, BackupSource, FlagClaim, GatedSink, Limits, LogStatus, OutputGate,
@@ -21,15 +21,17 @@ use vmm::ft::{
 };
 use vmm::host::{HostSink, Tap, priority};
 use vmm::machine::{Cpu, Machine, end_reason};
+use vmm::monitor::{Event, Monitor, Role};
 use vmm::vstate::{RunError, VmEnd};
 
-use super::VmArgs;
-use super::error::{CliError, is_log_error, run_status};
+use super::error::CliError;
 use super::live::Host;
-use super::run::DEFAULT_DIGEST_INTERVAL;
+use super::run::{DEFAULT_DIGEST_INTERVAL, conclude};
+use super::{Ended, MonitorArgs, VmArgs};
 
-/// How often a primary tries again to reach a backup that is not there yet.
-const CONNECT_RETRY: Duration = Duration::from_millis(100);
+/// How long a primary stopped by a signal gives its backup to take the
+/// end of the log.
+const STOP_LINGER: Duration = Duration::from_millis(300);
 
 /// What both sides of a pair need.
 #[derive(Debug, Args)]
@@ -108,7 +110,9 @@ pub struct PrimaryArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     digest_every: u64,
     #[command(flatten)]
-    vm: VmArgs,
+    pub vm: VmArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -119,7 +123,16 @@ pub struct BackupArgs {
     #[command(flatten)]
     pair: PairArgs,
     #[command(flatten)]
-    vm: VmArgs,
+    pub vm: VmArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+impl BackupArgs {
+    /// What this backup starts as, in its `started` event.
+    pub fn role(&self) -> &'static str {
+        "backup"
+    }
 }
 
 /// A name for this side in the go-live flag.
@@ -127,25 +140,34 @@ fn owner(role: &str, address: SocketAddr) -> String {
     format!("{role} pid {} ({address})", std::process::id())
 }
 
-pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.vm.open()?;
+pub fn primary(args: &PrimaryArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+    let stats = monitor.stats();
+    stats.set_role(Role::Primary);
+    let (config, backends) = args.vm.open(ImageLock::Now)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
+    machine.count_exits(stats.exits.clone());
     let hello = PrimaryHello {
         header: machine.header(&config, args.digest_every),
         generation,
     };
-    let host = Host::start(true)?;
+    host.attach_stdin()?;
     let owner = owner("primary", args.backup);
-    let link = wait_for_backup(args, &channel, &hello, &host)?;
+    let link = wait_for_backup(args, &channel, &hello, host)?;
     if link.is_none() {
         eprintln!(
             "ftvm: primary: no backup at {} after {} ms; running alone needs the go-live flag",
             args.backup, args.wait_backup_ms
         );
-        match arbiter.test_and_set(generation, &owner, &|| host.stop.requested().is_some())? {
-            Outcome::Won => eprintln!("ftvm: primary: won the go-live flag; running alone"),
+        let outcome = arbiter
+            .test_and_set(generation, &owner, &|| host.stop.requested().is_some())
+            .map_err(|error| host.stopped_or("waiting for the go-live flag", error))?;
+        match outcome {
+            Outcome::Won => {
+                stats.set_role(Role::Alone);
+                eprintln!("ftvm: primary: won the go-live flag; running alone");
+            }
             Outcome::Lost(state) => {
                 return Err(CliError::NotLive(format!(
                     "primary: the go-live flag is taken ({state}): not running alone"
@@ -170,6 +192,10 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     let sender = link.as_ref().map(PrimaryLink::sender);
     if let Some(link) = &link {
         eprintln!("ftvm: primary: paired with the backup at {}", args.backup);
+        stats.set_paired(true);
+        monitor.emit(Event::Paired {
+            peer: args.backup.to_string(),
+        });
         let claim = FlagClaim {
             arbiter,
             generation,
@@ -182,6 +208,7 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
             claim,
             host.stop.clone(),
             host.input_sender(),
+            monitor.clone(),
         )
         .map_err(CliError::Host)?;
     }
@@ -196,6 +223,7 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
         status,
         host.stop.clone(),
         limits,
+        stats.clone(),
     );
     let result = machine.run(
         &mut source,
@@ -205,54 +233,49 @@ pub fn primary(args: &PrimaryArgs) -> Result<u8, CliError> {
     );
     let status = match &result {
         Ok(end) => exit_status::of_end(*end),
-        Err(error) => run_status(error),
+        Err(error) => exit_status::of_run_error(error),
     };
     // The backup learns how the run ended, so it ends too.
     let ended = source.end(&machine.end(end_reason(&result), status));
-    if let Some(link) = link {
-        link.close();
+    match link {
+        Some(link) if host.stop.requested().is_some() => link.close_within(STOP_LINGER),
+        Some(link) => link.close(),
+        None => {}
     }
     host.finish();
-    let end = result?;
     ended.map_err(|error| CliError::Run(RunError::Core(error.into())))?;
-    Ok(conclude(end))
+    conclude(result)
 }
 
-/// Connects to the backup, trying again while it is not there yet, for up
-/// to `--wait-backup-ms`. None when it never came.
+/// Pairs with the backup, trying again while it does not answer, for up to
+/// `--wait-backup-ms`. None when it never came.
 fn wait_for_backup(
     args: &PrimaryArgs,
     channel: &ChannelConfig,
     hello: &PrimaryHello,
     host: &Host,
 ) -> Result<Option<PrimaryLink>, CliError> {
-    let deadline = Instant::now() + Duration::from_millis(args.wait_backup_ms);
-    loop {
-        match connect(args.backup, channel, hello) {
-            Ok(link) => return Ok(Some(link)),
-            Err(ChannelError::Connect { .. }) if Instant::now() < deadline => {
-                if let Some(reason) = host.stop.requested() {
-                    return Err(CliError::NotLive(format!(
-                        "primary: {reason} while waiting for the backup"
-                    )));
-                }
-                thread::sleep(CONNECT_RETRY);
-            }
-            Err(ChannelError::Connect { .. }) => return Ok(None),
-            Err(error) => return Err(error.into()),
-        }
-    }
+    let wait = Duration::from_millis(args.wait_backup_ms);
+    dial(args.backup, channel, hello, wait, &|| {
+        host.stop.requested().is_some()
+    })
+    .map_err(|error| host.stopped_or("waiting for the backup", error))
 }
 
-pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.vm.open()?;
+pub fn backup(args: &BackupArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+    let stats = monitor.stats();
+    stats.set_role(Role::Backup);
+    // It writes nothing until it is live, when the primary's lock is gone.
+    let (config, backends) = args.vm.open(ImageLock::FirstRequest)?;
     let channel = args.pair.channel()?;
     let (arbiter, generation) = args.pair.arbiter()?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
+    machine.count_exits(stats.exits.clone());
     let ours = machine.header(&config, 0);
     let listener = BackupListener::bind(args.listen)?;
+    // Signals are ours (the monitor started the host first) before anyone
+    // can be told that this side waits.
     eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);
-    let host = Host::start(false)?;
     let check = |hello: &PrimaryHello| {
         pairing::compare(&hello.header, &ours)?;
         if hello.generation != generation {
@@ -263,8 +286,16 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
         }
         Ok(())
     };
-    let (link, hello) = listener.accept(&channel, &check, &|| host.stop.requested().is_some())?;
+    let (link, hello) = listener
+        .accept(&channel, &check, &|| host.stop.requested().is_some())
+        .map_err(|error| host.stopped_or("waiting for a primary", error))?;
     eprintln!("ftvm: backup: paired with a primary; replaying its log");
+    stats.set_paired(true);
+    monitor.emit(Event::Paired {
+        peer: link
+            .peer()
+            .map_or_else(|| "unknown".into(), |peer| peer.to_string()),
+    });
 
     let status = Rc::new(RefCell::new(LogStatus::default()));
     // The backup touches neither its disk nor its TAP before it goes live,
@@ -282,7 +313,7 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
                 tracing::warn!(%error, "the live backup takes no input from stdin");
             }
             if let (Some(tap), Some(mac)) = (&tap, mac) {
-                go_live_on(&host, tap, mac);
+                go_live_on(host, tap, mac);
             }
             host.live_source_from(ns)
         }),
@@ -293,6 +324,7 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
         status.clone(),
         backlog.clone(),
         takeover,
+        monitor.clone(),
     );
     let mut sink = BackupSink { backlog, status };
     if let Err(error) = priority::set_thread_nice(priority::REPLAY_NICE) {
@@ -308,7 +340,27 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
     // The source's takeover borrows the host.
     drop(source);
     host.finish();
+    if let Err(CliError::Run(error)) = &outcome
+        && let Some(exit) = divergence_exit(error)
+    {
+        stats.divergences.inc();
+        monitor.emit(Event::Diverged {
+            exit,
+            what: error.to_string(),
+        });
+    }
     outcome
+}
+
+/// The exit where a backup found that its replay diverged, if it did.
+fn divergence_exit(error: &RunError) -> Option<u64> {
+    match error {
+        RunError::Core(CoreError::Source(SourceError::Divergence { exit, .. })) => Some(*exit),
+        RunError::Core(CoreError::MissingTime { exit } | CoreError::MissingMsr { exit, .. }) => {
+            Some(*exit)
+        }
+        _ => None,
+    }
 }
 
 /// The new primary's network: frames that queued on its TAP while it was a
@@ -317,7 +369,10 @@ pub fn backup(args: &BackupArgs) -> Result<u8, CliError> {
 fn go_live_on(host: &Host, tap: &Tap, mac: [u8; 6]) {
     match tap.discard_queued() {
         Ok(0) => {}
-        Ok(n) => tracing::info!(frames = n, "discarded frames queued before going live"),
+        Ok(n) => {
+            host.stats().net.discarded_frames.inc_by(n as u64);
+            tracing::info!(frames = n, "discarded frames queued before going live");
+        }
         Err(error) => tracing::warn!(%error, "cannot discard the TAP's queued frames"),
     }
     if let Err(error) = host.receive_from(tap) {
@@ -335,28 +390,32 @@ fn backup_end(
     source: &mut BackupSource<'_>,
     result: Result<VmEnd, RunError>,
     pair: &PairArgs,
-) -> Result<u8, CliError> {
+) -> Result<Ended, CliError> {
     let (reason, status) = match &result {
-        Ok(VmEnd::Stopped(reason)) => {
-            eprintln!("ftvm: backup: {reason}");
-            return Ok(reason.exit_status());
+        Ok(VmEnd::Stopped(stop)) => {
+            eprintln!("ftvm: backup: {stop}");
+            return Ok(Ended {
+                status: stop.exit_status(),
+                reason: end_reason(&result).to_string(),
+            });
         }
-        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
-        Err(RunError::Core(vmm::exit_handler::CoreError::Source(
-            ft_logging::SourceError::LogEnded,
-        ))) => {
+        Ok(VmEnd::LogEnded) => {
             // The primary was stopped (or failed) there; so is the pair.
             let end = source
                 .primary_end()
                 .expect("LogEnded comes with the end record");
             (end.reason.clone(), end.status)
         }
+        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
         // A failure of the guest the primary had too (KVM refusing the same
         // instruction) is checked against its end; anything else stops here.
-        Err(error) if !is_log_error(error) => (end_reason(&result), run_status(error)),
+        Err(error) if !exit_status::is_log_error(error) => {
+            (end_reason(&result), exit_status::of_run_error(error))
+        }
         Err(_) => return Err(CliError::Run(result.expect_err("an error"))),
     };
     let live = source.is_live();
+    let described = reason.to_string();
     source
         .end(&machine.end(reason, status))
         .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
@@ -365,13 +424,8 @@ fn backup_end(
             .finish_replay(Duration::from_millis(pair.timeout_ms * 2))
             .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
     }
-    Ok(status)
-}
-
-/// The exit status of a run that ended, with a word when the host stopped it.
-fn conclude(end: VmEnd) -> u8 {
-    if let VmEnd::Stopped(reason) = end {
-        eprintln!("ftvm: {reason}");
-    }
-    exit_status::of_end(end)
+    Ok(Ended {
+        status,
+        reason: described,
+    })
 }

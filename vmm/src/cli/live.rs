@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use vmm::host::{
-    self, DiskIo, HostDevices, HostInput, LiveSource, StopSignal, Tap, TerminalGuard, VcpuKicker,
-    VirtualClock,
+    self, DiskIo, HostDevices, HostInput, LiveSource, SerialWindow, StopSignal, Tap, TerminalGuard,
+    VcpuKicker, VirtualClock,
 };
+use vmm::monitor::Stats;
 
 use super::devices::Backends;
 use super::error::CliError;
@@ -20,13 +21,18 @@ pub struct Host {
     kicker: VcpuKicker,
     input_tx: Sender<HostInput>,
     input: Receiver<HostInput>,
+    /// Stdin's bytes on their way to the guest.
+    window: SerialWindow,
     terminal: RefCell<Option<TerminalGuard>>,
+    /// Where this host's devices count what they carry.
+    stats: Arc<Stats>,
 }
 
 impl Host {
     /// Watches SIGINT and SIGTERM and, when `stdin` is set, forwards stdin
-    /// to the guest (raw mode on a terminal). Must run on the vCPU thread.
-    pub fn start(stdin: bool) -> Result<Self, CliError> {
+    /// to the guest (raw mode on a terminal); its devices count what they
+    /// carry in `stats`. Must run on the vCPU thread.
+    pub fn start(stdin: bool, stats: Arc<Stats>) -> Result<Self, CliError> {
         let stop = Arc::new(StopSignal::default());
         let kicker = VcpuKicker::for_current_thread().map_err(|e| CliError::Host(e.into()))?;
         let (input_tx, input) = crossbeam_channel::unbounded();
@@ -37,7 +43,9 @@ impl Host {
             kicker,
             input_tx,
             input,
+            window: SerialWindow::default(),
             terminal: RefCell::new(None),
+            stats,
         };
         if stdin {
             host.attach_stdin()?;
@@ -49,6 +57,7 @@ impl Host {
     pub fn attach_stdin(&self) -> Result<(), CliError> {
         let guard = host::spawn_stdin_reader(
             self.input_tx.clone(),
+            self.window.clone(),
             self.stop.clone(),
             self.kicker.clone(),
         )
@@ -66,9 +75,11 @@ impl Host {
     pub fn live_source_from(&self, ns: u64) -> LiveSource {
         LiveSource::new(
             self.input.clone(),
+            self.window.clone(),
             self.stop.clone(),
             VirtualClock::resume(ns),
         )
+        .counting(self.stats.net.clone())
     }
 
     /// Hands the frames arriving on `tap` to the guest from now on.
@@ -92,7 +103,22 @@ impl Host {
         Ok(HostDevices {
             disk,
             tap: backends.tap,
+            stats: self.stats.clone(),
         })
+    }
+
+    /// Where this host's devices count what they carry.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The error of a wait that ended with `error`: the stop that made it
+    /// give up, if one was requested.
+    pub fn stopped_or(&self, waiting: &'static str, error: impl Into<CliError>) -> CliError {
+        match self.stop.requested() {
+            Some(reason) => CliError::Stopped { reason, waiting },
+            None => error.into(),
+        }
     }
 
     /// A way for other threads to wake the vCPU thread out of a wait.
@@ -101,8 +127,8 @@ impl Host {
     }
 
     /// The vCPU no longer runs: stop kicking it and give the terminal back.
-    pub fn finish(self) {
+    pub fn finish(&self) {
         self.kicker.done();
-        drop(self.terminal);
+        drop(self.terminal.borrow_mut().take());
     }
 }

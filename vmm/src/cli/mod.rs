@@ -11,10 +11,15 @@ mod replay;
 mod run;
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use shared_disk::ImageLock;
 use tracing_subscriber::EnvFilter;
 use vmm::exit_status::USAGE;
+use vmm::monitor::Monitor;
 use vmm::vm_config::{DEFAULT_MEM_MIB, VmConfig};
 
 #[derive(Debug, Parser)]
@@ -33,7 +38,7 @@ enum Command {
     /// the primary killed, the backup going live.
     Demo(demo::DemoArgs),
     /// Boot a guest and connect its console to this terminal.
-    Run(VmArgs),
+    Run(run::RunArgs),
     /// Run a guest like `run`, writing every nondeterministic input to a trace.
     Record(run::RecordArgs),
     /// Re-execute a recorded run from its trace alone.
@@ -73,11 +78,57 @@ struct VmArgs {
     net: Option<devices::NetArg>,
 }
 
+/// What a running VM tells programs about itself.
+#[derive(Debug, Args)]
+struct MonitorArgs {
+    /// Write the event stream (JSON Lines, one event per line, version 1)
+    /// to this file, created or truncated.
+    #[arg(long, value_name = "PATH")]
+    events: Option<PathBuf>,
+    /// Serve Prometheus metrics (text format 0.0.4) on
+    /// http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
+}
+
+/// How a monitored command ended: its exit status, and why.
+#[derive(Debug)]
+struct Ended {
+    status: u8,
+    reason: String,
+}
+
+impl MonitorArgs {
+    /// Runs `command` as `role` with `kernel` on this host, its events and
+    /// metrics set up first (an unusable events file or metrics address is
+    /// a usage error), then the host's signal handling, its start and end
+    /// on the event stream.
+    fn monitor(
+        &self,
+        role: &str,
+        kernel: &str,
+        command: impl FnOnce(&Arc<Monitor>, &live::Host) -> Result<Ended, error::CliError>,
+    ) -> Result<u8, error::CliError> {
+        let monitor = Monitor::start(self.events.as_deref(), self.metrics)?;
+        // Signals are handled before `started` says the process is up.
+        let host = live::Host::start(false, monitor.stats().clone())?;
+        monitor.started(role, kernel);
+        let result = command(&monitor, &host);
+        host.finish();
+        match &result {
+            Ok(ended) => monitor.ended(ended.status, &ended.reason),
+            Err(error) => monitor.ended(error.status(), &error.to_string()),
+        }
+        result.map(|ended| ended.status)
+    }
+}
+
 impl VmArgs {
-    /// Checks the VM's settings and opens its disk image and TAP device.
-    fn open(&self) -> Result<(VmConfig, devices::Backends), error::CliError> {
+    /// Checks the VM's settings and opens its disk image (locked as `lock`
+    /// says) and TAP device.
+    fn open(&self, lock: ImageLock) -> Result<(VmConfig, devices::Backends), error::CliError> {
         let backends =
-            devices::Backends::open(self.disk.as_ref(), self.net.as_ref(), &self.cmdline)?;
+            devices::Backends::open(lock, self.disk.as_ref(), self.net.as_ref(), &self.cmdline)?;
         let config = VmConfig::new(
             &self.kernel,
             self.mem_mib,
@@ -115,16 +166,40 @@ pub fn main() -> u8 {
         .init();
     let result = match cli.command {
         Command::Demo(args) => demo::demo(&args),
-        Command::Run(args) => run::run(&args),
-        Command::Record(args) => run::record(&args),
+        Command::Run(args) => args
+            .monitor
+            .monitor("run", &args.vm.kernel, |monitor, host| {
+                run::run(&args.vm, monitor, host)
+            }),
+        Command::Record(args) => {
+            args.monitor
+                .monitor("record", &args.vm.kernel, |monitor, host| {
+                    run::record(&args, monitor, host)
+                })
+        }
         Command::Replay(args) => replay::replay(&args),
         Command::Trace(replay::TraceCommand::Inspect { trace }) => replay::inspect(&trace),
-        Command::Primary(args) => ft::primary(&args),
-        Command::Backup(args) => ft::backup(&args),
+        Command::Primary(args) => {
+            args.monitor
+                .monitor("primary", &args.vm.kernel, |monitor, host| {
+                    ft::primary(&args, monitor, host)
+                })
+        }
+        Command::Backup(args) => {
+            args.monitor
+                .monitor(args.role(), &args.vm.kernel, |monitor, host| {
+                    ft::backup(&args, monitor, host)
+                })
+        }
         Command::Arbiter(command) => arbiter::arbiter(&command),
     };
     match result {
         Ok(status) => status,
+        // A stop the user asked for is no error.
+        Err(error @ error::CliError::Stopped { .. }) => {
+            eprintln!("ftvm: {error}");
+            error.status()
+        }
         Err(error) => {
             eprintln!("ftvm: error: {error}");
             error.status()

@@ -1,31 +1,25 @@
 //! `ftvm replay` and `ftvm trace inspect`.
 
-use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use ft_logging::{
-    End, Event, EventSource, ExitDone, ExitQuery, NullSink, OutputSink, SourceError, StateDigest,
-};
+use ft_logging::{NullSink, OutputSink, Record, SourceError};
+use ftvm_core::platform::PLATFORM_VERSION;
 use indicatif::{ProgressBar, ProgressStyle};
 use replay::{RecordStream, ReplaySource, TraceReader};
-use vmm::exit_handler::CoreError;
-use vmm::exit_status;
 use vmm::host::{HostDevices, HostSink};
-use vmm::kernel::Kernel;
-use vmm::machine::{Cpu, Machine, end_reason};
-use vmm::platform::{Devices, PLATFORM_VERSION};
+use vmm::machine::{Cpu, Machine};
+use vmm::replaying::{Replay, ReplayEnd};
 use vmm::vm_config::VmConfig;
-use vmm::vstate::{RunError, VmEnd};
 
-use super::error::{CliError, is_log_error, run_status};
+use super::error::CliError;
 use super::live::Host;
 
 /// Replays shorter than this show no progress bar.
 const PROGRESS_DELAY: Duration = Duration::from_secs(1);
-/// Exits between looks at the progress bar.
+/// Exits between moves of the progress bar.
 const PROGRESS_EXITS: u64 = 4096;
 
 #[derive(Debug, Args)]
@@ -62,19 +56,10 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
             ours: PLATFORM_VERSION,
         });
     }
-    let kernel = Kernel {
-        name: header.kernel_name.clone(),
-        image: Cow::Owned(header.kernel.clone()),
-    };
-    let devices = Devices {
-        disk: header.disk,
-        net: header.net,
-    };
-    let config = VmConfig::with_kernel(kernel, header.mem_mib, &header.cmdline, devices)
-        .map_err(CliError::TraceConfig)?;
-    let mut machine = Machine::new(&config, Cpu::Recorded(&header.cpuid))?;
-    let host = Host::start(false)?;
-    let mut source = Progress::new(ReplaySource::new(reader, args.verify), total_exits);
+    let config = VmConfig::from_header(&header).map_err(CliError::TraceConfig)?;
+    let machine = Machine::new(&config, Cpu::Recorded(&header.cpuid))?;
+    let host = Host::start(false, Default::default())?;
+    let source = ReplaySource::new(Progress::new(reader, total_exits), args.verify);
     let mut sink: Box<dyn OutputSink> = if args.quiet {
         Box::new(NullSink)
     } else {
@@ -85,49 +70,24 @@ pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
     } else {
         0
     };
-    let result = machine.run(&mut source, sink.as_mut(), &host.stop, interval);
+    let mut replay = Replay::new(machine, source, interval);
+    let result = replay.run(sink.as_mut(), &host.stop);
     host.finish();
-    let mut source = source.finish();
-
-    let (reason, status) = match &result {
-        Ok(VmEnd::Stopped(reason)) => {
+    match replay.finish(result).map_err(CliError::Run)? {
+        ReplayEnd::Stopped(reason) => {
             eprintln!("ftvm: replay {reason}");
-            return Ok(reason.exit_status());
+            Ok(reason.exit_status())
         }
-        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
-        // The recorded run was stopped, or failed, here: end as it did.
-        Err(RunError::Core(CoreError::Source(SourceError::LogEnded))) => {
-            let recorded = source
-                .recorded_end()
-                .expect("a replay source has read the End record when it reports LogEnded");
-            (recorded.reason.clone(), recorded.status)
+        ReplayEnd::Ended { end, recorded } => {
+            if args.verify {
+                eprintln!(
+                    "ftvm: replay verified: {} exits, {} console bytes, ended as recorded ({:?}, status {})",
+                    end.exit, end.console.bytes, recorded.reason, recorded.status
+                );
+            }
+            Ok(recorded.status)
         }
-        // A failure of the replay itself that the recording may share
-        // (KVM refusing the same instruction); anything from the log is not.
-        Err(error) if !is_log_error(error) => (end_reason(&result), run_status(error)),
-        Err(_) => return Err(CliError::Run(result.expect_err("an error"))),
-    };
-    let end = machine.end(reason, status);
-    source
-        .end(&end)
-        .map_err(|e| CliError::Run(RunError::Core(e.into())))?;
-    let recorded = source
-        .recorded_end()
-        .expect("a replay source has read the End record once end() succeeds");
-    // Without --verify the ends are not compared; a failure of this replay
-    // that the recorded run did not have is still a failure.
-    if let Err(error) = result
-        && recorded.reason != end.reason
-    {
-        return Err(CliError::Run(error));
     }
-    if args.verify {
-        eprintln!(
-            "ftvm: replay verified: {} exits, {} console bytes, ended as recorded ({:?}, status {})",
-            end.exit, end.console.bytes, recorded.reason, recorded.status
-        );
-    }
-    Ok(recorded.status)
 }
 
 pub fn inspect(trace: &std::path::Path) -> Result<u8, CliError> {
@@ -135,26 +95,30 @@ pub fn inspect(trace: &std::path::Path) -> Result<u8, CliError> {
     Ok(0)
 }
 
-/// A replay source that shows a progress bar, in exits, on stderr when the
-/// replay takes longer than a second and stderr is a terminal.
+/// A trace read by a replay that shows a progress bar, in exits, on stderr
+/// when the replay takes longer than a second and stderr is a terminal.
 struct Progress<S: RecordStream> {
-    source: ReplaySource<S>,
+    stream: S,
     total_exits: u64,
     started: Instant,
     bar: Option<ProgressBar>,
+    /// The exit the bar last moved to.
+    shown: u64,
 }
 
 impl<S: RecordStream> Progress<S> {
-    fn new(source: ReplaySource<S>, total_exits: u64) -> Self {
+    fn new(stream: S, total_exits: u64) -> Self {
         Self {
-            source,
+            stream,
             total_exits,
             started: Instant::now(),
             bar: None,
+            shown: 0,
         }
     }
 
     fn update(&mut self, exit: u64) {
+        self.shown = exit;
         if self.bar.is_none()
             && self.started.elapsed() > PROGRESS_DELAY
             && std::io::stderr().is_terminal()
@@ -172,32 +136,21 @@ impl<S: RecordStream> Progress<S> {
             bar.set_position(exit);
         }
     }
+}
 
-    fn finish(self) -> ReplaySource<S> {
-        if let Some(bar) = self.bar {
-            bar.finish_and_clear();
+impl<S: RecordStream> RecordStream for Progress<S> {
+    fn next_record(&mut self, exit: u64) -> Result<Option<Record>, SourceError> {
+        if exit >= self.shown + PROGRESS_EXITS {
+            self.update(exit);
         }
-        self.source
+        self.stream.next_record(exit)
     }
 }
 
-impl<S: RecordStream> EventSource for Progress<S> {
-    fn events(&mut self, query: &ExitQuery, events: &mut Vec<Event>) -> Result<(), SourceError> {
-        self.source.events(query, events)
-    }
-
-    fn exit_done(&mut self, done: &ExitDone<'_>) -> Result<(), SourceError> {
-        if done.exit.is_multiple_of(PROGRESS_EXITS) {
-            self.update(done.exit);
+impl<S: RecordStream> Drop for Progress<S> {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
-        self.source.exit_done(done)
-    }
-
-    fn state(&mut self, exit: u64, digest: StateDigest) -> Result<(), SourceError> {
-        self.source.state(exit, digest)
-    }
-
-    fn end(&mut self, end: &End) -> Result<(), SourceError> {
-        self.source.end(end)
     }
 }

@@ -2,22 +2,33 @@
 //! its inputs from this host, and for `record` a trace of them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
 use ft_logging::EventSource;
 use replay::{Recorder, TraceWriter};
+use shared_disk::ImageLock;
 use vmm::exit_status;
 use vmm::host::HostSink;
 use vmm::machine::{Cpu, Machine, end_reason};
+use vmm::monitor::Monitor;
 use vmm::vstate::{RunError, VmEnd};
 
-use super::VmArgs;
-use super::error::{CliError, run_status};
+use super::error::CliError;
 use super::live::Host;
+use super::{Ended, MonitorArgs, VmArgs};
 
 /// Exits between state digests unless `--digest-every` says otherwise:
 /// hashing guest memory costs milliseconds, so not too often.
 pub const DEFAULT_DIGEST_INTERVAL: u64 = 100_000;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
@@ -29,25 +40,31 @@ pub struct RecordArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     digest_every: u64,
     #[command(flatten)]
-    vm: VmArgs,
+    pub vm: VmArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
-pub fn run(args: &VmArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.open()?;
+pub fn run(args: &VmArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+    let (config, backends) = args.open(ImageLock::Now)?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
-    let host = Host::start(true)?;
+    machine.count_exits(monitor.stats().exits.clone());
+    host.attach_stdin()?;
     let mut outputs = HostSink::new(host.devices(backends, true)?);
     let result = machine.run(&mut host.live_source(), &mut outputs, &host.stop, 0);
     host.finish();
     conclude(result)
 }
 
-pub fn record(args: &RecordArgs) -> Result<u8, CliError> {
-    let (config, backends) = args.vm.open()?;
+pub fn record(args: &RecordArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+    let (config, backends) = args.vm.open(ImageLock::Now)?;
     let mut machine = Machine::new(&config, Cpu::Model)?;
+    machine.count_exits(monitor.stats().exits.clone());
     let header = machine.header(&config, args.digest_every);
-    let writer = TraceWriter::create(&args.trace, &header)?;
-    let host = Host::start(true)?;
+    let mut writer = TraceWriter::create(&args.trace, &header)?;
+    let log_bytes = monitor.stats().log_bytes.clone();
+    writer.on_write(Box::new(move |bytes| log_bytes.inc_by(bytes)));
+    host.attach_stdin()?;
     let mut outputs = HostSink::new(host.devices(backends, true)?);
     let mut recorder = Recorder::new(host.live_source(), writer, args.digest_every);
     let result = machine.run(&mut recorder, &mut outputs, &host.stop, args.digest_every);
@@ -55,20 +72,24 @@ pub fn record(args: &RecordArgs) -> Result<u8, CliError> {
     // Whatever ended the run, the trace ends with a record saying so.
     let status = match &result {
         Ok(end) => exit_status::of_end(*end),
-        Err(error) => run_status(error),
+        Err(error) => exit_status::of_run_error(error),
     };
     recorder
         .end(&machine.end(end_reason(&result), status))
-        .map_err(|e| CliError::TraceWrite(e.to_string()))?;
+        .map_err(|error| CliError::Run(RunError::Core(error.into())))?;
     conclude(result)
 }
 
-/// The exit status of a finished run, with a word on stderr when the host
-/// stopped it.
-fn conclude(result: Result<VmEnd, RunError>) -> Result<u8, CliError> {
+/// How a finished run ended, with a word on stderr when the host stopped
+/// it.
+pub fn conclude(result: Result<VmEnd, RunError>) -> Result<Ended, CliError> {
+    let reason = end_reason(&result).to_string();
     let end = result?;
     if let VmEnd::Stopped(reason) = end {
         eprintln!("ftvm: {reason}");
     }
-    Ok(exit_status::of_end(end))
+    Ok(Ended {
+        status: exit_status::of_end(end),
+        reason,
+    })
 }

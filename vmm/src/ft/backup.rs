@@ -19,6 +19,7 @@ use replay::{RecordStream, ReplaySource};
 use shared_disk::{Arbiter, Outcome};
 
 use crate::host::{HostSink, LiveSource, StopSignal, priority};
+use crate::monitor::{Event as Report, Monitor, Role};
 
 /// Guest time between progress reports to the primary.
 const PROGRESS_EVERY_NS: u64 = 5_000_000;
@@ -37,6 +38,8 @@ pub struct LogStatus {
     /// The primary was lost: why, when its last byte came, when it was
     /// declared lost.
     pub lost: Option<(String, Instant, Instant)>,
+    /// The latest guest time in the log received.
+    pub received_ns: u64,
 }
 
 /// The primary's log as a record stream: it waits for records, and once
@@ -49,6 +52,7 @@ pub struct ChannelStream {
     status: Rc<RefCell<LogStatus>>,
     /// The replay runs at normal priority to catch up.
     hurrying: bool,
+    monitor: Arc<Monitor>,
 }
 
 /// Messages waiting unreplayed that make the replay hurry: the primary is
@@ -56,12 +60,17 @@ pub struct ChannelStream {
 const BEHIND_MESSAGES: usize = 8;
 
 impl ChannelStream {
-    pub fn new(from_primary: Receiver<FromPrimary>, status: Rc<RefCell<LogStatus>>) -> Self {
+    pub fn new(
+        from_primary: Receiver<FromPrimary>,
+        status: Rc<RefCell<LogStatus>>,
+        monitor: Arc<Monitor>,
+    ) -> Self {
         Self {
             from_primary,
             records: VecDeque::new(),
             status,
             hurrying: false,
+            monitor,
         }
     }
 
@@ -87,13 +96,28 @@ impl ChannelStream {
 }
 
 /// Applies one message from the primary to the log and its status.
-fn receive(message: FromPrimary, records: &mut VecDeque<Record>, status: &mut LogStatus) {
+fn receive(
+    message: FromPrimary,
+    records: &mut VecDeque<Record>,
+    status: &mut LogStatus,
+    monitor: &Monitor,
+) {
     match message {
         FromPrimary::Batch {
             records: batch,
             through_exit,
             released,
+            bytes,
         } => {
+            monitor.stats().log_bytes.inc_by(bytes);
+            let latest_time = batch.iter().rev().find_map(|record| match record {
+                Record::Event {
+                    event: Event::Time { ns },
+                    ..
+                } => Some(*ns),
+                _ => None,
+            });
+            status.received_ns = status.received_ns.max(latest_time.unwrap_or(0));
             records.extend(batch);
             status.through_exit = status.through_exit.max(Some(through_exit));
             status.released = status.released.max(released);
@@ -109,6 +133,10 @@ fn receive(message: FromPrimary, records: &mut VecDeque<Record>, status: &mut Lo
         }
         FromPrimary::Goodbye => status.goodbye = true,
         FromPrimary::Lost(lost) => {
+            monitor.emit(Report::PeerLost {
+                reason: lost.reason.clone(),
+            });
+            monitor.stats().set_paired(false);
             status.lost = Some((lost.reason, lost.last_heard, Instant::now()));
             // What is left to replay, and going live, is urgent now: back to
             // the priority of everything else (this runs on the vCPU thread).
@@ -145,7 +173,12 @@ impl RecordStream for ChannelStream {
                     last_heard: Instant::now(),
                 })
             });
-            receive(message, &mut self.records, &mut self.status.borrow_mut());
+            receive(
+                message,
+                &mut self.records,
+                &mut self.status.borrow_mut(),
+                &self.monitor,
+            );
         }
     }
 }
@@ -255,7 +288,9 @@ impl std::fmt::Display for Again {
 /// The backup's output sink: suppressed into the backlog until live.
 #[derive(Debug)]
 pub struct BackupSink {
+    /// What it keeps until it goes live.
     pub backlog: Rc<RefCell<Backlog>>,
+    /// What it knows of the primary's log.
     pub status: Rc<RefCell<LogStatus>>,
 }
 
@@ -303,9 +338,13 @@ impl OutputSink for BackupSink {
 
 /// How the backup goes live.
 pub struct Takeover<'a> {
+    /// The go-live flag.
     pub arbiter: Arbiter,
+    /// The generation the pair formed at.
     pub generation: u64,
+    /// This side's name in the flag.
     pub owner: String,
+    /// Stops the wait for the flag.
     pub stop: Arc<StopSignal>,
     /// This host's inputs, with virtual time resuming from the given sample.
     pub live_source: Box<dyn FnMut(u64) -> LiveSource + 'a>,
@@ -329,7 +368,10 @@ impl Takeover<'_> {
             .test_and_set(self.generation, &self.owner, &|| {
                 self.stop.requested().is_some()
             })
-            .map_err(|error| SourceError::Fenced(format!("backup: no go-live flag: {error}")))?;
+            .map_err(|error| match self.stop.requested() {
+                Some(reason) => SourceError::Stopped(reason),
+                None => SourceError::Fenced(format!("backup: no go-live flag: {error}")),
+            })?;
         match outcome {
             Outcome::Won => Ok(()),
             Outcome::Lost(state) => Err(SourceError::Fenced(format!(
@@ -351,17 +393,20 @@ pub struct BackupSource<'a> {
     live: Option<LiveSource>,
     now_ns: u64,
     reported_ns: u64,
+    monitor: Arc<Monitor>,
 }
 
 impl<'a> BackupSource<'a> {
+    /// The backup's source: the log from `from_primary`, going live by `takeover`.
     pub fn new(
         from_primary: Receiver<FromPrimary>,
         link: BackupLink,
         status: Rc<RefCell<LogStatus>>,
         backlog: Rc<RefCell<Backlog>>,
         takeover: Takeover<'a>,
+        monitor: Arc<Monitor>,
     ) -> Self {
-        let stream = ChannelStream::new(from_primary, status.clone());
+        let stream = ChannelStream::new(from_primary, status.clone(), monitor.clone());
         Self {
             replay: ReplaySource::new(stream, true),
             status,
@@ -371,6 +416,7 @@ impl<'a> BackupSource<'a> {
             live: None,
             now_ns: 0,
             reported_ns: 0,
+            monitor,
         }
     }
 
@@ -396,16 +442,35 @@ impl<'a> BackupSource<'a> {
                 )
             });
         self.takeover.claim()?;
+        let discarded = &self.monitor.stats().net.discarded_frames;
+        let discarded_before = discarded.get();
         let live = (self.takeover.live_source)(self.now_ns);
+        let discarded_frames = discarded.get() - discarded_before;
         let again = self.emit_unreleased()?;
         self.live = Some(live);
-        let ms = |d: Duration| d.as_millis();
-        eprintln!(
-            "ftvm: backup: the primary is lost ({reason}); live from exit {exit}: detection {} ms, draining {} ms, go-live {} ms; {again}",
+        let ms = |d: Duration| d.as_millis() as u64;
+        let (detection, drain, golive) = (
             ms(declared.saturating_duration_since(last_heard)),
             ms(exhausted.saturating_duration_since(declared)),
             ms(exhausted.elapsed()),
         );
+        eprintln!(
+            "ftvm: backup: the primary is lost ({reason}); live from exit {exit}: detection {detection} ms, draining {drain} ms, go-live {golive} ms; {again}",
+        );
+        let stats = self.monitor.stats();
+        stats.takeovers.inc();
+        stats.set_role(Role::Alone);
+        stats.lag_seconds.set(0.0);
+        self.monitor.emit(Report::Live {
+            exit,
+            detection_ms: detection,
+            drain_ms: drain,
+            golive_ms: golive,
+            reemitted_console_bytes: again.console as u64,
+            reemitted_frames: again.frames as u64,
+            reissued_requests: again.disk as u64,
+            discarded_frames,
+        });
         Ok(())
     }
 
@@ -415,12 +480,13 @@ impl<'a> BackupSource<'a> {
         self.backlog
             .borrow_mut()
             .go_live(released)
-            .map_err(|error| SourceError::Log(error.to_string()))
+            .map_err(SourceError::Output)
     }
 
     /// After the guest ended in replay: if the primary did not say goodbye,
     /// it may not have released its last output, so this backup claims the
-    /// flag and emits it (at least once).
+    /// flag and emits it (at least once). The guest never runs here, so
+    /// this is no `live`: the stream says the peer was lost, then the end.
     pub fn finish_replay(&mut self, timeout: Duration) -> Result<(), SourceError> {
         if self.live.is_some() {
             return Ok(());
@@ -437,11 +503,20 @@ impl<'a> BackupSource<'a> {
             }
             drop(status);
             match from_primary.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(message) => {
-                    receive(message, &mut VecDeque::new(), &mut self.status.borrow_mut())
-                }
+                Ok(message) => receive(
+                    message,
+                    &mut VecDeque::new(),
+                    &mut self.status.borrow_mut(),
+                    &self.monitor,
+                ),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
+        }
+        if self.status.borrow().lost.is_none() {
+            self.monitor.emit(Report::PeerLost {
+                reason: "the primary ended without saying goodbye".into(),
+            });
+            self.monitor.stats().set_paired(false);
         }
         self.takeover.claim()?;
         let again = self.emit_unreleased()?;
@@ -468,7 +543,12 @@ impl EventSource for BackupSource<'_> {
         }
         for event in &events[first..] {
             match event {
-                Event::Time { ns } => self.now_ns = *ns,
+                Event::Time { ns } => {
+                    self.now_ns = *ns;
+                    let received = self.status.borrow().received_ns;
+                    let lag = received.saturating_sub(*ns);
+                    self.monitor.stats().lag_seconds.set(lag as f64 / 1e9);
+                }
                 Event::DiskDone { request, .. } => {
                     self.backlog.borrow_mut().disk.remove(request);
                 }
@@ -518,7 +598,10 @@ mod tests {
             to_backup.send(message).unwrap();
         }
         let status = Rc::new(RefCell::new(LogStatus::default()));
-        ReplaySource::new(ChannelStream::new(from_primary, status), true)
+        ReplaySource::new(
+            ChannelStream::new(from_primary, status, Monitor::off()),
+            true,
+        )
     }
 
     fn lost() -> FromPrimary {
@@ -576,6 +659,7 @@ mod tests {
             records: vec![time],
             through_exit: 0,
             released: Released::default(),
+            bytes: 14,
         };
         // Nothing follows: a replay that waited for a later record would
         // block here forever.

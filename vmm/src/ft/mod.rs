@@ -1,4 +1,4 @@
-//! Primary/backup fault tolerance (DESIGN.md §4): the primary streams its
+//! Primary/backup fault tolerance (docs/DESIGN.md §4): the primary streams its
 //! log to the backup and holds outputs until acknowledged; the backup
 //! replays the log and takes over when the primary is lost, after winning
 //! the go-live flag on the shared disk.

@@ -20,6 +20,7 @@ use tracing::info;
 
 use super::OutputGate;
 use crate::host::{HostInput, LiveSource, StopSignal};
+use crate::monitor::{Event as Report, Monitor, Role, Stats};
 
 /// Pending log bytes that make a batch go out without waiting for a reason.
 const BATCH_BYTES: usize = 16 << 10;
@@ -73,8 +74,11 @@ impl PairStatus {
 /// Everything the watcher needs to decide about a lost backup.
 #[derive(Debug)]
 pub struct FlagClaim {
+    /// The go-live flag.
     pub arbiter: Arbiter,
+    /// The generation the pair formed at.
     pub generation: u64,
+    /// This side's name in the flag.
     pub owner: String,
 }
 
@@ -88,6 +92,7 @@ pub fn watch_backup<W: Write + Send + 'static>(
     claim: FlagClaim,
     stop: Arc<StopSignal>,
     wake: Sender<HostInput>,
+    monitor: Arc<Monitor>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("backup-watch".into())
@@ -104,11 +109,16 @@ pub fn watch_backup<W: Write + Send + 'static>(
                         status.backup_ns.fetch_max(virtual_ns, Ordering::SeqCst);
                     }
                     FromBackup::Lost(lost) => {
+                        monitor.emit(Report::PeerLost {
+                            reason: lost.reason.clone(),
+                        });
+                        monitor.stats().set_paired(false);
                         let mode = claim_flag(&claim, &lost, &stop);
-                        if mode == SOLO
-                            && let Err(error) = gate.go_solo()
-                        {
-                            tracing::error!(%error, "cannot write the console");
+                        if mode == SOLO {
+                            monitor.stats().set_role(Role::Alone);
+                            if let Err(error) = gate.go_solo() {
+                                tracing::error!(%error, "cannot write the console");
+                            }
                         }
                         status.mode.store(mode, Ordering::SeqCst);
                         status.notify();
@@ -150,6 +160,8 @@ fn claim_flag(claim: &FlagClaim, lost: &Lost, stop: &StopSignal) -> u8 {
             );
             FENCED
         }
+        // Stopping while it waited: the vCPU stops too, fenced or not.
+        Err(_) if stop.requested().is_some() => PAIRED,
         Err(error) => {
             eprintln!(
                 "ftvm: primary: the backup is lost ({}) and the go-live flag cannot be had: {error}",
@@ -179,6 +191,8 @@ struct Outbox {
     /// the log must carry whatever its encoding.
     input_bytes: u64,
     console: StreamDigest,
+    /// Where the bytes sent are counted.
+    log_bytes: prometheus::IntCounter,
 }
 
 impl Outbox {
@@ -190,6 +204,7 @@ impl Outbox {
     fn send(&mut self, marker: u64, released: Released) {
         let records = std::mem::take(&mut self.pending);
         let bytes = records.len() as u64;
+        self.log_bytes.inc_by(bytes);
         self.sender.batch(records, marker, released);
         self.sender.heartbeat_state(marker, released);
         self.in_flight.push_back((marker, bytes));
@@ -223,6 +238,7 @@ pub struct PrimarySource<W> {
     status: Arc<PairStatus>,
     stop: Arc<StopSignal>,
     limits: Limits,
+    stats: Arc<Stats>,
     now_ns: u64,
     last_report: Instant,
     started: Instant,
@@ -240,6 +256,7 @@ impl<W: Write> PrimarySource<W> {
         status: Arc<PairStatus>,
         stop: Arc<StopSignal>,
         limits: Limits,
+        stats: Arc<Stats>,
     ) -> Self {
         let outbox = sender.map(|sender| Outbox {
             sender,
@@ -254,6 +271,7 @@ impl<W: Write> PrimarySource<W> {
             sent_records: 0,
             input_bytes: 0,
             console: StreamDigest::default(),
+            log_bytes: stats.log_bytes.clone(),
         });
         Self {
             live,
@@ -262,6 +280,7 @@ impl<W: Write> PrimarySource<W> {
             status,
             stop,
             limits,
+            stats,
             now_ns: 0,
             last_report: Instant::now(),
             started: Instant::now(),
@@ -269,19 +288,14 @@ impl<W: Write> PrimarySource<W> {
         }
     }
 
-    /// Logs what the pair cost: how long outputs waited for their
-    /// acknowledgement, and the log's volume (scripts/bench.sh reads it).
+    /// Logs what the pair cost, for people: programs read the metrics.
     fn summarize(&self, outbox: &Outbox) {
-        let mut waits = self.gate.take_waits();
-        waits.sort();
-        let percentile =
-            |p: usize| waits.get((waits.len() * p / 100).min(waits.len().saturating_sub(1)));
-        let micros = |wait: Option<&Duration>| wait.map_or(0, |w| w.as_micros());
+        let held = &self.stats.output_hold_seconds;
         let seconds = self.started.elapsed().as_secs_f64();
         info!(
-            held_outputs = waits.len(),
-            output_wait_p50_us = micros(percentile(50)),
-            output_wait_p99_us = micros(percentile(99)),
+            held_outputs = held.get_sample_count(),
+            output_hold_mean_us =
+                (held.get_sample_sum() / held.get_sample_count().max(1) as f64 * 1e6) as u64,
             log_bytes = outbox.sent_bytes,
             log_records = outbox.sent_records,
             input_bytes = outbox.input_bytes,
@@ -296,7 +310,9 @@ impl<W: Write> PrimarySource<W> {
         match self.status.mode() {
             FENCED => Err(SourceError::Fenced(FENCED_REASON.into())),
             SOLO => {
-                self.outbox = None;
+                if self.outbox.take().is_some() {
+                    self.stats.lag_seconds.set(0.0);
+                }
                 Ok(())
             }
             _ => Ok(()),
@@ -336,9 +352,12 @@ impl<W: Write> PrimarySource<W> {
             let lag = self
                 .now_ns
                 .saturating_sub(self.status.backup_ns.load(Ordering::SeqCst));
+            self.stats.lag_seconds.set(lag as f64 / 1e9);
             if outbox.unacked <= self.limits.buffer_bytes && lag <= self.limits.max_lag_ns {
                 if let Some(since) = stalled_since {
-                    self.stalled += since.elapsed();
+                    let stalled = since.elapsed();
+                    self.stalled += stalled;
+                    self.stats.stall_seconds.inc_by(stalled.as_secs_f64());
                 }
                 return Ok(());
             }

@@ -1,3 +1,6 @@
+//! Virtual time from the host's monotonic clock, and the wall clock at
+//! boot: the live source's samples.
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The host's monotonic clock, as nanoseconds since the VM booted.
@@ -7,6 +10,7 @@ pub struct VirtualClock {
 }
 
 impl VirtualClock {
+    /// Virtual time zero is now.
     pub fn start() -> Self {
         Self {
             boot: Instant::now(),
@@ -22,6 +26,7 @@ impl VirtualClock {
         }
     }
 
+    /// Virtual nanoseconds now.
     pub fn now_ns(&self) -> u64 {
         u64::try_from(self.boot.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }

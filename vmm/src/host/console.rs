@@ -1,18 +1,19 @@
-//! The guest console's input side: stdin, read on its own thread.
+//! The guest console's input side: stdin, read on its own thread, only as
+//! fast as the guest takes bytes (see [`SerialWindow`]).
 //!
 //! Stdin that is not a terminal is read to EOF. A terminal is put in raw
 //! mode so that every key reaches the guest, with QEMU's escape: Ctrl-A x
 //! quits, Ctrl-A Ctrl-A sends one Ctrl-A. The terminal is restored however
 //! ftvm ends: on drop of the guard, and from the panic hook.
 
-use std::io::{self, Read};
+use std::io::{self, IsTerminal, Read};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 
 use crossbeam_channel::Sender;
 use ft_logging::StopReason;
 
-use super::{HostInput, StopSignal, VcpuKicker};
+use super::{HostInput, SerialWindow, StopSignal, VcpuKicker};
 
 const CTRL_A: u8 = 0x01;
 
@@ -91,15 +92,16 @@ impl EscapeFilter {
     }
 }
 
-/// Starts the thread that forwards stdin to the guest's serial backlog.
-/// Returns the raw-mode guard when stdin is a terminal.
+/// Starts the thread that forwards stdin to the guest's serial backlog,
+/// reading only while `window` has room. Returns the raw-mode guard when
+/// stdin is a terminal.
 pub fn spawn_stdin_reader(
     input: Sender<HostInput>,
+    window: SerialWindow,
     stop: Arc<StopSignal>,
     kicker: VcpuKicker,
 ) -> io::Result<Option<TerminalGuard>> {
-    // SAFETY: isatty only inspects the descriptor.
-    let terminal = unsafe { libc::isatty(0) } == 1;
+    let terminal = io::stdin().is_terminal();
     let guard = if terminal {
         Some(TerminalGuard::enter_raw()?)
     } else {
@@ -111,7 +113,8 @@ pub fn spawn_stdin_reader(
         let mut escape = EscapeFilter::default();
         let mut bytes = Vec::new();
         loop {
-            let n = match stdin.read(&mut buffer) {
+            let room = window.wait_room().min(buffer.len());
+            let n = match stdin.read(&mut buffer[..room]) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
@@ -122,6 +125,7 @@ pub fn spawn_stdin_reader(
                 bytes.extend_from_slice(&buffer[..n]);
                 false
             };
+            window.opened(bytes.len());
             if !bytes.is_empty() && input.send(HostInput::Serial(bytes.clone())).is_err() {
                 return;
             }

@@ -36,6 +36,7 @@ impl DiskIo {
         Ok(Self { requests })
     }
 
+    /// Queues `request` for the I/O thread.
     pub fn submit(&self, request: DiskRequest) -> Result<(), SinkError> {
         self.requests.send(request).map_err(|_| SinkError::DiskGone)
     }
@@ -51,7 +52,10 @@ fn perform(image: &DiskImage, request: DiskRequest) -> Event {
     let (status, data) = match result {
         Ok(data) => (STATUS_OK, data),
         Err(error) => {
-            warn!(request = request.id, %error, "disk request failed; the guest sees an I/O error");
+            // A resized image was warned about once, and fails every request.
+            if !image.resized() {
+                warn!(request = request.id, %error, "disk request failed; the guest sees an I/O error");
+            }
             (STATUS_IOERR, Vec::new())
         }
     };

@@ -1,10 +1,15 @@
+//! The live event source: this host's clock, stdin, disk completions and
+//! received frames, handed to the guest at exits.
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use ft_logging::{End, Event, EventSource, ExitDone, ExitQuery, MSR_TSC, SourceError, StateDigest};
 
-use super::{StopSignal, VirtualClock};
+use super::serial_line::LinePace;
+use super::{SerialWindow, StopSignal, VirtualClock};
+use crate::monitor::NetCounters;
 
 /// What the host's input threads send to the vCPU thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,13 +33,16 @@ pub enum HostInput {
 const MAX_QUEUED_FRAMES: usize = 512;
 
 /// Events from the host: its monotonic clock and stdin. Serial input waits
-/// in a backlog and enters the UART's FIFO at an exit when it has room.
+/// in a backlog (bounded by the [`SerialWindow`]) and enters the UART's
+/// FIFO at an exit when it has room and the line's pace allows.
 #[derive(Debug)]
 pub struct LiveSource {
     input: Receiver<HostInput>,
     stop: Arc<StopSignal>,
     clock: VirtualClock,
     backlog: VecDeque<u8>,
+    window: SerialWindow,
+    line: LinePace,
     /// Disk completions, applied at the next exit.
     completions: Vec<Event>,
     /// Frames waiting for receive buffers.
@@ -44,23 +52,41 @@ pub struct LiveSource {
     fenced: Option<String>,
     /// Virtual time never goes back, whatever the host clock does.
     last_ns: u64,
+    /// Where frames handed to the guest are counted.
+    received: Option<NetCounters>,
 }
 
 impl LiveSource {
-    pub fn new(input: Receiver<HostInput>, stop: Arc<StopSignal>, clock: VirtualClock) -> Self {
+    /// Events from `input` (stdin through `window`), stopping at `stop`,
+    /// timed by `clock`.
+    pub fn new(
+        input: Receiver<HostInput>,
+        window: SerialWindow,
+        stop: Arc<StopSignal>,
+        clock: VirtualClock,
+    ) -> Self {
         let last_ns = clock.now_ns();
         Self {
             input,
             stop,
             clock,
             backlog: VecDeque::new(),
+            window,
+            line: LinePace::default(),
             completions: Vec::new(),
             frames: VecDeque::new(),
             dropped_frames: 0,
             serial_open: true,
             fenced: None,
             last_ns,
+            received: None,
         }
+    }
+
+    /// Counts the frames this source hands to the guest in `counters`.
+    pub fn counting(mut self, counters: NetCounters) -> Self {
+        self.received = Some(counters);
+        self
     }
 
     fn take(&mut self, message: HostInput) {
@@ -75,6 +101,9 @@ impl LiveSource {
             }
             HostInput::Frame(_) => {
                 self.dropped_frames += 1;
+                if let Some(counters) = &self.received {
+                    counters.discarded_frames.inc();
+                }
                 if self.dropped_frames.is_power_of_two() {
                     tracing::warn!(
                         dropped = self.dropped_frames,
@@ -100,13 +129,17 @@ impl LiveSource {
     fn wait(&mut self, query: &ExitQuery) -> Result<(), SourceError> {
         loop {
             self.check_stop()?;
-            if (query.serial_room > 0 && !self.backlog.is_empty())
-                || (query.net_rx_room > 0 && !self.frames.is_empty())
-                || !self.completions.is_empty()
-            {
+            if (query.net_rx_room > 0 && !self.frames.is_empty()) || !self.completions.is_empty() {
                 return Ok(());
             }
-            let message = match query.timer_deadline_ns {
+            // Serial bytes wait for the line's pace, like the timer.
+            let serial_due =
+                (query.serial_room > 0 && !self.backlog.is_empty()).then(|| self.line.next_ns());
+            let deadline = match (query.timer_deadline_ns, serial_due) {
+                (Some(timer), Some(serial)) => Some(timer.min(serial)),
+                (timer, serial) => timer.or(serial),
+            };
+            let message = match deadline {
                 Some(deadline) => {
                     let timeout = self.clock.until(deadline);
                     if timeout.is_zero() {
@@ -136,10 +169,15 @@ impl LiveSource {
 
 impl EventSource for LiveSource {
     fn events(&mut self, query: &ExitQuery, events: &mut Vec<Event>) -> Result<(), SourceError> {
-        while let Ok(message) = self.input.try_recv() {
-            self.take(message);
-        }
         self.check_stop()?;
+        // What has arrived by now, not what keeps arriving while we take
+        // it: a busy input must never hold the guest at one exit.
+        for _ in 0..self.input.len() {
+            match self.input.try_recv() {
+                Ok(message) => self.take(message),
+                Err(_) => break,
+            }
+        }
         if query.exit == 0 {
             events.push(Event::WallClock {
                 unix_ns: self.clock.wall_clock_at_boot(),
@@ -162,13 +200,20 @@ impl EventSource for LiveSource {
                 value: now,
             });
         }
-        if query.serial_room > 0 && !self.backlog.is_empty() {
-            let n = query.serial_room.min(self.backlog.len());
+        let n = self.line.take(now, query.serial_room, self.backlog.len());
+        if n > 0 {
             events.push(Event::SerialIn(self.backlog.drain(..n).collect()));
+            self.window.closed(n);
         }
         events.append(&mut self.completions);
         let n = query.net_rx_room.min(self.frames.len());
-        events.extend(self.frames.drain(..n).map(Event::NetRx));
+        for frame in self.frames.drain(..n) {
+            if let Some(received) = &self.received {
+                received.rx_frames.inc();
+                received.rx_bytes.inc_by(frame.len() as u64);
+            }
+            events.push(Event::NetRx(frame));
+        }
         Ok(())
     }
 

@@ -1,3 +1,6 @@
+//! The guest's console on stdout, buffered and flushed when the guest
+//! waits or ends.
+
 use std::io::{self, BufWriter, Stdout, Write};
 
 use ft_logging::SinkError;
@@ -12,6 +15,7 @@ pub struct StdoutSink {
 }
 
 impl StdoutSink {
+    /// The console on this process's stdout.
     pub fn new() -> Self {
         Self {
             out: BufWriter::new(io::stdout()),
@@ -30,6 +34,7 @@ impl StdoutSink {
         }
     }
 
+    /// Writes `bytes` (buffered).
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
         if self.closed {
             return Ok(());
@@ -38,6 +43,7 @@ impl StdoutSink {
         self.check(result)
     }
 
+    /// Writes out what is buffered.
     pub fn flush(&mut self) -> Result<(), SinkError> {
         if self.closed {
             return Ok(());

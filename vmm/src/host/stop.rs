@@ -35,6 +35,7 @@ impl StopSignal {
             .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
     }
 
+    /// The stop requested, if any.
     pub fn requested(&self) -> Option<StopReason> {
         match self.0.load(Ordering::SeqCst) {
             0 => None,

@@ -14,43 +14,47 @@ use tracing::{info, warn};
 
 use super::HostInput;
 
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_NO_PI: libc::c_short = 0x1000;
-const IFF_UP: libc::c_short = 0x1;
-/// `_IOW('T', 202, int)`
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 /// Ethertype of RARP, which announces a MAC address to switches.
 const ETHERTYPE_RARP: u16 = 0x8035;
 /// Announcements after a takeover, as QEMU's announce-self sends them.
 const ANNOUNCEMENTS: u32 = 5;
 
+/// Why the TAP device of `--net` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
+    /// /dev/net/tun cannot be opened.
     #[error("cannot open /dev/net/tun for TAP device {name}: {source}")]
-    OpenTun { name: String, source: io::Error },
+    OpenTun {
+        /// The TAP device.
+        name: String,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The TAP device cannot be created or attached.
     #[error("cannot create or attach TAP device {name}: {source}")]
-    Attach { name: String, source: io::Error },
+    Attach {
+        /// The TAP device.
+        name: String,
+        /// The error underneath.
+        source: io::Error,
+    },
+    /// The name is not a valid interface name.
     #[error("TAP device name {0:?} must be 1 to 15 bytes of letters, digits, '-', '_' or '.'")]
     Name(String),
 }
 
-/// `struct ifreq` with the name and flags members the TUN ioctls use.
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
-impl IfReq {
-    fn new(name: &str, flags: libc::c_short) -> Self {
-        let mut request = Self {
-            name: [0; libc::IFNAMSIZ],
-            flags,
-            _pad: [0; 22],
-        };
-        request.name[..name.len()].copy_from_slice(name.as_bytes());
-        request
+/// An `ifreq` naming interface `name` (checked to fit) with `flags`.
+fn ifreq(name: &str, flags: libc::c_int) -> libc::ifreq {
+    let mut ifr_name = [0; libc::IFNAMSIZ];
+    for (to, from) in ifr_name.iter_mut().zip(name.bytes()) {
+        *to = from as libc::c_char;
+    }
+    libc::ifreq {
+        ifr_name,
+        ifr_ifru: libc::__c_anonymous_ifr_ifru {
+            // The flags are a short in the kernel's ifreq.
+            ifru_flags: flags as libc::c_short,
+        },
     }
 }
 
@@ -78,10 +82,10 @@ impl Tap {
                 name: name.to_owned(),
                 source,
             })?;
-        let request = IfReq::new(name, IFF_TAP | IFF_NO_PI);
-        // SAFETY: TUNSETIFF reads an ifreq, which `request` is laid out as,
-        // and the fd is the TUN clone device just opened.
-        let ret = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &request) };
+        let request = ifreq(name, libc::IFF_TAP | libc::IFF_NO_PI);
+        // SAFETY: TUNSETIFF reads an ifreq, which `request` is, and the fd
+        // is the TUN clone device just opened.
+        let ret = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &request) };
         if ret < 0 {
             return Err(TapError::Attach {
                 name: name.to_owned(),
@@ -97,6 +101,7 @@ impl Tap {
         })
     }
 
+    /// The device's name.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -201,14 +206,15 @@ fn set_up(name: &str) -> io::Result<()> {
     if socket < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut request = IfReq::new(name, 0);
+    let mut request = ifreq(name, 0);
     // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write an ifreq, which
-    // `request` is laid out as; `socket` is open until closed below.
+    // `request` is, its flags member the one they use; `socket` is open
+    // until closed below.
     let result = unsafe {
         if libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut request) < 0 {
             Err(io::Error::last_os_error())
         } else {
-            request.flags |= IFF_UP;
+            request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
             if libc::ioctl(socket, libc::SIOCSIFFLAGS, &request) < 0 {
                 Err(io::Error::last_os_error())
             } else {

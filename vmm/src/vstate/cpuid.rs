@@ -43,17 +43,29 @@ const BRAND: &[u8; 48] =
 /// A recorded CPUID table this host cannot present.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CpuidError {
+    /// This host lacks bits of the recorded CPU model.
     #[error(
         "this host cannot present CPUID leaf {function:#x}.{index} {register} bits {bits:#010x} of the recorded CPU"
     )]
     Unsupported {
+        /// The CPUID function (leaf).
         function: u32,
+        /// Its index.
         index: u32,
+        /// The register (eax, ebx, ecx, edx).
         register: &'static str,
+        /// The bits missing.
         bits: u32,
     },
+    /// The host has fewer physical address bits than the recorded CPU.
     #[error("the recorded CPU has {recorded} physical address bits; this host has {host}")]
-    AddressBits { recorded: u32, host: u32 },
+    AddressBits {
+        /// The recorded CPU's.
+        recorded: u32,
+        /// This host's.
+        host: u32,
+    },
+    /// The table has more entries than KVM accepts.
     #[error("the recorded CPUID table has {0} entries, more than KVM accepts")]
     TooLarge(usize),
 }

@@ -1,11 +1,12 @@
 //! Naming the instruction KVM's emulator gave up on, so a user learns which
-//! guest code to change (DESIGN.md §1: SIMD arithmetic, CMPXCHG16B, ...).
+//! guest code to change (docs/DESIGN.md §1: SIMD arithmetic, CMPXCHG16B, ...).
 
 use std::fmt;
 
+use ftvm_core::memory::GuestRam;
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 use kvm_ioctls::VcpuFd;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 const EFER_LMA: u64 = 1 << 10;
 const MAX_INSTRUCTION_BYTES: usize = 15;
@@ -36,7 +37,7 @@ impl fmt::Display for Unemulated {
 }
 
 /// Reads and decodes the instruction at the vCPU's RIP.
-pub fn describe(vcpu: &VcpuFd, memory: &GuestMemoryMmap) -> Unemulated {
+pub fn describe(vcpu: &VcpuFd, memory: &GuestRam) -> Unemulated {
     let (Ok(regs), Ok(sregs)) = (vcpu.get_regs(), vcpu.get_sregs()) else {
         return Unemulated {
             rip: 0,

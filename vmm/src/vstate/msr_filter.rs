@@ -1,5 +1,5 @@
 //! MSRs whose values depend on time or on the host: the filter sends every
-//! guest access to them to user space as a counted exit (DESIGN.md §3).
+//! guest access to them to user space as a counted exit (docs/DESIGN.md §3).
 
 use kvm_ioctls::{MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VmFd};
 

@@ -4,17 +4,15 @@
 use std::hash::Hasher;
 
 use ft_logging::StateDigest;
+use ftvm_core::memory::GuestRam;
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 use twox_hash::{XxHash3_64, XxHash64};
-use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 /// The vCPU's registers and a hash of all guest memory. Called on the vCPU
 /// thread at an exit, so nothing writes guest memory meanwhile.
-pub fn state_digest(
-    vcpu: &VcpuFd,
-    memory: &GuestMemoryMmap,
-) -> Result<StateDigest, kvm_ioctls::Error> {
+pub fn state_digest(vcpu: &VcpuFd, memory: &GuestRam) -> Result<StateDigest, kvm_ioctls::Error> {
     let (regs, sregs) = (vcpu.get_regs()?, vcpu.get_sregs()?);
     Ok(StateDigest {
         registers: registers_hash(&regs, &sregs),
@@ -80,7 +78,7 @@ fn hash_segment(hasher: &mut XxHash64, segment: &kvm_segment) {
     ]);
 }
 
-fn memory_hash(memory: &GuestMemoryMmap) -> u64 {
+fn memory_hash(memory: &GuestRam) -> u64 {
     let mut hasher = XxHash64::with_seed(0);
     for region in memory.iter() {
         // SAFETY: the region maps `len` bytes that live as long as `memory`;

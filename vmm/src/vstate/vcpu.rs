@@ -1,13 +1,16 @@
+//! The vCPU: its initial state, the loop that runs it through the exit
+//! handler, and interrupt injection.
+
 use std::sync::Arc;
 
-use ft_logging::{EventSource, OutputSink, SourceError, StateDigest, StopReason};
+use ft_logging::{EventSource, OutputSink, StateDigest};
 use kvm_bindings::{
     CpuId, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, Msrs, kvm_debugregs, kvm_enable_cap, kvm_interrupt,
     kvm_msr_entry, kvm_vcpu_events,
 };
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+use prometheus::IntCounter;
 use tracing::{trace, warn};
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iow_nr;
 
@@ -15,9 +18,9 @@ use super::VmError;
 use super::emulation::{self, Unemulated};
 use super::state_digest::state_digest;
 use crate::boot::cpu_state;
-use crate::exit_handler::{Access, CoreError, ExitHandler, Flow};
 use crate::host::StopSignal;
-use crate::platform::GuestEnd;
+use ftvm_core::exit_handler::{Access, CoreError, ExitHandler, Flow, Step, VmEnd};
+use ftvm_core::memory::GuestRam;
 
 // kvm-ioctls does not wrap KVM_INTERRUPT, the injection ioctl for a
 // user-space interrupt controller.
@@ -39,34 +42,46 @@ const INITIAL_MSRS: &[(u32, u64)] = &[
     (0xc000_0102, 0),               // KERNEL_GS_BASE
 ];
 
-/// How a run of the VM ended.
+/// Where a run that may pause stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VmEnd {
-    /// The guest ended it.
-    Guest(GuestEnd),
-    /// The host asked it to stop.
-    Stopped(StopReason),
+pub enum Ran {
+    /// The run ended.
+    Ended(VmEnd),
+    /// At an exit boundary, settled: the state can be captured, and a run
+    /// goes on from here.
+    Paused,
 }
 
+/// Why running the VM failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The deterministic core failed.
     #[error(transparent)]
     Core(CoreError),
+    /// KVM_RUN failed.
     #[error("KVM_RUN failed: {0}")]
     Run(#[source] kvm_ioctls::Error),
+    /// KVM refused an interrupt.
     #[error("cannot inject interrupt vector {vector:#x}: {source}")]
     Interrupt {
+        /// The interrupt vector.
         vector: u8,
+        /// The error underneath.
         source: kvm_ioctls::Error,
     },
+    /// The guest ran an instruction KVM cannot emulate.
     #[error("{0}")]
     Unemulated(Unemulated),
+    /// A KVM internal error of this suberror.
     #[error("KVM internal error (suberror {0})")]
     Internal(u32),
+    /// KVM could not enter the guest, for this hardware reason.
     #[error("KVM could not enter the guest (hardware reason {0:#x})")]
     FailEntry(u64),
+    /// An exit ftvm does not handle.
     #[error("unexpected exit from KVM: {0}")]
     UnexpectedExit(String),
+    /// The guest's registers cannot be read for a digest.
     #[error("cannot read the guest's state for a digest: {0}")]
     StateDigest(#[source] kvm_ioctls::Error),
 }
@@ -74,8 +89,18 @@ pub enum RunError {
 /// The one vCPU, and the loop that runs it.
 #[derive(Debug)]
 pub struct Vcpu {
-    fd: VcpuFd,
-    memory: GuestMemoryMmap,
+    pub(super) fd: VcpuFd,
+    memory: GuestRam,
+    /// The MSRs KVM saves for the guest and lets this vCPU read: what a
+    /// captured state holds.
+    pub(super) msrs: Vec<u32>,
+    /// No operation of the last exit waits for KVM_RUN to complete it: KVM
+    /// finishes an I/O, MMIO or MSR access only when it is entered again
+    /// (an immediate-exit KVM_RUN does that without running the guest),
+    /// and until then its registers do not show the access done.
+    pub(super) settled: bool,
+    /// Counts every exit, for other threads to read.
+    exits: Option<IntCounter>,
 }
 
 impl Vcpu {
@@ -83,7 +108,8 @@ impl Vcpu {
         mut fd: VcpuFd,
         cpuid: &CpuId,
         entry: u32,
-        memory: GuestMemoryMmap,
+        memory: GuestRam,
+        saved_msrs: &[u32],
     ) -> Result<Self, VmError> {
         let set = |what| move |source| VmError::SetVcpuState { what, source };
         fd.set_cpuid2(cpuid).map_err(set("CPUID"))?;
@@ -95,6 +121,22 @@ impl Vcpu {
         if let Err(error) = fd.enable_cap(&enforce) {
             warn!(%error, "KVM cannot enforce the paravirtual CPUID; PV MSRs stay hidden by the CPUID model alone");
         }
+        // Of the MSRs KVM saves and those ftvm sets, those KVM reads for
+        // this CPU model: what a captured state holds.
+        let mut saved: Vec<u32> = saved_msrs
+            .iter()
+            .copied()
+            .chain(INITIAL_MSRS.iter().map(|&(index, _)| index))
+            .collect();
+        saved.sort_unstable();
+        saved.dedup();
+        saved.retain(|&index| {
+            Msrs::from_entries(&[kvm_msr_entry {
+                index,
+                ..Default::default()
+            }])
+            .is_ok_and(|mut one| fd.get_msrs(&mut one) == Ok(1))
+        });
         fd.set_regs(&cpu_state::regs(entry))
             .map_err(set("registers"))?;
         fd.set_sregs(&cpu_state::sregs())
@@ -123,7 +165,13 @@ impl Vcpu {
         fd.set_vcpu_events(&kvm_vcpu_events::default())
             .map_err(set("pending events"))?;
         fd.set_sync_valid_reg(SyncReg::Register);
-        Ok(Self { fd, memory })
+        Ok(Self {
+            fd,
+            memory,
+            msrs: saved,
+            settled: true,
+            exits: None,
+        })
     }
 
     /// The raw vCPU, for benchmarks that compare ftvm's exit path with a
@@ -132,14 +180,22 @@ impl Vcpu {
         &mut self.fd
     }
 
+    /// Counts every exit in `exits` from now on.
+    pub fn count_exits(&mut self, exits: IntCounter) {
+        self.exits = Some(exits);
+    }
+
     /// The guest's registers and a hash of its memory, now.
     pub fn state_digest(&self) -> Result<StateDigest, RunError> {
         state_digest(&self.fd, &self.memory).map_err(RunError::StateDigest)
     }
 
-    /// Runs the guest until it ends, the host stops it, or KVM fails. With
-    /// a nonzero `digest_interval`, the source gets a state digest every
-    /// that many exits.
+    /// Runs the guest (from boot, or on from where it paused) until it
+    /// ends, the host stops it, or KVM fails; with `pause_after`, pauses at
+    /// the first settled exit boundary at or after that exit: normally just
+    /// after it, later only when completing its access made KVM exit again.
+    /// With a nonzero `digest_interval`, the source gets a state digest
+    /// every that many exits.
     pub fn run(
         &mut self,
         handler: &mut ExitHandler,
@@ -147,26 +203,22 @@ impl Vcpu {
         sink: &mut dyn OutputSink,
         stop: &Arc<StopSignal>,
         digest_interval: u64,
-    ) -> Result<VmEnd, RunError> {
-        match self.run_loop(handler, source, sink, stop, digest_interval) {
-            Err(RunError::Core(CoreError::Source(SourceError::Stopped(reason)))) => {
-                Ok(VmEnd::Stopped(reason))
-            }
-            other => other,
+        pause_after: Option<u64>,
+    ) -> Result<Ran, RunError> {
+        if !handler.started()
+            && let Flow::End(end) = handler.boot(source).map_err(RunError::Core)?
+        {
+            return Ok(Ran::Ended(end));
         }
-    }
-
-    fn run_loop(
-        &mut self,
-        handler: &mut ExitHandler,
-        source: &mut dyn EventSource,
-        sink: &mut dyn OutputSink,
-        stop: &Arc<StopSignal>,
-        digest_interval: u64,
-    ) -> Result<VmEnd, RunError> {
-        handler.boot(source).map_err(RunError::Core)?;
         loop {
-            let access = match self.fd.run() {
+            // Pausing enters KVM only to complete the last exit's access:
+            // with immediate_exit set it returns EINTR without running the
+            // guest (or, rarely, the exit the completion itself makes).
+            let pausing = pause_after.is_some_and(|exit| handler.exits() >= exit);
+            self.fd.set_kvm_immediate_exit(u8::from(pausing));
+            let exit = self.fd.run();
+            self.settled = exit.is_err();
+            let access = match exit {
                 Ok(VcpuExit::IoIn(port, data)) => Access::PioIn { port, data },
                 Ok(VcpuExit::IoOut(port, data)) => Access::PioOut { port, data },
                 Ok(VcpuExit::MmioRead(addr, data)) => Access::MmioRead { addr, data },
@@ -189,22 +241,30 @@ impl Vcpu {
                 Ok(VcpuExit::FailEntry(reason, _)) => return Err(RunError::FailEntry(reason)),
                 Ok(other) => return Err(RunError::UnexpectedExit(format!("{other:?}"))),
                 Err(error) if error.errno() == libc::EINTR => {
-                    // A kick: it counts nothing and applies nothing.
-                    self.fd.set_kvm_immediate_exit(0);
+                    // A kick or a pause: it counts nothing and applies nothing.
+                    if pausing {
+                        return Ok(Ran::Paused);
+                    }
                     if let Some(reason) = stop.requested() {
-                        return Ok(VmEnd::Stopped(reason));
+                        return Ok(Ran::Ended(VmEnd::Stopped(reason)));
                     }
                     continue;
                 }
                 Err(error) => return Err(RunError::Run(error)),
             };
-            let completed = handler.access(access, source).map_err(RunError::Core)?;
+            let completed = match handler.access(access, source).map_err(RunError::Core)? {
+                Step::Completed(completed) => completed,
+                Step::End(end) => return Ok(Ran::Ended(end)),
+            };
+            if let Some(exits) = &self.exits {
+                exits.inc();
+            }
             let regs = self.fd.sync_regs().regs;
             match handler
                 .finish(completed, regs.rip, regs.rflags, source, sink)
                 .map_err(RunError::Core)?
             {
-                Flow::End(end) => return Ok(VmEnd::Guest(end)),
+                Flow::End(end) => return Ok(Ran::Ended(end)),
                 Flow::Continue => {}
             }
             let exit = handler.exits();
@@ -215,7 +275,7 @@ impl Vcpu {
                     .map_err(|e| RunError::Core(e.into()))?;
             }
             if let Some(reason) = stop.requested() {
-                return Ok(VmEnd::Stopped(reason));
+                return Ok(Ran::Ended(VmEnd::Stopped(reason)));
             }
             self.inject(handler)?;
         }

@@ -11,7 +11,7 @@ use super::support::{
     noise, one_warning, progress, records, warnings,
 };
 use crate::channel::handshake::{HELLO_LEN, MAGIC, ROLE_AT, VERSION};
-use crate::channel::{ChannelError, FromBackup, HANDSHAKE_TIMEOUT, connect};
+use crate::channel::{ChannelError, FromBackup, HELLO_TIMEOUT, connect};
 
 /// A client that sends `bytes` to the backup at `addr`, and its address.
 fn client(addr: SocketAddr, bytes: &[u8]) -> (TcpStream, String) {
@@ -113,11 +113,11 @@ fn a_silent_client_times_out_and_holds_nobody_up() {
     // A real primary pairs while the silent one waits out its deadline.
     let primary = connect(addr, &config(), &hello()).unwrap();
     let (backup, _) = accepting.join().unwrap().unwrap();
-    if connected.elapsed() < HANDSHAKE_TIMEOUT {
+    if connected.elapsed() < HELLO_TIMEOUT {
         assert!(warnings(&[&peer]).is_empty(), "refused before its deadline");
     }
     let warning = one_warning(&[&peer, "refused a connection", "timed out"]);
-    assert!(connected.elapsed() >= HANDSHAKE_TIMEOUT, "{warning}");
+    assert!(connected.elapsed() >= HELLO_TIMEOUT, "{warning}");
     drop(silent);
     // The pair did not notice.
     let sent = records(5);

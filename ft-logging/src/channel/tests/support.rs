@@ -160,6 +160,7 @@ pub(super) fn next_batch(from: &Receiver<FromPrimary>) -> (Vec<Record>, u64, Rel
             records,
             through_exit,
             released,
+            ..
         } => Some((records, through_exit, released)),
         FromPrimary::Heartbeat { .. } => None,
         other => panic!("{other:?}"),
