@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::TIMEOUT;
 use common::hosts::Hosts;
 use common::lan::{Connection, fresh_disk, kvstore};
-use common::pair::{Side, host_name, moment, seed, serial};
+use common::pair::{host_name, moment, seed, serial};
 
 /// How long a SET may wait: a takeover takes the timeout, the replay of
 /// what the backup received, and TCP's retransmission backoff.
@@ -83,16 +83,7 @@ fn a_client_connection_survives_takeover_with_every_acknowledged_key() {
         let mut backup = backup;
         backup.kill();
         // A fresh VM from the shared disk alone has every key.
-        let fresh = Side::start_in(&hosts.namespace('b'), &{
-            let mut args = vec!["run".to_string()];
-            args.extend(kvstore(&disk));
-            args
-        });
-        assert!(
-            fresh.stdout.wait_for("listening on", TIMEOUT),
-            "{}",
-            fresh.stderr.text()
-        );
+        let fresh = hosts.kvstore_in('b', &["run"], &disk);
         let restored = format!("{acked} keys restored");
         assert!(
             fresh.stdout.text().contains(&restored),

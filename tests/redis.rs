@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::TIMEOUT;
 use common::hosts::Hosts;
 use common::lan::{Connection, GUEST, REDIS, connect_in, disk_of, fresh_disk, kvstore, multibulk};
-use common::pair::{Side, host_name, seed, serial};
+use common::pair::{host_name, seed, serial};
 
 /// How long a request may wait: through a takeover, or a busy machine.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -387,16 +387,7 @@ fn a_takeover_during_compaction_loses_no_acknowledged_write() {
     let _ = primary.finish(TIMEOUT);
     let mut backup = backup;
     backup.kill();
-    let fresh = Side::start_in(&hosts.namespace('b'), &{
-        let mut args = vec!["run".to_string()];
-        args.extend(kvstore(&disk));
-        args
-    });
-    assert!(
-        fresh.stdout.wait_for("listening on", TIMEOUT),
-        "{}",
-        fresh.stderr.text()
-    );
+    let fresh = hosts.kvstore_in('b', &["run"], &disk);
     assert_has(&c, &mut known, &BTreeMap::new(), "a fresh boot");
     let mut fresh = fresh;
     fresh.kill();

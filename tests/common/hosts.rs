@@ -73,9 +73,14 @@ impl Hosts {
     /// `kvstore` on `disk` under `ftvm COMMAND...` (run, record) in host a,
     /// once it listens.
     pub fn kvstore(&self, command: &[&str], disk: &std::path::Path) -> Side {
+        self.kvstore_in('a', command, disk)
+    }
+
+    /// [`Hosts::kvstore`] in `host`.
+    pub fn kvstore_in(&self, host: char, command: &[&str], disk: &std::path::Path) -> Side {
         let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
         args.extend(kvstore(disk));
-        let side = Side::start_in(&self.namespace('a'), &args);
+        let side = Side::start_in(&self.namespace(host), &args);
         assert!(
             side.stdout.wait_for("listening on", TIMEOUT),
             "kvstore never listened: {}\n{}",

@@ -25,6 +25,17 @@ impl Value {
         }
     }
 
+    /// A collection's number of elements (a string's length in bytes).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Str(bytes) => bytes.len(),
+            Self::List(list) => list.len(),
+            Self::Set(set) => set.len(),
+            Self::Hash(hash) => hash.len(),
+            Self::ZSet(zset) => zset.len(),
+        }
+    }
+
     /// Whether a collection lost its last element (Redis then deletes the
     /// key); strings may be empty.
     pub(crate) fn is_empty_collection(&self) -> bool {

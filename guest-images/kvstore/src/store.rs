@@ -64,24 +64,25 @@ impl Store {
         request: Request,
         clients: usize,
     ) -> (Outcome, bool) {
-        let Self {
-            kv,
-            journal,
-            clock,
-            retry,
-        } = self;
         let bound = connection.log_bound(&request);
+        let Self { kv, journal, clock, .. } = self;
         journal.make_room(bound, kv, &mut || clock.now_ms());
-        let changes = journal.status().changes;
-        let mut env = Env {
-            journal,
-            clock,
-            retry,
-            clients,
-        };
+        let changes = self.journal.status().changes;
+        let (kv, mut env) = self.split(clients);
         let outcome = connection.run(request, kv, &mut env);
         let logged = self.journal.status().changes != changes;
         (outcome, logged)
+    }
+
+    /// The store, and the host it runs commands with.
+    fn split(&mut self, clients: usize) -> (&mut Kv, Env<'_>) {
+        let env = Env {
+            journal: &mut self.journal,
+            clock: &mut self.clock,
+            retry: &mut self.retry,
+            clients,
+        };
+        (&mut self.kv, env)
     }
 
     /// Makes the round's log entries durable: whether they are (or there
@@ -104,18 +105,7 @@ impl Store {
     /// continues a compaction (one step). Whether work remains.
     pub fn maintain(&mut self, clients: usize) -> bool {
         let estimate = self.clock.estimate_ms();
-        let Self {
-            kv,
-            journal,
-            clock,
-            retry,
-        } = self;
-        let mut env = Env {
-            journal,
-            clock,
-            retry,
-            clients,
-        };
+        let (kv, mut env) = self.split(clients);
         kv.expire_due(&mut env, estimate, EXPIRE_PER_ROUND);
         // Deletions are committed before compaction, which needs nothing
         // staged.

@@ -4,7 +4,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::mem;
 
-use super::{typed, typed_mut, value_or_insert, wrong_arity};
+use super::{has, length, remove_elements, typed, value_or_insert, wrong_arity};
 use crate::kv::Ctx;
 use crate::value::Value;
 
@@ -82,20 +82,10 @@ pub(super) fn hmget(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
 }
 
 pub(super) fn hdel(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
-    let key = &args[1];
-    let removed = match typed(ctx, key, is_hash) {
-        Err(()) => return,
-        Ok(None) => 0,
-        Ok(Some(_)) => match typed_mut(ctx, key, is_hash) {
-            Ok(Some(Value::Hash(hash))) => args[2..]
-                .iter()
-                .filter(|field| hash.remove(field.as_slice()).is_some())
-                .count(),
-            _ => 0,
-        },
-    };
-    ctx.db.remove_if_empty(key);
-    ctx.reply.integer(removed as i64);
+    remove_elements(ctx, args, is_hash, |value, field| match value {
+        Value::Hash(hash) => hash.remove(field).is_some(),
+        _ => false,
+    });
 }
 
 pub(super) fn hgetall(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
@@ -116,21 +106,12 @@ pub(super) fn hgetall(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
 }
 
 pub(super) fn hlen(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
-    if let Ok(slot) = typed(ctx, &args[1], is_hash) {
-        let len = match slot.map(|slot| &slot.value) {
-            Some(Value::Hash(hash)) => hash.len(),
-            _ => 0,
-        };
-        ctx.reply.integer(len as i64);
-    }
+    length(ctx, args, is_hash);
 }
 
 pub(super) fn hexists(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
-    if let Ok(slot) = typed(ctx, &args[1], is_hash) {
-        let found = match slot.map(|slot| &slot.value) {
-            Some(Value::Hash(hash)) => hash.contains_key(&args[2]),
-            _ => false,
-        };
-        ctx.reply.integer(i64::from(found));
-    }
+    has(ctx, args, is_hash, |value, field| match value {
+        Value::Hash(hash) => hash.contains_key(field),
+        _ => false,
+    });
 }

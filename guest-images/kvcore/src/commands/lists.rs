@@ -4,7 +4,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::mem;
 
-use super::{count_arg, integer_arg, range, typed, typed_mut, value_or_insert};
+use super::{integer_arg, length, optional_count, range, typed, typed_mut, value_or_insert};
 use crate::kv::Ctx;
 use crate::value::Value;
 
@@ -63,12 +63,8 @@ fn pop(ctx: &mut Ctx, args: &mut [Vec<u8>], end: End) {
             }));
         return;
     }
-    let count = match args.get(2) {
-        Some(arg) => match count_arg(ctx, arg) {
-            Some(count) => Some(count),
-            None => return,
-        },
-        None => None,
+    let Ok(count) = optional_count(ctx, args) else {
+        return;
     };
     let key = &args[1];
     match typed(ctx, key, is_list) {
@@ -109,13 +105,7 @@ fn pop(ctx: &mut Ctx, args: &mut [Vec<u8>], end: End) {
 }
 
 pub(super) fn llen(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
-    if let Ok(slot) = typed(ctx, &args[1], is_list) {
-        let len = match slot.map(|slot| &slot.value) {
-            Some(Value::List(list)) => list.len(),
-            _ => 0,
-        };
-        ctx.reply.integer(len as i64);
-    }
+    length(ctx, args, is_list);
 }
 
 pub(super) fn lrange(ctx: &mut Ctx, args: &mut [Vec<u8>]) {

@@ -240,6 +240,58 @@ pub(crate) fn count_arg(ctx: &mut Ctx, arg: &[u8]) -> Option<usize> {
     count
 }
 
+/// The optional count after the key (LPOP, SPOP, ZPOPMIN): `Err` with
+/// Redis's error replied when it is not a count.
+pub(crate) fn optional_count(ctx: &mut Ctx, args: &[Vec<u8>]) -> Result<Option<usize>, ()> {
+    match args.get(2) {
+        Some(arg) => count_arg(ctx, arg).map(Some).ok_or(()),
+        None => Ok(None),
+    }
+}
+
+/// LLEN, SCARD, HLEN, ZCARD: the number of elements of the collection at
+/// `args[1]` (0 when missing).
+pub(crate) fn length(ctx: &mut Ctx, args: &[Vec<u8>], is_kind: fn(&Value) -> bool) {
+    if let Ok(slot) = typed(ctx, &args[1], is_kind) {
+        let len = slot.map_or(0, |slot| slot.value.len());
+        ctx.reply.integer(len as i64);
+    }
+}
+
+/// SISMEMBER, HEXISTS: whether the collection at `args[1]` has `args[2]`.
+pub(crate) fn has(
+    ctx: &mut Ctx,
+    args: &[Vec<u8>],
+    is_kind: fn(&Value) -> bool,
+    contains: fn(&Value, &[u8]) -> bool,
+) {
+    if let Ok(slot) = typed(ctx, &args[1], is_kind) {
+        let found = slot.is_some_and(|slot| contains(&slot.value, &args[2]));
+        ctx.reply.integer(i64::from(found));
+    }
+}
+
+/// SREM, HDEL, ZREM: removes the elements `args[2..]` from the collection
+/// at `args[1]` (deleting the key once empty); how many were there.
+pub(crate) fn remove_elements(
+    ctx: &mut Ctx,
+    args: &[Vec<u8>],
+    is_kind: fn(&Value) -> bool,
+    remove: fn(&mut Value, &[u8]) -> bool,
+) {
+    let key = &args[1];
+    let removed = match typed_mut(ctx, key, is_kind) {
+        Err(()) => return,
+        Ok(None) => 0,
+        Ok(Some(value)) => args[2..]
+            .iter()
+            .filter(|element| remove(value, element))
+            .count(),
+    };
+    ctx.db.remove_if_empty(key);
+    ctx.reply.integer(removed as i64);
+}
+
 /// The live slot of `key` if it holds the kind of value `is_kind`
 /// accepts; `Err` (WRONGTYPE replied) if it holds another.
 pub(crate) fn typed<'a>(

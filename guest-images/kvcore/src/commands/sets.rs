@@ -4,7 +4,7 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::mem;
 
-use super::{count_arg, typed, typed_mut, value_or_insert};
+use super::{has, length, optional_count, remove_elements, typed, typed_mut, value_or_insert};
 use crate::db::{self, Clock};
 use crate::kv::Ctx;
 use crate::reply::SYNTAX;
@@ -30,20 +30,10 @@ pub(super) fn sadd(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
 }
 
 pub(super) fn srem(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
-    let key = &args[1];
-    let removed = match typed(ctx, key, is_set) {
-        Err(()) => return,
-        Ok(None) => 0,
-        Ok(Some(_)) => match typed_mut(ctx, key, is_set) {
-            Ok(Some(Value::Set(set))) => args[2..]
-                .iter()
-                .filter(|member| set.remove(member.as_slice()))
-                .count(),
-            _ => 0,
-        },
-    };
-    ctx.db.remove_if_empty(key);
-    ctx.reply.integer(removed as i64);
+    remove_elements(ctx, args, is_set, |value, member| match value {
+        Value::Set(set) => set.remove(member),
+        _ => false,
+    });
 }
 
 pub(super) fn smembers(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
@@ -63,23 +53,14 @@ pub(super) fn smembers(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
 }
 
 pub(super) fn sismember(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
-    if let Ok(slot) = typed(ctx, &args[1], is_set) {
-        let found = match slot.map(|slot| &slot.value) {
-            Some(Value::Set(set)) => set.contains(&args[2]),
-            _ => false,
-        };
-        ctx.reply.integer(i64::from(found));
-    }
+    has(ctx, args, is_set, |value, member| match value {
+        Value::Set(set) => set.contains(member),
+        _ => false,
+    });
 }
 
 pub(super) fn scard(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
-    if let Ok(slot) = typed(ctx, &args[1], is_set) {
-        let len = match slot.map(|slot| &slot.value) {
-            Some(Value::Set(set)) => set.len(),
-            _ => 0,
-        };
-        ctx.reply.integer(len as i64);
-    }
+    length(ctx, args, is_set);
 }
 
 /// SPOP key [count]. Which members go is pseudo-random, drawn from the
@@ -90,21 +71,14 @@ pub(super) fn spop(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
         ctx.reply.error(SYNTAX);
         return;
     }
-    let count = match args.get(2) {
-        Some(arg) => match count_arg(ctx, arg) {
-            Some(count) => Some(count),
-            None => return,
-        },
-        None => None,
+    let Ok(count) = optional_count(ctx, args) else {
+        return;
     };
     let key = &args[1];
-    let len = match typed(ctx, key, is_set) {
-        Err(()) => return,
-        Ok(slot) => match slot.map(|slot| &slot.value) {
-            Some(Value::Set(set)) => set.len(),
-            _ => 0,
-        },
+    let Ok(slot) = typed(ctx, key, is_set) else {
+        return;
     };
+    let len = slot.map_or(0, |slot| slot.value.len());
     if len == 0 || count == Some(0) {
         match count {
             Some(_) => ctx.reply.set(0),

@@ -3,7 +3,9 @@
 use alloc::vec::Vec;
 use core::mem;
 
-use super::{count_arg, integer_arg, range, typed, typed_mut, value_or_insert};
+use super::{
+    integer_arg, length, optional_count, range, remove_elements, typed, typed_mut, value_or_insert,
+};
 use crate::kv::Ctx;
 use crate::reply::{NOT_FLOAT, Protocol, SYNTAX, WRONGTYPE};
 use crate::score::Score;
@@ -184,12 +186,8 @@ pub(super) fn zpopmin(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
         ctx.reply.error(SYNTAX);
         return;
     }
-    let count = match args.get(2) {
-        Some(arg) => match count_arg(ctx, arg) {
-            Some(count) => Some(count),
-            None => return,
-        },
-        None => None,
+    let Ok(count) = optional_count(ctx, args) else {
+        return;
     };
     let key = &args[1];
     match typed(ctx, key, is_zset) {
@@ -226,13 +224,7 @@ pub(super) fn zpopmin(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
 }
 
 pub(super) fn zcard(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
-    if let Ok(slot) = typed(ctx, &args[1], is_zset) {
-        let len = match slot.map(|slot| &slot.value) {
-            Some(Value::ZSet(zset)) => zset.len(),
-            _ => 0,
-        };
-        ctx.reply.integer(len as i64);
-    }
+    length(ctx, args, is_zset);
 }
 
 pub(super) fn zscore(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
@@ -249,18 +241,8 @@ pub(super) fn zscore(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
 }
 
 pub(super) fn zrem(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
-    let key = &args[1];
-    let removed = match typed(ctx, key, is_zset) {
-        Err(()) => return,
-        Ok(None) => 0,
-        Ok(Some(_)) => match typed_mut(ctx, key, is_zset) {
-            Ok(Some(Value::ZSet(zset))) => args[2..]
-                .iter()
-                .filter(|member| zset.remove(member))
-                .count(),
-            _ => 0,
-        },
-    };
-    ctx.db.remove_if_empty(key);
-    ctx.reply.integer(removed as i64);
+    remove_elements(ctx, args, is_zset, |value, member| match value {
+        Value::ZSet(zset) => zset.remove(member),
+        _ => false,
+    });
 }
