@@ -393,6 +393,58 @@ fn a_takeover_during_compaction_loses_no_acknowledged_write() {
     fresh.kill();
 }
 
+/// With little memory, writes that add data past Redis's `maxmemory` get
+/// its OOM error while reads and deletes go on, and a delete makes room
+/// again: the guest never runs out of memory.
+#[test]
+fn a_full_memory_refuses_writes_with_redis_oom_error() {
+    let _one = serial();
+    let hosts = Hosts::up(&host_name("oom"));
+    let c = hosts.namespace('c');
+    let dir = common::scratch_dir("redis-oom");
+    // 24 MiB of RAM: about 6 MiB for data; the disk holds more.
+    let disk = disk_of(&dir, 32 << 20);
+    let mut server = hosts.kvstore(&["run", "--mem-mib", "24"], &disk);
+    let mut client = Connection::open(&c, PATIENCE);
+    let value = "v".repeat(64 << 10);
+    let set = |client: &mut Connection, key: &str| {
+        client
+            .send(&multibulk(&[b"SET", key.as_bytes(), value.as_bytes()]))
+            .unwrap();
+        client.reply().unwrap()
+    };
+    let oom = "-OOM command not allowed when used memory > 'maxmemory'.";
+    let mut stored = 0;
+    loop {
+        let reply = set(&mut client, &format!("key{stored}"));
+        if reply == oom {
+            break;
+        }
+        assert_eq!(reply, "+OK", "SET key{stored}");
+        stored += 1;
+        assert!(stored < 200, "memory never filled");
+    }
+    assert!(stored > 10, "only {stored} values fit");
+    // Refused again: what the refused request held is freed, no more.
+    assert_eq!(set(&mut client, "again"), oom);
+    assert_eq!(
+        client.call("GET key0").unwrap(),
+        format!("${}\r\n{value}", value.len())
+    );
+    assert_eq!(client.call("DBSIZE").unwrap(), format!(":{stored}"));
+    let memory = info(&mut client, "memory");
+    assert!(number(&memory, "used_memory") > number(&memory, "maxmemory"));
+    // Deleting makes room.
+    let keys: Vec<String> = (0..stored / 2).map(|i| format!("key{i}")).collect();
+    assert_eq!(
+        client.call(&format!("DEL {}", keys.join(" "))).unwrap(),
+        format!(":{}", stored / 2)
+    );
+    assert_eq!(set(&mut client, "after-delete"), "+OK");
+    client.close();
+    server.kill();
+}
+
 /// Malformed requests of each kind get Redis's errors and close their
 /// connection; the VM and the other connections carry on.
 #[test]
