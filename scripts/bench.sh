@@ -27,3 +27,7 @@ cargo bench -q -p vmm --bench ft
 # root and redis-tools), the log's volume against what the guest took in,
 # VM exits per SET and GET, and the log's size after 10 000 overwrites.
 cargo bench -q -p vmm --bench kv
+
+# Time-travel debugging: gdb's goto, reverse-stepi and reverse-continue on a
+# minute of ticker, and --from-exit near the end against a whole replay.
+cargo bench -q -p vmm --bench timetravel

@@ -21,6 +21,7 @@ const IMAGES: &[&str] = &[
     "diskcheck",
     "virtiobad",
     "kvstore",
+    "stopwatch",
 ];
 /// The guest workspace's library crates.
 const LIBRARIES: &[&str] = &["rt", "virtio", "kvcore"];

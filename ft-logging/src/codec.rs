@@ -34,6 +34,8 @@ const TAG_NET_RX: u8 = 0x15;
 const TAG_OUTPUT: u8 = 0x20;
 const TAG_STATE: u8 = 0x21;
 const TAG_END: u8 = 0x22;
+const TAG_CHECKPOINT_PAGES: u8 = 0x23;
+const TAG_CHECKPOINT: u8 = 0x24;
 
 const STREAM_CONSOLE: u8 = 0;
 
@@ -177,6 +179,23 @@ impl Encoder {
                 put_zigzag(body, exit_delta);
                 put_end(body, end);
             }
+            Record::CheckpointPages { pages, .. } => {
+                body.push(TAG_CHECKPOINT_PAGES);
+                put_zigzag(body, exit_delta);
+                put_bytes(body, pages);
+            }
+            // The decoder's state in full, so a reader can start here.
+            Record::Checkpoint {
+                exit,
+                whole,
+                machine,
+            } => {
+                body.push(TAG_CHECKPOINT);
+                put_varint(body, *exit);
+                put_varint(body, self.time_ns);
+                body.push(u8::from(*whole));
+                put_bytes(body, machine);
+            }
         }
         self.exit = record.exit();
         debug_assert!(self.body.len() as u64 <= MAX_RECORD_FRAME);
@@ -184,7 +203,8 @@ impl Encoder {
     }
 }
 
-/// Decodes frames into records, each relative to the records before it.
+/// Decodes frames into records, each relative to the records before it; a
+/// new decoder can start at a checkpoint record, which holds the state.
 #[derive(Debug, Default, Clone)]
 pub struct Decoder {
     exit: u64,
@@ -205,8 +225,25 @@ impl Decoder {
         };
         let mut fields = Fields::new(body);
         let tag = fields.u8("record kind")?;
-        if !matches!(tag, TAG_WALL_CLOCK..=TAG_NET_RX | TAG_OUTPUT..=TAG_END) {
+        if !matches!(tag, TAG_WALL_CLOCK..=TAG_NET_RX | TAG_OUTPUT..=TAG_CHECKPOINT) {
             return Err(CodecError::UnknownTag(tag));
+        }
+        if tag == TAG_CHECKPOINT {
+            let exit = fields.varint("checkpoint exit")?;
+            let time_ns = fields.varint("checkpoint time")?;
+            let record = Record::Checkpoint {
+                exit,
+                whole: match fields.u8("checkpoint kind")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(invalid("checkpoint kind")),
+                },
+                machine: fields.bytes("machine state")?.to_vec(),
+            };
+            fields.finish()?;
+            self.exit = exit;
+            self.time_ns = time_ns;
+            return Ok(Decoded::Record(record, len));
         }
         let exit = self.exit.wrapping_add(fields.zigzag("exit")? as u64);
         let mut time_ns = self.time_ns;
@@ -224,6 +261,10 @@ impl Decoder {
                 digest: state_digest(&mut fields)?,
             },
             TAG_END => Record::End(end(exit, &mut fields)?),
+            TAG_CHECKPOINT_PAGES => Record::CheckpointPages {
+                exit,
+                pages: fields.bytes("checkpoint pages")?.to_vec(),
+            },
             _ => {
                 let signature = fields.u32_le("signature")?;
                 let event = match tag {

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DiskInfo, Event, NetInfo, StopReason};
 
-/// Version of the record and header encoding; a change bumps it.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version of the record and header encoding; a change bumps it. Version
+/// 3 added the checkpoint records.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// One CPUID leaf as presented to the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -158,6 +159,28 @@ pub enum Record {
         /// The registers' and memory's digest then.
         digest: StateDigest,
     },
+    /// Pages of the checkpoint after exit `exit` (an encoded
+    /// `vm_state::PageSet`); a checkpoint's pages may take several of these
+    /// records, all before its [`Record::Checkpoint`]. Trace files only.
+    CheckpointPages {
+        /// The exit the checkpoint follows.
+        exit: u64,
+        /// The encoded pages.
+        pages: Vec<u8>,
+    },
+    /// The checkpoint after exit `exit`, closing its pages: the machine
+    /// state (an encoded `vm_state::MachineState`); `whole` when its pages
+    /// are all of memory, else those changed since the previous checkpoint.
+    /// Its encoding holds the decoder's state, so a reader may start at it.
+    /// Trace files only.
+    Checkpoint {
+        /// The exit the checkpoint follows.
+        exit: u64,
+        /// Its pages are all of memory.
+        whole: bool,
+        /// The encoded machine state.
+        machine: Vec<u8>,
+    },
     /// The end of the run, last.
     End(End),
 }
@@ -168,8 +191,18 @@ impl Record {
         match self {
             Record::Event { exit, .. }
             | Record::Output { exit, .. }
-            | Record::State { exit, .. } => *exit,
+            | Record::State { exit, .. }
+            | Record::CheckpointPages { exit, .. }
+            | Record::Checkpoint { exit, .. } => *exit,
             Record::End(end) => end.exit,
         }
+    }
+
+    /// A part of a checkpoint, which only a seeking reader looks at.
+    pub fn is_checkpoint(&self) -> bool {
+        matches!(
+            self,
+            Record::CheckpointPages { .. } | Record::Checkpoint { .. }
+        )
     }
 }

@@ -263,6 +263,12 @@ impl ExitHandler {
         self.exits
     }
 
+    /// The virtual time of the last time sample applied, in nanoseconds
+    /// since boot.
+    pub fn virtual_time_ns(&self) -> u64 {
+        self.platform.pit.now_ns()
+    }
+
     /// Whether exit 0 (boot) is done.
     pub fn started(&self) -> bool {
         self.started

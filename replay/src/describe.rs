@@ -18,6 +18,9 @@ pub(crate) fn record(record: &Record) -> String {
         Record::Event { exit, event, .. } => format!("{} at exit {exit}", event_kind(event)),
         Record::Output { exit, .. } => format!("a console digest at exit {exit}"),
         Record::State { exit, .. } => format!("a state digest at exit {exit}"),
+        Record::CheckpointPages { exit, .. } | Record::Checkpoint { exit, .. } => {
+            format!("a checkpoint at exit {exit}")
+        }
         Record::End(end) => format!("the end record (after exit {})", end.exit),
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use ft_logging::{DiskInfo, End, Event, NetInfo, Record};
 
 use crate::trace::hex;
-use crate::{TraceError, TraceReader};
+use crate::{Position, TraceError, TraceReader};
 
 /// The kinds of record, as a summary counts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,13 +28,15 @@ pub enum RecordKind {
     Output,
     /// State digests.
     State,
+    /// Checkpoints: their pages and machine states.
+    Checkpoint,
     /// The end record.
     End,
 }
 
 impl RecordKind {
     /// Every kind, in the order of the summary.
-    pub const ALL: [RecordKind; 9] = [
+    pub const ALL: [RecordKind; 10] = [
         RecordKind::WallClock,
         RecordKind::Time,
         RecordKind::SerialIn,
@@ -43,6 +45,7 @@ impl RecordKind {
         RecordKind::NetRx,
         RecordKind::Output,
         RecordKind::State,
+        RecordKind::Checkpoint,
         RecordKind::End,
     ];
 
@@ -59,6 +62,7 @@ impl RecordKind {
             },
             Record::Output { .. } => RecordKind::Output,
             Record::State { .. } => RecordKind::State,
+            Record::CheckpointPages { .. } | Record::Checkpoint { .. } => RecordKind::Checkpoint,
             Record::End(_) => RecordKind::End,
         }
     }
@@ -74,6 +78,7 @@ impl RecordKind {
             RecordKind::NetRx => "received frame",
             RecordKind::Output => "console digest",
             RecordKind::State => "state digest",
+            RecordKind::Checkpoint => "checkpoint",
             RecordKind::End => "end",
         }
     }
@@ -121,8 +126,27 @@ pub struct TraceSummary {
     pub bytes: u64,
     /// The last time sample, in virtual nanoseconds.
     pub duration_ns: Option<u64>,
+    /// The checkpoints, in order.
+    pub checkpoints: Vec<CheckpointSummary>,
     /// The end record.
     pub end: End,
+}
+
+/// One checkpoint of a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    /// The exit it was taken after.
+    pub exit: u64,
+    /// The last time sample before it, in virtual nanoseconds.
+    pub time_ns: u64,
+    /// Whether its pages are all of memory (else those changed since the
+    /// checkpoint before).
+    pub whole: bool,
+    /// Its records' bytes, pages included.
+    pub bytes: u64,
+    /// Where its closing record starts: a reader opened here
+    /// ([`TraceReader::open_at`]) goes on from the checkpoint.
+    pub start: Position,
 }
 
 impl TraceSummary {
@@ -132,18 +156,37 @@ impl TraceSummary {
         let mut kinds = [KindCount::default(); RecordKind::ALL.len()];
         let mut duration_ns = None;
         let mut end = None;
+        let mut checkpoints = Vec::new();
         let mut offset = header_bytes;
-        while let Some(record) = reader.next_record()? {
+        // Bytes of the checkpoint whose pages are being read.
+        let mut checkpoint_bytes = 0;
+        loop {
+            let start = reader.position();
+            let Some(record) = reader.next_record()? else {
+                break;
+            };
             let next = reader.position().offset;
             let count = &mut kinds[RecordKind::of(&record) as usize];
             count.records += 1;
             count.bytes += next - offset;
+            let bytes = next - offset;
             offset = next;
             match record {
                 Record::Event {
                     event: Event::Time { ns },
                     ..
                 } => duration_ns = Some(ns),
+                Record::CheckpointPages { .. } => checkpoint_bytes += bytes,
+                Record::Checkpoint { exit, whole, .. } => {
+                    checkpoints.push(CheckpointSummary {
+                        exit,
+                        time_ns: duration_ns.unwrap_or(0),
+                        whole,
+                        bytes: checkpoint_bytes + bytes,
+                        start,
+                    });
+                    checkpoint_bytes = 0;
+                }
                 Record::End(last) => end = Some(last),
                 _ => {}
             }
@@ -165,6 +208,7 @@ impl TraceSummary {
             records: reader.position().record,
             bytes: offset,
             duration_ns,
+            checkpoints,
             // The reader ends only after the End record.
             end: end.expect("a trace read to its end has an end record"),
         })
@@ -232,6 +276,22 @@ impl fmt::Display for TraceSummary {
                 kind.name(),
                 count.records,
                 count.bytes
+            )?;
+        }
+        writeln!(f, "checkpoints      {}", self.checkpoints.len())?;
+        for checkpoint in &self.checkpoints {
+            writeln!(
+                f,
+                "  after exit {} at {}.{:09} s: {}, {} bytes",
+                checkpoint.exit,
+                checkpoint.time_ns / 1_000_000_000,
+                checkpoint.time_ns % 1_000_000_000,
+                if checkpoint.whole {
+                    "whole"
+                } else {
+                    "pages changed since the last"
+                },
+                checkpoint.bytes
             )?;
         }
         Ok(())

@@ -16,7 +16,7 @@ mod recorder;
 mod replay_source;
 mod trace;
 
-pub use inspect::{KindCount, RecordKind, TraceSummary, inspect};
+pub use inspect::{CheckpointSummary, KindCount, RecordKind, TraceSummary, inspect};
 pub use recorder::Recorder;
 pub use replay_source::{RecordStream, ReplaySource};
 pub use trace::{MAGIC, Position, TraceError, TraceReader, TraceWriter};

@@ -44,6 +44,26 @@ impl<S: EventSource> Recorder<S> {
         self.inner
     }
 
+    /// Writes a checkpoint of the VM after exit `exit` (see
+    /// [`Record::Checkpoint`]): its pages, in pieces that each fit a
+    /// record, then its machine state.
+    pub fn checkpoint(
+        &mut self,
+        exit: u64,
+        whole: bool,
+        pages: Vec<Vec<u8>>,
+        machine: Vec<u8>,
+    ) -> Result<(), SourceError> {
+        for pages in pages {
+            self.write(&Record::CheckpointPages { exit, pages })?;
+        }
+        self.write(&Record::Checkpoint {
+            exit,
+            whole,
+            machine,
+        })
+    }
+
     fn write(&mut self, record: &Record) -> Result<(), SourceError> {
         let writer = self.writer.as_mut().ok_or_else(already_ended)?;
         writer.write(record).map_err(write_error)

@@ -107,7 +107,8 @@ impl<S: RecordStream> ReplaySource<S> {
                 let before_start = self
                     .resumed_after
                     .is_some_and(|start| record.exit() <= start);
-                if matches!(record, Record::End(_)) || !before_start {
+                // Checkpoints are for seeking, not for replaying.
+                if matches!(record, Record::End(_)) || !(before_start || record.is_checkpoint()) {
                     break record;
                 }
             },
@@ -341,6 +342,9 @@ impl<S: RecordStream> EventSource for ReplaySource<S> {
                         return Err(unchecked(end.exit, digest));
                     }
                     self.next = None;
+                }
+                Record::CheckpointPages { .. } | Record::Checkpoint { .. } => {
+                    unreachable!("peek passes over checkpoints")
                 }
             }
         };

@@ -89,6 +89,15 @@ fn records() -> Vec<Record> {
                 memory: 2,
             },
         },
+        Record::CheckpointPages {
+            exit: 10,
+            pages: b"some pages".to_vec(),
+        },
+        Record::Checkpoint {
+            exit: 10,
+            whole: true,
+            machine: b"a machine".to_vec(),
+        },
         event(12, Event::Time { ns: 52_000_000 }),
         Record::End(End {
             exit: 15,
@@ -268,7 +277,7 @@ fn an_empty_or_missing_file_is_refused_naming_it() {
 #[test]
 fn another_version_is_refused_naming_both_versions() {
     let mut bytes = trace_bytes();
-    for version in [0, FORMAT_VERSION + 1] {
+    for version in [0, FORMAT_VERSION - 1, FORMAT_VERSION + 1] {
         bytes[8..12].copy_from_slice(&version.to_le_bytes());
         assert_eq!(
             refusal(&bytes).to_string(),

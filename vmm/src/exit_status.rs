@@ -7,6 +7,8 @@ use ft_logging::SourceError;
 use ftvm_core::effect::GuestEnd;
 use ftvm_core::exit_handler::CoreError;
 
+/// The gdb client of `ftvm replay --gdb` broke the remote protocol.
+pub const GDB_PROTOCOL: u8 = 110;
 /// The TAP device for `--net` cannot be opened or created.
 pub const NETWORK_FAILURE: u8 = 112;
 /// The disk image is missing, unreadable or not a raw image of whole

@@ -13,5 +13,6 @@ pub mod kernel;
 pub mod machine;
 pub mod monitor;
 pub mod replaying;
+pub mod timetravel;
 pub mod vm_config;
 pub mod vstate;

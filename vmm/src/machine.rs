@@ -23,9 +23,12 @@ use crate::boot::{self, BootError};
 use crate::exit_status::{INCOMPATIBLE_HOST, KVM_FAILURE, PAIRING_FAILURE};
 use crate::host::StopSignal;
 use crate::vm_config::{ConfigError, VmConfig};
-use crate::vstate::{MemoryTracker, Ran, RunError, Vcpu, VcpuStateError, Vm, VmEnd, VmError};
+use crate::vstate::{
+    MemoryTracker, Ran, Resumed, RunError, RunIo, Vcpu, VcpuStateError, Vm, VmEnd, VmError,
+};
 use ftvm_core::effect::GuestEnd;
 use ftvm_core::exit_handler::ExitHandler;
+use ftvm_core::memory::GuestRam;
 use ftvm_core::platform::{Devices, PLATFORM_VERSION, Platform};
 use ftvm_core::state::InvalidState;
 
@@ -245,6 +248,22 @@ impl Machine {
         )
     }
 
+    /// One KVM_RUN (see [`Vcpu::resume`]): to the next counted exit, which
+    /// is handled unless `hold` says otherwise, to a debug exit, or, with
+    /// `pause`, to the settled exit boundary.
+    pub fn resume(
+        &mut self,
+        io: RunIo<'_>,
+        pause: bool,
+        hold: &mut dyn FnMut() -> bool,
+    ) -> Result<Resumed, RunError> {
+        self.written = None;
+        if let Some(end) = self.vcpu.boot(&mut self.handler, io.source)? {
+            return Ok(Resumed::End(end));
+        }
+        self.vcpu.resume(&mut self.handler, io, pause, hold)
+    }
+
     /// The header that, with the events, determines this machine's run.
     pub fn header(&self, config: &VmConfig, digest_interval: u64) -> Header {
         Header {
@@ -293,7 +312,24 @@ impl Machine {
         self.vcpu.state_digest()
     }
 
-    /// The vCPU, for benchmarks that drive KVM_RUN themselves.
+    /// The virtual time of the last time sample applied, in nanoseconds
+    /// since boot.
+    pub fn virtual_time_ns(&self) -> u64 {
+        self.handler.virtual_time_ns()
+    }
+
+    /// The vCPU.
+    pub fn vcpu(&self) -> &Vcpu {
+        &self.vcpu
+    }
+
+    /// Guest RAM.
+    pub fn memory(&self) -> &GuestRam {
+        self.vm.memory()
+    }
+
+    /// The vCPU, for benchmarks that drive KVM_RUN themselves, and for a
+    /// debugger.
     pub fn vcpu_mut(&mut self) -> &mut Vcpu {
         &mut self.vcpu
     }

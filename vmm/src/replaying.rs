@@ -13,7 +13,7 @@ use vm_state::VmState;
 use crate::exit_status;
 use crate::host::StopSignal;
 use crate::machine::{Machine, RestoreError, end_reason};
-use crate::vstate::{Ran, RunError, VmEnd};
+use crate::vstate::{Ran, Resumed, RunError, RunIo, VmEnd};
 
 /// A machine replaying a log.
 #[derive(Debug)]
@@ -71,6 +71,28 @@ impl<S: RecordStream> Replay<S> {
         &self.machine
     }
 
+    /// The machine replaying, to drive one exit at a time.
+    pub fn machine_mut(&mut self) -> &mut Machine {
+        &mut self.machine
+    }
+
+    /// One KVM_RUN of the replay (see [`Machine::resume`]).
+    pub fn resume(
+        &mut self,
+        sink: &mut dyn OutputSink,
+        stop: &Arc<StopSignal>,
+        pause: bool,
+        hold: &mut dyn FnMut() -> bool,
+    ) -> Result<Resumed, RunError> {
+        let io = RunIo {
+            source: &mut self.source,
+            sink,
+            stop,
+            digest_interval: self.digest_interval,
+        };
+        self.machine.resume(io, pause, hold)
+    }
+
     /// Replays to the end of the log (or of the guest).
     pub fn run(
         &mut self,
@@ -97,7 +119,7 @@ impl<S: RecordStream> Replay<S> {
     /// against the log's end: where the logged run was stopped or failed,
     /// the replay ends as it did; in verify mode every difference between
     /// the ends is a divergence.
-    pub fn finish(mut self, result: Result<VmEnd, RunError>) -> Result<ReplayEnd, RunError> {
+    pub fn finish(&mut self, result: Result<VmEnd, RunError>) -> Result<ReplayEnd, RunError> {
         let (reason, status) = match &result {
             Ok(VmEnd::Stopped(reason)) => return Ok(ReplayEnd::Stopped(*reason)),
             // The recorded run was stopped, or failed, here: end as it did.

@@ -541,3 +541,41 @@ fn a_time_record_takes_at_most_16_bytes_on_average() {
         assert!(average <= 16.0, "{average} bytes per Time record");
     }
 }
+
+#[test]
+fn checkpoints_round_trip_and_a_new_decoder_can_start_at_one() {
+    let records = vec![
+        Record::Event {
+            exit: 10,
+            signature: 1,
+            event: Event::Time { ns: 5_000 },
+        },
+        Record::CheckpointPages {
+            exit: 12,
+            pages: vec![1, 2, 3],
+        },
+        Record::Checkpoint {
+            exit: 12,
+            whole: true,
+            machine: vec![4, 5],
+        },
+        Record::Event {
+            exit: 13,
+            signature: 2,
+            event: Event::Time { ns: 7_000 },
+        },
+    ];
+    let stream = encode_all(&records);
+    assert_eq!(decode_all(&stream).unwrap(), records);
+    // From the checkpoint on, with a fresh decoder: the time delta of the
+    // next sample decodes against the checkpoint's time.
+    let mut start = &stream[..];
+    let mut decoder = Decoder::new();
+    for _ in 0..2 {
+        let Decoded::Record(_, len) = decoder.decode(start).unwrap() else {
+            panic!("a whole frame")
+        };
+        start = &start[len..];
+    }
+    assert_eq!(decode_all(start).unwrap(), records[2..]);
+}

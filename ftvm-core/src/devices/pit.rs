@@ -607,6 +607,11 @@ impl Pit {
         }
     }
 
+    /// The virtual time of the last time sample, in nanoseconds since boot.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
     /// Its state, for a snapshot.
     pub fn state(&self) -> PitState {
         PitState {

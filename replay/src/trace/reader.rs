@@ -2,7 +2,7 @@
 //! checked, with the position of any damage.
 
 use std::fs::File;
-use std::io::{BufReader, ErrorKind, Read};
+use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use ft_logging::{Decoded, Decoder, FORMAT_VERSION, Header, Record, decode_header};
@@ -43,6 +43,28 @@ impl TraceReader<BufReader<File>> {
         };
         let file = File::open(path).map_err(open_error)?;
         Self::start(BufReader::new(file), Some(path.to_owned()))
+    }
+
+    /// Opens the trace at `path` to read on from `start`: the position just
+    /// before a checkpoint's closing record, which holds what the reader
+    /// needs to decode on from there.
+    pub fn open_at(path: &Path, start: Position) -> Result<Self, TraceError> {
+        let mut reader = Self::open(path)?;
+        let input = &mut reader.input;
+        input
+            .reader
+            .seek(SeekFrom::Start(start.offset))
+            .map_err(|source| TraceError::Read {
+                path: Some(path.to_owned()),
+                offset: start.offset,
+                source,
+            })?;
+        input.buf.clear();
+        input.start = 0;
+        input.offset = start.offset;
+        reader.record = start.record;
+        reader.decoder = Decoder::new();
+        Ok(reader)
     }
 }
 

@@ -233,20 +233,24 @@ pub fn headers_end(head: &[u8]) -> Option<u64> {
     header.e_phoff(endian).checked_add(table)
 }
 
-/// How much of a kernel file validation and loading read: the headers,
-/// and the data of the loadable and note segments (sections and symbols
-/// beyond them are never needed). None when `prefix`, the start of the
-/// file through its program headers, is not an ELF64 file ([`validate`]
-/// says why).
+/// How much of a kernel file ftvm reads and keeps: the headers, the data
+/// of the loadable and note segments (what validation and loading need),
+/// and the section header table with the sections before it (symbols and
+/// line tables: a trace carries the kernel for a debugger to load). None
+/// when `prefix`, the start of the file through its program headers, is
+/// not an ELF64 file ([`validate`] says why).
 pub fn needed_len(prefix: &[u8]) -> Option<u64> {
     let endian = Endianness::Little;
     let header = FileHeader64::<Endianness>::parse(prefix).ok()?;
     let phdrs = header.program_headers(endian, prefix).ok()?;
+    let sections = u64::from(header.e_shnum(endian)) * u64::from(header.e_shentsize(endian));
+    let section_headers_end = header.e_shoff(endian).saturating_add(sections);
     phdrs
         .iter()
         .filter(|phdr| matches!(phdr.p_type(endian), PT_LOAD | PT_NOTE))
         .map(|phdr| phdr.p_offset(endian).saturating_add(phdr.p_filesz(endian)))
         .chain(headers_end(prefix))
+        .chain([section_headers_end])
         .max()
 }
 

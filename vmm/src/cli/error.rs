@@ -1,20 +1,24 @@
 //! Every way a command can fail, and the documented exit status of each.
 
+use std::path::PathBuf;
+
 use ft_logging::StopReason;
 use ft_logging::channel::ChannelError;
 use replay::TraceError;
 use shared_disk::{ArbiterError, ImageError};
 use vmm::exit_status::{
-    self, ARBITER_FAILURE, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK, INVALID_KERNEL,
-    INVALID_TRACE, KERNEL_NOT_FOUND, KVM_FAILURE, NETWORK_FAILURE, NOT_LIVE, PAIRING_FAILURE,
-    UNREADABLE_KERNEL, USAGE,
+    self, ARBITER_FAILURE, GDB_PROTOCOL, HOST_IO_FAILURE, INCOMPATIBLE_HOST, INVALID_DISK,
+    INVALID_KERNEL, INVALID_TRACE, KERNEL_NOT_FOUND, KVM_FAILURE, NETWORK_FAILURE, NOT_LIVE,
+    PAIRING_FAILURE, UNREADABLE_KERNEL, USAGE,
 };
 use vmm::host::TapError;
 use vmm::kernel::KernelError;
-use vmm::machine::MachineError;
+use vmm::machine::{MachineError, RestoreError};
 use vmm::monitor::MonitorError;
+use vmm::timetravel::ReplayError;
+use vmm::timetravel::gdb::GdbError;
 use vmm::vm_config::ConfigError;
-use vmm::vstate::{RunError, VmError};
+use vmm::vstate::{DebugError, RunError, VmError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -58,6 +62,46 @@ pub enum CliError {
         recorded: String,
         ours: &'static str,
     },
+    #[error("cannot write {}: {source}", .path.display())]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read the guest for the debugger: {0}")]
+    Debug(#[from] DebugError),
+    #[error("{0}")]
+    Gdb(GdbError),
+    /// A checkpoint of a replay could not be taken or restored.
+    #[error(transparent)]
+    Checkpoint(ReplayError),
+}
+
+impl From<GdbError> for CliError {
+    fn from(error: GdbError) -> Self {
+        match error {
+            GdbError::Replay(error) => error.into(),
+            other => Self::Gdb(other),
+        }
+    }
+}
+
+impl From<ReplayError> for CliError {
+    fn from(error: ReplayError) -> Self {
+        match error {
+            ReplayError::Trace(error) => Self::Trace(error),
+            ReplayError::Config(error) => Self::TraceConfig(error),
+            ReplayError::Platform { recorded, ours } => Self::Platform { recorded, ours },
+            ReplayError::Machine(error) => Self::Machine(error),
+            ReplayError::Run(error) => Self::Run(error),
+            ReplayError::Debug(error) => Self::Debug(error),
+            ReplayError::Vm(error) => Self::Machine(MachineError::Vm(error)),
+            ReplayError::Restore(RestoreError::Machine(error)) => Self::Machine(error),
+            other @ (ReplayError::Restore(_)
+            | ReplayError::Capture(_)
+            | ReplayError::Pages(_)
+            | ReplayError::InvalidCheckpoint { .. }) => Self::Checkpoint(other),
+        }
+    }
 }
 
 impl CliError {
@@ -85,8 +129,15 @@ impl CliError {
             Self::Machine(MachineError::Vm(_)) => KVM_FAILURE,
             Self::Machine(MachineError::Boot(_)) => INVALID_KERNEL,
             Self::Run(error) => exit_status::of_run_error(error),
-            Self::Host(_) | Self::Console(_) => HOST_IO_FAILURE,
+            Self::Host(_) | Self::Console(_) | Self::Output { .. } => HOST_IO_FAILURE,
             Self::Trace(TraceError::Create { .. } | TraceError::Write { .. }) => HOST_IO_FAILURE,
+            Self::Debug(_) => KVM_FAILURE,
+            Self::Gdb(GdbError::Protocol(_)) => GDB_PROTOCOL,
+            Self::Checkpoint(ReplayError::Restore(_) | ReplayError::InvalidCheckpoint { .. }) => {
+                INVALID_TRACE
+            }
+            Self::Checkpoint(_) => KVM_FAILURE,
+            Self::Gdb(_) => HOST_IO_FAILURE,
             Self::Trace(_) | Self::TraceConfig(_) => INVALID_TRACE,
         }
     }

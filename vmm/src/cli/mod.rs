@@ -58,7 +58,7 @@ enum Command {
 /// What describes a VM, shared by every command that starts one.
 #[derive(Debug, Args)]
 struct VmArgs {
-    /// Kernel: a PVH ELF64 file, or the name of a built-in image (hello, ticker, exitloop, diskcheck, virtiobad, kvstore).
+    /// Kernel: a PVH ELF64 file, or the name of a built-in image (hello, ticker, exitloop, diskcheck, virtiobad, kvstore, stopwatch).
     #[arg(long, value_name = "IMG")]
     kernel: String,
     /// Guest RAM in MiB.
@@ -179,6 +179,7 @@ pub fn main() -> u8 {
         }
         Command::Replay(args) => replay::replay(&args),
         Command::Trace(replay::TraceCommand::Inspect { trace }) => replay::inspect(&trace),
+        Command::Trace(replay::TraceCommand::Kernel { trace, out }) => replay::kernel(&trace, &out),
         Command::Primary(args) => {
             args.monitor
                 .monitor("primary", &args.vm.kernel, |monitor, host| {

@@ -1,26 +1,14 @@
-//! `ftvm replay` and `ftvm trace inspect`.
+//! `ftvm replay`, `ftvm trace inspect` and `ftvm trace kernel`.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use ft_logging::{NullSink, OutputSink, Record, SourceError};
-use ftvm_core::platform::PLATFORM_VERSION;
-use indicatif::{ProgressBar, ProgressStyle};
-use replay::{RecordStream, ReplaySource, TraceReader};
-use vmm::host::{HostDevices, HostSink};
-use vmm::machine::{Cpu, Machine};
-use vmm::replaying::{Replay, ReplayEnd};
-use vmm::vm_config::VmConfig;
+use vmm::timetravel::{
+    self, ConsoleWindow, ReplayEnd, ReplayOptions, Replayer, Stop, ending_status,
+};
 
 use super::error::CliError;
 use super::live::Host;
-
-/// Replays shorter than this show no progress bar.
-const PROGRESS_DELAY: Duration = Duration::from_secs(1);
-/// Exits between moves of the progress bar.
-const PROGRESS_EXITS: u64 = 4096;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -33,6 +21,17 @@ pub struct ReplayArgs {
     /// Do not print the guest's console.
     #[arg(long)]
     quiet: bool,
+    /// Print only the console bytes written at exit N and later; the
+    /// replay gets there silently.
+    #[arg(long, value_name = "N")]
+    from_exit: Option<u64>,
+    /// Stop just before exit N, printing the console bytes written before it.
+    #[arg(long, value_name = "N")]
+    until_exit: Option<u64>,
+    /// Wait for gdb (`target remote ADDR:PORT`) with the guest stopped
+    /// before its first instruction, and replay under its control.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["from_exit", "until_exit", "quiet"])]
+    gdb: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,115 +41,88 @@ pub enum TraceCommand {
         /// The trace to read.
         trace: PathBuf,
     },
+    /// Write the kernel a trace carries, so a debugger can load its symbols.
+    Kernel {
+        /// The trace to read.
+        trace: PathBuf,
+        /// Where to write the kernel.
+        out: PathBuf,
+    },
 }
 
 pub fn replay(args: &ReplayArgs) -> Result<u8, CliError> {
-    // Read the whole trace once first: a damaged trace is refused before
-    // any of it replays, and the exits it ends at size the progress bar.
-    let total_exits = replay::inspect(&args.trace)?.end.exit;
-    let reader = TraceReader::open(&args.trace)?;
-    let header = reader.header().clone();
-    if header.platform != PLATFORM_VERSION {
-        return Err(CliError::Platform {
-            recorded: header.platform,
-            ours: PLATFORM_VERSION,
-        });
+    let from = args.from_exit.unwrap_or(0);
+    if let Some(until) = args.until_exit
+        && until < from
+    {
+        return Err(CliError::Usage(format!(
+            "--until-exit {until} is before --from-exit {from}"
+        )));
     }
-    let config = VmConfig::from_header(&header).map_err(CliError::TraceConfig)?;
-    let machine = Machine::new(&config, Cpu::Recorded(&header.cpuid))?;
+    let console = if args.quiet {
+        ConsoleWindow::quiet()
+    } else {
+        ConsoleWindow::new(from, args.until_exit)
+    };
+    let options = ReplayOptions {
+        // A debugged replay checks everything it can.
+        verify: args.verify || args.gdb.is_some(),
+        progress: args.gdb.is_none(),
+        stepping: args.gdb.is_some(),
+    };
     let host = Host::start(false, Default::default())?;
-    let source = ReplaySource::new(Progress::new(reader, total_exits), args.verify);
-    let mut sink: Box<dyn OutputSink> = if args.quiet {
-        Box::new(NullSink)
-    } else {
-        Box::new(HostSink::new(HostDevices::default()))
-    };
-    let interval = if args.verify {
-        header.digest_interval
-    } else {
-        0
-    };
-    let mut replay = Replay::new(machine, source, interval);
-    let result = replay.run(sink.as_mut(), &host.stop);
+    let result = replay_with(args, options, console, &host);
     host.finish();
-    match replay.finish(result).map_err(CliError::Run)? {
-        ReplayEnd::Stopped(reason) => {
-            eprintln!("ftvm: replay {reason}");
-            Ok(reason.exit_status())
-        }
-        ReplayEnd::Ended { end, recorded } => {
-            if args.verify {
-                eprintln!(
-                    "ftvm: replay verified: {} exits, {} console bytes, ended as recorded ({:?}, status {})",
-                    end.exit, end.console.bytes, recorded.reason, recorded.status
-                );
-            }
-            Ok(recorded.status)
-        }
-    }
+    result
 }
 
-pub fn inspect(trace: &std::path::Path) -> Result<u8, CliError> {
+fn replay_with(
+    args: &ReplayArgs,
+    options: ReplayOptions,
+    console: ConsoleWindow,
+    host: &Host,
+) -> Result<u8, CliError> {
+    let mut replayer = Replayer::open(&args.trace, options, console, host.stop.clone())?;
+    if let Some(address) = &args.gdb {
+        return Ok(timetravel::gdb::serve(replayer, address)?);
+    }
+    // From the last checkpoint before the first exit printed.
+    if let Some(from) = args.from_exit.filter(|&from| from > 0) {
+        replayer.skip_toward(from - 1)?;
+    }
+    // Exit 0 is boot: nothing is printed before it.
+    if let Some(until) = args.until_exit
+        && replayer.run_to_exit(until.saturating_sub(1), &mut |_| {})? == Stop::Arrived
+    {
+        return Ok(0);
+    }
+    let ending = replayer.run_to_end()?;
+    Ok(conclude(ending, args.verify))
+}
+
+/// The status a finished replay exits with, with a word on stderr.
+fn conclude(ending: &ReplayEnd, verify: bool) -> u8 {
+    match ending {
+        ReplayEnd::Stopped(reason) => eprintln!("ftvm: replay {reason}"),
+        ReplayEnd::Ended { end, recorded } if verify => eprintln!(
+            "ftvm: replay verified: {} exits, {} console bytes, ended as recorded ({:?}, status {})",
+            end.exit, end.console.bytes, recorded.reason, recorded.status
+        ),
+        ReplayEnd::Ended { .. } => {}
+    }
+    ending_status(ending)
+}
+
+pub fn inspect(trace: &Path) -> Result<u8, CliError> {
     print!("{}", replay::inspect(trace)?);
     Ok(0)
 }
 
-/// A trace read by a replay that shows a progress bar, in exits, on stderr
-/// when the replay takes longer than a second and stderr is a terminal.
-struct Progress<S: RecordStream> {
-    stream: S,
-    total_exits: u64,
-    started: Instant,
-    bar: Option<ProgressBar>,
-    /// The exit the bar last moved to.
-    shown: u64,
-}
-
-impl<S: RecordStream> Progress<S> {
-    fn new(stream: S, total_exits: u64) -> Self {
-        Self {
-            stream,
-            total_exits,
-            started: Instant::now(),
-            bar: None,
-            shown: 0,
-        }
-    }
-
-    fn update(&mut self, exit: u64) {
-        self.shown = exit;
-        if self.bar.is_none()
-            && self.started.elapsed() > PROGRESS_DELAY
-            && std::io::stderr().is_terminal()
-        {
-            let bar = ProgressBar::new(self.total_exits);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "replaying {bar:40} {percent:>3}% {human_pos}/{human_len} exits, eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            self.bar = Some(bar);
-        }
-        if let Some(bar) = &self.bar {
-            bar.set_position(exit);
-        }
-    }
-}
-
-impl<S: RecordStream> RecordStream for Progress<S> {
-    fn next_record(&mut self, exit: u64) -> Result<Option<Record>, SourceError> {
-        if exit >= self.shown + PROGRESS_EXITS {
-            self.update(exit);
-        }
-        self.stream.next_record(exit)
-    }
-}
-
-impl<S: RecordStream> Drop for Progress<S> {
-    fn drop(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
+pub fn kernel(trace: &Path, out: &Path) -> Result<u8, CliError> {
+    let reader = replay::TraceReader::open(trace)?;
+    std::fs::write(out, &reader.header().kernel).map_err(|source| CliError::Output {
+        path: out.to_owned(),
+        source,
+    })?;
+    Ok(0)
 }

@@ -12,6 +12,7 @@ use vmm::exit_status;
 use vmm::host::HostSink;
 use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::monitor::Monitor;
+use vmm::timetravel::run_with_checkpoints;
 use vmm::vstate::{RunError, VmEnd};
 
 use super::error::CliError;
@@ -39,10 +40,24 @@ pub struct RecordArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_DIGEST_INTERVAL,
           value_parser = clap::value_parser!(u64).range(1..))]
     digest_every: u64,
+    /// Write the VM's state into the trace every SECS of virtual time, for
+    /// `replay --from-exit` and gdb to start from.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    checkpoint_every: Option<u64>,
     #[command(flatten)]
     pub vm: VmArgs,
     #[command(flatten)]
     pub monitor: MonitorArgs,
+}
+
+/// A positive number of seconds, as nanoseconds.
+fn parse_seconds(text: &str) -> Result<u64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (1e-9..=1e9).contains(&seconds) => Ok((seconds * 1e9) as u64),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds between 0.000000001 and 1000000000"
+        )),
+    }
 }
 
 pub fn run(args: &VmArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
@@ -67,7 +82,17 @@ pub fn record(args: &RecordArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<
     host.attach_stdin()?;
     let mut outputs = HostSink::new(host.devices(backends, true)?);
     let mut recorder = Recorder::new(host.live_source(), writer, args.digest_every);
-    let result = machine.run(&mut recorder, &mut outputs, &host.stop, args.digest_every);
+    let result = match args.checkpoint_every {
+        Some(every_ns) => run_with_checkpoints(
+            &mut machine,
+            &mut recorder,
+            &mut outputs,
+            &host.stop,
+            args.digest_every,
+            every_ns,
+        ),
+        None => machine.run(&mut recorder, &mut outputs, &host.stop, args.digest_every),
+    };
     host.finish();
     // Whatever ended the run, the trace ends with a record saying so.
     let status = match &result {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use ft_logging::{EventSource, OutputSink, StateDigest};
 use kvm_bindings::{
-    CpuId, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, Msrs, kvm_debugregs, kvm_enable_cap, kvm_interrupt,
-    kvm_msr_entry, kvm_vcpu_events,
+    CpuId, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, Msrs, kvm_debug_exit_arch, kvm_debugregs,
+    kvm_enable_cap, kvm_interrupt, kvm_msr_entry, kvm_vcpu_events,
 };
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use prometheus::IntCounter;
@@ -41,6 +41,43 @@ const INITIAL_MSRS: &[(u32, u64)] = &[
     (0xc000_0084, 0),               // SYSCALL_MASK
     (0xc000_0102, 0),               // KERNEL_GS_BASE
 ];
+
+/// Where a run's inputs come from and its outputs go, for one
+/// [`Vcpu::resume`]; every `digest_interval` exits (when nonzero) the
+/// source gets a state digest.
+pub struct RunIo<'a> {
+    /// The events' source.
+    pub source: &'a mut dyn EventSource,
+    /// Where outputs go.
+    pub sink: &'a mut dyn OutputSink,
+    /// The host's request to stop.
+    pub stop: &'a Arc<StopSignal>,
+    /// Exits between state digests, or 0.
+    pub digest_interval: u64,
+}
+
+impl std::fmt::Debug for RunIo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunIo")
+            .field("digest_interval", &self.digest_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one [`Vcpu::resume`] ended with.
+#[derive(Debug, Clone, Copy)]
+pub enum Resumed {
+    /// A counted exit was handled.
+    Exit,
+    /// A debug exit (a single step or a hardware breakpoint).
+    Debug(kvm_debug_exit_arch),
+    /// A platform exit left unhandled, as asked.
+    Held,
+    /// At a settled exit boundary, as asked.
+    Paused,
+    /// The run ended.
+    End(VmEnd),
+}
 
 /// Where a run that may pause stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +121,9 @@ pub enum RunError {
     /// The guest's registers cannot be read for a digest.
     #[error("cannot read the guest's state for a digest: {0}")]
     StateDigest(#[source] kvm_ioctls::Error),
+    /// A checkpoint of the VM's state could not be taken.
+    #[error("cannot take a checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 /// The one vCPU, and the loop that runs it.
@@ -205,80 +245,148 @@ impl Vcpu {
         digest_interval: u64,
         pause_after: Option<u64>,
     ) -> Result<Ran, RunError> {
-        if !handler.started()
-            && let Flow::End(end) = handler.boot(source).map_err(RunError::Core)?
-        {
+        if let Some(end) = self.boot(handler, source)? {
             return Ok(Ran::Ended(end));
         }
         loop {
+            let pause = pause_after.is_some_and(|exit| handler.exits() >= exit);
+            let io = RunIo {
+                source: &mut *source,
+                sink: &mut *sink,
+                stop,
+                digest_interval,
+            };
+            match self.resume(handler, io, pause, &mut || false)? {
+                Resumed::Exit => {}
+                Resumed::Paused => return Ok(Ran::Paused),
+                Resumed::End(end) => return Ok(Ran::Ended(end)),
+                // Nothing asked KVM for debug exits, or held an exit.
+                other @ (Resumed::Debug(_) | Resumed::Held) => {
+                    return Err(RunError::UnexpectedExit(format!("{other:?}")));
+                }
+            }
+        }
+    }
+
+    /// Exit 0, the inputs the guest sees before its first instruction,
+    /// unless the run has started (or was restored) already; the end of the
+    /// run when it ends there.
+    pub fn boot(
+        &mut self,
+        handler: &mut ExitHandler,
+        source: &mut dyn EventSource,
+    ) -> Result<Option<VmEnd>, RunError> {
+        if handler.started() {
+            return Ok(None);
+        }
+        match handler.boot(source).map_err(RunError::Core)? {
+            Flow::End(end) => Ok(Some(end)),
+            Flow::Continue => Ok(None),
+        }
+    }
+
+    /// One KVM_RUN: to the next counted exit, which it handles (events,
+    /// access, digests, injection), or to a debug exit, which is not a
+    /// platform exit (it counts nothing and changes no device). With
+    /// `pause`, it only completes the last exit's access and pauses at the
+    /// settled boundary (or, rarely, handles the exit the completion made).
+    /// When `hold` says so at a platform exit, the exit is left unhandled
+    /// (`Held`), for a debugger to take the guest back to before it.
+    pub fn resume(
+        &mut self,
+        handler: &mut ExitHandler,
+        io: RunIo<'_>,
+        pause: bool,
+        hold: &mut dyn FnMut() -> bool,
+    ) -> Result<Resumed, RunError> {
+        let RunIo {
+            source,
+            sink,
+            stop,
+            digest_interval,
+        } = io;
+        let access = loop {
             // Pausing enters KVM only to complete the last exit's access:
             // with immediate_exit set it returns EINTR without running the
             // guest (or, rarely, the exit the completion itself makes).
-            let pausing = pause_after.is_some_and(|exit| handler.exits() >= exit);
-            self.fd.set_kvm_immediate_exit(u8::from(pausing));
+            self.fd.set_kvm_immediate_exit(u8::from(pause));
             let exit = self.fd.run();
             self.settled = exit.is_err();
-            let access = match exit {
-                Ok(VcpuExit::IoIn(port, data)) => Access::PioIn { port, data },
-                Ok(VcpuExit::IoOut(port, data)) => Access::PioOut { port, data },
-                Ok(VcpuExit::MmioRead(addr, data)) => Access::MmioRead { addr, data },
-                Ok(VcpuExit::MmioWrite(addr, data)) => Access::MmioWrite { addr, data },
-                Ok(VcpuExit::X86Rdmsr(msr)) => Access::RdMsr {
-                    index: msr.index,
-                    value: msr.data,
-                    fault: msr.error,
-                },
-                Ok(VcpuExit::X86Wrmsr(msr)) => Access::WrMsr {
-                    index: msr.index,
-                    value: msr.data,
-                    fault: msr.error,
-                },
-                Ok(VcpuExit::Hlt) => Access::Hlt,
-                Ok(VcpuExit::IrqWindowOpen) => Access::IrqWindowOpen,
-                Ok(VcpuExit::Shutdown) => Access::Shutdown,
+            match exit {
+                Ok(VcpuExit::IoIn(port, data)) => break Access::PioIn { port, data },
+                Ok(VcpuExit::IoOut(port, data)) => break Access::PioOut { port, data },
+                Ok(VcpuExit::MmioRead(addr, data)) => break Access::MmioRead { addr, data },
+                Ok(VcpuExit::MmioWrite(addr, data)) => break Access::MmioWrite { addr, data },
+                Ok(VcpuExit::X86Rdmsr(msr)) => {
+                    break Access::RdMsr {
+                        index: msr.index,
+                        value: msr.data,
+                        fault: msr.error,
+                    };
+                }
+                Ok(VcpuExit::X86Wrmsr(msr)) => {
+                    break Access::WrMsr {
+                        index: msr.index,
+                        value: msr.data,
+                        fault: msr.error,
+                    };
+                }
+                Ok(VcpuExit::Hlt) => break Access::Hlt,
+                Ok(VcpuExit::IrqWindowOpen) => break Access::IrqWindowOpen,
+                Ok(VcpuExit::Shutdown) => break Access::Shutdown,
+                Ok(VcpuExit::Debug(debug)) => return Ok(Resumed::Debug(debug)),
                 Ok(VcpuExit::Intr) => continue,
                 Ok(VcpuExit::InternalError) => return Err(self.internal_error()),
                 Ok(VcpuExit::FailEntry(reason, _)) => return Err(RunError::FailEntry(reason)),
                 Ok(other) => return Err(RunError::UnexpectedExit(format!("{other:?}"))),
                 Err(error) if error.errno() == libc::EINTR => {
                     // A kick or a pause: it counts nothing and applies nothing.
-                    if pausing {
-                        return Ok(Ran::Paused);
+                    if pause {
+                        return Ok(Resumed::Paused);
                     }
                     if let Some(reason) = stop.requested() {
-                        return Ok(Ran::Ended(VmEnd::Stopped(reason)));
+                        return Ok(Resumed::End(VmEnd::Stopped(reason)));
                     }
                     continue;
                 }
                 Err(error) => return Err(RunError::Run(error)),
-            };
-            let completed = match handler.access(access, source).map_err(RunError::Core)? {
-                Step::Completed(completed) => completed,
-                Step::End(end) => return Ok(Ran::Ended(end)),
-            };
-            if let Some(exits) = &self.exits {
-                exits.inc();
             }
-            let regs = self.fd.sync_regs().regs;
-            match handler
-                .finish(completed, regs.rip, regs.rflags, source, sink)
-                .map_err(RunError::Core)?
-            {
-                Flow::End(end) => return Ok(Ran::Ended(end)),
-                Flow::Continue => {}
-            }
-            let exit = handler.exits();
-            if digest_interval != 0 && exit.is_multiple_of(digest_interval) {
-                let digest = self.state_digest()?;
-                source
-                    .state(exit, digest)
-                    .map_err(|e| RunError::Core(e.into()))?;
-            }
-            if let Some(reason) = stop.requested() {
-                return Ok(Ran::Ended(VmEnd::Stopped(reason)));
-            }
-            self.inject(handler)?;
+        };
+        if hold() {
+            return Ok(Resumed::Held);
         }
+        let completed = match handler.access(access, source).map_err(RunError::Core)? {
+            Step::Completed(completed) => completed,
+            Step::End(end) => return Ok(Resumed::End(end)),
+        };
+        if let Some(exits) = &self.exits {
+            exits.inc();
+        }
+        let regs = self.fd.sync_regs().regs;
+        match handler
+            .finish(completed, regs.rip, regs.rflags, source, sink)
+            .map_err(RunError::Core)?
+        {
+            Flow::End(end) => return Ok(Resumed::End(end)),
+            Flow::Continue => {}
+        }
+        let exit = handler.exits();
+        if digest_interval != 0 && exit.is_multiple_of(digest_interval) {
+            let digest = self.state_digest()?;
+            source
+                .state(exit, digest)
+                .map_err(|e| RunError::Core(e.into()))?;
+        }
+        if let Some(reason) = stop.requested() {
+            return Ok(Resumed::End(VmEnd::Stopped(reason)));
+        }
+        self.inject(handler)?;
+        Ok(Resumed::Exit)
+    }
+
+    /// Whether no access of the last exit waits for KVM_RUN to complete it.
+    pub fn settled(&self) -> bool {
+        self.settled
     }
 
     /// Decides injection from PIC state at a counted exit: inject when KVM
