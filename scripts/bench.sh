@@ -22,9 +22,10 @@ cargo bench -q -p vmm --bench state
 # output rule's latency, log bandwidth, takeover time.
 cargo bench -q -p vmm --bench ft
 
-# Real clients: redis-benchmark against kvstore alone vs as a pair on two
-# hosts (network namespaces; needs root and redis-tools), and the log's
-# volume against what the guest took in.
+# Real clients: redis-benchmark (SET and GET, then its default test list)
+# against kvstore alone vs as a pair on two hosts (network namespaces; needs
+# root and redis-tools), the log's volume against what the guest took in,
+# VM exits per SET and GET, and the log's size after 10 000 overwrites.
 cargo bench -q -p vmm --bench kv
 
 # Time-travel debugging: gdb's goto, reverse-stepi and reverse-continue on a

@@ -12,26 +12,13 @@ use std::time::{Duration, Instant};
 use common::TIMEOUT;
 use common::hosts::Hosts;
 use common::lan::{Connection, fresh_disk, kvstore};
-use common::pair::{PairSetup, Side, host_name, moment, seed, serial};
+use common::pair::{host_name, moment, seed, serial};
 
 /// How long a SET may wait: a takeover takes the timeout, the replay of
 /// what the backup received, and TCP's retransmission backoff.
 const PATIENCE: Duration = Duration::from_secs(20);
 /// SETs acknowledged after the takeover before the client stops.
 const AFTER: u64 = 20;
-
-/// A backup and a primary of `guest` on `hosts`, once the guest serves.
-fn serving_pair(hosts: &Hosts, setup: &PairSetup, guest: &[String]) -> (Side, Side) {
-    let guest: Vec<&str> = guest.iter().map(String::as_str).collect();
-    let backup = hosts.start_backup(setup, &guest);
-    let primary = hosts.start_primary(setup, &guest);
-    assert!(
-        primary.stdout.wait_for("listening on", TIMEOUT),
-        "{}",
-        primary.stderr.text()
-    );
-    (backup, primary)
-}
 
 #[test]
 fn a_client_connection_survives_takeover_with_every_acknowledged_key() {
@@ -41,7 +28,7 @@ fn a_client_connection_survives_takeover_with_every_acknowledged_key() {
         let hosts = Hosts::up(&host_name(&format!("tcp{run}")));
         let setup = hosts.setup(&format!("ft-net-{run}"));
         let disk = fresh_disk(&setup.dir);
-        let (backup, primary) = serving_pair(&hosts, &setup, &kvstore(&disk));
+        let (backup, primary) = hosts.serving_pair(&setup, &kvstore(&disk));
         let mut client = Connection::open(&hosts.namespace('c'), PATIENCE);
         let moment = moment(seed, run, 200, 1500);
         let started = Instant::now();
@@ -130,7 +117,7 @@ fn the_new_primary_drops_what_queued_on_its_tap_and_announces_the_guests_mac() {
     let mut guest = kvstore(&disk);
     let net = guest.iter().position(|arg| arg == "--net").unwrap() + 1;
     guest[net] = "tap=ftvm0,mac=52:54:00:12:34:56".into();
-    let (backup, primary) = serving_pair(&hosts, &setup, &guest);
+    let (backup, primary) = hosts.serving_pair(&setup, &guest);
     // Broadcasts (ARP for an address nobody has) reach both hosts' TAPs;
     // the backup's queues them unread until it goes live.
     let c = hosts.namespace('c');

@@ -343,13 +343,47 @@ fn committed_traces_still_replay_exactly() {
             continue;
         }
         let expected = std::fs::read_to_string(trace.with_extension("console")).unwrap();
+        let recorded = replay::inspect(&trace).unwrap().end.status;
         let out = replay(&trace, &["--verify"]);
-        assert_eq!(out.code(), 0, "{}: {out:#?}", trace.display());
+        assert_eq!(
+            out.code(),
+            i32::from(recorded),
+            "{}: {out:#?}",
+            trace.display()
+        );
         assert_eq!(out.stdout, expected, "{}", trace.display());
         replayed += 1;
     }
     assert!(
-        replayed >= 2,
-        "tests/traces should hold traces of hello and ticker"
+        replayed >= 3,
+        "tests/traces should hold traces of hello, ticker and kvstore"
     );
+}
+
+/// Issue 14's fixed behaviour, recorded by tests/traces/kvstore-log-full.sh
+/// (and replayed exactly by the test above): the log of a 16 KiB disk
+/// fills in the middle of a pipelined batch of 20 SETs, the 5 that do not
+/// fit are refused without reading the disk again (the broken store
+/// re-read and re-checked the whole log for each), and the store goes on
+/// answering (a GET after the batch, a PING on a new connection).
+#[test]
+fn the_committed_kvstore_trace_refuses_writes_without_rereading_its_log() {
+    let trace =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/traces/kvstore-log-full.trace");
+    let summary = replay::inspect(&trace).unwrap();
+    let disk_bytes = summary.disk.unwrap().sectors * 512;
+    let mut read = 0;
+    let mut reader = TraceReader::open(&trace).unwrap();
+    while let Some(record) = reader.next_record().unwrap() {
+        if let Record::Event {
+            event: Event::DiskDone { data, .. },
+            ..
+        } = record
+        {
+            read += data.len() as u64;
+        }
+    }
+    assert_eq!(read, disk_bytes, "the log is read once, at boot");
+    let console = std::fs::read_to_string(trace.with_extension("console")).unwrap();
+    assert!(console.contains("log full"), "{console}");
 }

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::TIMEOUT;
+use super::lan::kvstore;
 use super::pair::{PairSetup, Side};
 
 /// Where the backup listens inside its host.
@@ -126,20 +128,44 @@ impl Hosts {
             &setup.primary_args(kernel, &setup.key),
         )
     }
-}
 
-impl Hosts {
+    /// `kvstore` on `disk` under `ftvm COMMAND...` (run, record) in host a,
+    /// once it listens.
+    pub fn kvstore(&self, command: &[&str], disk: &std::path::Path) -> Side {
+        self.kvstore_in('a', command, disk)
+    }
+
+    /// [`Hosts::kvstore`] in `host`.
+    pub fn kvstore_in(&self, host: char, command: &[&str], disk: &std::path::Path) -> Side {
+        let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        args.extend(kvstore(disk));
+        let side = Side::start_in(&self.namespace(host), &args);
+        assert!(
+            side.stdout.wait_for("listening on", TIMEOUT),
+            "kvstore never listened: {}\n{}",
+            side.stdout.text(),
+            side.stderr.text()
+        );
+        side
+    }
+
+    /// A backup and a primary of `guest`, once the guest serves.
+    pub fn serving_pair(&self, setup: &PairSetup, guest: &[String]) -> (Side, Side) {
+        let guest: Vec<&str> = guest.iter().map(String::as_str).collect();
+        let backup = self.start_backup(setup, &guest);
+        let primary = self.start_primary(setup, &guest);
+        assert!(
+            primary.stdout.wait_for("listening on", TIMEOUT),
+            "{}",
+            primary.stderr.text()
+        );
+        (backup, primary)
+    }
+
     /// A fresh `kvstore` booted from `disk` alone in host `host`, once it
     /// serves: it must have restored `keys` keys from the disk's log.
     pub fn boot_restoring(&self, host: char, disk: &std::path::Path, keys: u64) -> Side {
-        let mut args = vec!["run".to_string()];
-        args.extend(super::lan::kvstore(disk));
-        let fresh = Side::start_in(&self.namespace(host), &args);
-        assert!(
-            fresh.stdout.wait_for("listening on", super::TIMEOUT),
-            "{}",
-            fresh.stderr.text()
-        );
+        let fresh = self.kvstore_in(host, &["run"], disk);
         let restored = format!("{keys} keys restored");
         assert!(
             fresh.stdout.text().contains(&restored),

@@ -31,10 +31,15 @@ pub fn kvstore(disk: &Path) -> Vec<String> {
     .to_vec()
 }
 
-/// A zeroed disk image for kvstore's log.
+/// A zeroed disk image of 4 MiB for kvstore's log.
 pub fn fresh_disk(dir: &Path) -> std::path::PathBuf {
+    disk_of(dir, 4 << 20)
+}
+
+/// A zeroed disk image of `bytes` (a whole number of sectors).
+pub fn disk_of(dir: &Path, bytes: usize) -> std::path::PathBuf {
     let path = dir.join("kv.img");
-    std::fs::write(&path, vec![0u8; 4 << 20]).unwrap();
+    std::fs::write(&path, vec![0u8; bytes]).unwrap();
     path
 }
 
@@ -45,24 +50,58 @@ pub fn prefilled_value(i: u64) -> String {
 }
 
 /// A disk image whose kvstore log already holds `keys` keys, `key{i}` set
-/// to [`prefilled_value`]`(i)`, as kvstore itself writes it.
+/// to [`prefilled_value`]`(i)`, written by kvstore's own journal.
 pub fn prefilled_disk(dir: &Path, keys: u64) -> std::path::PathBuf {
+    use kvcore::journal::Journal;
     let path = fresh_disk(dir);
-    let mut log = kvcore::log::LogWriter::new(&[], 0);
-    let mut image = std::fs::read(&path).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut kv = kvcore::Kv::new();
+    let (mut journal, _) = Journal::open(ImageFile(file), &mut kv, 0, &mut || true).unwrap();
     for i in 0..keys {
-        let key = format!("key{i}");
-        let value = prefilled_value(i);
-        // A SET entry: 'S', the key's length (under 128: one byte), key, value.
-        let mut entry = vec![b'S', key.len() as u8];
-        entry.extend_from_slice(key.as_bytes());
-        entry.extend_from_slice(value.as_bytes());
-        let (sector, bytes) = log.append(&entry);
-        let at = sector as usize * kvcore::log::SECTOR_SIZE;
-        image[at..at + bytes.len()].copy_from_slice(&bytes);
+        let set = [
+            b"SET".to_vec(),
+            format!("key{i}").into_bytes(),
+            prefilled_value(i).into_bytes(),
+        ];
+        journal.stage(&kvcore::log::encode_entry(&[&set]));
     }
-    std::fs::write(&path, image).unwrap();
+    assert!(journal.commit(), "the prefilled log is written");
     path
+}
+
+/// A disk image file as kvstore's journal sees a block device.
+struct ImageFile(std::fs::File);
+
+impl kvcore::journal::Disk for ImageFile {
+    fn capacity(&self) -> u64 {
+        self.0.metadata().unwrap().len() / kvcore::log::SECTOR_SIZE as u64
+    }
+
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), kvcore::journal::DiskError> {
+        use std::os::unix::fs::FileExt;
+        let at = sector * kvcore::log::SECTOR_SIZE as u64;
+        self.0
+            .read_exact_at(buf, at)
+            .map_err(|_| kvcore::journal::DiskError("read"))
+    }
+
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), kvcore::journal::DiskError> {
+        use std::os::unix::fs::FileExt;
+        let at = sector * kvcore::log::SECTOR_SIZE as u64;
+        self.0
+            .write_all_at(data, at)
+            .map_err(|_| kvcore::journal::DiskError("write"))
+    }
+
+    fn flush(&mut self) -> Result<(), kvcore::journal::DiskError> {
+        self.0
+            .sync_data()
+            .map_err(|_| kvcore::journal::DiskError("flush"))
+    }
 }
 
 /// Runs a client program in network namespace `namespace`.
@@ -122,7 +161,18 @@ impl Connection {
     /// Sends `command` and returns its reply's first line (a bulk reply's
     /// value is read too and returned after a newline).
     pub fn call(&mut self, command: &str) -> std::io::Result<String> {
-        self.writer.write_all(format!("{command}\r\n").as_bytes())?;
+        self.send(format!("{command}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    /// Sends requests without waiting for their replies (a pipeline).
+    pub fn send(&mut self, requests: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(requests)
+    }
+
+    /// The next reply's first line (a bulk reply's value after a newline,
+    /// as [`Connection::call`] returns it).
+    pub fn reply(&mut self) -> std::io::Result<String> {
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -155,6 +205,17 @@ impl Connection {
     pub fn close(self) {
         let _ = self.writer.shutdown(Shutdown::Both);
     }
+}
+
+/// A RESP2 multibulk request.
+pub fn multibulk(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 /// Collects the RARP frames seen in `namespace` for `span`, on a thread

@@ -1,48 +1,47 @@
-//! One client's connection.
+//! One client's connection: its input, parsed into requests, and its
+//! session.
 
-use crate::resp::{Parsed, RequestParser};
-use crate::{Outcome, Store, command};
+use alloc::vec::Vec;
 
-/// One client's connection state: its unparsed input.
+use crate::kv::{Host, Kv, Outcome, Session};
+use crate::resp::{Parsed, ProtocolError, RequestParser};
+
+/// A parsed request, or the protocol error found instead.
+pub struct Request(Result<Vec<Vec<u8>>, ProtocolError>);
+
+/// One client's connection state.
 ///
-/// Requests are RESP2 multibulk (`*N\r\n$len\r\narg\r\n...`) or inline (a
+/// Requests are RESP multibulk (`*N\r\n$len\r\narg\r\n...`) or inline (a
 /// line of words ending in `\n` or `\r\n`, with Redis's quoting), parsed
-/// as Redis 7 parses them. Several requests in one [`receive`] are run one
-/// per [`next_request`]; a partial one waits for more bytes. Call
-/// [`next_request`] until it returns `None` after each [`receive`], so the
-/// buffered input stays below about [`MAX_REQUEST`](crate::MAX_REQUEST).
+/// as Redis 7 parses them. Several requests in one [`receive`] come one
+/// per [`next_request`], to [`run`]; a partial one waits for more bytes.
+/// Call [`next_request`] until it returns `None` after each [`receive`], so
+/// the buffered input stays small (bulk data moves into its argument as it
+/// arrives).
 ///
-/// # Protocol errors
-///
-/// Redis replies to a protocol error and closes the connection. Here the
-/// connection replies the same error and carries on:
-///
-/// - A malformed request (a bad `*N` or `$N` header, an argument not
-///   starting with `$`, unbalanced quotes) is discarded up to and including
-///   the end (`\n`) of the line where the error was found; parsing resumes
-///   after it. Nothing else marks where a malformed request ends, and the
-///   rule does not depend on how the input was split into packets.
-/// - An oversized but well-formed request (over
-///   [`MAX_REQUEST`](crate::MAX_REQUEST)) gets one error as soon as its
-///   size is known and is then consumed by its own framing, however it
-///   arrives: the rest of an inline line up to its `\n`; for a multibulk
-///   request, the rest of the oversized bulk string and each remaining
-///   argument by its `$len` header. None of it is executed, so a large
-///   value that happens to contain `\r\nDEL key\r\n` deletes nothing. A
-///   malformed header met while skipping is itself a malformed request.
+/// A protocol error (a malformed or oversized request) is replied with
+/// Redis's error and closes the connection, as in Redis; so does QUIT
+/// once its `+OK` is sent. Nothing the client sent after either is read.
 ///
 /// [`receive`]: Connection::receive
 /// [`next_request`]: Connection::next_request
+/// [`run`]: Connection::run
 #[derive(Default)]
 pub struct Connection {
     parser: RequestParser,
-    /// After QUIT: nothing more is read or run.
+    session: Session,
+    /// After QUIT or a protocol error.
     closed: bool,
 }
 
 impl Connection {
-    pub fn new() -> Self {
-        Self::default()
+    /// A connection whose client has id `id` (CLIENT ID, HELLO).
+    pub fn new(id: u64) -> Self {
+        Self {
+            parser: RequestParser::default(),
+            session: Session::new(id),
+            closed: false,
+        }
     }
 
     /// Bytes received from the client.
@@ -52,34 +51,78 @@ impl Connection {
         }
     }
 
-    /// Parses and executes the next complete request, if the buffer holds
-    /// one. A protocol error is an outcome too: its reply is the error.
-    pub fn next_request(&mut self, store: &mut Store) -> Option<Outcome> {
+    /// The next complete request, if the input holds one. `room` is how
+    /// many bytes one argument may take in memory.
+    pub fn next_request(&mut self, room: usize) -> Option<Request> {
         if self.closed {
             return None;
         }
-        let outcome = match self.parser.next() {
-            Parsed::Pending => return None,
-            Parsed::Error(error) => Outcome::protocol_error(error),
-            Parsed::Request(args) => command::execute(store, &args),
+        match self.parser.next(room) {
+            Parsed::Pending => None,
+            Parsed::Error(error) => Some(Request(Err(error))),
+            Parsed::Request(args) => Some(Request(Ok(args))),
+        }
+    }
+
+    /// The most `request` can log: its size, or for EXEC the transaction's
+    /// (0 for a request that is queued or cannot log). The server makes
+    /// that much room in the log before running it.
+    pub fn log_bound(&self, request: &Request) -> usize {
+        let Request(Ok(args)) = request else {
+            return 0;
+        };
+        let size = |args: &[Vec<u8>]| args.iter().map(|arg| arg.len() + 10).sum::<usize>() + 32;
+        let exec = args
+            .first()
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"exec"));
+        match &self.session.multi {
+            Some(multi) if exec => multi.queued.iter().map(|args| size(args)).sum::<usize>() + 32,
+            Some(_) => 0,
+            None => size(args),
+        }
+    }
+
+    /// Runs a request: its outcome. A protocol error's reply is the error,
+    /// and the connection closes after it.
+    pub fn run(&mut self, request: Request, kv: &mut Kv, host: &mut dyn Host) -> Outcome {
+        let outcome = match request.0 {
+            Err(error) => Outcome {
+                reply: error.reply(),
+                close: true,
+            },
+            Ok(args) => kv.execute(&mut self.session, args, host),
         };
         if outcome.close {
-            // Like Redis after QUIT, ignore whatever the client sent next.
             self.closed = true;
             self.parser = RequestParser::default();
         }
-        Some(outcome)
+        outcome
     }
 
-    /// The bytes buffered and not yet consumed.
-    #[cfg(test)]
-    pub(crate) fn buffered(&self) -> usize {
+    /// Parses and runs the next complete request, if the input holds one.
+    pub fn process(&mut self, kv: &mut Kv, host: &mut dyn Host) -> Option<Outcome> {
+        let request = self.next_request(host.memory().room)?;
+        Some(self.run(request, kv, host))
+    }
+
+    /// The bytes buffered and not yet parsed.
+    pub fn buffered(&self) -> usize {
         self.parser.buffered()
     }
 
-    /// Whether QUIT was run: the server should close the connection once
-    /// the replies so far are sent.
+    /// Ends the connection: nothing more is read (the server refused it).
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.parser = RequestParser::default();
+    }
+
+    /// Whether the connection is to close once its replies are sent.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Whether the connection is inside MULTI.
+    pub fn in_transaction(&self) -> bool {
+        self.session.multi.is_some()
     }
 }

@@ -1,14 +1,14 @@
-//! RESP2 on the wire: framing requests out of a connection's input, as
-//! Redis 7's `processMultibulkBuffer` and `processInlineBuffer` do, and
-//! encoding replies.
+//! Requests on the wire: RESP multibulk requests and inline commands,
+//! framed out of a connection's input as Redis 7's
+//! `processMultibulkBuffer` and `processInlineBuffer` do.
 //!
-//! Where Redis would close the connection after a protocol error, the
-//! parser resynchronises instead (see [`crate::Connection`] for the rule).
+//! A protocol error is replied with Redis's wording and ends the
+//! connection, as in Redis: nothing after it is parsed.
 
 use alloc::vec::Vec;
 use core::mem;
 
-use crate::{MAX_REQUEST, inline, int};
+use crate::{MAX_BULK, MAX_INLINE, MAX_REQUEST, inline, int};
 
 /// The fewest bytes one multibulk argument takes (`$0\r\n\r\n`): a request
 /// announcing more arguments than can fit in [`MAX_REQUEST`] is refused as
@@ -23,14 +23,15 @@ const PREALLOCATED_ARGS: usize = 8;
 pub(crate) enum Parsed {
     /// A complete request: its arguments, never none.
     Request(Vec<Vec<u8>>),
-    /// A protocol error to reply.
+    /// A protocol error to reply before closing the connection.
     Error(ProtocolError),
     /// Nothing more until more bytes arrive.
     Pending,
 }
 
-/// Redis's protocol errors.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Redis's protocol errors, and one of ours: an argument the guest has no
+/// memory for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum ProtocolError {
     InvalidMultibulkLength,
     InvalidBulkLength,
@@ -38,6 +39,7 @@ pub(crate) enum ProtocolError {
     ExpectedDollar(u8),
     TooBigInline,
     UnbalancedQuotes,
+    OutOfMemory,
 }
 
 impl ProtocolError {
@@ -50,6 +52,11 @@ impl ProtocolError {
             Self::InvalidBulkLength => out.extend_from_slice(b"invalid bulk length"),
             Self::TooBigInline => out.extend_from_slice(b"too big inline request"),
             Self::UnbalancedQuotes => out.extend_from_slice(b"unbalanced quotes in request"),
+            Self::OutOfMemory => {
+                out.clear();
+                out.push(b'-');
+                out.extend_from_slice(crate::reply::OOM);
+            }
             Self::ExpectedDollar(byte) => {
                 out.extend_from_slice(b"expected '$', got '");
                 // Redis formats with `%c` into a C string, so a NUL ends the
@@ -79,13 +86,8 @@ enum State {
     Inline { scanned: usize },
     /// In a multibulk request.
     Multibulk(Multibulk),
-    /// Consuming the rest of an oversized multibulk request by its own
-    /// framing: `data` more bytes of a bulk string (with its `\r\n`), then
-    /// `args` more whole arguments.
-    Skip { data: u64, args: u64 },
-    /// Discarding input up to and including the next `\n`, after a
-    /// malformed line.
-    DiscardLine,
+    /// After a protocol error: nothing more is parsed.
+    Failed,
 }
 
 /// A multibulk request being read.
@@ -93,8 +95,8 @@ struct Multibulk {
     args: Vec<Vec<u8>>,
     /// Arguments still to come, at least one.
     remaining: usize,
-    /// The length of the bulk string whose header has been read.
-    bulk: Option<usize>,
+    /// The bulk string being read: its length and the bytes so far.
+    bulk: Option<(usize, Vec<u8>)>,
     /// The request's bytes so far.
     size: usize,
 }
@@ -107,6 +109,10 @@ enum Header {
 }
 
 /// Frames requests out of one connection's input.
+///
+/// Bulk data moves straight into its argument as it arrives, so the
+/// buffer holds little more than the last packet however large the
+/// request.
 #[derive(Default)]
 pub(crate) struct RequestParser {
     buf: Vec<u8>,
@@ -116,7 +122,22 @@ pub(crate) struct RequestParser {
 }
 
 impl RequestParser {
-    pub(crate) fn receive(&mut self, bytes: &[u8]) {
+    pub(crate) fn receive(&mut self, mut bytes: &[u8]) {
+        if matches!(self.state, State::Failed) {
+            return;
+        }
+        // Data of a bulk string being read goes straight into it (once
+        // nothing before it waits in the buffer): one copy, not two.
+        if self.input().is_empty()
+            && let State::Multibulk(Multibulk {
+                bulk: Some((len, arg)),
+                ..
+            }) = &mut self.state
+        {
+            let (data, rest) = bytes.split_at((*len - arg.len()).min(bytes.len()));
+            arg.extend_from_slice(data);
+            bytes = rest;
+        }
         // Consumed input is dropped here, once per packet, not per request.
         if self.pos > 0 {
             self.buf.drain(..self.pos.min(self.buf.len()));
@@ -126,18 +147,27 @@ impl RequestParser {
     }
 
     /// The next request or protocol error in the input received so far.
-    pub(crate) fn next(&mut self) -> Parsed {
+    /// `room` is how many bytes a new argument may take in memory: a
+    /// larger one is refused.
+    pub(crate) fn next(&mut self, room: usize) -> Parsed {
         loop {
             let found = match mem::take(&mut self.state) {
                 State::Start => self.start(),
                 State::Inline { scanned } => self.inline(scanned),
-                State::Multibulk(request) => self.multibulk(request),
-                State::Skip { data, args } => self.skip(data, args),
-                State::DiscardLine => self.discard_line(),
+                State::Multibulk(request) => self.multibulk(request, room),
+                State::Failed => {
+                    self.state = State::Failed;
+                    return Parsed::Pending;
+                }
             };
             if let Some(parsed) = found {
                 if self.pos >= self.buf.len() {
                     self.buf.clear();
+                    self.pos = 0;
+                }
+                if let Parsed::Error(_) = parsed {
+                    self.state = State::Failed;
+                    self.buf = Vec::new();
                     self.pos = 0;
                 }
                 return parsed;
@@ -145,7 +175,7 @@ impl RequestParser {
         }
     }
 
-    #[cfg(test)]
+    /// The bytes buffered and not yet consumed.
     pub(crate) fn buffered(&self) -> usize {
         self.input().len()
     }
@@ -156,12 +186,6 @@ impl RequestParser {
 
     fn consume(&mut self, len: usize) {
         self.pos = self.pos.saturating_add(len).min(self.buf.len());
-    }
-
-    /// Replies `error` and discards the rest of the line where it was found.
-    fn fail_line(&mut self, error: ProtocolError) -> Option<Parsed> {
-        self.state = State::DiscardLine;
-        Some(Parsed::Error(error))
     }
 
     // Each step below handles one piece of input, sets the next state and
@@ -178,7 +202,7 @@ impl RequestParser {
         }
         match header(input) {
             Header::Pending => Some(Parsed::Pending),
-            Header::Invalid => self.fail_line(ProtocolError::InvalidMultibulkLength),
+            Header::Invalid => Some(Parsed::Error(ProtocolError::InvalidMultibulkLength)),
             Header::Line { value, len } => {
                 self.consume(len);
                 // As in Redis, `*0` and `*-1` are empty requests, ignored.
@@ -199,16 +223,10 @@ impl RequestParser {
                         });
                         None
                     }
-                    _ => self.skip_rest(ProtocolError::InvalidMultibulkLength, 0, count),
+                    _ => Some(Parsed::Error(ProtocolError::InvalidMultibulkLength)),
                 }
             }
         }
-    }
-
-    /// Replies `error` and consumes the rest of an oversized request.
-    fn skip_rest(&mut self, error: ProtocolError, data: u64, args: u64) -> Option<Parsed> {
-        self.state = State::Skip { data, args };
-        Some(Parsed::Error(error))
     }
 
     fn inline(&mut self, scanned: usize) -> Option<Parsed> {
@@ -220,47 +238,45 @@ impl RequestParser {
             .map(|offset| from + offset);
         let Some(newline) = newline else {
             let len = input.len();
-            if len >= MAX_REQUEST {
-                // The `\n` cannot fit any more: refuse now, drop the rest.
-                self.consume(len);
-                return self.fail_line(ProtocolError::TooBigInline);
+            if len > MAX_INLINE {
+                return Some(Parsed::Error(ProtocolError::TooBigInline));
             }
             self.state = State::Inline { scanned: len };
             return Some(Parsed::Pending);
         };
-        let found = if newline >= MAX_REQUEST {
-            Some(Parsed::Error(ProtocolError::TooBigInline))
-        } else {
-            let mut line = input.get(..newline).unwrap_or_default();
-            if let Some(stripped) = line.strip_suffix(b"\r") {
-                line = stripped;
-            }
-            match inline::split_args(line) {
-                None => Some(Parsed::Error(ProtocolError::UnbalancedQuotes)),
-                // Blank lines are ignored, as Redis does.
-                Some(args) if args.is_empty() => None,
-                Some(args) => Some(Parsed::Request(args)),
-            }
+        if newline > MAX_INLINE {
+            return Some(Parsed::Error(ProtocolError::TooBigInline));
+        }
+        let mut line = input.get(..newline).unwrap_or_default();
+        if let Some(stripped) = line.strip_suffix(b"\r") {
+            line = stripped;
+        }
+        let found = match inline::split_args(line) {
+            None => Some(Parsed::Error(ProtocolError::UnbalancedQuotes)),
+            // Blank lines are ignored, as Redis does.
+            Some(args) if args.is_empty() => None,
+            Some(args) => Some(Parsed::Request(args)),
         };
         self.consume(newline + 1);
         found
     }
 
-    fn multibulk(&mut self, request: Multibulk) -> Option<Parsed> {
-        match request.bulk {
-            None => self.bulk_header(request),
-            Some(len) => self.bulk_data(request, len),
+    fn multibulk(&mut self, request: Multibulk, room: usize) -> Option<Parsed> {
+        if request.bulk.is_some() {
+            self.bulk_data(request)
+        } else {
+            self.bulk_header(request, room)
         }
     }
 
-    fn bulk_header(&mut self, mut request: Multibulk) -> Option<Parsed> {
+    fn bulk_header(&mut self, mut request: Multibulk, room: usize) -> Option<Parsed> {
         let (data, header_len) = match read_bulk_header(self.input()) {
             Ok(Some(header)) => header,
             Ok(None) => {
                 self.state = State::Multibulk(request);
                 return Some(Parsed::Pending);
             }
-            Err(error) => return self.fail_line(error),
+            Err(error) => return Some(Parsed::Error(error)),
         };
         self.consume(header_len);
         request.size = request.size.saturating_add(header_len);
@@ -269,88 +285,42 @@ impl RequestParser {
             .saturating_add(data)
             .saturating_add(2)
             .saturating_add(after.saturating_mul(MIN_ARG_LEN));
-        match usize::try_from(data) {
-            Ok(data) if least <= MAX_REQUEST as u64 => {
-                request.bulk = Some(data);
-                self.state = State::Multibulk(request);
-                None
-            }
-            _ => self.skip_rest(
-                ProtocolError::InvalidBulkLength,
-                data.saturating_add(2),
-                after,
-            ),
+        let len = match usize::try_from(data) {
+            Ok(len) if least <= MAX_REQUEST as u64 && len <= MAX_BULK => len,
+            _ => return Some(Parsed::Error(ProtocolError::InvalidBulkLength)),
+        };
+        let mut arg = Vec::new();
+        if len > room || arg.try_reserve_exact(len).is_err() {
+            return Some(Parsed::Error(ProtocolError::OutOfMemory));
         }
+        request.bulk = Some((len, arg));
+        self.state = State::Multibulk(request);
+        None
     }
 
-    fn bulk_data(&mut self, mut request: Multibulk, len: usize) -> Option<Parsed> {
+    fn bulk_data(&mut self, mut request: Multibulk) -> Option<Parsed> {
+        let (len, mut arg) = request.bulk.take()?;
         let input = self.input();
+        let wanted = len - arg.len();
+        let taken = wanted.min(input.len());
+        arg.extend_from_slice(input.get(..taken).unwrap_or_default());
         // Like Redis, take the two bytes after the data as its `\r\n`
         // without looking at them.
-        let arg = match input.get(..len) {
-            Some(arg) if input.len() - len >= 2 => arg.to_vec(),
-            _ => {
-                self.state = State::Multibulk(request);
-                return Some(Parsed::Pending);
-            }
-        };
-        self.consume(len + 2);
+        let done = arg.len() == len && input.len() - taken >= 2;
+        self.consume(taken + if done { 2 } else { 0 });
+        if !done {
+            request.bulk = Some((len, arg));
+            self.state = State::Multibulk(request);
+            return Some(Parsed::Pending);
+        }
         request.args.push(arg);
         request.size = request.size.saturating_add(len + 2);
         request.remaining -= 1;
-        request.bulk = None;
         if request.remaining == 0 {
             return Some(Parsed::Request(request.args));
         }
         self.state = State::Multibulk(request);
         None
-    }
-
-    fn skip(&mut self, data: u64, args: u64) -> Option<Parsed> {
-        let input = self.input();
-        if data > 0 {
-            let available = input.len() as u64;
-            let taken = data.min(available);
-            self.consume(taken as usize);
-            self.state = State::Skip {
-                data: data - taken,
-                args,
-            };
-            return (taken == available).then_some(Parsed::Pending);
-        }
-        if args == 0 {
-            return None;
-        }
-        match read_bulk_header(input) {
-            Ok(Some((data, header_len))) => {
-                self.consume(header_len);
-                self.state = State::Skip {
-                    data: data.saturating_add(2),
-                    args: args - 1,
-                };
-                None
-            }
-            Ok(None) => {
-                self.state = State::Skip { data, args };
-                Some(Parsed::Pending)
-            }
-            Err(error) => self.fail_line(error),
-        }
-    }
-
-    fn discard_line(&mut self) -> Option<Parsed> {
-        let input = self.input();
-        match input.iter().position(|&byte| byte == b'\n') {
-            Some(newline) => {
-                self.consume(newline + 1);
-                None
-            }
-            None => {
-                self.consume(input.len());
-                self.state = State::DiscardLine;
-                Some(Parsed::Pending)
-            }
-        }
     }
 }
 
@@ -397,44 +367,3 @@ fn header(input: &[u8]) -> Header {
         None => Header::Pending,
     }
 }
-
-// Replies.
-
-pub(crate) fn simple(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 3);
-    out.push(b'+');
-    out.extend_from_slice(text);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// An error reply; `message` starts with its code (`ERR ...`).
-pub(crate) fn error(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 3);
-    out.push(b'-');
-    out.extend_from_slice(message);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-pub(crate) fn integer(value: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
-    out.push(b':');
-    int::push_i64(&mut out, value);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-pub(crate) fn bulk(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 26);
-    out.push(b'$');
-    int::push_u64(&mut out, data.len() as u64);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-pub(crate) const NULL_BULK: &[u8] = b"$-1\r\n";
-
-pub(crate) const EMPTY_ARRAY: &[u8] = b"*0\r\n";

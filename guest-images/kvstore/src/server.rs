@@ -1,14 +1,18 @@
 //! The TCP side: listening sockets on port 6379 and one kvcore
-//! `Connection` per client.
+//! `Connection` per client, served in rounds. A round runs what each
+//! client has sent (up to a turn each), then commits every log entry the
+//! round staged with one write and one flush; replies that come after an
+//! entry was staged are held until that commit, so no client hears of a
+//! change, its own or another's, before it is on the disk.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
-use kvcore::{Connection, Outcome, Store};
+use kvcore::{Connection, MAX_CLIENTS};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{Socket, SocketBuffer, State};
 
-use crate::journal::Journal;
+use crate::store::{self, Store};
 
 pub const PORT: u16 = 6379;
 /// Sockets kept listening, so this many clients can connect at once.
@@ -16,11 +20,20 @@ const MIN_LISTENING: usize = 8;
 /// Bound on sockets, connected or not (each holds its buffers).
 const MAX_SOCKETS: usize = 32;
 /// Per-socket buffers: the receive buffer is the TCP window.
-const RX_BUFFER: usize = 16 * 1024;
-const TX_BUFFER: usize = 16 * 1024;
+const RX_BUFFER: usize = 32 * 1024;
+const TX_BUFFER: usize = 32 * 1024;
+/// Requests run for one client before the next client's turn.
+const REQUESTS_PER_TURN: usize = 64;
+/// Staged log bytes past which a round takes no more requests: bounds a
+/// commit's memory and write.
+const ROUND_STAGED: usize = 1 << 20;
+
+const MAX_CLIENTS_ERROR: &[u8] = b"-ERR max number of clients reached\r\n";
+const WRITE_FAILED: &[u8] = b"-ERR disk write failed\r\n";
 
 pub struct Server {
     slots: Vec<Slot>,
+    next_id: u64,
 }
 
 /// A socket and, while it is connected, its client.
@@ -29,25 +42,44 @@ struct Slot {
     client: Option<Client>,
 }
 
+/// One connected client.
+struct Client {
+    connection: Connection,
+    /// Replies ready to send, from `sent` on.
+    out: Vec<u8>,
+    sent: usize,
+    /// This round's replies, held until its commit.
+    held: Vec<Held>,
+}
+
+struct Held {
+    reply: Vec<u8>,
+    /// Whether the request logged an entry: if the commit fails its reply
+    /// becomes an error.
+    logged: bool,
+}
+
 impl Server {
     /// Opens the listening sockets.
     pub fn new(sockets: &mut SocketSet<'static>) -> Self {
-        let mut server = Self { slots: Vec::new() };
+        let mut server = Self {
+            slots: Vec::new(),
+            next_id: 1,
+        };
         server.keep_listening(sockets);
         server
     }
 
-    /// Serves every client as far as it can without waiting: reads,
-    /// runs requests, makes changes durable, queues replies. Re-listens
-    /// closed sockets. Returns whether anything moved, in which case the
-    /// interface must be polled to send it.
-    pub fn serve(
-        &mut self,
-        sockets: &mut SocketSet<'static>,
-        store: &mut Store,
-        journal: &mut Journal,
-    ) -> bool {
+    /// Connected clients.
+    pub fn clients(&self) -> usize {
+        self.slots.iter().filter(|slot| slot.client.is_some()).count()
+    }
+
+    /// One round's first half: takes new clients, runs what clients sent,
+    /// re-listens closed sockets. Whether anything moved.
+    pub fn serve(&mut self, sockets: &mut SocketSet<'static>, store: &mut Store) -> bool {
         let mut progress = false;
+        let mut clients = self.clients();
         for slot in &mut self.slots {
             let socket = sockets.get_mut::<Socket>(slot.handle);
             match socket.state() {
@@ -57,12 +89,48 @@ impl Server {
                 }
                 State::Listen | State::SynReceived | State::SynSent => {}
                 _ => {
-                    let client = slot.client.get_or_insert_with(Client::default);
-                    progress |= client.serve(socket, store, journal);
+                    let client = match &mut slot.client {
+                        Some(client) => client,
+                        None => {
+                            let id = self.next_id;
+                            self.next_id += 1;
+                            store.kv.connected();
+                            clients += 1;
+                            slot.client.insert(Client::new(id, clients > MAX_CLIENTS))
+                        }
+                    };
+                    progress |= client.serve(socket, store, clients);
                 }
             }
         }
         self.keep_listening(sockets);
+        progress
+    }
+
+    /// After the round's commit: its held replies go out, those of logged
+    /// requests as errors if the commit failed.
+    pub fn settle(&mut self, committed: bool) {
+        for client in self.slots.iter_mut().filter_map(|slot| slot.client.as_mut()) {
+            for held in core::mem::take(&mut client.held) {
+                if held.logged && !committed {
+                    client.queue(WRITE_FAILED.to_vec());
+                } else {
+                    client.queue(held.reply);
+                }
+            }
+        }
+    }
+
+    /// Sends what the sockets take; closes the connections that are done.
+    /// Whether anything was sent.
+    pub fn send(&mut self, sockets: &mut SocketSet<'static>) -> bool {
+        let mut progress = false;
+        for slot in &mut self.slots {
+            if let Some(client) = &mut slot.client {
+                let socket = sockets.get_mut::<Socket>(slot.handle);
+                progress |= client.send(socket);
+            }
+        }
         progress
     }
 
@@ -97,40 +165,58 @@ fn listen(socket: &mut Socket) {
     let _ = socket.listen(PORT);
 }
 
-/// One connected client.
-#[derive(Default)]
-struct Client {
-    connection: Connection,
-    /// Reply bytes the socket had no room for yet.
-    unsent: Vec<u8>,
-    /// After QUIT: close once the replies are sent.
-    quitting: bool,
-}
-
 impl Client {
-    /// Sends queued replies, then runs buffered requests and reads more,
-    /// until the socket has no room or no data. Requests wait while a
-    /// reply is unsent, so a pipelining client is paced by its reading.
-    fn serve(&mut self, socket: &mut Socket, store: &mut Store, journal: &mut Journal) -> bool {
-        let mut progress = false;
-        loop {
-            if !self.unsent.is_empty() {
-                let sent = socket.send_slice(&self.unsent).unwrap_or(0);
-                if sent > 0 {
-                    self.unsent.drain(..sent);
-                    progress = true;
+    /// A new client; one over the limit gets Redis's error and is closed.
+    fn new(id: u64, over_limit: bool) -> Self {
+        let mut client = Self {
+            connection: Connection::new(id),
+            out: Vec::new(),
+            sent: 0,
+            held: Vec::new(),
+        };
+        if over_limit {
+            client.queue(MAX_CLIENTS_ERROR.to_vec());
+            client.connection.close();
+        }
+        client
+    }
+
+    /// Queues a reply to send (taking it whole when nothing waits).
+    fn queue(&mut self, reply: Vec<u8>) {
+        if self.out.is_empty() {
+            self.out = reply;
+            self.sent = 0;
+        } else {
+            self.out.extend_from_slice(&reply);
+        }
+    }
+
+    /// Runs this turn's requests, reading more as needed. Requests wait
+    /// while replies are unsent, so a pipelining client is paced by its
+    /// reading: a client that does not read stops being served, its
+    /// window closes and it stops sending.
+    fn serve(&mut self, socket: &mut Socket, store: &mut Store, clients: usize) -> bool {
+        let mut progress = self.send(socket);
+        if !self.out.is_empty() || self.connection.is_closed() {
+            return progress;
+        }
+        let mut turn = 0;
+        while turn < REQUESTS_PER_TURN && store.journal.staged_bytes() < ROUND_STAGED {
+            if let Some(request) = self.connection.next_request(store::memory().room) {
+                let (outcome, logged) = store.run(&mut self.connection, request, clients);
+                if store.journal.has_staged() || !self.held.is_empty() {
+                    self.held.push(Held {
+                        reply: outcome.reply,
+                        logged,
+                    });
+                } else {
+                    self.queue(outcome.reply);
                 }
-                if !self.unsent.is_empty() {
-                    return progress;
-                }
-            }
-            if self.quitting {
-                socket.close();
-                return progress;
-            }
-            if let Some(outcome) = self.connection.next_request(store) {
-                self.respond(outcome, store, journal);
+                turn += 1;
                 progress = true;
+                if self.connection.is_closed() {
+                    break;
+                }
             } else if socket.can_recv() {
                 let connection = &mut self.connection;
                 let _ = socket.recv(|data| {
@@ -139,26 +225,32 @@ impl Client {
                 });
                 progress = true;
             } else {
-                if !socket.may_recv() {
-                    // The client sent FIN and every request is answered.
-                    socket.close();
-                }
-                return progress;
+                break;
             }
         }
+        progress | self.send(socket)
     }
 
-    /// Queues an outcome's reply; a change is made durable first.
-    fn respond(&mut self, outcome: Outcome, store: &mut Store, journal: &mut Journal) {
-        let durable = match &outcome.log {
-            Some(entry) => journal.append(entry, store),
-            None => Ok(()),
-        };
-        match durable {
-            Ok(()) if self.unsent.is_empty() => self.unsent = outcome.reply,
-            Ok(()) => self.unsent.extend_from_slice(&outcome.reply),
-            Err(error) => self.unsent.extend_from_slice(error.reply()),
+    /// Sends ready replies; closes the socket once the client sent FIN or
+    /// its connection ended and everything is sent. Whether anything moved.
+    fn send(&mut self, socket: &mut Socket) -> bool {
+        let mut progress = false;
+        if !self.out.is_empty() {
+            let unsent = self.out.get(self.sent..).unwrap_or_default();
+            let sent = socket.send_slice(unsent).unwrap_or(0);
+            self.sent += sent;
+            progress = sent > 0;
+            if self.sent >= self.out.len() {
+                self.out = Vec::new();
+                self.sent = 0;
+            }
         }
-        self.quitting |= outcome.close;
+        let done = self.out.is_empty() && self.held.is_empty();
+        let finished = self.connection.is_closed()
+            || !socket.may_recv() && !socket.can_recv() && self.connection.buffered() == 0;
+        if done && finished && socket.is_open() {
+            socket.close();
+        }
+        progress
     }
 }

@@ -39,6 +39,21 @@ pub fn wait_until(mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// The time-stamp counter read through its MSR (0x10): on ftvm, virtual
+/// nanoseconds since boot. Unlike `rdtsc`, which the host cannot trap and
+/// guests must not use, `rdmsr` of it is a VM exit whose value the VMM
+/// logs, so a replay or a backup reads the same. Each read costs an exit.
+pub fn virtual_ns() -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: reading MSR 0x10 (IA32_TIME_STAMP_COUNTER) has no side
+    // effect; the CPU model offers it (CPUID.1:EDX.TSC).
+    unsafe {
+        asm!("rdmsr", in("ecx") 0x10u32, out("eax") low, out("edx") high,
+            options(nostack, preserves_flags))
+    }
+    u64::from(high) << 32 | u64::from(low)
+}
+
 /// Stops the CPU for good: `hlt` with interrupts off ends the VM on ftvm.
 pub fn halt_forever() -> ! {
     loop {

@@ -1,15 +1,15 @@
-//! The global allocator: a linked-list heap over the RAM above the kernel.
+//! The global allocator: a talc heap over the RAM above the kernel.
 //!
 //! Empty until [`init`]; allocations before it fail. The heap's memory is
 //! not zeroed (that would be emulated instruction by instruction); the
 //! allocator writes only its own bookkeeping into it. Interrupt handlers must
 //! not allocate: the heap's lock is a spinlock the interrupted code may hold.
 
-use linked_list_allocator::LockedHeap;
 use rt::BootInfo;
+use talc::{ErrOnOom, Span, Talc, Talck};
 
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: Talck<spin::Mutex<()>, ErrOnOom> = Talc::new(ErrOnOom).lock();
 
 /// Gives the RAM above the kernel image (from the start info's memory map)
 /// to the heap. Call once, before allocating; ends the VM with an error if
@@ -17,15 +17,25 @@ static HEAP: LockedHeap = LockedHeap::empty();
 pub fn init(boot: &BootInfo) {
     let free = boot.free_ram();
     let mut heap = HEAP.lock();
-    if heap.size() != 0 {
+    if heap.get_counters().claimed_bytes != 0 {
         rt::fatal("guest: heap::init called twice");
     }
     let size = (free.end - free.start) as usize;
-    if size == 0 {
-        rt::fatal("guest: no RAM above the kernel for the heap");
-    }
     // SAFETY: the memory map says this is RAM, `free_ram` puts it above
     // everything the kernel image and boot stack occupy, the identity map
     // covers it, and nothing else in the kernel uses it.
-    unsafe { heap.init(free.start as *mut u8, size) }
+    let claimed = unsafe { heap.claim(Span::from_base_size(free.start as *mut u8, size)) };
+    if claimed.is_err() {
+        rt::fatal("guest: no RAM above the kernel for the heap");
+    }
+}
+
+/// Heap bytes in use and in all.
+pub fn usage() -> (usize, usize) {
+    let heap = HEAP.lock();
+    let counters = heap.get_counters();
+    (
+        counters.allocated_bytes,
+        counters.claimed_bytes,
+    )
 }
