@@ -84,30 +84,23 @@ impl Hosts {
             &setup.standby_args(address(host), &standbys, extra),
         );
         let side = PairSetup::started(side);
-        self.wait_listening(host, &side);
+        self.assert_listening(host, &side);
         side
     }
 
-    /// Waits until something accepts connections on host `host`'s ftvm
-    /// port, as seen from the client's host.
-    pub fn wait_listening(&self, host: char, side: &Side) {
-        let deadline = std::time::Instant::now() + super::TIMEOUT;
-        loop {
-            let probe = Command::new("ip")
-                .args(["netns", "exec", &self.namespace('c'), "nc", "-z", "-w", "1"])
-                .args(address(host).to_string().split(':'))
-                .status()
-                .expect("run nc");
-            if probe.success() {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline && side.child_running(),
-                "nothing listens on host {host}: {}",
-                side.stderr.text()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+    /// Checks that something accepts connections on host `host`'s ftvm
+    /// port, as seen from the client's host: a started standby listens.
+    pub fn assert_listening(&self, host: char, side: &Side) {
+        let probe = Command::new("ip")
+            .args(["netns", "exec", &self.namespace('c'), "nc", "-z", "-w", "1"])
+            .args(address(host).to_string().split(':'))
+            .status()
+            .expect("run nc");
+        assert!(
+            probe.success(),
+            "started, but nothing listens on host {host}: {}",
+            side.stderr.text()
+        );
     }
 
     /// A pair whose backup listens in host b.

@@ -329,9 +329,14 @@ fn wait_for_backup(
     .map_err(|error| host.stopped_or("waiting for the backup", error))
 }
 
-pub fn backup(args: &BackupArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+pub fn backup(
+    args: &BackupArgs,
+    listener: BackupListener,
+    monitor: &Arc<Monitor>,
+    host: &Host,
+) -> Result<Ended, CliError> {
     if args.join {
-        return standby::standby(args, monitor, host);
+        return standby::standby(args, listener, monitor, host);
     }
     let stats = monitor.stats();
     stats.set_role(Role::Backup);
@@ -342,7 +347,6 @@ pub fn backup(args: &BackupArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<
     let mut machine = Machine::new(&config, Cpu::Model)?;
     machine.count_exits(stats.exits.clone());
     let ours = machine.header(&config, 0);
-    let listener = BackupListener::bind(args.listen)?;
     // Signals are ours (the monitor started the host first) before anyone
     // can be told that this side waits.
     eprintln!("ftvm: backup: waiting for a primary on {}", args.listen);

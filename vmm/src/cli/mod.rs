@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use ft_logging::channel::BackupListener;
 use shared_disk::ImageLock;
 use tracing_subscriber::EnvFilter;
 use vmm::exit_status::USAGE;
@@ -112,19 +113,23 @@ struct Ended {
 impl MonitorArgs {
     /// Runs `command` as `role` with `kernel` on this host, its events and
     /// metrics set up first (an unusable events file or metrics address is
-    /// a usage error), then the host's signal handling, its start and end
-    /// on the event stream.
-    fn monitor(
+    /// a usage error), then the host's signal handling and what `ready`
+    /// makes (refused at start like the others when it fails), its start
+    /// and end on the event stream.
+    fn monitor<T>(
         &self,
         role: &str,
         kernel: &str,
-        command: impl FnOnce(&Arc<Monitor>, &live::Host) -> Result<Ended, error::CliError>,
+        ready: impl FnOnce() -> Result<T, error::CliError>,
+        command: impl FnOnce(T, &Arc<Monitor>, &live::Host) -> Result<Ended, error::CliError>,
     ) -> Result<u8, error::CliError> {
         let monitor = Monitor::start(self.events.as_deref(), self.metrics)?;
-        // Signals are handled before `started` says the process is up.
+        // Signals are handled, and what `ready` sets up (a backup's
+        // listening port) is there, before `started` says the process is up.
         let host = live::Host::start(false, monitor.stats().clone())?;
+        let prepared = ready()?;
         monitor.started(role, kernel);
-        let result = command(&monitor, &host);
+        let result = command(prepared, &monitor, &host);
         host.finish();
         match &result {
             Ok(ended) => monitor.ended(ended.status, &ended.reason),
@@ -154,6 +159,11 @@ impl VmArgs {
     }
 }
 
+/// The setup of a command that needs none before it is up.
+fn no_setup() -> Result<(), error::CliError> {
+    Ok(())
+}
+
 /// Runs ftvm and returns its exit status.
 pub fn main() -> u8 {
     let cli = match Cli::try_parse() {
@@ -181,14 +191,15 @@ pub fn main() -> u8 {
         .init();
     let result = match cli.command {
         Command::Demo(args) => demo::demo(&args),
-        Command::Run(args) => args
-            .monitor
-            .monitor("run", &args.vm.kernel, |monitor, host| {
-                run::run(&args.vm, monitor, host)
-            }),
+        Command::Run(args) => {
+            args.monitor
+                .monitor("run", &args.vm.kernel, no_setup, |(), monitor, host| {
+                    run::run(&args.vm, monitor, host)
+                })
+        }
         Command::Record(args) => {
             args.monitor
-                .monitor("record", &args.vm.kernel, |monitor, host| {
+                .monitor("record", &args.vm.kernel, no_setup, |(), monitor, host| {
                     run::record(&args, monitor, host)
                 })
         }
@@ -197,16 +208,16 @@ pub fn main() -> u8 {
         Command::Trace(replay::TraceCommand::Kernel { trace, out }) => replay::kernel(&trace, &out),
         Command::Primary(args) => {
             args.monitor
-                .monitor("primary", &args.vm.kernel, |monitor, host| {
+                .monitor("primary", &args.vm.kernel, no_setup, |(), monitor, host| {
                     ft::primary(&args, monitor, host)
                 })
         }
-        Command::Backup(args) => {
-            args.monitor
-                .monitor(args.role(), args.kernel(), |monitor, host| {
-                    ft::backup(&args, monitor, host)
-                })
-        }
+        Command::Backup(args) => args.monitor.monitor(
+            args.role(),
+            args.kernel(),
+            || Ok(BackupListener::bind(args.listen)?),
+            |listener, monitor, host| ft::backup(&args, listener, monitor, host),
+        ),
         Command::Arbiter(command) => arbiter::arbiter(&command),
     };
     match result {

@@ -28,7 +28,12 @@ use super::live::Host;
 /// How often the standby looks at the stop signal while it receives.
 const POLL: Duration = Duration::from_millis(100);
 
-pub fn standby(args: &BackupArgs, monitor: &Arc<Monitor>, host: &Host) -> Result<Ended, CliError> {
+pub fn standby(
+    args: &BackupArgs,
+    listener: BackupListener,
+    monitor: &Arc<Monitor>,
+    host: &Host,
+) -> Result<Ended, CliError> {
     let stats = monitor.stats();
     stats.set_role(Role::Standby);
     let channel = args.pair.channel()?;
@@ -41,8 +46,6 @@ pub fn standby(args: &BackupArgs, monitor: &Arc<Monitor>, host: &Host) -> Result
         args.devices.net.as_ref(),
         "",
     )?;
-    // Bound now, so that a port in use is refused at start.
-    let listener = BackupListener::bind(args.listen)?;
     // Signals are ours (the monitor started the host first) before anyone
     // can be told that this side waits.
     eprintln!("ftvm: standby: waiting for a live side on {}", args.listen);
