@@ -209,12 +209,24 @@ impl Encoder {
 pub struct Decoder {
     exit: u64,
     time_ns: u64,
+    /// Whether the next checkpoint record sets the decoder's state rather
+    /// than having to agree with it.
+    seeking: bool,
 }
 
 impl Decoder {
     /// A decoder at the start of a stream.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder placed at a checkpoint record in the middle of a stream:
+    /// it takes that record's exit and time as its own.
+    pub fn at_checkpoint() -> Self {
+        Self {
+            seeking: true,
+            ..Self::default()
+        }
     }
 
     /// Decodes the frame at the start of `input`. On an error the decoder is
@@ -241,8 +253,14 @@ impl Decoder {
                 machine: fields.bytes("machine state")?.to_vec(),
             };
             fields.finish()?;
+            // The encoder writes its own time: read in sequence, a
+            // checkpoint that says otherwise was not written by it.
+            if !self.seeking && time_ns != self.time_ns {
+                return Err(invalid("checkpoint time"));
+            }
             self.exit = exit;
             self.time_ns = time_ns;
+            self.seeking = false;
             return Ok(Decoded::Record(record, len));
         }
         let exit = self.exit.wrapping_add(fields.zigzag("exit")? as u64);

@@ -63,7 +63,7 @@ impl TraceReader<BufReader<File>> {
         input.start = 0;
         input.offset = start.offset;
         reader.record = start.record;
-        reader.decoder = Decoder::new();
+        reader.decoder = Decoder::at_checkpoint();
         Ok(reader)
     }
 }
