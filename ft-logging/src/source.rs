@@ -43,6 +43,10 @@ pub struct ExitDone<'a> {
     /// which the sink gets right after; such an exit (an I/O access, never
     /// a halt) takes no more events.
     pub output: bool,
+    /// No more events come at this exit: the guest does not wait here in
+    /// HLT for an interrupt. A halted exit takes events again until one is
+    /// pending, and is complete at its last call.
+    pub complete: bool,
 }
 
 /// Why a source asked the VM to stop before the guest ended.

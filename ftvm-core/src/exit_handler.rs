@@ -294,7 +294,7 @@ impl ExitHandler {
             return Ok(Flow::End(end));
         }
         self.started = true;
-        self.commit(source)?;
+        self.commit(source, true)?;
         Ok(Flow::Continue)
     }
 
@@ -418,7 +418,10 @@ impl ExitHandler {
             }
         }
         self.console_digest.update(&self.console);
-        self.commit(source)?;
+        // A halt waits here for an interrupt (and more events) unless one is
+        // pending already.
+        let complete = !completed.halt || self.platform.interrupt_pending();
+        self.commit(source, complete)?;
         if !self.console.is_empty() {
             sink.console(self.exits, &self.console)?;
         }
@@ -472,7 +475,7 @@ impl ExitHandler {
             if self.events.is_empty() {
                 return Ok(Some(VmEnd::Guest(GuestEnd::Idle)));
             }
-            self.commit(source)?;
+            self.commit(source, self.platform.interrupt_pending())?;
         }
         Ok(None)
     }
@@ -527,7 +530,7 @@ impl ExitHandler {
     }
 
     /// Hands what happened at this exit back to the source.
-    fn commit(&mut self, source: &mut dyn EventSource) -> Result<(), CoreError> {
+    fn commit(&mut self, source: &mut dyn EventSource, complete: bool) -> Result<(), CoreError> {
         source.exit_done(&ExitDone {
             exit: self.exits,
             events: &self.events,
@@ -537,6 +540,7 @@ impl ExitHandler {
                 .effects
                 .iter()
                 .any(|effect| !matches!(effect, Effect::End(_))),
+            complete,
         })?;
         Ok(())
     }

@@ -39,14 +39,12 @@ pub enum Held {
 /// TAP) is held while they are written. A releaser takes the emitter before
 /// it lets the state go, so outputs leave in order, and the vCPU thread
 /// holding its next output never waits for a write. What the vCPU thread
-/// reads at every exit (the last held exit, the release counts) are atomics.
+/// reads at every exit (the release counts) are atomics.
 pub struct OutputGate<W> {
     state: Mutex<GateState>,
     /// Signalled when held outputs have been released.
     released: Condvar,
     emitter: Mutex<Emitter<W>>,
-    /// The latest exit with output still held; `NONE_HELD` when none is.
-    last_held: AtomicU64,
     /// Console bytes and frames released so far; the backup learns them
     /// with every batch and heartbeat, and re-emits only what comes after
     /// them on takeover.
@@ -59,9 +57,6 @@ pub struct OutputGate<W> {
 
 /// Whether the primary holds its lease now.
 pub type Leased = Box<dyn Fn() -> bool + Send + Sync>;
-
-/// `last_held` when nothing is held (exit 0, boot, has no outputs).
-const NONE_HELD: u64 = 0;
 
 impl<W: std::fmt::Debug> std::fmt::Debug for OutputGate<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,7 +117,6 @@ impl<W: Write> OutputGate<W> {
             released: Condvar::new(),
             stats: devices.stats.clone(),
             emitter: Mutex::new(Emitter { out, devices }),
-            last_held: AtomicU64::new(NONE_HELD),
             released_bytes: AtomicU64::new(0),
             released_frames: AtomicU64::new(0),
             in_flight: Mutex::new(BTreeMap::new()),
@@ -173,7 +167,6 @@ impl<W: Write> OutputGate<W> {
             output,
             since: Instant::now(),
         });
-        self.last_held.store(exit, Ordering::Release);
         self.stats.held_outputs.inc();
         Ok(())
     }
@@ -284,9 +277,6 @@ impl<W: Write> OutputGate<W> {
             return Ok(());
         }
         let batch: Vec<HeldOutput> = state.held.drain(..due).collect();
-        if state.held.is_empty() {
-            self.last_held.store(NONE_HELD, Ordering::Release);
-        }
         state.emitting += 1;
         let mut emitter = self.emitter();
         drop(state);
@@ -311,14 +301,6 @@ impl<W: Write> OutputGate<W> {
             self.emit(emitter, held.output, &mut written)?;
         }
         self.flushed(emitter, written)
-    }
-
-    /// The latest exit with output still held, if any.
-    pub fn last_held_exit(&self) -> Option<u64> {
-        match self.last_held.load(Ordering::Acquire) {
-            NONE_HELD => None,
-            exit => Some(exit),
-        }
     }
 
     /// How much output has been released.
@@ -407,7 +389,6 @@ mod tests {
         assert_eq!(gate.released().console, 1);
         gate.ack(9).unwrap();
         assert_eq!(written(&gate), "abc");
-        assert_eq!(gate.last_held_exit(), None);
         // Already acknowledged and nothing ahead of it: out at once.
         gate.hold(8, text(b"d")).unwrap();
         assert_eq!(written(&gate), "abcd");
@@ -533,13 +514,10 @@ mod tests {
             gate.hold(exit, text(b"x")).unwrap();
         }
         assert_eq!(gate.stats.held_outputs.get(), 3);
-        assert_eq!(gate.last_held_exit(), Some(3));
         gate.ack(2).unwrap();
         assert_eq!(gate.stats.held_outputs.get(), 1);
         assert_eq!(gate.stats.output_hold_seconds.get_sample_count(), 2);
-        assert_eq!(gate.last_held_exit(), Some(3));
         gate.ack(3).unwrap();
-        assert_eq!(gate.last_held_exit(), None);
         assert_eq!(gate.stats.held_outputs.get(), 0);
     }
 
@@ -587,13 +565,13 @@ mod tests {
             let gate = gate.clone();
             std::thread::spawn(move || {
                 gate.hold(2, text(b"b")).unwrap();
-                let _ = done_tx.send((gate.last_held_exit(), gate.released()));
+                let _ = done_tx.send((gate.stats.held_outputs.get(), gate.released()));
             })
         };
-        let (last_held, released) = done
+        let (held, released) = done
             .recv_timeout(Duration::from_secs(5))
             .expect("holding waited for a write");
-        assert_eq!(last_held, Some(2));
+        assert_eq!(held, 1, "the second output is held");
         assert_eq!(released.console, 0, "the write has not finished");
         assert!(
             !gate.drain(Duration::from_millis(10)),

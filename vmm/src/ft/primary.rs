@@ -23,10 +23,9 @@ use crate::host::{LiveSource, StopSignal};
 use crate::machine::Machine;
 use crate::monitor::Stats;
 
-/// Pending log bytes that make a batch go out without waiting for a reason.
+/// Pending log bytes that go out even before their exit is complete (the
+/// events of a long wait in HLT).
 const BATCH_BYTES: usize = 16 << 10;
-/// Exits after which pending records go out anyway, to bound the lag.
-const BATCH_EXITS: u64 = 256;
 /// How often a stalled vCPU looks again at acknowledgements and progress.
 const STALL_POLL: Duration = Duration::from_millis(20);
 /// How often the primary reports its lag.
@@ -124,7 +123,6 @@ struct Outbox {
     pending_records: u64,
     /// The last progress marker sent: every input through it is sent.
     marker: u64,
-    exits_since_batch: u64,
     /// (marker, bytes) of batches not yet acknowledged.
     in_flight: VecDeque<(u64, u64)>,
     unacked: u64,
@@ -153,7 +151,6 @@ impl Outbox {
             pending: Vec::new(),
             pending_records: 0,
             marker,
-            exits_since_batch: 0,
             in_flight: VecDeque::new(),
             unacked: 0,
             sent_bytes: 0,
@@ -180,7 +177,6 @@ impl Outbox {
         self.sent_bytes += bytes;
         self.sent_records += std::mem::take(&mut self.pending_records);
         self.marker = marker;
-        self.exits_since_batch = 0;
     }
 
     /// Drops what the backup acknowledged from the unacknowledged bytes.
@@ -334,27 +330,6 @@ impl<W: Write> PrimarySource<W> {
         Ok(())
     }
 
-    /// Sends pending inputs when something waits for them: output to be
-    /// released, a backup to catch up before the guest halts, a full batch.
-    fn send_due(&mut self, marker: u64, halted: bool) {
-        let Some(outbox) = &mut self.outbox else {
-            return;
-        };
-        outbox.exits_since_batch += 1;
-        let output_waiting = self
-            .gate
-            .last_held_exit()
-            .is_some_and(|exit| exit > outbox.marker && exit <= marker);
-        let advanced = marker > outbox.marker;
-        let due = output_waiting
-            || (halted && advanced)
-            || outbox.pending.len() >= BATCH_BYTES
-            || (outbox.exits_since_batch >= BATCH_EXITS && !outbox.pending.is_empty());
-        if due {
-            outbox.send(marker, self.gate.released());
-        }
-    }
-
     /// Stalls the guest while the backup is too far behind, in log bytes
     /// or in guest time.
     fn throttle(&mut self, marker: u64) -> Result<(), SourceError> {
@@ -418,7 +393,6 @@ impl<W: Write> EventSource for PrimarySource<W> {
         self.check_mode()?;
         // Exit k is complete once the next one begins.
         let marker = query.exit.saturating_sub(1);
-        self.send_due(marker, query.halted);
         self.throttle(marker)?;
         self.report(query.exit);
         let first = events.len();
@@ -449,17 +423,17 @@ impl<W: Write> EventSource for PrimarySource<W> {
                     event: event.clone(),
                 });
             }
-            // The output waits for the backup to have this exit: send it now
-            // rather than at the next exit, which an emulated guest may
-            // reach only milliseconds later; but as Nagle does, only when
-            // nothing sent is still unacknowledged, so that a stream of
-            // small outputs (a console line a byte at a time) goes out in
-            // one batch when the guest next halts.
-            if done.output {
-                outbox.acknowledged();
-                if outbox.in_flight.is_empty() {
-                    outbox.send(done.exit, self.gate.released());
-                }
+            // The backup replays past this exit only once it has it, and an
+            // output waits for that too: send it now, not at the next exit,
+            // which an emulated guest may reach only after a long computation
+            // (the backup would then compute after the primary instead of
+            // alongside it, and the primary stall on flow control). A halted
+            // exit may take more events: it goes out once an interrupt ends
+            // the wait, or in parts if its events pile up.
+            if done.complete {
+                outbox.send(done.exit, self.gate.released());
+            } else if outbox.pending.len() >= BATCH_BYTES {
+                outbox.send(outbox.marker, self.gate.released());
             }
         }
         Ok(())
