@@ -327,7 +327,9 @@ impl<S: RecordStream> EventSource for ReplaySource<S> {
     }
 
     fn end(&mut self, end: &End) -> Result<(), SourceError> {
-        self.exit = end.exit;
+        // The end record comes after the last exit is complete (after its
+        // progress marker), as digests do.
+        self.exit = end.exit + 1;
         let verify = self.verify;
         let recorded = loop {
             match self.peek()? {

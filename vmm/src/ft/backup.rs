@@ -759,6 +759,35 @@ mod tests {
     }
 
     #[test]
+    fn the_end_record_is_waited_for_after_the_last_exits_marker() {
+        use ft_logging::{End, EndReason};
+        // The last exit is complete, and sent, before the primary's end
+        // record follows in a later batch.
+        let marker = FromPrimary::Batch {
+            records: Vec::new(),
+            through_exit: 5,
+            released: Released::default(),
+            bytes: 0,
+        };
+        let end = End {
+            exit: 5,
+            signature: 0,
+            reason: EndReason::GuestExit(0),
+            status: 0,
+            console: Default::default(),
+            state: None,
+        };
+        let last = FromPrimary::Batch {
+            records: vec![Record::End(end.clone())],
+            through_exit: 5,
+            released: Released::default(),
+            bytes: 30,
+        };
+        let mut replay = stream(vec![marker, last]);
+        replay.end(&end).unwrap();
+    }
+
+    #[test]
     fn a_complete_exit_is_replayed_without_waiting_for_more() {
         let time = Record::Event {
             exit: 0,
