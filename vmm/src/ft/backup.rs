@@ -61,8 +61,9 @@ pub struct ChannelStream {
     monitor: Arc<Monitor>,
 }
 
-/// Messages waiting unreplayed that make the replay hurry: the primary is
-/// about to stall on flow control.
+/// Messages waiting unreplayed that make the replay hurry (about as many
+/// exits: the primary sends each exit as it completes): the primary may
+/// soon stall on flow control.
 const BEHIND_MESSAGES: usize = 8;
 
 impl ChannelStream {
