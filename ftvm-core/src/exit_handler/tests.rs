@@ -41,6 +41,7 @@ enum Call {
         signature: u64,
         console_bytes: u64,
         output: bool,
+        complete: bool,
     },
     Console {
         exit: u64,
@@ -76,6 +77,7 @@ impl EventSource for Script {
             signature: done.signature.value(),
             console_bytes: done.console.bytes,
             output: done.output,
+            complete: done.complete,
         });
         Ok(())
     }
@@ -296,6 +298,7 @@ fn an_exit_takes_its_events_folds_and_hands_them_back_then_emits_its_output() {
                 signature: after,
                 console_bytes: 1,
                 output: true,
+                complete: true,
             },
             Call::Console {
                 exit: 1,
@@ -467,21 +470,34 @@ fn a_halt_waits_at_the_same_exit_until_an_interrupt_is_pending() {
     let halted = |call: &Call| matches!(call, Call::Events { halted: true, .. });
     assert_eq!(log.iter().filter(|call| halted(call)).count(), 2, "{log:?}");
     // The guest's output is flushed before it waits; each batch of events
-    // is handed back at the halted exit.
+    // is handed back at the halted exit, and only the batch that leaves an
+    // interrupt pending completes it.
     assert!(matches!(
         log[..],
         [
             Call::Events { halted: false, .. },
-            Call::Done { events: 0, .. },
+            Call::Done {
+                events: 0,
+                complete: false,
+                ..
+            },
             Call::Flush,
             Call::Events {
                 halted: true,
                 deadline: Some(_),
                 ..
             },
-            Call::Done { events: 1, .. },
+            Call::Done {
+                events: 1,
+                complete: false,
+                ..
+            },
             Call::Events { halted: true, .. },
-            Call::Done { events: 1, .. },
+            Call::Done {
+                events: 1,
+                complete: true,
+                ..
+            },
         ]
     ));
     for call in &log {
@@ -489,6 +505,26 @@ fn a_halt_waits_at_the_same_exit_until_an_interrupt_is_pending() {
             assert_eq!(*k, exit, "{log:?}");
         }
     }
+}
+
+#[test]
+fn a_halt_with_an_interrupt_pending_neither_waits_nor_leaves_its_exit_open() {
+    let mut core = Core::new();
+    core.init_pic();
+    core.program_pit(0);
+    core.answer(vec![Event::Time { ns: 1_100_000 }]);
+    core.out(POST, 0);
+    assert!(core.handler.interrupt_pending());
+    core.take_log();
+    assert_eq!(core.hlt(IF), Flow::Continue);
+    assert!(matches!(
+        core.take_log()[..],
+        [
+            Call::Events { halted: false, .. },
+            Call::Done { complete: true, .. },
+            Call::Flush,
+        ]
+    ));
 }
 
 #[test]
