@@ -76,13 +76,7 @@ impl PageSet {
     /// pages are written; without, every zero page is read to see.
     pub fn apply(&self, memory: &GuestRam, nonzero: Option<&DirtyPages>) -> Result<(), StateError> {
         self.check()?;
-        let last = self
-            .zero_runs
-            .iter()
-            .map(|&(first, count)| first + count - 1)
-            .chain(self.numbers.last().copied())
-            .max();
-        if let Some(last) = last
+        if let Some(last) = self.last_page()
             && !in_ram(memory, last * PAGE_SIZE)
         {
             return Err(outside(last));

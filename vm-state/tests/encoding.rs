@@ -252,6 +252,18 @@ fn pages_outside_ram_are_refused_and_nothing_is_written() {
     assert!(error.to_string().contains("outside"), "{error}");
     assert_eq!(PageSet::capture_all(&small), PageSet::capture_all(&ram()));
     assert!(PageSet::capture(&small, [256]).is_err());
+    // Zero pages too: a set of zeros reaching past RAM zeroes nothing.
+    let written = ram();
+    written
+        .write_slice(&[5; 4096], GuestAddress(0x2000))
+        .unwrap();
+    let before = PageSet::capture_all(&written);
+    let zeros =
+        PageSet::capture_all(&GuestRam::from_ranges(&[(GuestAddress(0), 2 * MIB)]).unwrap());
+    assert_eq!(zeros.data_pages(), 0);
+    let error = zeros.apply(&written, None).unwrap_err();
+    assert!(error.to_string().contains("outside"), "{error}");
+    assert_eq!(PageSet::capture_all(&written), before);
 }
 
 #[test]
