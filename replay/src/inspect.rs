@@ -157,7 +157,6 @@ impl TraceSummary {
         let mut duration_ns = None;
         let mut end = None;
         let mut checkpoints = Vec::new();
-        let mut offset = header_bytes;
         // Bytes of the checkpoint whose pages are being read.
         let mut checkpoint_bytes = 0;
         loop {
@@ -165,12 +164,10 @@ impl TraceSummary {
             let Some(record) = reader.next_record()? else {
                 break;
             };
-            let next = reader.position().offset;
+            let bytes = reader.position().offset - start.offset;
             let count = &mut kinds[RecordKind::of(&record) as usize];
             count.records += 1;
-            count.bytes += next - offset;
-            let bytes = next - offset;
-            offset = next;
+            count.bytes += bytes;
             match record {
                 Record::Event {
                     event: Event::Time { ns },
@@ -206,7 +203,7 @@ impl TraceSummary {
             header_bytes,
             kinds,
             records: reader.position().record,
-            bytes: offset,
+            bytes: reader.position().offset,
             duration_ns,
             checkpoints,
             // The reader ends only after the End record.
