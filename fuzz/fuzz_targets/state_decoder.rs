@@ -13,10 +13,12 @@
 use ft_logging::{
     End, Event, EventSource, ExitDone, ExitQuery, NullSink, SourceError, StateDigest,
 };
+use ftvm_core::devices::virtio::mmio_base;
 use ftvm_core::exit_handler::{Access, ExitHandler, Flow, Step};
 use ftvm_core::memory::GuestRam;
 use ftvm_core::platform::Devices;
 use libfuzzer_sys::fuzz_target;
+use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_CONFIG, VIRTIO_MMIO_QUEUE_NOTIFY};
 use vm_memory::GuestAddress;
 use vm_state::envelope::{self, Kind};
 use vm_state::{MachineState, PageSet, VmState};
@@ -27,7 +29,6 @@ const PORTS: &[u16] = &[
     0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1, 0x40, 0x41, 0x42, 0x43, 0x61, 0x60, 0x64, 0x70, 0x71,
     0x3f8, 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3fd, 0x3fe, 0x3ff,
 ];
-const VIRTIO: u64 = 0xd000_0000;
 
 /// Time moves on; the disk completes what is in flight; frames arrive.
 struct Host {
@@ -110,8 +111,9 @@ fn exercise(core: &mut ExitHandler, host: &mut Host, values: &[u8]) {
         }
     }
     for slot in 0..2 {
-        let base = VIRTIO + slot * 0x1000;
-        for offset in (0..0x108).step_by(4) {
+        let base = mmio_base(slot);
+        // Every transport register and the first words of the configuration.
+        for offset in (0..u64::from(VIRTIO_MMIO_CONFIG) + 8).step_by(4) {
             if !exit(
                 core,
                 host,
@@ -125,7 +127,7 @@ fn exercise(core: &mut ExitHandler, host: &mut Host, values: &[u8]) {
         }
         for queue in 0u32..2 {
             let notify = Access::MmioWrite {
-                addr: base + 0x50,
+                addr: base + u64::from(VIRTIO_MMIO_QUEUE_NOTIFY),
                 data: &queue.to_le_bytes(),
             };
             if !exit(core, host, notify) {
