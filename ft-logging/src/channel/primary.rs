@@ -310,7 +310,7 @@ impl LogSender {
             samples.len() <= super::MAX_DISK_SAMPLES,
             "too many disk samples"
         );
-        let len = samples.len() * 40;
+        let len = samples.len() * size_of::<DiskSample>();
         self.transfer(ToBackup::DiskCheck(samples), len);
     }
 
