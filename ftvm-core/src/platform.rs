@@ -336,6 +336,13 @@ mod tests {
         Platform::from_state(disk(), &memory, &state).unwrap();
         let error = Platform::from_state(Devices::default(), &memory, &state).unwrap_err();
         assert!(error.to_string().contains("other devices"), "{error}");
+        // As many devices, of another kind.
+        let net = Devices {
+            disk: None,
+            net: Some(NetInfo { mac: [2; 6] }),
+        };
+        let error = Platform::from_state(net, &memory, &state).unwrap_err();
+        assert!(error.to_string().contains("other devices"), "{error}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::net::{Net, RX_QUEUE};
 use super::{IRQS, MMIO_SIZE, VirtioMmio, VirtioMmioState, mmio_base};
 use crate::effect::Effect;
 use crate::memory::GuestRam;
-use crate::state::{InvalidState, check};
+use crate::state::InvalidState;
 
 #[derive(Debug)]
 enum Slot {
@@ -91,11 +91,11 @@ impl VirtioBus {
         state: &VirtioBusState,
     ) -> Result<Self, InvalidState> {
         let fresh = Self::new(disk, net, memory);
-        check(
-            fresh.slots.len() == state.slots.len(),
-            "virtio",
-            "other devices than the VM's configuration",
-        )?;
+        let other_devices =
+            || InvalidState::new("virtio", "other devices than the VM's configuration");
+        if fresh.slots.len() != state.slots.len() {
+            return Err(other_devices());
+        }
         let slots =
             fresh
                 .slots
@@ -108,10 +108,7 @@ impl VirtioBus {
                     (Slot::Net(fresh), SlotState::Net(saved)) => Ok(Slot::Net(
                         VirtioMmio::from_state(fresh.into_device(), memory.clone(), saved)?,
                     )),
-                    _ => Err(InvalidState::new(
-                        "virtio",
-                        "other devices than the VM's configuration",
-                    )),
+                    _ => Err(other_devices()),
                 })
                 .collect::<Result<_, _>>()?;
         Ok(Self { slots })
