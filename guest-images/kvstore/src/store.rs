@@ -79,7 +79,9 @@ impl Store {
         clients: usize,
     ) -> (Outcome, bool) {
         let bound = connection.log_bound(&request);
-        let Self { kv, journal, clock, .. } = self;
+        let Self {
+            kv, journal, clock, ..
+        } = self;
         journal.make_room(bound, kv, &mut || clock.now_ms());
         let changes = self.journal.status().changes;
         let (kv, mut env) = self.split(clients);
@@ -170,7 +172,10 @@ impl Host for Env<'_> {
     fn status(&self) -> Status {
         let journal = self.journal.status();
         Status {
-            uptime_ms: self.clock.estimate_ms().saturating_sub(self.clock.boot_ms()),
+            uptime_ms: self
+                .clock
+                .estimate_ms()
+                .saturating_sub(self.clock.boot_ms()),
             connected_clients: self.clients,
             heap_size: virtio::heap::usage().1,
             log_size: journal.size,
