@@ -116,10 +116,6 @@ impl Session {
             ..Self::default()
         }
     }
-
-    pub fn protocol(&self) -> Protocol {
-        self.proto
-    }
 }
 
 /// Counters for INFO.
@@ -222,7 +218,8 @@ impl Kv {
     }
 
     /// The earliest deadline of any key.
-    pub fn next_deadline(&self) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
         self.db.next_deadline()
     }
 
