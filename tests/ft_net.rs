@@ -28,7 +28,7 @@ fn a_client_connection_survives_takeover_with_every_acknowledged_key() {
         let hosts = Hosts::up(&host_name(&format!("tcp{run}")));
         let setup = hosts.setup(&format!("ft-net-{run}"));
         let disk = fresh_disk(&setup.dir);
-        let (backup, primary) = hosts.serving_pair(&setup, &kvstore(&disk));
+        let (mut backup, primary) = hosts.serving_pair(&setup, &kvstore(&disk));
         let mut client = Connection::open(&hosts.namespace('c'), PATIENCE);
         let moment = moment(seed, run, 200, 1500);
         let started = Instant::now();
@@ -76,7 +76,6 @@ fn a_client_connection_survives_takeover_with_every_acknowledged_key() {
             backup.stderr.text()
         );
         client.close();
-        let mut backup = backup;
         backup.kill();
         // A fresh VM from the shared disk alone has every key.
         let mut fresh = hosts.boot_restoring('b', &disk, acked);
@@ -117,7 +116,7 @@ fn the_new_primary_drops_what_queued_on_its_tap_and_announces_the_guests_mac() {
     let mut guest = kvstore(&disk);
     let net = guest.iter().position(|arg| arg == "--net").unwrap() + 1;
     guest[net] = "tap=ftvm0,mac=52:54:00:12:34:56".into();
-    let (backup, primary) = hosts.serving_pair(&setup, &guest);
+    let (mut backup, primary) = hosts.serving_pair(&setup, &guest);
     // Broadcasts (ARP for an address nobody has) reach both hosts' TAPs;
     // the backup's queues them unread until it goes live.
     let c = hosts.namespace('c');
@@ -138,6 +137,5 @@ fn the_new_primary_drops_what_queued_on_its_tap_and_announces_the_guests_mac() {
         "want several RARP announcements from {mac:02x?}, saw {seen:02x?}"
     );
     let _ = primary.finish(TIMEOUT);
-    let mut backup = backup;
     backup.kill();
 }

@@ -108,10 +108,9 @@ fn redis_benchmark_runs_its_default_tests_against_a_pair() {
     let hosts = Hosts::up(&host_name("rbp"));
     let setup = hosts.setup("redis-bench-pair");
     let disk = fresh_disk(&setup.dir);
-    let (backup, mut primary) = hosts.serving_pair(&setup, &kvstore(&disk));
+    let (mut backup, mut primary) = hosts.serving_pair(&setup, &kvstore(&disk));
     assert_benchmark_runs(&hosts);
     primary.kill();
-    let mut backup = backup;
     backup.kill();
 }
 
@@ -351,7 +350,7 @@ fn a_takeover_during_compaction_loses_no_acknowledged_write() {
     let c = hosts.namespace('c');
     let setup = hosts.setup("redis-takeover-compaction");
     let disk = fresh_disk(&setup.dir);
-    let (backup, primary) = hosts.serving_pair(&setup, &kvstore(&disk));
+    let (mut backup, primary) = hosts.serving_pair(&setup, &kvstore(&disk));
     let stop = Arc::new(AtomicBool::new(false));
     let (done, finished) = mpsc::channel();
     let writer = {
@@ -385,7 +384,6 @@ fn a_takeover_during_compaction_loses_no_acknowledged_write() {
     let mut known = written.acked;
     assert_has(&c, &mut known, &BTreeMap::new(), "the new primary");
     let _ = primary.finish(TIMEOUT);
-    let mut backup = backup;
     backup.kill();
     let fresh = hosts.kvstore_in('b', &["run"], &disk);
     assert_has(&c, &mut known, &BTreeMap::new(), "a fresh boot");

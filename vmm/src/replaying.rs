@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use ft_logging::{End, EventSource, OutputSink, StopReason};
+use ft_logging::{End, EndReason, EventSource, OutputSink, StopReason};
 use replay::{RecordStream, ReplaySource};
 use vm_state::VmState;
 
@@ -120,24 +120,11 @@ impl<S: RecordStream> Replay<S> {
     /// the replay ends as it did; in verify mode every difference between
     /// the ends is a divergence.
     pub fn finish(&mut self, result: Result<VmEnd, RunError>) -> Result<ReplayEnd, RunError> {
-        let (reason, status) = match &result {
-            Ok(VmEnd::Stopped(reason)) => return Ok(ReplayEnd::Stopped(*reason)),
-            // The recorded run was stopped, or failed, here: end as it did.
-            Ok(VmEnd::LogEnded) => {
-                let recorded = self
-                    .source
-                    .recorded_end()
-                    .expect("a replay source has read the End record when it reports LogEnded");
-                (recorded.reason.clone(), recorded.status)
-            }
-            Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
-            // A failure of the replay itself that the recording may share
-            // (KVM refusing the same instruction); anything from the log is
-            // not.
-            Err(error) if !exit_status::is_log_error(error) => {
-                (end_reason(&result), exit_status::of_run_error(error))
-            }
-            Err(_) => return Err(result.expect_err("an error")),
+        if let Ok(VmEnd::Stopped(reason)) = &result {
+            return Ok(ReplayEnd::Stopped(*reason));
+        }
+        let Some((reason, status)) = replayed_end(&result, self.source.recorded_end()) else {
+            return Err(result.expect_err("an error from the log"));
         };
         let end = self.machine.end(reason, status);
         self.source
@@ -156,5 +143,31 @@ impl<S: RecordStream> Replay<S> {
             return Err(error);
         }
         Ok(ReplayEnd::Ended { end, recorded })
+    }
+}
+
+/// The end record's reason and status for a run that replayed a log and
+/// ended with `result`, `recorded` being the log's end record once the
+/// replay has read it. Where the logged run was stopped or failed (the log
+/// ended), the replay ends as it did; a failure the logged run may share
+/// (KVM refusing the same instruction) is checked against the log's end.
+/// None when the host stopped the replay or the log itself failed it: the
+/// caller ends on `result`.
+pub fn replayed_end(
+    result: &Result<VmEnd, RunError>,
+    recorded: Option<&End>,
+) -> Option<(EndReason, u8)> {
+    match result {
+        Ok(VmEnd::Stopped(_)) => None,
+        Ok(VmEnd::LogEnded) => {
+            let recorded =
+                recorded.expect("a replay source has read the End record when it reports LogEnded");
+            Some((recorded.reason.clone(), recorded.status))
+        }
+        Ok(end) => Some((end_reason(result), exit_status::of_end(*end))),
+        Err(error) if !exit_status::is_log_error(error) => {
+            Some((end_reason(result), exit_status::of_run_error(error)))
+        }
+        Err(_) => None,
     }
 }

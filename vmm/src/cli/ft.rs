@@ -26,6 +26,7 @@ use vmm::ft::{
 use vmm::host::{HostDevices, Tap, priority};
 use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::monitor::{Event, Monitor, Role};
+use vmm::replaying::replayed_end;
 use vmm::vm_config::{DEFAULT_MEM_MIB, VmConfig};
 use vmm::vstate::{RunError, VmEnd};
 
@@ -590,28 +591,16 @@ fn backup_end(
     pair: &PairArgs,
     role: &str,
 ) -> Result<Ended, CliError> {
-    let (reason, status) = match &result {
-        Ok(VmEnd::Stopped(stop)) => {
-            eprintln!("ftvm: {role}: {stop}");
-            return Ok(Ended {
-                status: stop.exit_status(),
-                reason: end_reason(&result).to_string(),
-            });
-        }
-        Ok(VmEnd::LogEnded) => {
-            // The primary was stopped (or failed) there; so is the pair.
-            let end = source
-                .primary_end()
-                .expect("LogEnded comes with the end record");
-            (end.reason.clone(), end.status)
-        }
-        Ok(end) => (end_reason(&result), exit_status::of_end(*end)),
-        // A failure of the guest the primary had too (KVM refusing the same
-        // instruction) is checked against its end; anything else stops here.
-        Err(error) if !exit_status::is_log_error(error) => {
-            (end_reason(&result), exit_status::of_run_error(error))
-        }
-        Err(_) => return Err(CliError::Run(result.expect_err("an error"))),
+    if let Ok(VmEnd::Stopped(stop)) = &result {
+        eprintln!("ftvm: {role}: {stop}");
+        return Ok(Ended {
+            status: stop.exit_status(),
+            reason: end_reason(&result).to_string(),
+        });
+    }
+    // Where the primary was stopped (or failed), so is the pair.
+    let Some((reason, status)) = replayed_end(&result, source.primary_end()) else {
+        return Err(CliError::Run(result.expect_err("an error from the log")));
     };
     let live = source.is_live();
     let described = reason.to_string();

@@ -166,12 +166,15 @@ impl Outbox {
         self.pending_records += 1;
     }
 
+    /// Sends what is pending with `marker`. The link's heartbeats carry
+    /// the marker and release counts of its last batch: no separate
+    /// heartbeat update, which would be a second queue item (and wakeup of
+    /// the link's writer) at every exit.
     fn send(&mut self, marker: u64, released: Released) {
         let records = std::mem::take(&mut self.pending);
         let bytes = records.len() as u64;
         self.log_bytes.inc_by(bytes);
         self.sender.batch(records, marker, released);
-        self.sender.heartbeat_state(marker, released);
         self.in_flight.push_back((marker, bytes));
         self.unacked += bytes;
         self.sent_bytes += bytes;
