@@ -93,14 +93,14 @@ impl Connection {
             Ok(args) => kv.execute(&mut self.session, args, host),
         };
         if outcome.close {
-            self.closed = true;
-            self.parser = RequestParser::default();
+            self.close();
         }
         outcome
     }
 
     /// Parses and runs the next complete request, if the input holds one.
-    pub fn process(&mut self, kv: &mut Kv, host: &mut dyn Host) -> Option<Outcome> {
+    #[cfg(test)]
+    pub(crate) fn process(&mut self, kv: &mut Kv, host: &mut dyn Host) -> Option<Outcome> {
         let request = self.next_request(host.memory().room)?;
         Some(self.run(request, kv, host))
     }
@@ -122,7 +122,8 @@ impl Connection {
     }
 
     /// Whether the connection is inside MULTI.
-    pub fn in_transaction(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn in_transaction(&self) -> bool {
         self.session.multi.is_some()
     }
 }

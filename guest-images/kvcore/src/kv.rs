@@ -36,6 +36,15 @@ pub struct Memory {
     pub room: usize,
 }
 
+impl Memory {
+    /// No limits: for a replay of the log, which must take what was logged.
+    pub const UNLIMITED: Self = Self {
+        used: 0,
+        limit: usize::MAX,
+        room: usize::MAX,
+    };
+}
+
 /// Why a write command is refused before it runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Refusal {
@@ -106,10 +115,6 @@ impl Session {
             id,
             ..Self::default()
         }
-    }
-
-    pub fn protocol(&self) -> Protocol {
-        self.proto
     }
 }
 
@@ -213,7 +218,8 @@ impl Kv {
     }
 
     /// The earliest deadline of any key.
-    pub fn next_deadline(&self) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
         self.db.next_deadline()
     }
 
@@ -396,11 +402,7 @@ impl Host for ReplayHost {
     }
 
     fn memory(&self) -> Memory {
-        Memory {
-            used: 0,
-            limit: usize::MAX,
-            room: usize::MAX,
-        }
+        Memory::UNLIMITED
     }
 
     fn reserve(&mut self, _bytes: usize) -> Result<(), Refusal> {

@@ -72,7 +72,10 @@ impl Server {
 
     /// Connected clients.
     pub fn clients(&self) -> usize {
-        self.slots.iter().filter(|slot| slot.client.is_some()).count()
+        self.slots
+            .iter()
+            .filter(|slot| slot.client.is_some())
+            .count()
     }
 
     /// One round's first half: takes new clients, runs what clients sent,
@@ -110,7 +113,11 @@ impl Server {
     /// After the round's commit: its held replies go out, those of logged
     /// requests as errors if the commit failed.
     pub fn settle(&mut self, committed: bool) {
-        for client in self.slots.iter_mut().filter_map(|slot| slot.client.as_mut()) {
+        for client in self
+            .slots
+            .iter_mut()
+            .filter_map(|slot| slot.client.as_mut())
+        {
             for held in core::mem::take(&mut client.held) {
                 if held.logged && !committed {
                     client.queue(WRITE_FAILED.to_vec());

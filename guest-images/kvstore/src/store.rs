@@ -36,6 +36,20 @@ struct Retry {
     at_tick: u64,
 }
 
+impl Retry {
+    /// Whether the disk failed and may not be tried again yet.
+    fn waiting(&self, journal: &Journal<BlockDisk>) -> bool {
+        journal.failed() && clock::ticks() < self.at_tick
+    }
+
+    /// After the disk was tried: if it failed, the next try waits.
+    fn tried(&mut self, journal: &Journal<BlockDisk>) {
+        if journal.failed() {
+            self.at_tick = clock::ticks() + RETRY_TICKS;
+        }
+    }
+}
+
 /// Keys deleted per round by active expiry.
 const EXPIRE_PER_ROUND: usize = 32;
 
@@ -65,7 +79,9 @@ impl Store {
         clients: usize,
     ) -> (Outcome, bool) {
         let bound = connection.log_bound(&request);
-        let Self { kv, journal, clock, .. } = self;
+        let Self {
+            kv, journal, clock, ..
+        } = self;
         journal.make_room(bound, kv, &mut || clock.now_ms());
         let changes = self.journal.status().changes;
         let (kv, mut env) = self.split(clients);
@@ -91,13 +107,11 @@ impl Store {
         if !self.journal.has_staged() {
             return !self.journal.failed();
         }
-        if self.journal.failed() && clock::ticks() < self.retry.at_tick {
+        if self.retry.waiting(&self.journal) {
             return false;
         }
         let committed = self.journal.commit();
-        if !committed {
-            self.retry.at_tick = clock::ticks() + RETRY_TICKS;
-        }
+        self.retry.tried(&self.journal);
         committed
     }
 
@@ -143,13 +157,11 @@ impl Host for Env<'_> {
         if memory().room < bytes {
             return Err(Refusal::OutOfMemory);
         }
-        if self.journal.failed() && clock::ticks() < self.retry.at_tick {
+        if self.retry.waiting(self.journal) {
             return Err(Refusal::DiskFailed);
         }
         let result = self.journal.reserve(bytes);
-        if self.journal.failed() {
-            self.retry.at_tick = clock::ticks() + RETRY_TICKS;
-        }
+        self.retry.tried(self.journal);
         result
     }
 
@@ -160,7 +172,10 @@ impl Host for Env<'_> {
     fn status(&self) -> Status {
         let journal = self.journal.status();
         Status {
-            uptime_ms: self.clock.estimate_ms().saturating_sub(self.clock.boot_ms()),
+            uptime_ms: self
+                .clock
+                .estimate_ms()
+                .saturating_sub(self.clock.boot_ms()),
             connected_clients: self.clients,
             heap_size: virtio::heap::usage().1,
             log_size: journal.size,

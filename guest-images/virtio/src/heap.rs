@@ -34,8 +34,5 @@ pub fn init(boot: &BootInfo) {
 pub fn usage() -> (usize, usize) {
     let heap = HEAP.lock();
     let counters = heap.get_counters();
-    (
-        counters.allocated_bytes,
-        counters.claimed_bytes,
-    )
+    (counters.allocated_bytes, counters.claimed_bytes)
 }

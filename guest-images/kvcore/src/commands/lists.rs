@@ -4,7 +4,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::mem;
 
-use super::{integer_arg, length, optional_count, range, typed, typed_mut, value_or_insert};
+use super::{integer_arg, length, pop_elements, range, value_or_insert};
 use crate::kv::Ctx;
 use crate::value::Value;
 
@@ -63,39 +63,27 @@ fn pop(ctx: &mut Ctx, args: &mut [Vec<u8>], end: End) {
             }));
         return;
     }
-    let Ok(count) = optional_count(ctx, args) else {
-        return;
-    };
-    let key = &args[1];
-    match typed(ctx, key, is_list) {
-        Err(()) => return,
-        Ok(None) => {
-            if count.is_some() {
-                ctx.reply.null_array();
-            } else {
-                ctx.reply.null();
-            }
-            return;
-        }
-        Ok(Some(_)) => {}
-    }
-    if count == Some(0) {
-        ctx.reply.array(0);
-        return;
-    }
-    let Ok(Some(Value::List(list))) = typed_mut(ctx, key, is_list) else {
-        return;
-    };
-    let take = count.unwrap_or(1).min(list.len());
-    let mut popped = Vec::with_capacity(take);
-    for _ in 0..take {
-        let value = match end {
-            End::Head => list.pop_front(),
-            End::Tail => list.pop_back(),
+    let Ok((count, popped)) = pop_elements(ctx, args, is_list, |value, take, _| {
+        let Value::List(list) = value else {
+            return Vec::new();
         };
-        popped.extend(value);
-    }
-    ctx.db.remove_if_empty(key);
+        (0..take)
+            .filter_map(|_| match end {
+                End::Head => list.pop_front(),
+                End::Tail => list.pop_back(),
+            })
+            .collect()
+    }) else {
+        return;
+    };
+    let Some(popped) = popped else {
+        if count.is_some() {
+            ctx.reply.null_array();
+        } else {
+            ctx.reply.null();
+        }
+        return;
+    };
     if count.is_some() {
         ctx.reply.array(popped.len());
     }

@@ -11,7 +11,7 @@ mod zsets;
 
 use alloc::vec::Vec;
 
-use crate::db::Slot;
+use crate::db::{Clock, Slot};
 use crate::int;
 use crate::kv::Ctx;
 use crate::reply;
@@ -290,6 +290,34 @@ pub(crate) fn remove_elements(
     };
     ctx.db.remove_if_empty(key);
     ctx.reply.integer(removed as i64);
+}
+
+/// LPOP, SPOP, ZPOPMIN: takes up to the count at `args[2]` (one without
+/// it) with `pop` from the collection at `args[1]`, deleting the key once
+/// empty. `Err` once an error is replied (a bad count, another type);
+/// otherwise the count and what was popped, `None` if the key is missing.
+/// A count of 0 leaves the key untouched, so nothing is logged.
+pub(crate) fn pop_elements<T>(
+    ctx: &mut Ctx,
+    args: &[Vec<u8>],
+    is_kind: fn(&Value) -> bool,
+    pop: impl FnOnce(&mut Value, usize, &mut dyn Clock) -> Vec<T>,
+) -> Result<(Option<usize>, Option<Vec<T>>), ()> {
+    let count = optional_count(ctx, args)?;
+    let key = &args[1];
+    if typed(ctx, key, is_kind)?.is_none() {
+        return Ok((count, None));
+    }
+    if count == Some(0) {
+        return Ok((count, Some(Vec::new())));
+    }
+    let Ctx { db, clock, .. } = ctx;
+    let popped = db.get_mut(key, clock).map(|value| {
+        let take = count.unwrap_or(1).min(value.len());
+        pop(value, take, clock)
+    });
+    ctx.db.remove_if_empty(key);
+    Ok((count, popped))
 }
 
 /// The live slot of `key` if it holds the kind of value `is_kind`

@@ -4,8 +4,8 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::mem;
 
-use super::{has, length, optional_count, remove_elements, typed, typed_mut, value_or_insert};
-use crate::db::{self, Clock};
+use super::{has, length, pop_elements, remove_elements, value_or_insert};
+use crate::db;
 use crate::kv::Ctx;
 use crate::reply::SYNTAX;
 use crate::value::Value;
@@ -71,42 +71,38 @@ pub(super) fn spop(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
         ctx.reply.error(SYNTAX);
         return;
     }
-    let Ok(count) = optional_count(ctx, args) else {
-        return;
-    };
     let key = &args[1];
-    let Ok(slot) = typed(ctx, key, is_set) else {
+    let Ok((count, popped)) = pop_elements(ctx, args, is_set, |value, take, clock| {
+        let Value::Set(set) = value else {
+            return Vec::new();
+        };
+        let mut seed = db::hash(key) ^ clock.now_ms().rotate_left(17) ^ (set.len() as u64) << 32;
+        let mut popped = Vec::with_capacity(take);
+        for _ in 0..take {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let index = (seed % set.len() as u64) as usize;
+            if let Some(member) = set.iter().nth(index).cloned() {
+                set.remove(&member);
+                popped.push(member);
+            }
+        }
+        popped
+    }) else {
         return;
     };
-    let len = slot.map_or(0, |slot| slot.value.len());
-    if len == 0 || count == Some(0) {
-        match count {
-            Some(_) => ctx.reply.set(0),
-            None => ctx.reply.null(),
+    match (count, popped) {
+        (None, None) => ctx.reply.null(),
+        (count, popped) => {
+            // A missing key with a count replies as an empty pop.
+            let popped = popped.unwrap_or_default();
+            if count.is_some() {
+                ctx.reply.set(popped.len());
+            }
+            for member in &popped {
+                ctx.reply.bulk(member);
+            }
         }
-        return;
-    }
-    let mut seed = db::hash(key) ^ ctx.clock.now_ms().rotate_left(17) ^ (len as u64) << 32;
-    let Ok(Some(Value::Set(set))) = typed_mut(ctx, key, is_set) else {
-        return;
-    };
-    let take = count.unwrap_or(1).min(set.len());
-    let mut popped = Vec::with_capacity(take);
-    for _ in 0..take {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let index = (seed % set.len() as u64) as usize;
-        if let Some(member) = set.iter().nth(index).cloned() {
-            set.remove(&member);
-            popped.push(member);
-        }
-    }
-    ctx.db.remove_if_empty(key);
-    if count.is_some() {
-        ctx.reply.set(popped.len());
-    }
-    for member in &popped {
-        ctx.reply.bulk(member);
     }
 }

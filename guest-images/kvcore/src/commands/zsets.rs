@@ -3,9 +3,7 @@
 use alloc::vec::Vec;
 use core::mem;
 
-use super::{
-    integer_arg, length, optional_count, range, remove_elements, typed, typed_mut, value_or_insert,
-};
+use super::{integer_arg, length, pop_elements, range, remove_elements, typed, value_or_insert};
 use crate::kv::Ctx;
 use crate::reply::{NOT_FLOAT, Protocol, SYNTAX, WRONGTYPE};
 use crate::score::Score;
@@ -186,28 +184,16 @@ pub(super) fn zpopmin(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
         ctx.reply.error(SYNTAX);
         return;
     }
-    let Ok(count) = optional_count(ctx, args) else {
+    let Ok((count, popped)) = pop_elements(ctx, args, is_zset, |value, take, _| {
+        let Value::ZSet(zset) = value else {
+            return Vec::new();
+        };
+        (0..take).filter_map(|_| zset.pop_min()).collect()
+    }) else {
         return;
     };
-    let key = &args[1];
-    match typed(ctx, key, is_zset) {
-        Err(()) => return,
-        Ok(None) => {
-            ctx.reply.array(0);
-            return;
-        }
-        Ok(Some(_)) => {}
-    }
-    if count == Some(0) {
-        ctx.reply.array(0);
-        return;
-    }
-    let Ok(Some(Value::ZSet(zset))) = typed_mut(ctx, key, is_zset) else {
-        return;
-    };
-    let take = count.unwrap_or(1).min(zset.len());
-    let popped: Vec<(Vec<u8>, Score)> = (0..take).filter_map(|_| zset.pop_min()).collect();
-    ctx.db.remove_if_empty(key);
+    // A missing key replies as an empty pop.
+    let popped = popped.unwrap_or_default();
     let nested = ctx.reply.proto() == Protocol::Resp3 && count.is_some();
     ctx.reply.array(if nested {
         popped.len()

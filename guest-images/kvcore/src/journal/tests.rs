@@ -94,11 +94,7 @@ impl Host for JournalHost<'_> {
     }
 
     fn memory(&self) -> Memory {
-        Memory {
-            used: 0,
-            limit: usize::MAX,
-            room: usize::MAX,
-        }
+        Memory::UNLIMITED
     }
 
     fn reserve(&mut self, bytes: usize) -> Result<(), Refusal> {

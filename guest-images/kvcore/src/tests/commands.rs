@@ -253,6 +253,32 @@ fn the_clock_is_read_only_by_commands_that_need_it() {
     assert_eq!(world.host.clock_reads, 2);
 }
 
+/// A pop of 0 elements, or from a missing key, changes nothing: it is not
+/// logged and reads no clock. SPOP reads it once, to draw its members.
+#[test]
+fn pops_that_take_nothing_are_not_logged() {
+    let mut world = World::new();
+    world.call(&[b"RPUSH", b"l", b"x"]);
+    world.call(&[b"SADD", b"s", b"x"]);
+    world.call(&[b"ZADD", b"z", b"1", b"x"]);
+    let logged = world.host.logged.len();
+    for (pop, key) in [
+        (&b"LPOP"[..], &b"l"[..]),
+        (b"RPOP", b"l"),
+        (b"SPOP", b"s"),
+        (b"ZPOPMIN", b"z"),
+    ] {
+        world.call(&[pop, key, b"0"]);
+        world.call(&[pop, b"nope"]);
+        world.call(&[pop, b"nope", b"2"]);
+    }
+    assert_eq!(world.host.logged.len(), logged);
+    assert_eq!(world.host.clock_reads, 0);
+    assert_eq!(world.call(&[b"SPOP", b"s"]), "$1\r\nx\r\n");
+    assert_eq!(world.host.clock_reads, 1);
+    assert_eq!(world.host.logged.len(), logged + 1);
+}
+
 #[test]
 fn a_write_that_cannot_be_made_durable_changes_nothing() {
     let mut world = World::new();

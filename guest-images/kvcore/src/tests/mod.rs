@@ -46,11 +46,7 @@ impl Default for TestHost {
         Self {
             now: 1_700_000_000_000,
             clock_reads: 0,
-            memory: Memory {
-                used: 0,
-                limit: usize::MAX,
-                room: usize::MAX,
-            },
+            memory: Memory::UNLIMITED,
             refuse: None,
             logged: Vec::new(),
         }
