@@ -60,7 +60,7 @@ pub fn prefilled_disk(dir: &Path, keys: u64) -> std::path::PathBuf {
         .open(&path)
         .unwrap();
     let mut kv = kvcore::Kv::new();
-    let (mut journal, _) = Journal::open(ImageFile(file), &mut kv, 0, &mut || true).unwrap();
+    let mut journal = Journal::open(ImageFile(file), &mut kv, 0, &mut || true).unwrap();
     for i in 0..keys {
         let set = [
             b"SET".to_vec(),

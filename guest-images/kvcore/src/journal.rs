@@ -181,12 +181,6 @@ pub struct Journal<D> {
     last_compaction_unix: u64,
 }
 
-/// How a boot went.
-pub struct Loaded {
-    pub records: u64,
-    pub bytes: u64,
-}
-
 /// The seed of a new log: different for every compaction whose log could
 /// differ from an unfinished earlier one's. Two compactions that start
 /// from the same current log (its last checksum and length) write the
@@ -210,7 +204,7 @@ impl<D: Disk> Journal<D> {
         kv: &mut Kv,
         now_ms: u64,
         memory_ok: &mut dyn FnMut() -> bool,
-    ) -> Result<(Self, Loaded), OpenError> {
+    ) -> Result<Self, OpenError> {
         let capacity = disk.capacity();
         if capacity < MIN_SECTORS {
             return Err(OpenError::TooSmall);
@@ -242,24 +236,21 @@ impl<D: Disk> Journal<D> {
         if SLOTS + 2 * header.region_sectors > capacity {
             return Err(OpenError::Layout);
         }
-        let (writer, loaded) = load(&mut disk, &header, kv, memory_ok)?;
+        let writer = load(&mut disk, &header, kv, memory_ok)?;
         let base_size = writer.len();
-        Ok((
-            Self {
-                disk,
-                header,
-                slot,
-                writer,
-                failed: false,
-                compaction: None,
-                base_size,
-                failed_compaction_at: None,
-                compactions: 0,
-                changes: 0,
-                last_compaction_unix: now_ms / 1000,
-            },
-            loaded,
-        ))
+        Ok(Self {
+            disk,
+            header,
+            slot,
+            writer,
+            failed: false,
+            compaction: None,
+            base_size,
+            failed_compaction_at: None,
+            compactions: 0,
+            changes: 0,
+            last_compaction_unix: now_ms / 1000,
+        })
     }
 
     pub fn status(&self) -> JournalStatus {
@@ -558,13 +549,13 @@ fn chunked<const N: usize>(
 }
 
 /// Replays the log in `header`'s region into `kv`: a writer continuing
-/// it, and what was read.
+/// it.
 fn load(
     disk: &mut impl Disk,
     header: &Header,
     kv: &mut Kv,
     memory_ok: &mut dyn FnMut() -> bool,
-) -> Result<(LogWriter, Loaded), OpenError> {
+) -> Result<LogWriter, OpenError> {
     let region = header.region_bytes();
     // `buffer` holds the region's bytes from `buffer_start` to `read`.
     let mut buffer: Vec<u8> = Vec::new();
@@ -573,10 +564,6 @@ fn load(
     let mut valid = 0;
     let mut chain = header.seed;
     let mut now = 0;
-    let mut loaded = Loaded {
-        records: 0,
-        bytes: 0,
-    };
     loop {
         let at = valid - buffer_start;
         match log::read_record(buffer.get(at..).unwrap_or_default(), chain) {
@@ -591,7 +578,6 @@ fn load(
                 now = time;
                 valid += len;
                 chain = checksum;
-                loaded.records += 1;
                 if !memory_ok() {
                     return Err(OpenError::OutOfMemory);
                 }
@@ -612,12 +598,11 @@ fn load(
             Read::Short | Read::End => break,
         }
     }
-    loaded.bytes = valid as u64;
     let tail_start = valid / SECTOR_SIZE * SECTOR_SIZE;
     let tail = buffer
         .get(tail_start - buffer_start..valid - buffer_start)
         .unwrap_or_default();
-    Ok((LogWriter::resume(valid, tail, chain), loaded))
+    Ok(LogWriter::resume(valid, tail, chain))
 }
 
 #[cfg(test)]

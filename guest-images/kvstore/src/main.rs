@@ -96,7 +96,7 @@ fn main(boot: &BootInfo) -> u8 {
         store::memory().used <= limit
     });
     let journal = match opened {
-        Ok((journal, _)) => journal,
+        Ok(journal) => journal,
         Err(error) => {
             print("kvstore: cannot use the log: ");
             print(error.message());

@@ -123,7 +123,7 @@ struct Server {
 impl Server {
     fn open(disk: SimDisk, now: u64) -> Result<Self, OpenError> {
         let mut kv = Kv::new();
-        let (journal, _) = Journal::open(disk, &mut kv, now, &mut || true)?;
+        let journal = Journal::open(disk, &mut kv, now, &mut || true)?;
         Ok(Self {
             kv,
             journal,
