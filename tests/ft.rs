@@ -102,6 +102,26 @@ fn takeover_keeps_the_output_whole_at_random_moments() {
 }
 
 #[test]
+fn a_primary_killed_as_its_guest_ends_leaves_the_backup_to_finish() {
+    // Killed as soon as its console shows the last tick, the primary often
+    // dies after the guest's last exit but before its end record went out:
+    // the backup has replayed the whole run and must finish it, not fail.
+    let _one = serial();
+    for run in 0..5 {
+        let setup = PairSetup::new(&format!("ft-killed-at-end-{run}"));
+        let backup = setup.start_backup(&ticker());
+        let mut primary = setup.start_primary(&ticker());
+        assert!(primary.stdout.wait_for("tick 40", TIMEOUT), "run {run}");
+        primary.kill();
+        let released = primary.stdout.text();
+        let backup = backup.finish(TIMEOUT);
+        let context = format!("run {run}\nprimary released:\n{released}\nbackup: {backup:#?}");
+        assert_eq!(backup.code(), 0, "{context}");
+        assert_whole(&join_outputs(&released, &backup.stdout), &context);
+    }
+}
+
+#[test]
 fn a_primary_whose_backup_dies_goes_on_alone_after_winning_the_flag() {
     let _one = serial();
     let setup = PairSetup::new("ft-backup-dies");

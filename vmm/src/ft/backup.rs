@@ -646,21 +646,31 @@ impl EventSource for BackupSource<'_> {
     fn state(&mut self, exit: u64, digest: StateDigest) -> Result<(), SourceError> {
         match &mut self.live {
             Some(live) => live.state(exit, digest),
-            None => match self.replay.state(exit, digest) {
-                // The primary was lost before it sent this exit's digests:
-                // nothing to check them against; the takeover comes at the
-                // next exit.
-                Err(SourceError::LogExhausted { .. }) => Ok(()),
-                result => result,
-            },
+            // The primary was lost before it sent this exit's digests:
+            // nothing to check them against; the takeover comes at the next
+            // exit.
+            None => unless_lost(self.replay.state(exit, digest)),
         }
     }
 
     fn end(&mut self, end: &End) -> Result<(), SourceError> {
         match &mut self.live {
             Some(live) => live.end(end),
-            None => self.replay.end(end),
+            // The primary was lost after the guest's last exit but before
+            // it sent its end record: nothing to compare the end with;
+            // `finish_replay` claims the flag and emits what the primary
+            // may not have released.
+            None => unless_lost(self.replay.end(end)),
         }
+    }
+}
+
+/// A check against the log that found the primary lost before it sent
+/// what to check against passes: there is nothing to compare.
+fn unless_lost(result: Result<(), SourceError>) -> Result<(), SourceError> {
+    match result {
+        Err(SourceError::LogExhausted { .. }) => Ok(()),
+        result => result,
     }
 }
 
