@@ -7,7 +7,7 @@
 mod common;
 
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::TIMEOUT;
 use common::metrics::{Scrape, scrape};
@@ -433,6 +433,17 @@ fn a_primary_stalled_by_flow_control_stops_at_once_on_sigterm() {
     let stalled_at = primary.stdout.text().len();
     thread::sleep(Duration::from_millis(300));
     assert_eq!(primary.stdout.text().len(), stalled_at, "it did not stall");
+    // The stall is counted as it lasts, not only once it ends.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stalled_ms = || {
+        let events = primary.events.read();
+        let last = events.iter().rev().find(|e| e["event"] == "progress");
+        last.and_then(|e| e["stall_ms"].as_u64()).unwrap_or(0)
+    };
+    while stalled_ms() < 500 {
+        assert!(Instant::now() < deadline, "no stall in the progress events");
+        thread::sleep(Duration::from_millis(50));
+    }
     stops_at_once(primary, libc::SIGTERM, TERMINATED);
     backup.signal(libc::SIGCONT);
     backup.kill();

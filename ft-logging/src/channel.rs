@@ -35,6 +35,7 @@
 //! | 0x06 Pages | primary → standby | a set of memory pages (`vm-state` encoding) |
 //! | 0x07 State | primary → standby, once | the machine's state at the cutover (`vm-state` encoding) |
 //! | 0x08 Disk check | primary → standby, once | (sector u64, SHA-256 \[32\]) per sampled sector |
+//! | 0x09 Stall | primary → backup | stalled u64: 1 when flow control starts holding the guest, 0 when it lets go |
 //! | 0x81 Accept | backup → primary, first | none |
 //! | 0x82 Refuse | backup → primary, first and last | reason (UTF-8) |
 //! | 0x83 Ack | backup → primary | through_exit u64, echo_ns u64 |

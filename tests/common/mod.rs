@@ -25,6 +25,32 @@ pub fn ftvm() -> Command {
     command
 }
 
+/// Processes that keep every core of this machine busy while they live,
+/// at normal priority: other work on a host.
+pub struct CpuHogs(Vec<Child>);
+
+impl CpuHogs {
+    pub fn start() -> Self {
+        let cores = thread::available_parallelism().map_or(2, |n| n.get());
+        let spin = |_| {
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .expect("start a busy loop")
+        };
+        Self((0..cores).map(spin).collect())
+    }
+}
+
+impl Drop for CpuHogs {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
+
 /// What a finished ftvm process left behind.
 #[derive(Debug)]
 pub struct Finished {

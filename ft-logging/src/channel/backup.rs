@@ -62,6 +62,7 @@ pub struct BackupLink {
     replies: Sender<Reply>,
     from_primary: Receiver<FromPrimary>,
     acks: Arc<Mutex<Acks>>,
+    stall: Arc<Mutex<PrimaryStall>>,
     /// Dropped before `_door`: the link's threads stop first.
     _workers: Workers,
     /// Refuses other primaries while the pair lasts.
@@ -87,12 +88,18 @@ impl BackupLink {
             armed,
             pending: None,
         }));
+        let stall = Arc::new(Mutex::new(PrimaryStall::default()));
         let mut workers = Workers::new(link.clone());
         workers.spawn("ftvm-log-reader", {
-            let (link, out, replies_in, acks) =
-                (link.clone(), out.clone(), replies_in.clone(), acks.clone());
+            let (link, out, replies_in, acks, stall) = (
+                link.clone(),
+                out.clone(),
+                replies_in.clone(),
+                acks.clone(),
+                stall.clone(),
+            );
             move || {
-                if let Some(lost) = read_primary(frames, &link, &out, &replies_in, &acks) {
+                if let Some(lost) = read_primary(frames, &link, &out, &replies_in, &acks, &stall) {
                     let _ = out.send(FromPrimary::Lost(lost));
                 }
             }
@@ -109,6 +116,7 @@ impl BackupLink {
             replies: replies_in,
             from_primary,
             acks,
+            stall,
             _workers: workers,
             _door: door,
         })
@@ -130,6 +138,18 @@ impl BackupLink {
         let _ = self.replies.send(Reply::Progress { exit, virtual_ns });
     }
 
+    /// Calls `hook` on the link's reader thread whenever the primary says
+    /// whether flow control holds its guest (at once if it does now). It
+    /// runs while a replay at low priority may be starved of CPU, so it can
+    /// raise the replay's priority in time.
+    pub fn on_primary_stall(&self, hook: impl Fn(bool) + Send + 'static) {
+        let mut stall = self.stall.lock().unwrap_or_else(PoisonError::into_inner);
+        if stall.stalled {
+            hook(true);
+        }
+        stall.hook = Some(Box::new(hook));
+    }
+
     /// A standby holds the whole state taken after exit `exit`: tells the
     /// primary, and acknowledges the log from now on, starting with what
     /// arrived meanwhile.
@@ -149,6 +169,22 @@ impl BackupLink {
 struct Acks {
     armed: bool,
     pending: Option<Reply>,
+}
+
+/// What the primary last said of its flow control, and whom to tell.
+#[derive(Default)]
+struct PrimaryStall {
+    stalled: bool,
+    hook: Option<Box<dyn Fn(bool) + Send>>,
+}
+
+impl std::fmt::Debug for PrimaryStall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrimaryStall")
+            .field("stalled", &self.stalled)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
 }
 
 impl Drop for BackupLink {
@@ -228,6 +264,7 @@ fn read_primary(
     out: &Sender<FromPrimary>,
     replies: &Sender<Reply>,
     acks: &Mutex<Acks>,
+    stall: &Mutex<PrimaryStall>,
 ) -> Option<Lost> {
     // One stream of records across batches: each is relative to the last.
     let mut decoder = Decoder::new();
@@ -273,6 +310,16 @@ fn read_primary(
             Ok(ToBackup::Pages(pages)) => FromPrimary::Pages(pages),
             Ok(ToBackup::State(state)) => FromPrimary::State(state),
             Ok(ToBackup::DiskCheck(samples)) => FromPrimary::DiskCheck(samples),
+            Ok(ToBackup::Stall { stalled }) => {
+                // Acted on here, not queued behind the log the replay has
+                // yet to take.
+                let mut stall = stall.lock().unwrap_or_else(PoisonError::into_inner);
+                stall.stalled = stalled;
+                if let Some(hook) = &stall.hook {
+                    hook(stalled);
+                }
+                continue;
+            }
             Ok(other @ ToBackup::Header { .. }) => {
                 break FrameError::Unexpected { kind: other.name() };
             }

@@ -13,7 +13,7 @@ use super::frame::{MAC_LEN, Mac};
 use super::{AuthKey, HANDSHAKE_TIMEOUT, HELLO_TIMEOUT, HandshakeError};
 
 pub(super) const MAGIC: [u8; 8] = *b"FTVMLOG1";
-pub(super) const VERSION: u16 = 1;
+pub(super) const VERSION: u16 = 2;
 /// Magic, version, role, nonce.
 pub(super) const HELLO_LEN: usize = 8 + 2 + 1 + NONCE_LEN;
 /// Where a hello holds the sender's role.

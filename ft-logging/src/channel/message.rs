@@ -27,6 +27,7 @@ const JOIN: u8 = 0x05;
 const PAGES: u8 = 0x06;
 const STATE: u8 = 0x07;
 const DISK_CHECK: u8 = 0x08;
+const STALL: u8 = 0x09;
 const ACCEPT: u8 = 0x81;
 const REFUSE: u8 = 0x82;
 const ACK: u8 = 0x83;
@@ -84,6 +85,11 @@ pub(super) enum ToBackup {
         sent_ns: u64,
     },
     Goodbye,
+    /// Whether flow control holds the primary's guest: sent when it starts
+    /// and when it ends.
+    Stall {
+        stalled: bool,
+    },
 }
 
 impl Message for ToBackup {
@@ -95,6 +101,7 @@ impl Message for ToBackup {
             DISK_CHECK => Some(MAX_DISK_SAMPLES * SAMPLE_LEN),
             PRIMARY_HEARTBEAT => Some(32),
             GOODBYE => Some(0),
+            STALL => Some(8),
             _ => None,
         }
     }
@@ -109,6 +116,7 @@ impl Message for ToBackup {
             BATCH => "batch",
             PRIMARY_HEARTBEAT => "heartbeat",
             GOODBYE => "goodbye",
+            STALL => "stall",
             _ => "unknown",
         }
     }
@@ -168,6 +176,16 @@ impl Message for ToBackup {
                 let [] = integers(name, &payload, Rest::None)?;
                 Self::Goodbye
             }
+            STALL => match integers(name, &payload, Rest::None)? {
+                [0] => Self::Stall { stalled: false },
+                [1] => Self::Stall { stalled: true },
+                [other] => {
+                    return Err(FrameError::Malformed {
+                        kind: name,
+                        problem: format!("a stall flag of {other}"),
+                    });
+                }
+            },
             _ => unreachable!("the frame reader passes only kinds with a payload limit"),
         })
     }
@@ -182,6 +200,7 @@ impl Message for ToBackup {
             Self::Batch { .. } => BATCH,
             Self::Heartbeat { .. } => PRIMARY_HEARTBEAT,
             Self::Goodbye => GOODBYE,
+            Self::Stall { .. } => STALL,
         }
     }
 
@@ -223,6 +242,10 @@ impl Message for ToBackup {
                 &[]
             }
             Self::Goodbye => &[],
+            Self::Stall { stalled } => {
+                head.extend_from_slice(&u64::from(*stalled).to_le_bytes());
+                &[]
+            }
         }
     }
 }

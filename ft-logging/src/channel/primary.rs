@@ -324,6 +324,12 @@ impl LogSender {
         });
     }
 
+    /// Tells the backup whether flow control holds the guest now, waiting
+    /// for it: a replay kept at low priority should hurry.
+    pub fn stalled(&self, stalled: bool) {
+        let _ = self.queue.send(Outgoing::Stall(stalled));
+    }
+
     /// Sends Goodbye after everything queued, then ends the sending side.
     /// The link still hears the backup's last acknowledgements; if the
     /// backup then closes after acknowledging everything sent, that is no
@@ -354,6 +360,7 @@ enum Outgoing {
         message: ToBackup,
         len: usize,
     },
+    Stall(bool),
     Goodbye,
     Stop,
 }
@@ -400,6 +407,7 @@ impl Outbox for PrimaryOutbox {
                 self.queued.fetch_sub(len as u64, Ordering::SeqCst);
                 Step::Send(message)
             }
+            Outgoing::Stall(stalled) => Step::Send(ToBackup::Stall { stalled }),
             Outgoing::Goodbye => {
                 let _ = self.goodbye.set(self.marker.0);
                 Step::Close(Some(ToBackup::Goodbye))

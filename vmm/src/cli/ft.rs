@@ -23,7 +23,7 @@ use vmm::ft::{
     PairStatus, PrimarySource, Protection, ProtectorConfig, Reporter, Start, Takeover, Watched,
     pairing,
 };
-use vmm::host::{HostDevices, Tap, priority};
+use vmm::host::{HostDevices, Tap};
 use vmm::machine::{Cpu, Machine, end_reason};
 use vmm::monitor::{Event, Monitor, Role};
 use vmm::replaying::replayed_end;
@@ -519,9 +519,6 @@ impl Side {
             monitor.clone(),
         );
         let mut sink = BackupSink { backlog, status };
-        if let Err(error) = priority::set_thread_nice(priority::REPLAY_NICE) {
-            tracing::warn!(%error, "the replay runs at normal CPU priority");
-        }
         let result = ft::run(
             &mut machine,
             &mut source,

@@ -24,7 +24,8 @@ use shared_disk::{Arbiter, Outcome};
 use vm_state::FtState;
 
 use super::{GatedSink, PrimarySource};
-use crate::host::{StopSignal, priority};
+use crate::host::StopSignal;
+use crate::host::priority::ReplayPriority;
 use crate::monitor::{Event as Report, Monitor, Role};
 
 /// Guest time between progress reports to the primary.
@@ -56,8 +57,9 @@ pub struct ChannelStream {
     from_primary: Receiver<FromPrimary>,
     records: VecDeque<Record>,
     status: Rc<RefCell<LogStatus>>,
-    /// The replay runs at normal priority to catch up.
+    /// Messages piled up: the replay runs at normal priority to catch up.
     hurrying: bool,
+    priority: Arc<ReplayPriority>,
     monitor: Arc<Monitor>,
 }
 
@@ -74,17 +76,20 @@ impl ChannelStream {
         from_primary: Receiver<FromPrimary>,
         status: Rc<RefCell<LogStatus>>,
         early: Vec<FromPrimary>,
+        priority: Arc<ReplayPriority>,
         monitor: Arc<Monitor>,
     ) -> Self {
         let mut records = VecDeque::new();
         for message in early {
-            receive(message, &mut records, &mut status.borrow_mut(), &monitor);
+            let status = &mut status.borrow_mut();
+            receive(message, &mut records, status, &priority, &monitor);
         }
         Self {
             from_primary,
             records,
             status,
             hurrying: false,
+            priority,
             monitor,
         }
     }
@@ -99,13 +104,9 @@ impl ChannelStream {
         } else {
             waiting >= BEHIND_MESSAGES
         };
-        if hurry == self.hurrying || self.status.borrow().lost.is_some() {
-            return;
-        }
-        self.hurrying = hurry;
-        let nice = if hurry { 0 } else { priority::REPLAY_NICE };
-        if let Err(error) = priority::set_thread_nice(nice) {
-            tracing::warn!(%error, nice, "cannot change the replay's CPU priority");
+        if hurry != self.hurrying {
+            self.hurrying = hurry;
+            self.priority.set_behind(hurry);
         }
     }
 }
@@ -115,6 +116,7 @@ fn receive(
     message: FromPrimary,
     records: &mut VecDeque<Record>,
     status: &mut LogStatus,
+    priority: &ReplayPriority,
     monitor: &Monitor,
 ) {
     match message {
@@ -156,11 +158,8 @@ fn receive(
             });
             monitor.stats().set_paired(false);
             status.lost = Some((lost.reason, lost.last_heard, Instant::now()));
-            // What is left to replay, and going live, is urgent now: back to
-            // the priority of everything else (this runs on the vCPU thread).
-            if let Err(error) = priority::set_thread_nice(0) {
-                tracing::warn!(%error, "the takeover keeps the replay's low CPU priority");
-            }
+            // What is left to replay, and going live, is urgent now.
+            priority.primary_lost();
         }
     }
 }
@@ -195,6 +194,7 @@ impl RecordStream for ChannelStream {
                 message,
                 &mut self.records,
                 &mut self.status.borrow_mut(),
+                &self.priority,
                 &self.monitor,
             );
         }
@@ -436,6 +436,7 @@ pub struct BackupSource<'a> {
     live: Option<PrimarySource<Stdout>>,
     now_ns: u64,
     reported_ns: u64,
+    priority: Arc<ReplayPriority>,
     monitor: Arc<Monitor>,
 }
 
@@ -464,10 +465,17 @@ impl<'a> BackupSource<'a> {
             // The state holds every input through its exit.
             status.borrow_mut().through_exit = Some(exit);
         }
+        // Made on the replay's thread, which it now puts at low priority.
+        let priority = Arc::new(ReplayPriority::of_this_thread());
+        link.on_primary_stall({
+            let priority = priority.clone();
+            move |stalled| priority.set_primary_stalled(stalled)
+        });
         let stream = ChannelStream::new(
             link.from_primary(),
             status.clone(),
             start.early,
+            priority.clone(),
             monitor.clone(),
         );
         let (replay, now_ns) = match start.after {
@@ -483,6 +491,7 @@ impl<'a> BackupSource<'a> {
             live: None,
             now_ns,
             reported_ns: now_ns,
+            priority,
             monitor,
         }
     }
@@ -580,6 +589,7 @@ impl<'a> BackupSource<'a> {
                     message,
                     &mut VecDeque::new(),
                     &mut self.status.borrow_mut(),
+                    &self.priority,
                     &self.monitor,
                 ),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
@@ -688,7 +698,13 @@ mod tests {
         }
         let status = Rc::new(RefCell::new(LogStatus::default()));
         ReplaySource::new(
-            ChannelStream::new(from_primary, status, Vec::new(), Monitor::off()),
+            ChannelStream::new(
+                from_primary,
+                status,
+                Vec::new(),
+                Arc::new(ReplayPriority::unmanaged()),
+                Monitor::off(),
+            ),
             true,
         )
     }

@@ -336,8 +336,17 @@ impl<W: Write> PrimarySource<W> {
     /// Stalls the guest while the backup is too far behind, in log bytes
     /// or in guest time.
     fn throttle(&mut self, marker: u64) -> Result<(), SourceError> {
-        let mut stalled_since: Option<Instant> = None;
+        // While stalled: the moment up to which the stall is counted. It is
+        // counted as it lasts, so the metrics show a long stall at once.
+        let mut counted_to: Option<Instant> = None;
         loop {
+            if let Some(since) = &mut counted_to {
+                let now = Instant::now();
+                let stalled = now - *since;
+                *since = now;
+                self.stalled += stalled;
+                self.stats.stall_seconds.inc_by(stalled.as_secs_f64());
+            }
             let Some(outbox) = &mut self.outbox else {
                 return Ok(());
             };
@@ -347,14 +356,17 @@ impl<W: Write> PrimarySource<W> {
                 .saturating_sub(outbox.status.backup_ns.load(Ordering::SeqCst));
             self.stats.lag_seconds.set(lag as f64 / 1e9);
             if outbox.unacked <= self.limits.buffer_bytes && lag <= self.limits.max_lag_ns {
-                if let Some(since) = stalled_since {
-                    let stalled = since.elapsed();
-                    self.stalled += stalled;
-                    self.stats.stall_seconds.inc_by(stalled.as_secs_f64());
+                if counted_to.is_some() {
+                    outbox.sender.stalled(false);
                 }
                 return Ok(());
             }
-            stalled_since.get_or_insert_with(Instant::now);
+            if counted_to.is_none() {
+                counted_to = Some(Instant::now());
+                // A backup replaying at low priority hurries while it holds
+                // the guest back (a busy host would otherwise starve it).
+                outbox.sender.stalled(true);
+            }
             // The backup can only catch up with what it has.
             if marker > outbox.marker || !outbox.pending.is_empty() {
                 outbox.send(marker, self.gate.released());

@@ -99,6 +99,30 @@ fn progress_reaches_the_primary() {
 }
 
 #[test]
+fn the_primarys_stalls_reach_the_backups_hook_at_once() {
+    let (primary, backup) = pair(&config());
+    let sender = primary.sender();
+    let from_primary = backup.from_primary();
+    let (tell, told) = crossbeam_channel::unbounded();
+    backup.on_primary_stall(move |stalled| tell.send(stalled).unwrap());
+    // The records queued for the replay, untaken, do not hold the news back.
+    let sent = records(10);
+    let (bytes, through_exit) = batches(&sent, 10).remove(0);
+    sender.batch(bytes, through_exit, progress(1));
+    sender.stalled(true);
+    assert!(recv(&told));
+    sender.stalled(false);
+    assert!(!recv(&told));
+    sender.stalled(true);
+    assert!(recv(&told));
+    // A hook set while the primary is stalled hears of it at once.
+    let (tell, told) = crossbeam_channel::unbounded();
+    backup.on_primary_stall(move |stalled| tell.send(stalled).unwrap());
+    assert_eq!(told.try_recv(), Ok(true));
+    assert_eq!(next_batch(&from_primary).1, through_exit);
+}
+
+#[test]
 fn heartbeats_carry_the_markers() {
     let (primary, backup) = pair(&config());
     let sender = primary.sender();

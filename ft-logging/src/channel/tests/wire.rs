@@ -72,6 +72,8 @@ fn to_backup_messages() -> Vec<ToBackup> {
             released: progress(5),
             sent_ns: 9,
         },
+        ToBackup::Stall { stalled: true },
+        ToBackup::Stall { stalled: false },
         ToBackup::Goodbye,
     ]
 }
@@ -265,6 +267,16 @@ fn an_authentic_frame_with_a_malformed_payload_is_refused() {
                 ..
             })
         ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_stall_flag_other_than_0_or_1_is_refused() {
+    let frame = raw_frame(&key().mac(), 0x09, 0, &2u64.to_le_bytes());
+    let (result, _) = read_raw::<ToBackup>(&frame);
+    assert!(
+        matches!(result, Err(FrameError::Malformed { kind: "stall", .. })),
         "{result:?}"
     );
 }
