@@ -268,7 +268,7 @@ pub fn primary(args: &PrimaryArgs, monitor: &Arc<Monitor>, host: &Host) -> Resul
         // The backup goes live after a full timeout of silence; half of it
         // leaves room for clocks that run at slightly different rates.
         let span = channel.timeout / 2;
-        gate.pair(0, Box::new(move || lease.holds(span)));
+        gate.pair(0, Arc::new(move || lease.holds(span)));
         source.pair(link.sender(), status.clone(), 0);
         let watched = Watched::initial(&link, status, args.backup);
         (link, watched)

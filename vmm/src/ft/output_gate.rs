@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ft_logging::channel::Released;
 use ft_logging::{DiskRequest, OutputSink, SinkError};
 
-use crate::host::HostDevices;
+use crate::host::{HostDevices, Leased};
 use crate::monitor::Stats;
 
 /// An output waiting for its acknowledgement.
@@ -54,9 +54,6 @@ pub struct OutputGate<W> {
     /// Disk requests submitted whose completion the guest has not had.
     in_flight: Mutex<BTreeMap<u64, DiskRequest>>,
 }
-
-/// Whether the primary holds its lease now.
-pub type Leased = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl<W: std::fmt::Debug> std::fmt::Debug for OutputGate<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,7 +126,16 @@ impl<W: Write> OutputGate<W> {
     pub fn pair(&self, exit: u64, leased: Leased) {
         let mut state = self.state();
         state.acked = exit;
+        self.guard_disk_writes(Some(leased.clone()));
         state.lease = Some(leased);
+    }
+
+    /// Makes released disk writes wait for `leased` too, right before they
+    /// land (the disk's I/O thread may be behind the release).
+    fn guard_disk_writes(&self, leased: Option<Leased>) {
+        if let Some(disk) = &self.emitter().devices.disk {
+            disk.guard_writes(leased);
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, GateState> {
@@ -262,6 +268,7 @@ impl<W: Write> OutputGate<W> {
     pub fn go_solo(&self) -> Result<(), SinkError> {
         let mut state = self.state();
         state.lease = None;
+        self.guard_disk_writes(None);
         self.release(state, u64::MAX)
     }
 
@@ -365,7 +372,7 @@ mod tests {
 
     fn always_leased() -> Arc<OutputGate<Vec<u8>>> {
         let gate = OutputGate::new(Vec::new(), HostDevices::default());
-        gate.pair(0, Box::new(|| true));
+        gate.pair(0, Arc::new(|| true));
         gate
     }
 
@@ -410,7 +417,7 @@ mod tests {
         let lease = Arc::new(AtomicBool::new(false));
         let leased = lease.clone();
         let gate = OutputGate::new(Vec::new(), HostDevices::default());
-        gate.pair(0, Box::new(move || leased.load(Ordering::SeqCst)));
+        gate.pair(0, Arc::new(move || leased.load(Ordering::SeqCst)));
         gate.hold(1, text(b"a")).unwrap();
         gate.ack(1).unwrap();
         gate.hold(1, text(b"b")).unwrap();
@@ -423,7 +430,7 @@ mod tests {
     #[test]
     fn going_solo_releases_everything_and_stops_holding() {
         let gate = OutputGate::new(Vec::new(), HostDevices::default());
-        gate.pair(0, Box::new(|| false));
+        gate.pair(0, Arc::new(|| false));
         gate.hold(1, text(b"held ")).unwrap();
         assert!(!gate.drain(Duration::from_millis(10)));
         gate.go_solo().unwrap();
@@ -436,7 +443,7 @@ mod tests {
     fn a_new_pair_holds_only_what_comes_after_its_cutover() {
         let gate = OutputGate::new(Vec::new(), HostDevices::default());
         gate.hold(3, text(b"alone ")).unwrap();
-        gate.pair(5, Box::new(|| true));
+        gate.pair(5, Arc::new(|| true));
         gate.hold(5, text(b"at the cutover ")).unwrap();
         gate.hold(6, text(b"paired")).unwrap();
         assert_eq!(written(&gate), "alone at the cutover ");
@@ -496,7 +503,7 @@ mod tests {
         let buffered = Buffered::default();
         let out = buffered.out.clone();
         let gate = OutputGate::new(buffered, HostDevices::default());
-        gate.pair(0, Box::new(|| true));
+        gate.pair(0, Arc::new(|| true));
         // Already acknowledged: out at once, with no newline to push it.
         gate.ack(5).unwrap();
         gate.hold(5, text(b"t")).unwrap();
@@ -552,7 +559,7 @@ mod tests {
             writing,
         };
         let gate = OutputGate::new(stuck, HostDevices::default());
-        gate.pair(0, Box::new(|| true));
+        gate.pair(0, Arc::new(|| true));
         gate.hold(1, text(b"a")).unwrap();
         let releaser = {
             let gate = gate.clone();

@@ -17,8 +17,9 @@ use crossbeam_channel::{Receiver, Sender};
 use ft_logging::channel::{DiskSample, Lease, LogSender};
 use vm_state::{DirtyPages, FtState};
 
-use super::output_gate::{Leased, OutputGate};
+use super::output_gate::OutputGate;
 use super::primary::PairStatus;
+use crate::host::Leased;
 use crate::host::PauseSignal;
 use crate::machine::Machine;
 use crate::vstate::MemoryTracker;
@@ -56,7 +57,7 @@ pub struct CutoverRequest {
 impl CutoverRequest {
     fn leased(&self) -> Leased {
         let (lease, span) = (self.lease.clone(), self.lease_span);
-        Box::new(move || lease.holds(span))
+        Arc::new(move || lease.holds(span))
     }
 }
 

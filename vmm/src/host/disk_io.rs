@@ -3,9 +3,15 @@
 //! thread as a host input, to be applied (and logged) at a later exit.
 //! It also samples the image for a live transfer's disk check, in order
 //! with the requests, so the sample sees every write submitted before it.
+//!
+//! A paired primary's writes wait here, right before they land, until its
+//! lease holds: a write released before the primary was frozen or cut off
+//! must not land after its backup may have gone live and written newer
+//! data to the same sectors.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use ft_logging::channel::DiskSample;
@@ -16,6 +22,12 @@ use shared_disk::image::SECTOR;
 use tracing::warn;
 
 use super::HostInput;
+
+/// Whether the primary holds its lease now.
+pub type Leased = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How often a write waiting for the lease looks again.
+const LEASE_POLL: Duration = Duration::from_millis(1);
 
 /// What the I/O thread does, in the order given.
 #[derive(Debug)]
@@ -28,10 +40,26 @@ enum Job {
 }
 
 /// A handle to the I/O thread; clones share it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DiskIo {
     jobs: Sender<Job>,
     sectors: u64,
+    /// While paired, the lease writes wait for; none while alone.
+    lease: Arc<Mutex<Option<Leased>>>,
+}
+
+impl std::fmt::Debug for DiskIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let guarded = self
+            .lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        f.debug_struct("DiskIo")
+            .field("sectors", &self.sectors)
+            .field("guarded", &guarded)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DiskIo {
@@ -40,12 +68,17 @@ impl DiskIo {
         let (jobs, incoming) = crossbeam_channel::unbounded::<Job>();
         let sectors = image.sectors();
         let image = Arc::new(image);
+        let lease: Arc<Mutex<Option<Leased>>> = Arc::default();
+        let guard = lease.clone();
         thread::Builder::new()
             .name("disk-io".into())
             .spawn(move || {
                 for job in incoming {
                     match job {
                         Job::Request(request) => {
+                            if !matches!(request.op, DiskOp::Read { .. }) {
+                                wait_for_lease(&guard);
+                            }
                             let done = perform(&image, request);
                             if completions.send(HostInput::Disk(done)).is_err() {
                                 return;
@@ -57,7 +90,17 @@ impl DiskIo {
                     }
                 }
             })?;
-        Ok(Self { jobs, sectors })
+        Ok(Self {
+            jobs,
+            sectors,
+            lease,
+        })
+    }
+
+    /// From now on writes and flushes land only while `leased` says the
+    /// lease holds (always, with none: this side runs alone).
+    pub fn guard_writes(&self, leased: Option<Leased>) {
+        *self.lease.lock().unwrap_or_else(PoisonError::into_inner) = leased;
     }
 
     /// Queues `request` for the I/O thread.
@@ -79,6 +122,18 @@ impl DiskIo {
         // A thread that is gone drops `reply`: the receiver says so.
         let _ = self.jobs.send(Job::Sample { sectors, reply });
         samples
+    }
+}
+
+/// Waits until a write may land: the lease holds, or there is none. A
+/// primary whose lease has lapsed for good is fenced and ends meanwhile.
+fn wait_for_lease(lease: &Mutex<Option<Leased>>) {
+    let holds = || {
+        let lease = lease.lock().unwrap_or_else(PoisonError::into_inner);
+        lease.as_ref().is_none_or(|leased| leased())
+    };
+    while !holds() {
+        thread::sleep(LEASE_POLL);
     }
 }
 
@@ -139,7 +194,52 @@ fn perform(image: &DiskImage, request: DiskRequest) -> Event {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use shared_disk::image::ImageLock;
+
     use super::*;
+
+    #[test]
+    fn a_write_lands_only_while_the_lease_holds() {
+        let path = std::env::temp_dir().join(format!("ftvm-disk-io-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 4096]).unwrap();
+        let image = DiskImage::open(&path, false, ImageLock::Now).unwrap();
+        let (completions, done) = crossbeam_channel::unbounded();
+        let disk = DiskIo::start(image, completions).unwrap();
+        let holds = Arc::new(AtomicBool::new(false));
+        disk.guard_writes(Some(Arc::new({
+            let holds = holds.clone();
+            move || holds.load(Ordering::SeqCst)
+        })));
+        let write = |id| DiskRequest {
+            id,
+            op: DiskOp::Write {
+                sector: 1,
+                data: vec![id as u8; SECTOR as usize],
+            },
+        };
+        disk.submit(write(7)).unwrap();
+        let pause = Duration::from_millis(100);
+        assert!(
+            done.recv_timeout(pause).is_err(),
+            "it landed without a lease"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), [0u8; 4096]);
+        holds.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            done.recv_timeout(Duration::from_secs(5)),
+            Ok(HostInput::Disk(Event::DiskDone { request: 7, .. }))
+        ));
+        assert_eq!(std::fs::read(&path).unwrap()[512..1024], [7u8; 512]);
+        // Alone, writes land whatever the lease says.
+        holds.store(false, Ordering::SeqCst);
+        disk.guard_writes(None);
+        disk.submit(write(8)).unwrap();
+        assert!(done.recv_timeout(Duration::from_secs(5)).is_ok());
+        assert_eq!(std::fs::read(&path).unwrap()[512..1024], [8u8; 512]);
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn samples_cover_both_ends_and_move_with_the_seed() {

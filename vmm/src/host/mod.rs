@@ -15,7 +15,7 @@ mod tap;
 
 pub use clock::VirtualClock;
 pub use console::{TerminalGuard, spawn_stdin_reader};
-pub use disk_io::{DiskIo, sample_sectors};
+pub use disk_io::{DiskIo, Leased, sample_sectors};
 pub use host_sink::{HostDevices, HostSink};
 pub use live_source::{HostInput, LiveSource};
 pub use serial_line::SerialWindow;
