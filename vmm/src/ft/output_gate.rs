@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ft_logging::channel::Released;
 use ft_logging::{DiskRequest, OutputSink, SinkError};
 
-use crate::host::{HostDevices, Leased};
+use crate::host::{DiskIo, HostDevices, Leased};
 use crate::monitor::Stats;
 
 /// An output waiting for its acknowledgement.
@@ -53,6 +53,9 @@ pub struct OutputGate<W> {
     stats: Arc<Stats>,
     /// Disk requests submitted whose completion the guest has not had.
     in_flight: Mutex<BTreeMap<u64, DiskRequest>>,
+    /// The disk's I/O thread, kept out of the emitter's lock so that
+    /// pairing never waits for a release being written.
+    disk: Option<DiskIo>,
 }
 
 impl<W: std::fmt::Debug> std::fmt::Debug for OutputGate<W> {
@@ -113,6 +116,7 @@ impl<W: Write> OutputGate<W> {
             }),
             released: Condvar::new(),
             stats: devices.stats.clone(),
+            disk: devices.disk.clone(),
             emitter: Mutex::new(Emitter { out, devices }),
             released_bytes: AtomicU64::new(0),
             released_frames: AtomicU64::new(0),
@@ -133,7 +137,7 @@ impl<W: Write> OutputGate<W> {
     /// Makes released disk writes wait for `leased` too, right before they
     /// land (the disk's I/O thread may be behind the release).
     fn guard_disk_writes(&self, leased: Option<Leased>) {
-        if let Some(disk) = &self.emitter().devices.disk {
+        if let Some(disk) = &self.disk {
             disk.guard_writes(leased);
         }
     }
