@@ -38,6 +38,27 @@ fn start(hosts: &Hosts, host: char, mut args: Vec<String>, standbys: &[char]) ->
     Side::start_in(&hosts.namespace(host), &args)
 }
 
+/// A primary of `guest` plus `extra` in host a with no backup (nothing
+/// answers on the client's host): it runs alone from the start and sends
+/// its guest at once to the first of `standbys` that answers.
+fn alone_in_a(
+    hosts: &Hosts,
+    setup: &PairSetup,
+    guest: &[String],
+    extra: &[&str],
+    standbys: &[char],
+) -> Side {
+    let mut args = setup.primary_args(&refs(guest), &setup.key);
+    args[2] = "10.99.0.3:7000".into();
+    args.extend(
+        ["--wait-backup-ms", "100"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string()),
+    );
+    start(hosts, 'a', args, standbys)
+}
+
 #[test]
 fn kvstore_and_its_client_survive_three_failures_of_the_live_host() {
     let _one = serial();
@@ -148,12 +169,13 @@ fn joined_backups_check_every_digest_while_kvstore_reads_its_disk_and_serves() {
     let devices = ["--disk", &disk_path, "--net", "tap=ftvm0"];
     let mut first = hosts.start_standby(&setup, 'd', &[], &devices);
     let second = hosts.start_standby(&setup, 'b', &[], &devices);
-    // The primary has no backup (nothing answers on the client's host): it
-    // runs alone from the start and sends its guest to d at once.
-    let mut args = setup.primary_args(&refs(&guest), &setup.key);
-    args[2] = "10.99.0.3:7000".into();
-    args.extend(["--wait-backup-ms", "100", "--digest-every", DIGESTS].map(String::from));
-    let primary = start(&hosts, 'a', args, &['d', 'b']);
+    let primary = alone_in_a(
+        &hosts,
+        &setup,
+        &guest,
+        &["--digest-every", DIGESTS],
+        &['d', 'b'],
+    );
     let protected = wait_nth(&primary, "protected", 1);
     assert_eq!(protected["peer"], address('d').to_string());
     assert!(
@@ -221,12 +243,7 @@ fn a_joined_backup_on_a_busy_host_does_not_hold_its_primary_back() {
     let devices = ["--disk", &disk_path, "--net", "tap=ftvm0"];
     let standby = hosts.start_standby(&setup, 'b', &[], &devices);
     let _busy = CpuHogs::start();
-    // Nothing answers on the client's host: the primary runs alone and
-    // sends its guest to b at once, before kvstore reads its log.
-    let mut args = setup.primary_args(&refs(&guest), &setup.key);
-    args[2] = "10.99.0.3:7000".into();
-    args.extend(["--wait-backup-ms", "100"].map(String::from));
-    let primary = start(&hosts, 'a', args, &['b']);
+    let primary = alone_in_a(&hosts, &setup, &guest, &[], &['b']);
     wait_nth(&primary, "protected", 1);
     assert!(
         primary.stdout.wait_for("600 keys restored", TIMEOUT),
