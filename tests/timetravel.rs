@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -70,16 +71,27 @@ fn symbol(kernel: &Path, part: &str) -> u64 {
         .address()
 }
 
+/// A port no other test of this binary was given. Two tests given one port
+/// would share one ftvm: the second's bind fails, and its client waits in
+/// the first's accept queue until that ftvm stops listening and resets it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    // Probes stay bound until a new port turns up, so none comes twice.
+    let mut probes = Vec::new();
+    loop {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+        probes.push(probe);
+    }
 }
 
 /// `ftvm replay TRACE --gdb` on a free port.
-fn start_debuggee(trace: &Path) -> (std::process::Child, u16) {
+fn start_debuggee(trace: &Path) -> (Child, u16) {
     let port = free_port();
     let child = ftvm()
         .args(["replay", trace.to_str().unwrap(), "--gdb"])
@@ -560,15 +572,30 @@ fn packet(body: &str) -> Vec<u8> {
     format!("${body}#{sum:02x}").into_bytes()
 }
 
-/// Reads until `needle` arrives, or fails after the timeout.
-fn read_until(client: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+/// Reads until `needle` arrives. When the read fails or ftvm closes the
+/// connection first, the test fails with what `debuggee` printed and how it
+/// ended (stopping it if it still runs).
+fn read_until(client: &mut TcpStream, needle: &[u8], debuggee: &mut Option<Child>) -> Vec<u8> {
     client.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut seen = Vec::new();
     let mut buf = [0; 4096];
     while !seen.windows(needle.len()).any(|window| window == needle) {
-        let read = client.read(&mut buf).expect("read from ftvm");
-        assert!(read > 0, "ftvm closed the connection; got {seen:?}");
-        seen.extend_from_slice(&buf[..read]);
+        let failure = match client.read(&mut buf) {
+            Ok(0) => "ftvm closed the connection".to_owned(),
+            Ok(read) => {
+                seen.extend_from_slice(&buf[..read]);
+                continue;
+            }
+            Err(error) => format!("read from ftvm: {error}"),
+        };
+        let mut child = debuggee.take().expect("a debuggee to report on");
+        let _ = child.kill();
+        let out = finish(child, TIMEOUT);
+        panic!(
+            "{failure} before {:?}; got {:?}; ftvm: {out:#?}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(&seen)
+        );
     }
     seen
 }
@@ -578,15 +605,17 @@ fn ctrl_c_from_gdb_stops_a_running_replay() {
     let dir = scratch_dir("tt-ctrl-c");
     let trace = record_ticker(&dir, "ticks=400 hz=200");
     let (child, port) = start_debuggee(&trace);
+    let mut debuggee = Some(child);
     let mut client = connect(port);
     client.write_all(&packet("c")).unwrap();
     client.write_all(&[0x03]).unwrap();
     // Stopped by SIGINT (2).
-    read_until(&mut client, b"$S02");
+    read_until(&mut client, b"$S02", &mut debuggee);
     client.write_all(&packet("qRcmd,7768656e")).unwrap(); // monitor when
-    let when = String::from_utf8_lossy(&read_until(&mut client, b"$OK")).into_owned();
+    let when = read_until(&mut client, b"$OK", &mut debuggee);
+    let when = String::from_utf8_lossy(&when).into_owned();
     client.write_all(&packet("k")).unwrap();
-    let out = finish(child, TIMEOUT);
+    let out = finish(debuggee.take().unwrap(), TIMEOUT);
     assert_eq!(out.code(), 0, "{out:#?}");
     assert!(
         !out.stdout.contains("tick 400"),
