@@ -202,6 +202,11 @@ impl Connection {
         }
     }
 
+    /// The connection's socket, for another thread to shut.
+    pub fn stream(&self) -> TcpStream {
+        self.writer.try_clone().unwrap()
+    }
+
     pub fn close(self) {
         let _ = self.writer.shutdown(Shutdown::Both);
     }
