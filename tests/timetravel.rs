@@ -220,6 +220,20 @@ fn until_and_from_an_exit_split_the_output_exactly() {
 }
 
 #[test]
+fn an_address_gdb_cannot_be_served_on_is_a_usage_error() {
+    let dir = scratch_dir("tt-gdb-address");
+    let trace = record_ticker(&dir, "ticks=2 hz=40");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = taken.local_addr().unwrap().to_string();
+    // In use, not an address, and not this host's.
+    for address in [in_use.as_str(), "nowhere", "192.0.2.1:1234"] {
+        let out = run(&["replay", trace.to_str().unwrap(), "--gdb", address]);
+        out.assert_refused(125, &format!("cannot listen for gdb on {address}"));
+        assert_eq!(out.stdout, "", "{out:#?}");
+    }
+}
+
+#[test]
 fn checkpoints_are_listed_and_a_damaged_one_is_refused_before_anything_runs() {
     let dir = scratch_dir("tt-checkpoints");
     let trace = record_ticker_with(

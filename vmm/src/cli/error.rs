@@ -138,6 +138,8 @@ impl CliError {
             Self::Trace(TraceError::Create { .. } | TraceError::Write { .. }) => HOST_IO_FAILURE,
             Self::Debug(_) => KVM_FAILURE,
             Self::Gdb(GdbError::Protocol(_)) => GDB_PROTOCOL,
+            // Like `--listen` and `--metrics`: the user's address, not the host, failed.
+            Self::Gdb(GdbError::Listen { .. }) => USAGE,
             Self::Checkpoint(ReplayError::Restore(_) | ReplayError::InvalidCheckpoint { .. }) => {
                 INVALID_TRACE
             }
