@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use vmm::host::{
-    self, DiskIo, HostDevices, HostInput, LiveSource, PauseSignal, SerialWindow, StopSignal, Tap,
-    TerminalGuard, VcpuKicker, VirtualClock,
+    self, DiskIo, HostDevices, HostInput, LiveSource, OutputLease, PauseSignal, SerialWindow,
+    StopSignal, Tap, TerminalGuard, VcpuKicker, VirtualClock,
 };
 use vmm::monitor::Stats;
 
@@ -92,9 +92,10 @@ impl Host {
     /// into this host's inputs, and the TAP device, which hands its frames
     /// to the guest when `receiving` (a backup's does not until it is live).
     pub fn devices(&self, backends: Backends, receiving: bool) -> Result<HostDevices, CliError> {
+        let lease = OutputLease::default();
         let disk = backends
             .image
-            .map(|image| DiskIo::start(image, self.input_tx.clone()))
+            .map(|image| DiskIo::start(image, self.input_tx.clone(), lease.clone()))
             .transpose()
             .map_err(CliError::Host)?;
         if let (true, Some(tap)) = (receiving, &backends.tap) {
@@ -103,6 +104,7 @@ impl Host {
         Ok(HostDevices {
             disk,
             tap: backends.tap,
+            lease,
             stats: self.stats.clone(),
         })
     }

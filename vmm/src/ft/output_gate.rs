@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ft_logging::channel::Released;
 use ft_logging::{DiskRequest, OutputSink, SinkError};
 
-use crate::host::{DiskIo, HostDevices, Leased};
+use crate::host::{HostDevices, Leased, OutputLease};
 use crate::monitor::Stats;
 
 /// An output waiting for its acknowledgement.
@@ -53,15 +53,17 @@ pub struct OutputGate<W> {
     stats: Arc<Stats>,
     /// Disk requests submitted whose completion the guest has not had.
     in_flight: Mutex<BTreeMap<u64, DiskRequest>>,
-    /// The disk's I/O thread, kept out of the emitter's lock so that
-    /// pairing never waits for a release being written.
-    disk: Option<DiskIo>,
+    /// Set only with the state locked, so that it agrees with the queue.
+    /// Kept out of the emitter's lock, so that pairing never waits for a
+    /// release being written.
+    lease: OutputLease,
 }
 
 impl<W: std::fmt::Debug> std::fmt::Debug for OutputGate<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutputGate")
             .field("state", &self.state)
+            .field("lease", &self.lease)
             .field("emitter", &self.emitter)
             .field("released_bytes", &self.released_bytes)
             .field("released_frames", &self.released_frames)
@@ -69,24 +71,12 @@ impl<W: std::fmt::Debug> std::fmt::Debug for OutputGate<W> {
     }
 }
 
+#[derive(Debug)]
 struct GateState {
     held: VecDeque<HeldOutput>,
     acked: u64,
-    /// The lease while paired; none while alone, when outputs go out at once.
-    lease: Option<Leased>,
     /// Batches taken off the queue and being written.
     emitting: usize,
-}
-
-impl std::fmt::Debug for GateState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GateState")
-            .field("held", &self.held)
-            .field("acked", &self.acked)
-            .field("paired", &self.lease.is_some())
-            .field("emitting", &self.emitting)
-            .finish()
-    }
 }
 
 #[derive(Debug)]
@@ -111,12 +101,11 @@ impl<W: Write> OutputGate<W> {
             state: Mutex::new(GateState {
                 held: VecDeque::new(),
                 acked: 0,
-                lease: None,
                 emitting: 0,
             }),
             released: Condvar::new(),
             stats: devices.stats.clone(),
-            disk: devices.disk.clone(),
+            lease: devices.lease.clone(),
             emitter: Mutex::new(Emitter { out, devices }),
             released_bytes: AtomicU64::new(0),
             released_frames: AtomicU64::new(0),
@@ -130,16 +119,7 @@ impl<W: Write> OutputGate<W> {
     pub fn pair(&self, exit: u64, leased: Leased) {
         let mut state = self.state();
         state.acked = exit;
-        self.guard_disk_writes(Some(leased.clone()));
-        state.lease = Some(leased);
-    }
-
-    /// Makes released disk writes wait for `leased` too, right before they
-    /// land (the disk's I/O thread may be behind the release).
-    fn guard_disk_writes(&self, leased: Option<Leased>) {
-        if let Some(disk) = &self.disk {
-            disk.guard_writes(leased);
-        }
+        self.lease.set(Some(leased));
     }
 
     fn state(&self) -> MutexGuard<'_, GateState> {
@@ -159,12 +139,11 @@ impl<W: Write> OutputGate<W> {
     /// else held.
     pub fn hold(&self, exit: u64, output: Held) -> Result<(), SinkError> {
         let mut state = self.state();
-        let at_once = match &state.lease {
-            None => true,
-            Some(leased) => {
-                exit <= state.acked && state.held.is_empty() && state.emitting == 0 && leased()
-            }
-        };
+        let at_once = !self.lease.paired()
+            || (exit <= state.acked
+                && state.held.is_empty()
+                && state.emitting == 0
+                && self.lease.holds());
         if at_once {
             let mut emitter = self.emitter();
             drop(state);
@@ -260,7 +239,7 @@ impl<W: Write> OutputGate<W> {
     pub fn ack(&self, exit: u64) -> Result<(), SinkError> {
         let mut state = self.state();
         state.acked = state.acked.max(exit);
-        if !state.lease.as_ref().is_some_and(|leased| leased()) {
+        if !self.lease.holds() {
             return Ok(());
         }
         let acked = state.acked;
@@ -270,9 +249,8 @@ impl<W: Write> OutputGate<W> {
     /// The backup is gone and this side won the go-live flag: release
     /// everything, and from now on outputs go out at once.
     pub fn go_solo(&self) -> Result<(), SinkError> {
-        let mut state = self.state();
-        state.lease = None;
-        self.guard_disk_writes(None);
+        let state = self.state();
+        self.lease.set(None);
         self.release(state, u64::MAX)
     }
 

@@ -9,7 +9,7 @@
 //! must not land after its backup may have gone live and written newer
 //! data to the same sectors.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -21,10 +21,7 @@ use shared_disk::DiskImage;
 use shared_disk::image::SECTOR;
 use tracing::warn;
 
-use super::HostInput;
-
-/// Whether the primary holds its lease now.
-pub type Leased = Arc<dyn Fn() -> bool + Send + Sync>;
+use super::{HostInput, OutputLease};
 
 /// How often a write waiting for the lease looks again.
 const LEASE_POLL: Duration = Duration::from_millis(1);
@@ -40,36 +37,23 @@ enum Job {
 }
 
 /// A handle to the I/O thread; clones share it.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct DiskIo {
     jobs: Sender<Job>,
     sectors: u64,
-    /// While paired, the lease writes wait for; none while alone.
-    lease: Arc<Mutex<Option<Leased>>>,
-}
-
-impl std::fmt::Debug for DiskIo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let guarded = self
-            .lease
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some();
-        f.debug_struct("DiskIo")
-            .field("sectors", &self.sectors)
-            .field("guarded", &guarded)
-            .finish_non_exhaustive()
-    }
 }
 
 impl DiskIo {
-    /// Starts the thread on `image`; completions go to `completions`.
-    pub fn start(image: DiskImage, completions: Sender<HostInput>) -> std::io::Result<Self> {
+    /// Starts the thread on `image`; completions go to `completions`, and
+    /// writes and flushes land only while `lease` allows.
+    pub fn start(
+        image: DiskImage,
+        completions: Sender<HostInput>,
+        lease: OutputLease,
+    ) -> std::io::Result<Self> {
         let (jobs, incoming) = crossbeam_channel::unbounded::<Job>();
         let sectors = image.sectors();
         let image = Arc::new(image);
-        let lease: Arc<Mutex<Option<Leased>>> = Arc::default();
-        let guard = lease.clone();
         thread::Builder::new()
             .name("disk-io".into())
             .spawn(move || {
@@ -77,7 +61,7 @@ impl DiskIo {
                     match job {
                         Job::Request(request) => {
                             if !matches!(request.op, DiskOp::Read { .. }) {
-                                wait_for_lease(&guard);
+                                wait_for_lease(&lease);
                             }
                             let done = perform(&image, request);
                             if completions.send(HostInput::Disk(done)).is_err() {
@@ -90,17 +74,7 @@ impl DiskIo {
                     }
                 }
             })?;
-        Ok(Self {
-            jobs,
-            sectors,
-            lease,
-        })
-    }
-
-    /// From now on writes and flushes land only while `leased` says the
-    /// lease holds (always, with none: this side runs alone).
-    pub fn guard_writes(&self, leased: Option<Leased>) {
-        *self.lease.lock().unwrap_or_else(PoisonError::into_inner) = leased;
+        Ok(Self { jobs, sectors })
     }
 
     /// Queues `request` for the I/O thread.
@@ -125,14 +99,10 @@ impl DiskIo {
     }
 }
 
-/// Waits until a write may land: the lease holds, or there is none. A
-/// primary whose lease has lapsed for good is fenced and ends meanwhile.
-fn wait_for_lease(lease: &Mutex<Option<Leased>>) {
-    let holds = || {
-        let lease = lease.lock().unwrap_or_else(PoisonError::into_inner);
-        lease.as_ref().is_none_or(|leased| leased())
-    };
-    while !holds() {
+/// Waits until a write may land. A primary whose lease has lapsed for good
+/// is fenced and ends meanwhile.
+fn wait_for_lease(lease: &OutputLease) {
+    while !lease.allows() {
         thread::sleep(LEASE_POLL);
     }
 }
@@ -206,9 +176,10 @@ mod tests {
         std::fs::write(&path, [0u8; 4096]).unwrap();
         let image = DiskImage::open(&path, false, ImageLock::Now).unwrap();
         let (completions, done) = crossbeam_channel::unbounded();
-        let disk = DiskIo::start(image, completions).unwrap();
+        let lease = OutputLease::default();
+        let disk = DiskIo::start(image, completions, lease.clone()).unwrap();
         let holds = Arc::new(AtomicBool::new(false));
-        disk.guard_writes(Some(Arc::new({
+        lease.set(Some(Arc::new({
             let holds = holds.clone();
             move || holds.load(Ordering::SeqCst)
         })));
@@ -234,7 +205,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap()[512..1024], [7u8; 512]);
         // Alone, writes land whatever the lease says.
         holds.store(false, Ordering::SeqCst);
-        disk.guard_writes(None);
+        lease.set(None);
         disk.submit(write(8)).unwrap();
         assert!(done.recv_timeout(Duration::from_secs(5)).is_ok());
         assert_eq!(std::fs::read(&path).unwrap()[512..1024], [8u8; 512]);

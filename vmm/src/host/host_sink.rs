@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ft_logging::{DiskOp, DiskRequest, OutputSink, SinkError};
 
-use super::{DiskIo, StdoutSink, Tap};
+use super::{DiskIo, OutputLease, StdoutSink, Tap};
 use crate::monitor::Stats;
 
 /// Where this host's disk requests and frames go: the disk's I/O thread and
@@ -17,6 +17,9 @@ pub struct HostDevices {
     pub disk: Option<DiskIo>,
     /// The TAP device, if the guest has a network card.
     pub tap: Option<Arc<Tap>>,
+    /// The lease outputs go out under while paired, set by the output gate;
+    /// the disk's writes wait for it too, right before they land.
+    pub lease: OutputLease,
     /// Where what they carry is counted.
     pub stats: Arc<Stats>,
 }

@@ -6,6 +6,7 @@ mod clock;
 mod console;
 mod disk_io;
 mod host_sink;
+mod lease;
 mod live_source;
 pub mod priority;
 mod serial_line;
@@ -15,8 +16,9 @@ mod tap;
 
 pub use clock::VirtualClock;
 pub use console::{TerminalGuard, spawn_stdin_reader};
-pub use disk_io::{DiskIo, Leased, sample_sectors};
+pub use disk_io::{DiskIo, sample_sectors};
 pub use host_sink::{HostDevices, HostSink};
+pub use lease::{Leased, OutputLease};
 pub use live_source::{HostInput, LiveSource};
 pub use serial_line::SerialWindow;
 pub use stdout_sink::StdoutSink;
