@@ -215,8 +215,6 @@ pub struct PrimarySource<W> {
     now_ns: u64,
     last_report: Instant,
     started: Instant,
-    /// How long flow control has stalled the guest.
-    stalled: Duration,
 }
 
 impl<W: Write> PrimarySource<W> {
@@ -243,7 +241,6 @@ impl<W: Write> PrimarySource<W> {
             now_ns,
             last_report: Instant::now(),
             started: Instant::now(),
-            stalled: Duration::ZERO,
         }
     }
 
@@ -309,7 +306,7 @@ impl<W: Write> PrimarySource<W> {
             log_records = outbox.sent_records,
             input_bytes = outbox.input_bytes,
             log_bytes_per_s = (outbox.sent_bytes as f64 / seconds) as u64,
-            stalled_ms = self.stalled.as_millis(),
+            stalled_ms = self.stats.stall_ms(),
             "primary: pair summary"
         );
     }
@@ -344,7 +341,6 @@ impl<W: Write> PrimarySource<W> {
                 let now = Instant::now();
                 let stalled = now - *since;
                 *since = now;
-                self.stalled += stalled;
                 self.stats.stall_seconds.inc_by(stalled.as_secs_f64());
             }
             let Some(outbox) = &mut self.outbox else {
@@ -394,7 +390,7 @@ impl<W: Write> PrimarySource<W> {
                 records = outbox.sent_records,
                 bytes = outbox.sent_bytes,
                 unacked = outbox.unacked,
-                stalled_ms = self.stalled.as_millis(),
+                stalled_ms = self.stats.stall_ms(),
                 "primary: paired"
             );
         } else {

@@ -159,6 +159,6 @@ fn progress(stats: &Stats) -> Event {
         lag_ms: (stats.lag_seconds.get() * 1e3) as u64,
         log_bytes: stats.log_bytes.get(),
         held_outputs: stats.held_outputs.get().max(0) as u64,
-        stall_ms: (stats.stall_seconds.get() * 1e3) as u64,
+        stall_ms: stats.stall_ms(),
     }
 }

@@ -120,6 +120,11 @@ impl Default for Stats {
 }
 
 impl Stats {
+    /// How long flow control has stalled the guest, in milliseconds.
+    pub fn stall_ms(&self) -> u64 {
+        (self.stall_seconds.get() * 1e3) as u64
+    }
+
     /// Every metric at zero, the role `run`.
     pub fn new() -> Self {
         let registry = Registry::new();
