@@ -59,6 +59,20 @@ fn alone_in_a(
     start(hosts, 'a', args, standbys)
 }
 
+/// `kvstore` on a disk of 600 keys (restoring them takes it seconds here),
+/// and a standby for it in each of `hosts_of_standbys`.
+fn kvstore_of_600_keys<const N: usize>(
+    hosts: &Hosts,
+    setup: &PairSetup,
+    hosts_of_standbys: [char; N],
+) -> (Vec<String>, [Side; N]) {
+    let disk = prefilled_disk(&setup.dir, 600);
+    let disk_path = disk.to_str().unwrap();
+    let devices = ["--disk", disk_path, "--net", "tap=ftvm0"];
+    let standbys = hosts_of_standbys.map(|host| hosts.start_standby(setup, host, &[], &devices));
+    (kvstore(&disk), standbys)
+}
+
 #[test]
 fn kvstore_and_its_client_survive_three_failures_of_the_live_host() {
     let _one = serial();
@@ -162,13 +176,7 @@ fn joined_backups_check_every_digest_while_kvstore_reads_its_disk_and_serves() {
     let _one = serial();
     let hosts = Hosts::up(&host_name("rpex"));
     let setup = hosts.setup("rp-kv-exact");
-    // Restoring this many keys takes kvstore a second or more here.
-    let disk = prefilled_disk(&setup.dir, 600);
-    let guest = kvstore(&disk);
-    let disk_path = disk.to_str().unwrap().to_owned();
-    let devices = ["--disk", &disk_path, "--net", "tap=ftvm0"];
-    let mut first = hosts.start_standby(&setup, 'd', &[], &devices);
-    let second = hosts.start_standby(&setup, 'b', &[], &devices);
+    let (guest, [mut first, second]) = kvstore_of_600_keys(&hosts, &setup, ['d', 'b']);
     let primary = alone_in_a(
         &hosts,
         &setup,
@@ -237,11 +245,7 @@ fn a_joined_backup_on_a_busy_host_does_not_hold_its_primary_back() {
     let _one = serial();
     let hosts = Hosts::up(&host_name("rpbz"));
     let setup = hosts.setup("rp-busy");
-    let disk = prefilled_disk(&setup.dir, 600);
-    let guest = kvstore(&disk);
-    let disk_path = disk.to_str().unwrap().to_owned();
-    let devices = ["--disk", &disk_path, "--net", "tap=ftvm0"];
-    let standby = hosts.start_standby(&setup, 'b', &[], &devices);
+    let (guest, [standby]) = kvstore_of_600_keys(&hosts, &setup, ['b']);
     let _busy = CpuHogs::start();
     let primary = alone_in_a(&hosts, &setup, &guest, &[], &['b']);
     wait_nth(&primary, "protected", 1);
