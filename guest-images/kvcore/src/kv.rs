@@ -29,6 +29,10 @@ pub trait Host {
 pub struct Memory {
     /// Heap bytes in use.
     pub used: usize,
+    /// The most heap bytes in use the store's checks have seen (Redis's
+    /// `used_memory_peak`): over `limit` once a command was refused for
+    /// memory, even after the refused request's own memory is freed.
+    pub peak: usize,
     /// Past this, commands that add data are refused with Redis's OOM error
     /// (Redis's `maxmemory`).
     pub limit: usize,
@@ -40,6 +44,7 @@ impl Memory {
     /// No limits: for a replay of the log, which must take what was logged.
     pub const UNLIMITED: Self = Self {
         used: 0,
+        peak: 0,
         limit: usize::MAX,
         room: usize::MAX,
     };

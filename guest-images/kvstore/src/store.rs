@@ -3,6 +3,7 @@
 //! compaction).
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use kvcore::journal::Journal;
 use kvcore::{Connection, Host, Kv, Memory, Outcome, Refusal, Request, Status};
@@ -20,11 +21,16 @@ const SAFETY: usize = 4 << 20;
 /// After the disk failed, how long before a write tries it again.
 const RETRY_TICKS: u64 = 20;
 
+/// The most heap in use [`memory`] has seen.
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
 /// The guest's memory, from the heap's counts.
 pub fn memory() -> Memory {
     let (used, size) = virtio::heap::usage();
+    let peak = PEAK.fetch_max(used, Ordering::Relaxed).max(used);
     Memory {
         used,
+        peak,
         limit: size.saturating_sub(RESERVE),
         room: size.saturating_sub(used).saturating_sub(SAFETY),
     }

@@ -324,6 +324,7 @@ pub(super) fn info(ctx: &mut Ctx, args: &mut [Vec<u8>]) {
         let status = ctx.clock.host.status();
         text.section(b"Memory");
         text.field(b"used_memory", memory.used as u64);
+        text.field(b"used_memory_peak", memory.peak as u64);
         text.field(b"total_system_memory", status.heap_size as u64);
         text.field(b"maxmemory", memory.limit as u64);
         text.text(b"maxmemory_policy", b"noeviction");

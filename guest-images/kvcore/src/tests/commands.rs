@@ -310,6 +310,7 @@ fn commands_that_add_data_are_refused_past_the_memory_limit() {
     let mut world = World::new();
     world.call(&[b"SET", b"a", b"1"]);
     world.host.memory.used = 2000;
+    world.host.memory.peak = 2500;
     world.host.memory.limit = 1000;
     let oom = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
     assert_eq!(world.call(&[b"SET", b"b", b"1"]), oom);
@@ -318,6 +319,11 @@ fn commands_that_add_data_are_refused_past_the_memory_limit() {
     world.call(&[b"MULTI"]);
     world.call(&[b"SET", b"c", b"1"]);
     assert_eq!(world.call(&[b"EXEC"]), oom);
+    let memory = world.call(&[b"INFO", b"memory"]);
+    assert!(
+        memory.contains("used_memory:2000\r\nused_memory_peak:2500\r\n"),
+        "{memory}"
+    );
 }
 
 #[test]
